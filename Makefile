@@ -1,0 +1,69 @@
+# Kommons — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PROVIDERS ?= 3
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with Kommons and its dev tools.
+
+.PHONY: tools
+tools: ## Build (or reuse cached) Kubernetes, kwok, etcd and helm binaries from pinned Go modules.
+	bash hack/testbed/build-tools.sh
+
+.PHONY: deps
+deps: venv tools ## Install everything the bed needs: Python deps, Go binaries, anvil, Prometheus.
+	bash hack/testbed/install-anvil.sh
+	bash hack/testbed/install-prometheus.sh
+
+.PHONY: testbed-up
+testbed-up: deps ## Start hub + $(PROVIDERS) provider clusters + anvil on loopback (state in .testbed/).
+	$(VENV)/bin/kommons-testbed up --providers $(PROVIDERS)
+
+.PHONY: testbed-down
+testbed-down: venv ## Stop exactly the bed's processes and remove .testbed/.
+	$(VENV)/bin/kommons-testbed down
+
+.PHONY: testbed-status
+testbed-status: venv ## Show the bed's clusters, ports and processes.
+	$(VENV)/bin/kommons-testbed status
+
+.PHONY: lint
+lint: venv ## ruff check + format check.
+	$(VENV)/bin/ruff check operator hack/testbed tests
+	$(VENV)/bin/ruff format --check operator hack/testbed tests
+
+.PHONY: fmt
+fmt: venv ## Apply ruff fixes and formatting.
+	$(VENV)/bin/ruff check --fix operator hack/testbed tests
+	$(VENV)/bin/ruff format operator hack/testbed tests
+
+.PHONY: typecheck
+typecheck: venv ## mypy --strict on the packages.
+	$(VENV)/bin/mypy
+
+.PHONY: unit
+unit: venv ## Unit tests (pure logic, no bed).
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: integration
+integration: deps ## Integration tests against the real bed (brought up if not running).
+	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: test
+test: deps lint typecheck ## Everything CI runs: lint, typecheck, then the whole suite.
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
