@@ -1,0 +1,170 @@
+"""Filters: can this provider take at least one replica of this lease, and if not, why.
+
+Filters run in a fixed order and the first one that fails gives the provider's rejection
+reason (the order is the table in ``docs/scheduling.md``). A provider passing them all is
+*feasible* and comes out as a :class:`Candidate` with everything the ranking needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources
+from kommons.scheduler.money import format_bytes, format_units, replica_price
+
+Formatter = Callable[[int], str]
+"""Renders an amount of base units for a reason, e.g. ``functools.partial(format_units,
+decimals=18)``."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A feasible provider, with what the ranking and the allocation need."""
+
+    view: ProviderView
+    """The provider."""
+    free: Resources
+    """Effective free capacity (report minus unreflected reservations)."""
+    gpu_model: str | None
+    """Gpu model replicas would use there (``None`` without gpus)."""
+    price: int
+    """Price of one replica-hour there, in base units."""
+    slots: int
+    """Replicas of this lease that fit in ``free``; at least 1."""
+
+    @property
+    def name(self) -> str:
+        """Provider name."""
+        return self.view.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilterContext:
+    """What the filters need besides the provider."""
+
+    lease: LeaseRequest
+    """The lease being placed."""
+    pool: PoolPolicy
+    """The lease's pool."""
+    exclude: frozenset[str] = frozenset()
+    """Providers to avoid in this decision (e.g. the one being failed over)."""
+    money: Formatter = format_units
+    """Formatter of prices in reasons."""
+
+
+def _names(items: Iterable[str]) -> str:
+    return "[" + ", ".join(sorted(items)) + "]"
+
+
+def _ratio(value: float, bound: float) -> str:
+    """Format ``value < bound`` with enough digits that the two never look equal."""
+    for places in (2, 4, 6):
+        left, right = f"{value:.{places}f}", f"{bound:.{places}f}"
+        if left != right:
+            return f"{left} < {right}"
+    return f"{value!r} < {bound!r}"
+
+
+def fit_count(free: Resources, lease: LeaseRequest, gpu_model: str | None) -> int:
+    """How many replicas of ``lease`` fit into ``free`` using gpus of ``gpu_model``."""
+    need = lease.resources
+    fits = min(free.cpu_milli // need.cpu_milli, free.memory_bytes // need.memory_bytes)
+    if need.gpu_count:
+        fits = min(fits, free.gpus.get(gpu_model, 0) // need.gpu_count if gpu_model else 0)
+    return fits
+
+
+def _resolve_gpu_model(view: ProviderView, free: Resources, lease: LeaseRequest) -> str | None:
+    """Pick the gpu model for a lease that asks for gpus without naming a model.
+
+    The cheapest priced model with room for one replica wins (ties by name); if none has
+    room, the cheapest priced model (the capacity filter then explains); ``None`` if the
+    provider prices no gpu at all.
+    """
+    need = lease.resources.gpu_count
+    priced = sorted(view.pricing.gpu_hour.items(), key=lambda item: (item[1], item[0]))
+    with_room = [model for model, _ in priced if free.gpus.get(model, 0) >= need]
+    if with_room:
+        return with_room[0]
+    return priced[0][0] if priced else None
+
+
+def _gpu_reason(view: ProviderView, free: Resources, model: str | None, wanted: str) -> str:
+    has = set(view.pricing.gpu_hour) | {m for m, n in free.gpus.items() if n > 0}
+    has |= {m for m, n in view.available.gpus.items() if n > 0}
+    listing = ", ".join(sorted(has)) or "none"
+    if model is not None and model in has:
+        return f"gpu {model} offered without a price"
+    return f"no gpu {wanted}(has: {listing})"
+
+
+def _capacity_reason(free: Resources, lease: LeaseRequest, gpu_model: str | None) -> str:
+    need = lease.resources
+    if need.gpu_count and gpu_model:
+        have = free.gpus.get(gpu_model, 0)
+        if have < need.gpu_count:
+            return f"insufficient gpu {gpu_model} ({have} < {need.gpu_count})"
+    if free.cpu_milli < need.cpu_milli:
+        return f"insufficient cpu ({free.cpu_milli}m free < {need.cpu_milli}m)"
+    return (
+        f"insufficient memory ({format_bytes(free.memory_bytes)} free < "
+        f"{format_bytes(need.memory_bytes)})"
+    )
+
+
+def evaluate(view: ProviderView, free: Resources, ctx: FilterContext) -> Candidate | str:
+    """Run every filter on one provider.
+
+    Args:
+        view: The provider.
+        free: Its effective free capacity (see :func:`.reservations.effective_available`).
+        ctx: The lease, pool, exclusions and money formatter.
+
+    Returns:
+        A :class:`Candidate` if the provider can take at least one replica, otherwise the
+        human-readable reason of the first filter that failed.
+    """
+    lease, pool = ctx.lease, ctx.pool
+    if pool.selector is not None and not pool.selector.matches(view.labels):
+        return "not selected by pool"
+    if not view.ready:
+        return f"not ready (phase {view.phase})"
+    if view.cordoned:
+        return "cordoned"
+    if pool.regions and view.region not in pool.regions:
+        return f"region {view.region} not in pool regions {_names(pool.regions)}"
+    if lease.regions and view.region not in lease.regions:
+        return f"region {view.region} not in {_names(lease.regions)}"
+    if lease.providers and view.name not in lease.providers:
+        return "not in the lease's provider allow-list"
+    if view.name in ctx.exclude:
+        return "excluded from this decision (being replaced)"
+    if view.reputation < pool.min_reputation:
+        return f"reputation {_ratio(view.reputation, pool.min_reputation)}"
+
+    need = lease.resources
+    gpu_model: str | None = None
+    gpu_hour = 0
+    if need.gpu_count:
+        gpu_model = need.gpu_model or _resolve_gpu_model(view, free, lease)
+        if gpu_model is None or gpu_model not in view.pricing.gpu_hour:
+            wanted = f"{need.gpu_model} " if need.gpu_model else ""
+            return _gpu_reason(view, free, gpu_model, wanted)
+        gpu_hour = view.pricing.gpu_hour[gpu_model]
+
+    price = replica_price(
+        cpu_milli=need.cpu_milli,
+        memory_bytes=need.memory_bytes,
+        gpu_count=need.gpu_count,
+        cpu_core_hour=view.pricing.cpu_core_hour,
+        memory_gib_hour=view.pricing.memory_gib_hour,
+        gpu_hour=gpu_hour,
+    )
+    if lease.max_price_per_hour is not None and price > lease.max_price_per_hour:
+        return f"price {ctx.money(price)}/h > max {ctx.money(lease.max_price_per_hour)}/h"
+
+    slots = fit_count(free, lease, gpu_model)
+    if slots < 1:
+        return _capacity_reason(free, lease, gpu_model)
+    return Candidate(view=view, free=free, gpu_model=gpu_model, price=price, slots=slots)
