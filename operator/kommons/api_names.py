@@ -1,0 +1,21 @@
+"""Names shared by every part of Kommons: the API group, version and annotation prefix."""
+
+GROUP = "kommons.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+PREFIX = "kommons.io"
+"""Prefix of Kommons' own labels, annotations and finalizers."""
+FINALIZER = f"{PREFIX}/finalizer"
+LABEL_LEASE_UID = f"{PREFIX}/lease-uid"
+LABEL_LEASE_NAME = f"{PREFIX}/lease-name"
+LABEL_LEASE_NAMESPACE = f"{PREFIX}/lease-namespace"
+LABEL_PLACEMENT = f"{PREFIX}/placement"
+LABEL_PROVIDER = f"{PREFIX}/provider"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "kommons"
+PROVIDER_NAMESPACE_PREFIX = "kommons-provider-"
+
+
+def provider_namespace(provider: str) -> str:
+    """The hub namespace that belongs to one provider: its placements and heartbeat live there."""
+    return f"{PROVIDER_NAMESPACE_PREFIX}{provider}"

@@ -1,0 +1,163 @@
+"""A thin typed REST client over the ``kubernetes`` package, for any resource (built-in or CRD).
+
+Objects are plain ``dict``s as the API serves them; typed models live in :mod:`kommons.api`.
+Writes of whole objects use server-side apply, so repeating a write is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import kubernetes.client
+import kubernetes.config
+
+from kommons.kube.errors import KubeError, NotFound
+from kommons.kube.resources import Resource
+
+JSON = dict[str, Any]
+
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Kube:
+    """One cluster's API, reached with one set of credentials."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, field_manager: str) -> None:
+        self.api_client = api_client
+        self.field_manager = field_manager
+
+    @property
+    def server(self) -> str:
+        """The API server URL."""
+        return str(self.api_client.configuration.host)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object | None = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> JSON:
+        """Send one request; return the decoded JSON body or raise a :class:`KubeError`."""
+        url_path = f"{path}?{urlencode(dict(query))}" if query else path
+        method_, url, headers, data, _ = self.api_client.param_serialize(
+            method=method,
+            resource_path=url_path,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api_client.call_api(
+                method_, url, header_params=headers, body=data, _request_timeout=timeout
+            )
+        except kubernetes.client.ApiException as exc:
+            raw = exc.body if isinstance(exc.body, bytes) else str(exc.body or "").encode()
+            raise KubeError.from_response(int(exc.status or 0), raw, method, path) from exc
+        response.read()  # type: ignore[no-untyped-call]
+        raw_body: bytes = response.data or b""
+        if response.status >= 400:
+            raise KubeError.from_response(response.status, raw_body, method, path)
+        return cast(JSON, json.loads(raw_body)) if raw_body else {}
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        """Read one object."""
+        return self.request("GET", resource.path(namespace, name))
+
+    def get_or_none(
+        self, resource: Resource, name: str, namespace: str | None = None
+    ) -> JSON | None:
+        """Read one object, or ``None`` when it does not exist."""
+        try:
+            return self.get(resource, name, namespace)
+        except NotFound:
+            return None
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[JSON]:
+        """List objects (all namespaces when ``namespace`` is ``None``)."""
+        query = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        result = self.request("GET", resource.path(namespace), query=query)
+        return list(result.get("items", []))
+
+    def create(self, resource: Resource, body: JSON, namespace: str | None = None) -> JSON:
+        """Create an object (raises :class:`~kommons.kube.errors.Conflict` if it exists)."""
+        return self.request("POST", resource.path(namespace), body=body)
+
+    def apply(self, resource: Resource, body: JSON, *, subresource: str = "") -> JSON:
+        """Server-side apply ``body`` (which names itself) as this client's field manager."""
+        meta = body["metadata"]
+        path = resource.path(meta.get("namespace"), meta["name"])
+        if subresource:
+            path += f"/{subresource}"
+        return self.request(
+            "PATCH",
+            path,
+            body=body,
+            query={"fieldManager": self.field_manager, "force": "true"},
+            content_type=APPLY_PATCH,
+        )
+
+    def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: JSON,
+        namespace: str | None = None,
+        *,
+        subresource: str = "",
+    ) -> JSON:
+        """JSON merge-patch an object (or its ``status`` subresource)."""
+        path = resource.path(namespace, name)
+        if subresource:
+            path += f"/{subresource}"
+        return self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    def delete(self, resource: Resource, name: str, namespace: str | None = None) -> bool:
+        """Delete an object in the background; ``False`` when it was already gone."""
+        try:
+            self.request(
+                "DELETE",
+                resource.path(namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except NotFound:
+            return False
+        return True
+
+
+def load_api_client(
+    kubeconfig: Path | None, *, context: str | None = None
+) -> kubernetes.client.ApiClient:
+    """An API client from a kubeconfig file, or from the pod's service account when ``None``."""
+    if kubeconfig is None:
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), context=context
+    )
+    return cast(kubernetes.client.ApiClient, client)
+
+
+def connect(kubeconfig: Path | None, *, field_manager: str, context: str | None = None) -> Kube:
+    """A :class:`Kube` for the cluster named by ``kubeconfig`` (in-cluster when ``None``)."""
+    return Kube(load_api_client(kubeconfig, context=context), field_manager=field_manager)
