@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from kommons_testbed.handles import PrometheusHandle
-from kommons_testbed.processes import is_alive, stop, wait_for
+from kommons_testbed.processes import free_port, is_alive, stop, wait_for
 from kommons_testbed.prometheus import (
     promtool_check_config,
     promtool_check_rules,
@@ -139,3 +140,21 @@ def test_promtool_rejects_broken_rules(tmp_path: Path) -> None:
     ok, output = promtool_check_rules(path)
     assert not ok
     assert "FAILED" in output
+
+
+def test_a_taken_port_is_retried_on_another(
+    tmp_path: Path, exporter_target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = int(squatter.getsockname()[1])
+        ports = iter([taken, free_port()])
+        monkeypatch.setattr("kommons_testbed.prometheus.free_port", lambda: next(ports))
+        record, handle = start_prometheus(tmp_path, [exporter_target])
+        try:
+            assert handle.url != f"http://127.0.0.1:{taken}"
+            assert "address already in use" in (tmp_path / "logs" / "prometheus.log").read_text()
+            assert query_values(handle, "vector(1)") == [1.0]
+        finally:
+            stop(record)
