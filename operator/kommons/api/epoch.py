@@ -1,0 +1,90 @@
+"""SettlementEpoch: one settled billing period (cluster-scoped)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from kommons.api.common import (
+    API_VERSION,
+    CONDITIONS_EXTRA,
+    Address,
+    ApiModel,
+    Cel,
+    Condition,
+    Decimal,
+    Resource,
+    StatusModel,
+    cel_rules,
+)
+
+EpochPhase = Literal["Open", "Sealed", "Submitted", "Confirmed", "Failed"]
+"""Phase of a settlement epoch."""
+
+Hash32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", min_length=66, max_length=66)]
+
+
+class SettlementEpochSpec(ApiModel):
+    """The billing period."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            Cel("self.end > self.start", "end must be after start", field_path=".end")
+        )
+    )
+
+    start: datetime = Field(description="Start of the period (inclusive).")
+    end: datetime = Field(description="End of the period (exclusive).")
+    epoch_id: int | None = Field(
+        default=None, ge=0, description="Epoch id committed on chain (strictly increasing)."
+    )
+
+
+class SettlementLeaf(StatusModel):
+    """One (billing account, provider) amount of the epoch's Merkle tree."""
+
+    billing_account: str = Field(description="BillingAccount name.")
+    payer: Address | None = Field(default=None, description="The account's escrow address.")
+    provider: str = Field(description="Provider name.")
+    payee: Address | None = Field(default=None, description="The provider's payout address.")
+    amount: Decimal = Field(description="Amount in settlement-token units.")
+
+
+class SettlementEpochStatus(StatusModel):
+    """The epoch's settlement: Merkle root, total, transaction."""
+
+    phase: EpochPhase | None = Field(
+        default=None, description="Open, Sealed, Submitted, Confirmed or Failed."
+    )
+    root: Hash32 | None = Field(default=None, description="Merkle root of the leaves.")
+    total: Decimal | None = Field(
+        default=None, description="Sum of the leaves in settlement-token units."
+    )
+    leaves: list[SettlementLeaf] | None = Field(
+        default=None, description="The amounts settled, one per (account, provider)."
+    )
+    leaf_count: int | None = Field(default=None, ge=0, description="Number of leaves.")
+    tx_hash: Hash32 | None = Field(default=None, description="Transaction committing the root.")
+    block_number: int | None = Field(
+        default=None, ge=0, description="Block that included the transaction."
+    )
+    confirmations: int | None = Field(default=None, ge=0, description="Confirmations seen.")
+    sealed_at: datetime | None = Field(default=None, description="When the epoch was sealed.")
+    submitted_at: datetime | None = Field(default=None, description="When it was submitted.")
+    confirmed_at: datetime | None = Field(default=None, description="When it was confirmed.")
+    message: str | None = Field(default=None, description="Detail, e.g. the failure.")
+    conditions: list[Condition] | None = Field(
+        default=None, description="Conditions.", json_schema_extra=CONDITIONS_EXTRA
+    )
+
+
+class SettlementEpoch(Resource):
+    """A SettlementEpoch object."""
+
+    KIND = "SettlementEpoch"
+    api_version: str = API_VERSION
+    kind: str = "SettlementEpoch"
+    spec: SettlementEpochSpec
+    status: SettlementEpochStatus | None = None

@@ -1,0 +1,287 @@
+"""ComputeLease: a tenant's rental of compute from a pool (namespaced, short name ``cl``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from kommons.api.common import (
+    API_VERSION,
+    CONDITIONS_EXTRA,
+    ApiModel,
+    Cel,
+    Condition,
+    Decimal,
+    DnsLabel,
+    Duration,
+    LabelValue,
+    LocalObjectReference,
+    ObjectName,
+    PositiveDecimal,
+    PositiveQuantity,
+    Resource,
+    StatusModel,
+    list_map,
+)
+from kommons.api.template import PodTemplate
+
+LeasePhase = Literal[
+    "Pending",
+    "Scheduled",
+    "Running",
+    "Degraded",
+    "Suspended",
+    "Expired",
+    "Failed",
+    "Terminating",
+]
+"""Lifecycle phase of a ComputeLease."""
+
+
+class GpuRequest(ApiModel):
+    """GPUs per replica, of one model."""
+
+    count: int = Field(ge=1, le=64, description="GPUs per replica (1 to 64).")
+    model: LabelValue = Field(
+        description="GPU model, matched against the provider nodes' nvidia.com/gpu.product"
+        " label (e.g. nvidia-a100); letters, digits, '-', '_' and '.', at most 63 characters."
+    )
+
+
+class Resources(ApiModel):
+    """What one replica reserves, and is billed for while it is ready."""
+
+    cpu: PositiveQuantity = Field(description="CPU per replica, a positive quantity (500m, 4).")
+    memory: PositiveQuantity = Field(
+        description="Memory per replica, a positive quantity (256Mi, 16Gi)."
+    )
+    gpu: GpuRequest | None = Field(default=None, description="GPUs per replica; absent = none.")
+
+
+class PlacementPreferences(ApiModel):
+    """Where the replicas may go."""
+
+    spread: bool = Field(
+        default=False,
+        description="Spread replicas across distinct providers where possible.",
+    )
+    regions: list[LabelValue] | None = Field(
+        default=None,
+        max_length=32,
+        description="Allowed provider regions; absent or empty = any region of the pool.",
+    )
+    providers: list[ObjectName] | None = Field(
+        default=None,
+        max_length=256,
+        description="Allow-list of Provider names; absent or empty = any provider of the pool.",
+    )
+
+
+class ExposedPort(ApiModel):
+    """A port of the workload published by the provider (ingress or LoadBalancer)."""
+
+    name: DnsLabel = Field(description="Port name, unique in the lease (DNS label).")
+    port: int = Field(ge=1, le=65535, description="Container port to publish.")
+    protocol: Literal["TCP", "UDP"] = Field(default="TCP", description="TCP or UDP.")
+    public: bool = Field(
+        default=False,
+        description="Publish on the provider's public address; false = reachable in-cluster only.",
+    )
+
+
+class ConfigSource(ApiModel):
+    """A Secret or ConfigMap of the lease's namespace copied along with the workload."""
+
+    kind: Literal["Secret", "ConfigMap"] = Field(description="Secret or ConfigMap.")
+    name: ObjectName = Field(description="Name of the object in the lease's namespace.")
+
+
+class StorageRequest(ApiModel):
+    """A persistent volume per replica, from the provider's storage class of a tier."""
+
+    name: DnsLabel = Field(description="Volume name, unique in the lease (DNS label).")
+    size: PositiveQuantity = Field(description="Size, a positive quantity (50Gi).")
+    tier: LabelValue = Field(
+        default="standard", description="Storage tier the provider maps to a storage class."
+    )
+    mount_path: Annotated[str, Field(min_length=2, max_length=1024, pattern=r"^/")] = Field(
+        description="Absolute path where the volume is mounted in every container."
+    )
+
+
+class PoolRef(ApiModel):
+    """The ProviderPool a lease draws from."""
+
+    name: ObjectName = Field(description="Name of the ProviderPool.")
+
+
+class ComputeLeaseSpec(ApiModel):
+    """What a tenant rents: replicas of a pod, from a pool, under a price cap."""
+
+    pool_ref: Annotated[
+        PoolRef,
+        Cel("self == oldSelf", "poolRef is immutable: create a new lease to change the pool"),
+    ] = Field(description="The ProviderPool to lease from; immutable.")
+    replicas: int = Field(default=1, ge=0, le=1000, description="Number of replicas (0 to 1000).")
+    resources: Resources = Field(description="Resources per replica; what is reserved and billed.")
+    template: PodTemplate = Field(
+        description="The pod every replica runs (a PodTemplateSpec). Fields that escape the"
+        " sandbox or the placement are refused."
+    )
+    duration: Duration | None = Field(
+        default=None,
+        description="Lease term, e.g. 2h or 1d12h; absent = until deleted.",
+    )
+    max_price_per_hour: PositiveDecimal = Field(
+        description="Most the tenant pays per hour for one replica (its cpu, memory and gpu at"
+        " the provider's prices), in settlement-token units as a decimal string, e.g."
+        ' "5.00". Providers priced above it are not considered.'
+    )
+    placement: PlacementPreferences | None = Field(
+        default=None, description="Placement preferences: spread, regions, providers."
+    )
+    suspend: bool = Field(
+        default=False, description="Scale to zero and stop billing, keeping the lease."
+    )
+    expose: list[ExposedPort] | None = Field(
+        default=None,
+        max_length=16,
+        description="Ports the provider publishes (ingress or LoadBalancer).",
+        json_schema_extra=list_map("name"),
+    )
+    config_from: list[ConfigSource] | None = Field(
+        default=None,
+        max_length=32,
+        description="Secrets and ConfigMaps of this namespace copied with the workload.",
+    )
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None,
+        max_length=8,
+        description="Image pull Secrets of this namespace, copied with the workload, never logged.",
+    )
+    storage: list[StorageRequest] | None = Field(
+        default=None,
+        max_length=8,
+        description="Persistent volumes per replica, by provider storage tier.",
+        json_schema_extra=list_map("name"),
+    )
+
+
+class LeasePlacementSummary(StatusModel):
+    """Where some replicas of a lease run."""
+
+    provider: str = Field(description="Provider name.")
+    replicas: int = Field(ge=0, description="Replicas placed on this provider.")
+    ready_replicas: int = Field(default=0, ge=0, description="Of these, ready replicas.")
+    price_per_hour: Decimal | None = Field(
+        default=None, description="Price per hour locked at placement, for these replicas."
+    )
+    placed_at: datetime | None = Field(default=None, description="When the placement was made.")
+    namespace: str | None = Field(
+        default=None, description="Hub namespace of the LeasePlacement (kommons-provider-NAME)."
+    )
+    placement_name: str | None = Field(default=None, description="Name of the LeasePlacement.")
+
+
+class LeaseCost(StatusModel):
+    """What the lease has cost so far."""
+
+    accrued: Decimal = Field(default="0", description="Accrued cost in settlement-token units.")
+    last_metered_at: datetime | None = Field(
+        default=None, description="End of the last metered interval."
+    )
+
+
+class ChosenProvider(StatusModel):
+    """A provider the scheduler chose and how many replicas it got."""
+
+    provider: str = Field(description="Provider name.")
+    replicas: int = Field(ge=0, description="Replicas assigned to it.")
+
+
+class SchedulingDecision(StatusModel):
+    """The scheduler's last decision, with a reason for every provider it rejected."""
+
+    considered: int = Field(default=0, ge=0, description="Providers considered (in the pool).")
+    feasible: int = Field(default=0, ge=0, description="Providers that passed every filter.")
+    chosen: list[ChosenProvider] = Field(
+        default_factory=list, description="Providers chosen, with their replicas."
+    )
+    rejected: dict[str, str] = Field(
+        default_factory=dict, description="Rejected providers by name, with the reason."
+    )
+    decided_at: datetime | None = Field(default=None, description="When the decision was made.")
+
+
+class Endpoint(StatusModel):
+    """An address where an exposed port of the lease is reachable."""
+
+    name: str = Field(description="Name of the exposed port.")
+    url: str = Field(description="URL or host:port.")
+    provider: str | None = Field(default=None, description="Provider serving it.")
+
+
+class ComputeLeaseStatus(StatusModel):
+    """What the hub observed and decided for a lease."""
+
+    phase: LeasePhase | None = Field(
+        default=None,
+        description="Pending, Scheduled, Running, Degraded, Suspended, Expired, Failed or"
+        " Terminating.",
+    )
+    replicas: int | None = Field(
+        default=None, ge=0, description="Replicas currently placed on providers."
+    )
+    ready_replicas: int | None = Field(default=None, ge=0, description="Replicas ready.")
+    ready: str | None = Field(
+        default=None,
+        description="Ready replicas over desired, e.g. 2/2 (shown by kubectl get).",
+    )
+    providers: str | None = Field(
+        default=None,
+        description="Comma-separated providers running the lease (shown by kubectl get).",
+    )
+    placements: list[LeasePlacementSummary] | None = Field(
+        default=None, description="Where the replicas run."
+    )
+    started_at: datetime | None = Field(
+        default=None, description="When the first replica became ready."
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="When the lease term ends (startedAt + duration)."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status reflects."
+    )
+    cost: LeaseCost | None = Field(default=None, description="Accrued cost.")
+    decision: SchedulingDecision | None = Field(
+        default=None, description="The scheduler's last decision."
+    )
+    endpoints: list[Endpoint] | None = Field(
+        default=None, description="Where exposed ports are reachable."
+    )
+    billing_account: str | None = Field(
+        default=None, description="The BillingAccount the lease is billed to."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Conditions: Scheduled, Ready, PaymentOK ...",
+        json_schema_extra=CONDITIONS_EXTRA,
+    )
+
+
+class ComputeLease(Resource):
+    """A ComputeLease object."""
+
+    KIND = "ComputeLease"
+    api_version: str = API_VERSION
+    kind: str = "ComputeLease"
+    spec: ComputeLeaseSpec
+    status: ComputeLeaseStatus | None = None
+
+
+def ready_summary(ready: int, desired: int) -> str:
+    """Return the ``status.ready`` column text, e.g. ``"1/2"``."""
+    return f"{ready}/{desired}"

@@ -1,0 +1,121 @@
+"""LeasePlacement: the hub's instruction to one provider (namespaced, in its hub namespace)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kommons.api.common import (
+    API_VERSION,
+    CONDITIONS_EXTRA,
+    ApiModel,
+    Condition,
+    DnsLabel,
+    LocalObjectReference,
+    ObjectName,
+    PositiveDecimal,
+    Resource,
+    StatusModel,
+    list_map,
+)
+from kommons.api.lease import ConfigSource, ExposedPort, Resources, StorageRequest
+from kommons.api.template import PodTemplate
+
+PlacementPhase = Literal[
+    "Pending", "Materializing", "Running", "Degraded", "Suspended", "Failed", "Terminating"
+]
+"""Phase of a placement as the agent reports it."""
+
+
+class LeaseRef(ApiModel):
+    """The ComputeLease a placement belongs to."""
+
+    namespace: DnsLabel = Field(description="Namespace of the lease.")
+    name: ObjectName = Field(description="Name of the lease.")
+    uid: str = Field(min_length=1, max_length=64, description="UID of the lease.")
+
+
+class LeasePlacementSpec(ApiModel):
+    """The workload one provider must run for a lease, with the price locked at placement."""
+
+    lease_ref: LeaseRef = Field(description="The lease this placement belongs to.")
+    provider: ObjectName = Field(description="The Provider that runs it.")
+    replicas: int = Field(ge=0, le=1000, description="Replicas to run on this provider.")
+    resources: Resources = Field(description="Resources per replica.")
+    template: PodTemplate = Field(
+        description="The sanitised pod template (the lease's template after hub checks)."
+    )
+    price_per_hour: PositiveDecimal = Field(
+        description="Price per hour of one replica, locked at placement, in settlement-token units."
+    )
+    billing_account: ObjectName = Field(description="The BillingAccount that pays.")
+    suspend: bool = Field(default=False, description="Scale to zero, keep the placement.")
+    lease_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation of the lease this reflects."
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="When the lease term ends; absent = until deleted."
+    )
+    expose: list[ExposedPort] | None = Field(
+        default=None,
+        max_length=16,
+        description="Ports to publish.",
+        json_schema_extra=list_map("name"),
+    )
+    config_from: list[ConfigSource] | None = Field(
+        default=None,
+        max_length=32,
+        description="Secrets and ConfigMaps copied with the workload (from the hub).",
+    )
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None, max_length=8, description="Image pull Secrets copied with the workload."
+    )
+    storage: list[StorageRequest] | None = Field(
+        default=None,
+        max_length=8,
+        description="Persistent volumes per replica.",
+        json_schema_extra=list_map("name"),
+    )
+
+
+class LeasePlacementStatus(StatusModel):
+    """What the provider's agent observed and metered."""
+
+    phase: PlacementPhase | None = Field(
+        default=None,
+        description="Pending, Materializing, Running, Degraded, Suspended, Failed or Terminating.",
+    )
+    replicas: int | None = Field(default=None, ge=0, description="Replicas that exist.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Replicas ready.")
+    namespace: str | None = Field(
+        default=None, description="Namespace of the workload on the provider cluster."
+    )
+    last_report_time: datetime | None = Field(
+        default=None, description="When the agent last reported."
+    )
+    metering: dict[str, Any] | None = Field(
+        default=None,
+        description="Metering checkpoint written by the agent: per-pod ready intervals and"
+        " monotonic counters (format owned by kommons.metering).",
+    )
+    message: str | None = Field(default=None, description="Human-readable detail.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status reflects."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Conditions: Materialized, Ready ...",
+        json_schema_extra=CONDITIONS_EXTRA,
+    )
+
+
+class LeasePlacement(Resource):
+    """A LeasePlacement object."""
+
+    KIND = "LeasePlacement"
+    api_version: str = API_VERSION
+    kind: str = "LeasePlacement"
+    spec: LeasePlacementSpec
+    status: LeasePlacementStatus | None = None

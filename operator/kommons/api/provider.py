@@ -1,0 +1,186 @@
+"""Provider: one community cluster offering capacity (cluster-scoped, short name ``prov``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from kommons.api.common import (
+    API_VERSION,
+    CONDITIONS_EXTRA,
+    LABEL_VALUE_PATTERN,
+    Address,
+    ApiModel,
+    Cel,
+    Condition,
+    Decimal,
+    LabelValue,
+    PositiveQuantity,
+    Quantity,
+    Resource,
+    SecretKeyRef,
+    StatusModel,
+    cel_rules,
+)
+
+ProviderPhase = Literal["Ready", "NotReady", "Unreachable", "Cordoned"]
+"""Health of a Provider as the hub sees it."""
+
+_KEYS_ARE_LABEL_VALUES = Cel(
+    "self.all(k, size(k) <= 63 && k.matches('" + LABEL_VALUE_PATTERN + "'))",
+    "keys must be GPU models or tiers: letters, digits, '-', '_' and '.', at most 63 characters",
+)
+
+PriceMap = Annotated[dict[str, Decimal], _KEYS_ARE_LABEL_VALUES]
+
+
+class PricingPolicy(ApiModel):
+    """How the provider's prices move with its utilisation."""
+
+    type: Literal["Static", "Utilization"] = Field(
+        default="Static",
+        description="Static: list prices. Utilization: prices rise as free capacity falls.",
+    )
+    max_multiplier: Annotated[
+        Decimal,
+        Cel(
+            "self.matches('^0*[1-9]')",
+            "maxMultiplier must be at least 1",
+        ),
+    ] = Field(
+        default="1",
+        description="Utilization only: the highest factor applied to list prices (>= 1).",
+    )
+
+
+class Pricing(ApiModel):
+    """List prices in settlement-token units per hour, as decimal strings."""
+
+    cpu_core_hour: Decimal = Field(description="Price of one CPU core for one hour.")
+    memory_gib_hour: Decimal = Field(
+        alias="memoryGiBHour", description="Price of one GiB of memory for one hour."
+    )
+    gpu_hour: PriceMap | None = Field(
+        default=None,
+        max_length=32,
+        description="Price of one GPU for one hour, by model (nvidia.com/gpu.product).",
+    )
+    storage_gib_hour: PriceMap | None = Field(
+        default=None,
+        alias="storageGiBHour",
+        max_length=16,
+        description="Price of one GiB of storage for one hour, by tier.",
+    )
+    policy: PricingPolicy | None = Field(default=None, description="Price policy; absent = Static.")
+
+
+class Offer(ApiModel):
+    """The ceiling the provider offers to the market (less than or equal to its capacity)."""
+
+    cpu: PositiveQuantity | None = Field(default=None, description="CPU offered, e.g. 64.")
+    memory: PositiveQuantity | None = Field(default=None, description="Memory offered, e.g. 256Gi.")
+    gpus: int | None = Field(default=None, ge=0, le=4096, description="GPUs offered in total.")
+
+
+class ProviderSpec(ApiModel):
+    """A community cluster: how the hub reaches it, where it is, what it charges and offers."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            Cel(
+                "self.mode != 'Push' || has(self.kubeconfigSecretRef)",
+                "kubeconfigSecretRef is required when mode is Push: the hub needs a kubeconfig"
+                " to reach the provider cluster",
+                field_path=".kubeconfigSecretRef",
+                reason="FieldValueRequired",
+            )
+        )
+    )
+
+    mode: Literal["Pull", "Push"] = Field(
+        default="Pull",
+        description="Pull: an agent in the provider cluster connects to the hub (default)."
+        " Push: the hub runs the agent loop with kubeconfigSecretRef.",
+    )
+    kubeconfig_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Push only: Secret holding a scoped kubeconfig."
+    )
+    region: LabelValue = Field(description="Region of the cluster, e.g. eu-west.")
+    payout_address: Address = Field(
+        description="EVM address paid for this provider's work: 0x followed by 40 hex digits"
+        " (EIP-55 checksummed)."
+    )
+    pricing: Pricing = Field(description="List prices.")
+    offer: Offer | None = Field(
+        default=None, description="Ceiling offered to the market; absent = all allocatable."
+    )
+    cordoned: bool = Field(default=False, description="Accept no new placements.")
+
+
+class ResourceSummary(StatusModel):
+    """An amount of cpu, memory and GPUs by model."""
+
+    cpu: Quantity | None = Field(default=None, description="CPU, as a quantity.")
+    memory: Quantity | None = Field(default=None, description="Memory, as a quantity.")
+    gpus: dict[str, int] | None = Field(
+        default=None, description="GPUs by model (nvidia.com/gpu.product)."
+    )
+
+
+class Reputation(StatusModel):
+    """Track record of the provider."""
+
+    score: float = Field(default=1.0, ge=0, le=1, description="Score from 0 to 1.")
+    uptime_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of time the provider was reachable."
+    )
+    completed_leases: int = Field(default=0, ge=0, description="Placements completed.")
+    failed_leases: int = Field(default=0, ge=0, description="Placements lost to provider failure.")
+
+
+class ProviderStatus(StatusModel):
+    """What the hub knows about the provider: health, capacity, reputation."""
+
+    phase: ProviderPhase | None = Field(
+        default=None, description="Ready, NotReady, Unreachable or Cordoned."
+    )
+    last_heartbeat_time: datetime | None = Field(
+        default=None, description="Last heartbeat received from the agent."
+    )
+    capacity: ResourceSummary | None = Field(default=None, description="Total of the nodes.")
+    allocatable: ResourceSummary | None = Field(
+        default=None, description="Allocatable on the nodes."
+    )
+    available: ResourceSummary | None = Field(
+        default=None,
+        description="Allocatable minus what pods request, capped by the offer.",
+    )
+    reputation: Reputation | None = Field(default=None, description="Track record.")
+    namespace: str | None = Field(
+        default=None, description="The provider's hub namespace, kommons-provider-NAME."
+    )
+    nodes: int | None = Field(default=None, ge=0, description="Ready nodes.")
+    agent_version: str | None = Field(default=None, description="Version of the agent.")
+    kubernetes_version: str | None = Field(
+        default=None, description="Kubernetes version of the provider cluster."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status reflects."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Conditions: Ready, Heartbeat ...",
+        json_schema_extra=CONDITIONS_EXTRA,
+    )
+
+
+class Provider(Resource):
+    """A Provider object."""
+
+    KIND = "Provider"
+    api_version: str = API_VERSION
+    kind: str = "Provider"
+    spec: ProviderSpec
+    status: ProviderStatus | None = None
