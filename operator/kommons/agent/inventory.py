@@ -1,0 +1,186 @@
+"""Compute a provider's capacity, allocatable and free resources from its nodes and pods (pure).
+
+Capacity and allocatable are summed over schedulable, Ready nodes; GPUs are counted by the
+node label ``nvidia.com/gpu.product`` (count from ``nvidia.com/gpu``). Free is allocatable
+minus what non-terminated pods request, then capped by the provider's offer: the provider
+never sells more than it offered, counting what Kommons placements already use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR
+from typing import Any
+
+from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
+from kommons.api_names import LABEL_MANAGED_BY, MANAGER
+from kommons.quantity import parse_quantity
+
+JSON = dict[str, Any]
+UNKNOWN_GPU_MODEL = "unknown"
+
+
+@dataclass(frozen=True)
+class Amount:
+    """Cpu (millicores), memory (bytes) and GPUs by model."""
+
+    cpu_milli: int = 0
+    memory_bytes: int = 0
+    gpus: Mapping[str, int] = field(default_factory=dict)
+
+    def plus(self, other: Amount) -> Amount:
+        """The sum of two amounts."""
+        gpus = dict(self.gpus)
+        for model, count in other.gpus.items():
+            gpus[model] = gpus.get(model, 0) + count
+        return Amount(
+            self.cpu_milli + other.cpu_milli, self.memory_bytes + other.memory_bytes, gpus
+        )
+
+    def minus(self, other: Amount) -> Amount:
+        """``self - other``, clamped at zero in every dimension."""
+        gpus = {m: max(0, n - other.gpus.get(m, 0)) for m, n in self.gpus.items()}
+        return Amount(
+            max(0, self.cpu_milli - other.cpu_milli),
+            max(0, self.memory_bytes - other.memory_bytes),
+            gpus,
+        )
+
+    def capped(self, ceiling: Amount) -> Amount:
+        """The smaller of ``self`` and ``ceiling`` in every dimension (GPUs: total count)."""
+        gpus = dict(self.gpus)
+        budget = sum(ceiling.gpus.values())
+        for model in sorted(gpus):
+            take = min(gpus[model], budget)
+            gpus[model] = take
+            budget -= take
+        return Amount(
+            min(self.cpu_milli, ceiling.cpu_milli),
+            min(self.memory_bytes, ceiling.memory_bytes),
+            gpus,
+        )
+
+    def to_status(self) -> JSON:
+        """The API form: ``{cpu: "1500m", memory: "1073741824", gpus: {model: n}}``."""
+        return {
+            "cpu": f"{self.cpu_milli}m",
+            "memory": str(self.memory_bytes),
+            "gpus": dict(sorted(self.gpus.items())),
+        }
+
+
+def cpu_milli(quantity: str | int) -> int:
+    """A cpu quantity in millicores, rounded up (a request never counts for less)."""
+    return int((parse_quantity(quantity) * 1000).to_integral_value(rounding=ROUND_CEILING))
+
+
+def memory_bytes(quantity: str | int) -> int:
+    """A memory quantity in bytes, rounded up."""
+    return int(parse_quantity(quantity).to_integral_value(rounding=ROUND_CEILING))
+
+
+def _count(quantity: str | int) -> int:
+    return int(parse_quantity(quantity).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _node_ready(node: JSON) -> bool:
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def _node_amount(node: JSON, key: str) -> Amount:
+    values = (node.get("status") or {}).get(key) or {}
+    model = ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
+    gpus = _count(values.get(GPU_RESOURCE, 0))
+    return Amount(
+        cpu_milli=cpu_milli(values.get("cpu", 0)),
+        memory_bytes=memory_bytes(values.get("memory", 0)),
+        gpus={model or UNKNOWN_GPU_MODEL: gpus} if gpus else {},
+    )
+
+
+def _pod_request(pod: JSON, gpu_model: str | None) -> Amount:
+    """What a pod requests: max(sum of containers, largest init container), per dimension."""
+    spec = pod.get("spec") or {}
+
+    def requests(container: JSON) -> Amount:
+        res = (container.get("resources") or {}).get("requests") or {}
+        gpus = _count(res.get(GPU_RESOURCE, 0))
+        return Amount(
+            cpu_milli(res.get("cpu", 0)),
+            memory_bytes(res.get("memory", 0)),
+            {gpu_model or UNKNOWN_GPU_MODEL: gpus} if gpus else {},
+        )
+
+    total = Amount()
+    for container in spec.get("containers") or []:
+        total = total.plus(requests(container))
+    for init in spec.get("initContainers") or []:
+        one = requests(init)
+        total = Amount(
+            max(total.cpu_milli, one.cpu_milli),
+            max(total.memory_bytes, one.memory_bytes),
+            {m: max(total.gpus.get(m, 0), one.gpus.get(m, 0)) for m in {*total.gpus, *one.gpus}},
+        )
+    return total
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One inventory report of a provider cluster."""
+
+    capacity: Amount
+    allocatable: Amount
+    requested: Amount
+    """What the provider's own (non-Kommons) pods on Ready nodes request."""
+    reserved: Amount
+    """What Kommons placements hold: replicas × leased resources, running or not."""
+    available: Amount
+    """What the market may still be sold: allocatable minus both of the above, capped by
+    what is left of the offer."""
+
+
+def compute_inventory(
+    nodes: Iterable[JSON], pods: Iterable[JSON], *, reserved: Amount, offer: Amount | None
+) -> Inventory:
+    """Sum nodes and pods into an :class:`Inventory`.
+
+    Kommons' own pods are not counted from the pods: a placement holds its full reservation
+    from the moment it is materialised (``reserved``), so a placement whose pods are still
+    pending cannot be sold twice.
+
+    Args:
+        nodes: The cluster's Node objects.
+        pods: The cluster's Pod objects (all namespaces).
+        reserved: What the materialised placements hold.
+        offer: The ceiling the provider offers to the market, or ``None`` for everything.
+    """
+    capacity, allocatable = Amount(), Amount()
+    models: dict[str, str] = {}
+    for node in nodes:
+        if not _node_ready(node):
+            continue
+        name = str((node.get("metadata") or {}).get("name"))
+        models[name] = ((node.get("metadata") or {}).get("labels") or {}).get(
+            GPU_PRODUCT_LABEL, UNKNOWN_GPU_MODEL
+        )
+        capacity = capacity.plus(_node_amount(node, "capacity"))
+        allocatable = allocatable.plus(_node_amount(node, "allocatable"))
+    requested = Amount()
+    for pod in pods:
+        phase = (pod.get("status") or {}).get("phase")
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if phase in ("Succeeded", "Failed") or node_name not in models:
+            continue
+        if labels.get(LABEL_MANAGED_BY) == MANAGER:
+            continue
+        requested = requested.plus(_pod_request(pod, models[node_name]))
+    free = allocatable.minus(requested).minus(reserved)
+    available = free if offer is None else free.capped(offer.minus(reserved))
+    return Inventory(capacity, allocatable, requested, reserved, available)
