@@ -30,6 +30,9 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 mkdir -p "$KOMMONS_CACHE/npm"
+# Leftovers of installs that were killed outright (SIGKILL skips the trap); an hour is far longer
+# than any install takes, so a concurrent install's directory is never touched.
+find "$KOMMONS_CACHE/npm" -maxdepth 1 -name ".anvil-*" -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 tmp="$(mktemp -d "$KOMMONS_CACHE/npm/.anvil-$ANVIL_VERSION.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
