@@ -41,4 +41,10 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
+for tool in prometheus promtool; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "install-prometheus: $tool is still not on PATH after apt-get install" >&2
+    exit 1
+  fi
+done
 echo "install-prometheus: installed $(prometheus --version 2>&1 | head -n 1) in $((SECONDS - start))s"
