@@ -64,6 +64,14 @@ unit: venv ## Unit tests (pure logic, no bed).
 integration: deps ## Integration tests against the real bed (brought up if not running).
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
+.PHONY: generate-crds
+generate-crds: venv ## Write crds/ from the API models (operator/kommons/api).
+	$(PY) -m kommons.crdgen --out crds
+
+.PHONY: verify-crds
+verify-crds: venv ## Fail (with a diff) when crds/ is stale against the API models.
+	$(PY) -m kommons.crdgen --out crds --check
+
 .PHONY: test
-test: deps lint typecheck ## Everything CI runs: lint, typecheck, then the whole suite.
+test: deps lint typecheck verify-crds ## Everything CI runs: lint, typecheck, verify-crds, then the whole suite.
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
