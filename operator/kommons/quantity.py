@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from kubernetes.utils.quantity import parse_quantity as _parse_quantity
 
-__all__ = ["GIB", "is_positive_quantity", "parse_quantity", "to_cores", "to_gib"]
+__all__ = [
+    "GIB",
+    "is_positive_quantity",
+    "parse_quantity",
+    "to_bytes",
+    "to_cores",
+    "to_count",
+    "to_gib",
+    "to_millicores",
+]
 
 GIB = Decimal(1024**3)
 """Bytes in one GiB."""
@@ -46,3 +55,18 @@ def to_cores(value: str) -> Decimal:
 def to_gib(value: str) -> Decimal:
     """Return a memory or storage quantity in GiB (``"512Mi"`` → ``0.5``)."""
     return parse_quantity(value) / GIB
+
+
+def to_millicores(value: str | int) -> int:
+    """A cpu quantity in whole millicores, rounded up (a request never counts for less)."""
+    return int((parse_quantity(value) * 1000).to_integral_value(rounding=ROUND_CEILING))
+
+
+def to_bytes(value: str | int) -> int:
+    """A memory quantity in whole bytes, rounded up."""
+    return int(parse_quantity(value).to_integral_value(rounding=ROUND_CEILING))
+
+
+def to_count(value: str | int) -> int:
+    """A count quantity (``nvidia.com/gpu``) as a whole number, rounded down."""
+    return int(parse_quantity(value).to_integral_value(rounding=ROUND_FLOOR))

@@ -9,7 +9,7 @@ from typing import Any
 from kommons import __version__
 from kommons.agent.config import AgentConfig
 from kommons.agent.inventory import Inventory
-from kommons.api_names import API_VERSION, provider_namespace
+from kommons.api_names import API_VERSION, LABEL_PROVIDER, provider_namespace
 from kommons.kube import Forbidden, Kube, NotFound
 from kommons.kube import resources as r
 
@@ -81,7 +81,11 @@ class HubLink:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": HEARTBEAT_LEASE, "namespace": self.namespace},
+            "metadata": {
+                "name": HEARTBEAT_LEASE,
+                "namespace": self.namespace,
+                "labels": {LABEL_PROVIDER: self.provider},
+            },
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": duration_seconds,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR
 from typing import Any
 
 from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
 from kommons.api_names import LABEL_MANAGED_BY, MANAGER
-from kommons.quantity import parse_quantity
+from kommons.quantity import to_bytes as memory_bytes
+from kommons.quantity import to_count as _count
+from kommons.quantity import to_millicores as cpu_milli
 
 JSON = dict[str, Any]
 UNKNOWN_GPU_MODEL = "unknown"
@@ -68,20 +69,6 @@ class Amount:
             "memory": str(self.memory_bytes),
             "gpus": dict(sorted(self.gpus.items())),
         }
-
-
-def cpu_milli(quantity: str | int) -> int:
-    """A cpu quantity in millicores, rounded up (a request never counts for less)."""
-    return int((parse_quantity(quantity) * 1000).to_integral_value(rounding=ROUND_CEILING))
-
-
-def memory_bytes(quantity: str | int) -> int:
-    """A memory quantity in bytes, rounded up."""
-    return int(parse_quantity(quantity).to_integral_value(rounding=ROUND_CEILING))
-
-
-def _count(quantity: str | int) -> int:
-    return int(parse_quantity(quantity).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def _node_ready(node: JSON) -> bool:

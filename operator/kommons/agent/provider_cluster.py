@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kommons.agent.inventory import Amount, Inventory, compute_inventory, cpu_milli, memory_bytes
+from kommons.agent.inventory import Amount, Inventory, compute_inventory
 from kommons.agent.workload import (
     GPU_RESOURCE,
     WORKLOAD_NAME,
@@ -16,6 +16,8 @@ from kommons.agent.workload import (
 from kommons.api_names import LABEL_MANAGED_BY, MANAGER, PREFIX
 from kommons.kube import Kube, NotFound
 from kommons.kube import resources as r
+from kommons.quantity import to_bytes as memory_bytes
+from kommons.quantity import to_millicores as cpu_milli
 
 JSON = dict[str, Any]
 ANNOTATION_LEASE = f"{PREFIX}/lease"

@@ -18,12 +18,15 @@ import kopf
 
 from kommons.agent.config import AgentConfig
 from kommons.agent.hub_link import HubLink, now_rfc3339
-from kommons.agent.inventory import Amount, cpu_milli, memory_bytes
+from kommons.agent.inventory import Amount
 from kommons.agent.provider_cluster import ProviderCluster
 from kommons.agent.workload import PlacementWork, target_namespace
-from kommons.api_names import GROUP, PREFIX, VERSION, provider_namespace
+from kommons.api_names import GROUP, VERSION, provider_namespace
+from kommons.kopf_settings import configure_settings
 from kommons.kube import connect
 from kommons.kube.login import connection_info
+from kommons.quantity import to_bytes as memory_bytes
+from kommons.quantity import to_millicores as cpu_milli
 
 log = logging.getLogger("kommons.agent")
 PLACEMENTS = (GROUP, VERSION, "leaseplacements")
@@ -190,20 +193,6 @@ def build_registry(agent: Agent) -> kopf.OperatorRegistry:
         agent.remove_placement(body)
 
     return registry
-
-
-def configure_settings(settings: kopf.OperatorSettings, *, role: str) -> None:
-    """Kommons' own finalizer and annotation prefix; progress kept in annotations."""
-    settings.persistence.finalizer = f"{PREFIX}/{role}"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=f"{role}.{PREFIX}"
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=f"{role}.{PREFIX}", key="last-handled-configuration"
-    )
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 120
-    settings.networking.request_timeout = 60
 
 
 async def run_agent(options: AgentOptions) -> None:

@@ -1,0 +1,178 @@
+"""The ``kommons`` command: run the hub or an agent, onboard providers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kommons import __version__
+
+app = typer.Typer(
+    help="Kommons: federate community Kubernetes clusters into one open compute market.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+KubeconfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig of the hub cluster (default: $KUBECONFIG, else in-cluster).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+JsonLogs = Annotated[bool, typer.Option("--log-json", help="Log one JSON object per line.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, kopf included.")]
+
+_PROVIDER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _default_kubeconfig(given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    env = os.environ.get("KUBECONFIG")
+    return Path(env) if env else None
+
+
+def _check_provider_name(name: str) -> str:
+    if not _PROVIDER_NAME.fullmatch(name) or len(name) > 45:
+        raise typer.BadParameter(
+            f"{name!r} is not a valid provider name: use lowercase letters, digits and '-',"
+            " at most 45 characters (it becomes part of the namespace kommons-provider-NAME)"
+        )
+    return name
+
+
+@app.command()
+def version() -> None:
+    """Print the Kommons version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def hub(
+    kubeconfig: KubeconfigOption = None,
+    heartbeat_timeout: Annotated[
+        float, typer.Option(help="Seconds without a heartbeat before a provider is Unreachable.")
+    ] = 20.0,
+    retry_seconds: Annotated[
+        float, typer.Option(help="How often a waiting lease (capacity, billing) is retried.")
+    ] = 5.0,
+    log_json: JsonLogs = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run the hub operator: schedule leases onto providers and track them."""
+    from kommons.hub.handlers import HubOptions
+    from kommons.hub.runner import run_hub
+    from kommons.logs import setup_logging
+
+    setup_logging(json_format=log_json, verbose=verbose)
+    options = HubOptions(
+        kubeconfig=_default_kubeconfig(kubeconfig),
+        heartbeat_timeout=heartbeat_timeout,
+        retry_seconds=retry_seconds,
+    )
+    asyncio.run(run_hub(options))
+
+
+@app.command()
+def agent(
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="This provider's name (as onboarded on the hub).", callback=_check_provider_name
+        ),
+    ],
+    config: Annotated[
+        Path,
+        typer.Option(
+            help="Agent config (YAML): region, payoutAddress, pricing, offer, labels.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    hub_kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            help="Kubeconfig for the hub (from `kommons onboard`).", exists=True, dir_okay=False
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            help="Kubeconfig of this provider's own cluster (default: in-cluster).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    log_json: JsonLogs = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run the provider agent: heartbeat, report inventory, run the hub's placements."""
+    from kommons.agent.config import ConfigError, load_config
+    from kommons.agent.hub_link import RegistrationError
+    from kommons.agent.runner import AgentOptions, run_agent
+    from kommons.logs import setup_logging
+
+    setup_logging(json_format=log_json, verbose=verbose)
+    try:
+        options = AgentOptions(
+            provider=provider,
+            hub_kubeconfig=hub_kubeconfig,
+            kubeconfig=kubeconfig,
+            config=load_config(config),
+        )
+        asyncio.run(run_agent(options))
+    except (ConfigError, RegistrationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def onboard(
+    provider: Annotated[str, typer.Argument(help="Provider name.", callback=_check_provider_name)],
+    region: Annotated[str, typer.Option(help="The provider's region, e.g. eu-west.")],
+    payout_address: Annotated[str, typer.Option(help="The provider's EVM payout address (0x...).")],
+    out: Annotated[
+        Path, typer.Option(help="Where to write the agent's hub kubeconfig.", dir_okay=False)
+    ],
+    kubeconfig: KubeconfigOption = None,
+    token_hours: Annotated[int, typer.Option(help="Lifetime of the agent's token.")] = 24 * 365,
+) -> None:
+    """Admit a provider: its hub namespace, least-privilege RBAC, and a kubeconfig for its agent."""
+    from kommons.hub.onboarding import Onboarding
+    from kommons.hub.onboarding import onboard as do_onboard
+    from kommons.kube import KubeError, connect
+
+    hub_kube = connect(_default_kubeconfig(kubeconfig), field_manager="kommons-onboard")
+    try:
+        text = do_onboard(
+            hub_kube,
+            Onboarding(provider=provider, region=region, payout_address=payout_address),
+            token_seconds=token_hours * 3600,
+        )
+    except KubeError as exc:
+        typer.echo(f"error: onboarding {provider} failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.chmod(0o600)
+    typer.echo(f"onboarded provider {provider}; agent kubeconfig written to {out}")
+    typer.echo(
+        f"next: kommons agent --provider {provider} --hub-kubeconfig {out} --config AGENT.yaml"
+    )
+
+
+def main() -> None:
+    """Entry point of the ``kommons`` console script."""
+    app(prog_name="kommons")
+
+
+if __name__ == "__main__":
+    main()
