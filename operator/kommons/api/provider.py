@@ -166,6 +166,15 @@ class ProviderStatus(StatusModel):
     kubernetes_version: str | None = Field(
         default=None, description="Kubernetes version of the provider cluster."
     )
+    inventory_time: datetime | None = Field(
+        default=None, description="When the agent last reported capacity and availability."
+    )
+    accounted_leases: list[Annotated[str, Field(max_length=317)]] | None = Field(
+        default=None,
+        max_length=10000,
+        description="Leases (namespace/name) whose placements the reported availability"
+        " already subtracts; the hub stops reserving capacity for them.",
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status reflects."
     )
