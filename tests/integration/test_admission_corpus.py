@@ -30,7 +30,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kommons.api import GROUP, VERSION, kind_info
-from kommons_testbed.bed import Testbed
+from kommons_testbed.bed import Testbed as Bed
 from kommons_testbed.tools import binary
 
 pytestmark = [pytest.mark.bed]
@@ -224,7 +224,7 @@ def test_example_is_accepted(
     assert set(doc["spec"]) <= set(created["spec"])
 
 
-def _kubectl(testbed: Testbed, *args: str) -> str:
+def _kubectl(testbed: Bed, *args: str) -> str:
     proc = subprocess.run(
         [str(binary("kubectl")), "--kubeconfig", str(testbed.hub.kubeconfig), *args],
         capture_output=True,
@@ -246,7 +246,7 @@ def a_lease(custom: client.CustomObjectsApi, namespace: str) -> Iterator[str]:
 
 
 def test_kubectl_get_cl_shows_the_printer_columns(
-    testbed: Testbed, namespace: str, a_lease: str
+    testbed: Bed, namespace: str, a_lease: str
 ) -> None:
     out = _kubectl(testbed, "get", "cl", "-n", namespace)
     header, *rows = out.splitlines()
@@ -258,19 +258,17 @@ def test_kubectl_get_cl_shows_the_printer_columns(
     assert "default" in wide
 
 
-def test_kubectl_get_kommons_lists_the_category(
-    testbed: Testbed, namespace: str, a_lease: str
-) -> None:
+def test_kubectl_get_kommons_lists_the_category(testbed: Bed, namespace: str, a_lease: str) -> None:
     out = _kubectl(testbed, "get", "kommons", "-n", namespace)
     assert f"computelease.kommons.io/{a_lease}" in out
 
 
 @pytest.mark.parametrize("short", ["cl", "prov", "pp", "billingaccounts", "settlementepochs"])
-def test_short_names_resolve(testbed: Testbed, crds_installed: None, short: str) -> None:
+def test_short_names_resolve(testbed: Bed, crds_installed: None, short: str) -> None:
     _kubectl(testbed, "get", short, "-A")
 
 
-def test_kubectl_explain_explains_the_gpu_field(testbed: Testbed, crds_installed: None) -> None:
+def test_kubectl_explain_explains_the_gpu_field(testbed: Bed, crds_installed: None) -> None:
     out = _kubectl(testbed, "explain", "computelease.spec.resources.gpu")
     assert "GPUs per replica" in out
     assert "count" in out

@@ -12,9 +12,9 @@ from kommons.api.common import (
     Address,
     ApiModel,
     Condition,
-    Decimal,
     LabelSelector,
     Resource,
+    StatusDecimal,
     StatusModel,
 )
 
@@ -33,10 +33,10 @@ class BillingAccountSpec(ApiModel):
 class BillingAccountStatus(StatusModel):
     """Balance and health of the account."""
 
-    escrow_balance: Decimal | None = Field(
+    escrow_balance: StatusDecimal | None = Field(
         default=None, description="Escrow balance on chain, in settlement-token units."
     )
-    accrued_unsettled: Decimal | None = Field(
+    accrued_unsettled: StatusDecimal | None = Field(
         default=None, description="Metered but not yet settled, in settlement-token units."
     )
     balance_checked_at: datetime | None = Field(

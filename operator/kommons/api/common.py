@@ -135,14 +135,47 @@ DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_P
 """An RFC 1123 label (names of namespaces, ports, services)."""
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 """The name of a Kubernetes object (RFC 1123 subdomain)."""
-LabelValue = Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
+def _checked(*checks: tuple[str, str]) -> tuple[AfterValidator, Cel]:
+    """Return a Python validator and one CEL rule that both require every ``(regex, ...)``.
+
+    The last element's message is used for both. Regexes are passed to CEL as raw strings,
+    so they must not contain a single quote.
+    """
+    message = checks[-1][1]
+    compiled = [re.compile(regex) for regex, _ in checks]
+
+    def validate(value: str) -> str:
+        if not all(c.search(value) for c in compiled):
+            raise ValueError(message)
+        return value
+
+    rule = " && ".join(f"self.matches(r'{regex}')" for regex, _ in checks)
+    return AfterValidator(validate), Cel(rule, message)
+
+
+_LABEL_VALUE_MSG = (
+    "must be a label value: letters, digits, '-', '_' and '.', starting and ending with a"
+    " letter or digit, at most 63 characters"
+)
+_DECIMAL_MSG = (
+    'must be a decimal string such as "0.02": digits, an optional "." and at most 18'
+    " decimals, no sign, no exponent"
+)
+_POSITIVE_DECIMAL_MSG = (
+    'must be a positive decimal string such as "5.00": digits, an optional "." and at most'
+    " 18 decimals, greater than zero, no sign, no exponent"
+)
+_DURATION_MSG = "must be a positive duration such as 30m, 2h or 1d12h (units s, m, h, d)"
+_ADDRESS_MSG = "must be an EVM address: 0x followed by 40 hexadecimal digits"
+
+LabelValue = Annotated[
+    str,
+    Field(min_length=1, max_length=63),
+    *_checked((LABEL_VALUE_PATTERN, _LABEL_VALUE_MSG)),
+]
 """A non-empty Kubernetes label value, e.g. a region or a GPU product name."""
-
-
-def _nonzero_decimal(value: str) -> str:
-    if not re.search(r"[1-9]", value):
-        raise ValueError("must be greater than zero")
-    return value
 
 
 def _positive_quantity(value: str) -> str:
@@ -151,17 +184,19 @@ def _positive_quantity(value: str) -> str:
     return value
 
 
-Decimal = Annotated[str, Field(min_length=1, max_length=40, pattern=DECIMAL_PATTERN)]
-"""An amount of settlement tokens as a decimal string (``"5.00"``); see :mod:`kommons.money`."""
+Decimal = Annotated[
+    str, Field(min_length=1, max_length=40), *_checked((DECIMAL_PATTERN, _DECIMAL_MSG))
+]
+"""A non-negative amount of settlement tokens as a decimal string (``"0.02"``), checked by
+admission; see :mod:`kommons.money`."""
 PositiveDecimal = Annotated[
-    Decimal,
-    AfterValidator(_nonzero_decimal),
-    Cel(
-        "self.matches('[1-9]')",
-        'must be a positive decimal string greater than zero, e.g. "5.00"',
-    ),
+    str,
+    Field(min_length=1, max_length=40),
+    *_checked((DECIMAL_PATTERN, _POSITIVE_DECIMAL_MSG), ("[1-9]", _POSITIVE_DECIMAL_MSG)),
 ]
 """A decimal string strictly greater than zero."""
+StatusDecimal = Annotated[str, Field(max_length=40, pattern=DECIMAL_PATTERN)]
+"""A decimal amount in a status (written by Kommons; checked by OpenAPI only, no CEL cost)."""
 
 Quantity = Annotated[str, Field(min_length=1, max_length=32)]
 """A Kubernetes resource quantity (``500m``, ``16Gi``), as reported; not checked by admission."""
@@ -177,16 +212,15 @@ PositiveQuantity = Annotated[
 
 Duration = Annotated[
     str,
-    Field(min_length=2, max_length=32, pattern=DURATION_PATTERN),
-    Cel(
-        "self.matches('[1-9]')",
-        "must be a positive duration such as 30m, 2h or 1d12h (units s, m, h, d)",
-    ),
+    Field(min_length=2, max_length=32),
+    *_checked((DURATION_PATTERN, _DURATION_MSG), ("[1-9]", _DURATION_MSG)),
 ]
 """A positive duration such as ``30m``, ``2h`` or ``1d12h``; see :func:`parse_duration`."""
 
-Address = Annotated[str, Field(min_length=42, max_length=42, pattern=ADDRESS_PATTERN)]
+Address = Annotated[str, Field(max_length=42), *_checked((ADDRESS_PATTERN, _ADDRESS_MSG))]
 """A 0x-prefixed 40-hex-digit EVM address."""
+StatusAddress = Annotated[str, Field(max_length=42, pattern=ADDRESS_PATTERN)]
+"""An EVM address in a status (checked by OpenAPI only)."""
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -10,12 +10,12 @@ from pydantic import ConfigDict, Field
 from kommons.api.common import (
     API_VERSION,
     CONDITIONS_EXTRA,
-    Address,
     ApiModel,
     Cel,
     Condition,
-    Decimal,
     Resource,
+    StatusAddress,
+    StatusDecimal,
     StatusModel,
     cel_rules,
 )
@@ -46,10 +46,10 @@ class SettlementLeaf(StatusModel):
     """One (billing account, provider) amount of the epoch's Merkle tree."""
 
     billing_account: str = Field(description="BillingAccount name.")
-    payer: Address | None = Field(default=None, description="The account's escrow address.")
+    payer: StatusAddress | None = Field(default=None, description="The account's escrow address.")
     provider: str = Field(description="Provider name.")
-    payee: Address | None = Field(default=None, description="The provider's payout address.")
-    amount: Decimal = Field(description="Amount in settlement-token units.")
+    payee: StatusAddress | None = Field(default=None, description="The provider's payout address.")
+    amount: StatusDecimal = Field(description="Amount in settlement-token units.")
 
 
 class SettlementEpochStatus(StatusModel):
@@ -59,7 +59,7 @@ class SettlementEpochStatus(StatusModel):
         default=None, description="Open, Sealed, Submitted, Confirmed or Failed."
     )
     root: Hash32 | None = Field(default=None, description="Merkle root of the leaves.")
-    total: Decimal | None = Field(
+    total: StatusDecimal | None = Field(
         default=None, description="Sum of the leaves in settlement-token units."
     )
     leaves: list[SettlementLeaf] | None = Field(

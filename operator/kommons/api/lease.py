@@ -13,7 +13,6 @@ from kommons.api.common import (
     ApiModel,
     Cel,
     Condition,
-    Decimal,
     DnsLabel,
     Duration,
     LabelValue,
@@ -22,6 +21,7 @@ from kommons.api.common import (
     PositiveDecimal,
     PositiveQuantity,
     Resource,
+    StatusDecimal,
     StatusModel,
     list_map,
 )
@@ -175,7 +175,7 @@ class LeasePlacementSummary(StatusModel):
     provider: str = Field(description="Provider name.")
     replicas: int = Field(ge=0, description="Replicas placed on this provider.")
     ready_replicas: int = Field(default=0, ge=0, description="Of these, ready replicas.")
-    price_per_hour: Decimal | None = Field(
+    price_per_hour: StatusDecimal | None = Field(
         default=None, description="Price per hour locked at placement, for these replicas."
     )
     placed_at: datetime | None = Field(default=None, description="When the placement was made.")
@@ -188,7 +188,9 @@ class LeasePlacementSummary(StatusModel):
 class LeaseCost(StatusModel):
     """What the lease has cost so far."""
 
-    accrued: Decimal = Field(default="0", description="Accrued cost in settlement-token units.")
+    accrued: StatusDecimal = Field(
+        default="0", description="Accrued cost in settlement-token units."
+    )
     last_metered_at: datetime | None = Field(
         default=None, description="End of the last metered interval."
     )
