@@ -65,12 +65,12 @@ integration: deps ## Integration tests against the real bed (brought up if not r
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: generate-crds
-generate-crds: venv ## Write crds/ from the API models (operator/kommons/api).
-	$(PY) -m kommons.crdgen --out crds
+generate-crds: venv ## Write crds/ and the field reference in docs/api/ from the API models.
+	$(PY) -m kommons.crdgen --out crds --docs docs/api
 
 .PHONY: verify-crds
-verify-crds: venv ## Fail (with a diff) when crds/ is stale against the API models.
-	$(PY) -m kommons.crdgen --out crds --check
+verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against the API models.
+	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
 
 .PHONY: test
 test: deps lint typecheck verify-crds ## Everything CI runs: lint, typecheck, verify-crds, then the whole suite.
