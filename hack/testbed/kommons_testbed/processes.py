@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -84,10 +85,8 @@ def is_alive(pid: int) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect a zombie child of ours so it does not linger."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def stop(record: ProcessRecord, *, timeout: float = 10.0) -> None:
@@ -127,10 +126,8 @@ def _owned(record: ProcessRecord) -> bool:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def wait_for(check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.1) -> None:
@@ -144,7 +141,7 @@ def wait_for(check: Callable[[], bool], *, timeout: float, what: str, every: flo
         try:
             if check():
                 return
-        except Exception as exc:  # noqa: BLE001 - the caller's check may fail in any way while waiting
+        except Exception as exc:  # the caller's check may fail in any way while waiting
             last = exc
         if time.monotonic() >= deadline:
             detail = f" (last error: {last})" if last else ""

@@ -1,0 +1,139 @@
+"""``kommons-testbed up|down|status``: the bed from the command line (``make testbed-*``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from kommons_testbed.bed import DIR_ENV, Testbed, default_dir, rss_kib, running_processes
+from kommons_testbed.config import DEFAULT_HARDWARE_FILE
+from kommons_testbed.processes import BedError, is_alive
+from kommons_testbed.state import load_state
+
+_print_lock = threading.Lock()
+
+
+def _say(text: str) -> None:
+    with _print_lock:  # progress comes from the start-up threads
+        print(text, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start a bed and print how to reach it."""
+    bed = Testbed.up(
+        args.dir,
+        providers=args.providers,
+        hardware=args.hardware,
+        chain=not args.no_chain,
+        progress=_say,
+    )
+    _print_summary(bed)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop the bed's processes by pid and remove its directory."""
+    directory: Path = (args.dir or default_dir()).resolve()
+    state = load_state(directory)
+    if state is None:
+        _say(f"no bed in {directory}: nothing to stop")
+        return 0
+    alive = running_processes(state)
+    if not alive:
+        _say(f"the bed in {directory} was not running; removing its state")
+    Testbed(state).down(progress=_say)
+    _say(f"bed stopped; {directory} removed")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the bed's clusters, ports and processes; exit 1 unless it is healthy."""
+    directory: Path = (args.dir or default_dir()).resolve()
+    state = load_state(directory)
+    if state is None:
+        _say(f"no bed in {directory} (start one with `make testbed-up`)")
+        return 1
+    bed = Testbed(state)
+    _print_summary(bed)
+    total = 0
+    _say("processes:")
+    for name, rec in state.processes.items():
+        alive = is_alive(rec.pid)
+        rss = rss_kib(rec.pid) if alive else 0
+        total += rss
+        mark = f"running  {rss / 1024:7.1f} MiB" if alive else "DEAD"
+        _say(f"  {name:32} pid {rec.pid:<8} {mark}   log {rec.log}")
+    _say(f"total RSS: {total / 1024:.0f} MiB")
+    problems = bed.problems()
+    if problems:
+        _say("problems:\n  " + "\n  ".join(problems))
+        return 1
+    _say("healthy")
+    return 0
+
+
+def _print_summary(bed: Testbed) -> None:
+    state = bed.state
+    took = f" (started in {state.startup_seconds}s)" if state.startup_seconds else ""
+    _say(f"bed in {bed.dir}{took}")
+    for c in state.clusters.values():
+        extra = f"  region {c.region}, nodes {len(c.nodes)}" if c.role == "provider" else ""
+        _say(f"  {c.name:8} {c.server}  kubeconfig {c.kubeconfig}{extra}")
+    if state.chain:
+        _say(f"  chain    {state.chain.rpc_url}  chain id {state.chain.chain_id}")
+    if state.prometheus:
+        _say(f"  prometheus {state.prometheus.url}")
+    if state.merged_kubeconfig:
+        _say(f"all clusters: kubectl --kubeconfig {state.merged_kubeconfig} --context <name> ...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="kommons-testbed",
+        description="Kommons test bed: real hub + provider control planes, kwok nodes, anvil.",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help=f"state directory (default ${DIR_ENV} or <repo>/.testbed)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a bed")
+    up.add_argument("--providers", type=int, default=3, help="provider clusters (default 3)")
+    up.add_argument(
+        "--hardware",
+        type=Path,
+        default=DEFAULT_HARDWARE_FILE,
+        help=f"simulated provider hardware (default {DEFAULT_HARDWARE_FILE})",
+    )
+    up.add_argument("--no-chain", action="store_true", help="do not start anvil")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop the bed and remove its state")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="show clusters, ports, processes")
+    status.set_defaults(func=cmd_status)
+    for p in (up, down, status):
+        p.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors are one clear message, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BedError as exc:
+        print(f"kommons-testbed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("kommons-testbed: interrupted", file=sys.stderr, flush=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
