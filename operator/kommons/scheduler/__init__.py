@@ -20,6 +20,7 @@ from kommons.scheduler.model import (
 from kommons.scheduler.money import (
     DEFAULT_DECIMALS,
     format_bytes,
+    format_price,
     format_units,
     parse_units,
     replica_price,
@@ -58,6 +59,7 @@ __all__ = [
     "evaluate",
     "fit_count",
     "format_bytes",
+    "format_price",
     "format_units",
     "is_reflected",
     "matches_selector",

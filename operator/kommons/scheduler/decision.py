@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from kommons.scheduler.money import DEFAULT_DECIMALS, format_units
+from kommons.scheduler.money import DEFAULT_DECIMALS, format_price
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Decision:
                 {
                     "provider": p.provider,
                     "replicas": p.replicas,
-                    "pricePerHour": format_units(p.price_per_hour, decimals),
+                    "pricePerHour": format_price(p.price_per_hour, decimals=decimals),
                 }
                 for p in self.chosen
             ],

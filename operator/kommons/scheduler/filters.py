@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources
-from kommons.scheduler.money import format_bytes, format_units, replica_price
+from kommons.scheduler.money import format_bytes, format_price, replica_price
 
 Formatter = Callable[[int], str]
-"""Renders an amount of base units for a reason, e.g. ``functools.partial(format_units,
+"""Renders an amount of base units for a reason, e.g. ``functools.partial(format_price,
 decimals=18)``."""
 
 
@@ -49,7 +49,7 @@ class FilterContext:
     """The lease's pool."""
     exclude: frozenset[str] = frozenset()
     """Providers to avoid in this decision (e.g. the one being failed over)."""
-    money: Formatter = format_units
+    money: Formatter = format_price
     """Formatter of prices in reasons."""
 
 
@@ -96,6 +96,8 @@ def _gpu_reason(view: ProviderView, free: Resources, model: str | None, wanted: 
     listing = ", ".join(sorted(has)) or "none"
     if model is not None and model in has:
         return f"gpu {model} offered without a price"
+    if model is None and has:
+        return f"no gpu with a price (has: {listing})"
     return f"no gpu {wanted}(has: {listing})"
 
 

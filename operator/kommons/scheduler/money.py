@@ -3,14 +3,26 @@
 Money is an ``int`` of settlement-token base units everywhere inside the scheduler. A token
 with ``decimals=6`` has one million base units per token, so ``1_500_000`` renders as ``"1.50"``.
 Prices are quoted per hour: cpu per core-hour, memory per GiB-hour, gpus per gpu-hour.
+Parsing and formatting come from :mod:`kommons.money` (one implementation for the project);
+this module adds the replica price and the renderings used in rejection reasons.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-DEFAULT_DECIMALS: Final = 6
-"""Base-unit decimals of the settlement token assumed when none is given."""
+from kommons.money import DEFAULT_DECIMALS, format_units, parse_units
+
+__all__ = [
+    "BYTES_PER_GIB",
+    "DEFAULT_DECIMALS",
+    "MILLI_PER_CORE",
+    "format_bytes",
+    "format_price",
+    "format_units",
+    "parse_units",
+    "replica_price",
+]
 
 MILLI_PER_CORE: Final = 1000
 """Millicores in one cpu core."""
@@ -21,57 +33,17 @@ BYTES_PER_GIB: Final = 1 << 30
 _BINARY_SUFFIXES: Final = (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10))
 
 
-def format_units(amount: int, decimals: int = DEFAULT_DECIMALS, *, min_places: int = 2) -> str:
-    """Render an integer amount of base units as an exact decimal string.
-
-    Trailing zeros of the fraction are trimmed, but at least ``min_places`` fraction digits
-    are kept (``min_places`` is capped at ``decimals``), so nothing is ever rounded away.
+def format_price(amount: int, *, decimals: int = DEFAULT_DECIMALS) -> str:
+    """Render base units as an exact decimal string with at least two fraction digits.
 
     Args:
-        amount: Amount in base units; may be negative.
-        decimals: Base-unit decimals of the token (``10**decimals`` base units = 1 token).
-        min_places: Fraction digits always shown.
+        amount: Amount in base units.
+        decimals: Base-unit decimals of the settlement token.
 
     Returns:
-        The decimal string, e.g. ``format_units(1_234_500) == "1.2345"`` and
-        ``format_units(1_000_000) == "1.00"``.
-
-    Raises:
-        ValueError: If ``decimals`` or ``min_places`` is negative.
+        For example ``"1.2345"`` for ``1_234_500`` and ``"1.00"`` for ``1_000_000``.
     """
-    if decimals < 0 or min_places < 0:
-        raise ValueError(f"decimals and min_places must be >= 0, got {decimals}, {min_places}")
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(amount), 10**decimals)
-    if decimals == 0:
-        return f"{sign}{whole}"
-    digits = str(frac).rjust(decimals, "0").rstrip("0")
-    digits = digits.ljust(min(min_places, decimals), "0")
-    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
-
-
-def parse_units(text: str, decimals: int = DEFAULT_DECIMALS) -> int:
-    """Parse a non-negative decimal string into integer base units, exactly.
-
-    Args:
-        text: A decimal such as ``"5"``, ``"5.00"`` or ``"0.000001"``.
-        decimals: Base-unit decimals of the token.
-
-    Returns:
-        The amount in base units.
-
-    Raises:
-        ValueError: If the string is not a plain non-negative decimal or has more fraction
-            digits than ``decimals`` allows (it would not be representable exactly).
-    """
-    whole, dot, frac = text.strip().partition(".")
-    if not whole.isdigit() or (dot and not frac.isdigit()) or not whole.isascii():
-        raise ValueError(f"not a non-negative decimal string: {text!r}")
-    if not frac.isascii() or len(frac.rstrip("0")) > decimals:
-        raise ValueError(f"{text!r} has more than {decimals} fraction digits")
-    frac = frac.rstrip("0")
-    scale: int = 10**decimals
-    return int(whole) * scale + (int(frac.ljust(decimals, "0")) if frac else 0)
+    return format_units(amount, decimals=decimals, min_fraction=min(2, decimals))
 
 
 def format_bytes(amount: int) -> str:

@@ -9,7 +9,7 @@ from typing import Final
 from kommons.scheduler.decision import Decision, Placement
 from kommons.scheduler.filters import Candidate, FilterContext, Formatter, evaluate
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Strategy
-from kommons.scheduler.money import format_units
+from kommons.scheduler.money import format_price
 from kommons.scheduler.reservations import Reservations
 from kommons.scheduler.scoring import rank
 
@@ -81,7 +81,7 @@ def schedule(
     *,
     exclude: frozenset[str] = frozenset(),
     already_placed: Mapping[str, int] | None = None,
-    money: Formatter = format_units,
+    money: Formatter = format_price,
 ) -> Decision:
     """Decide where the missing replicas of a lease go.
 
