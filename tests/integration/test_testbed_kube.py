@@ -5,7 +5,8 @@ Behaviour matrix (each test can fail):
 - kube-scheduler + kwok: on each provider a 3-replica Deployment becomes 3 Ready pods on kwok
   nodes; a pod asking for more ``nvidia.com/gpu`` than any node has stays Pending,
   Unschedulable;
-- kube-controller-manager: deleting a namespace removes it and its objects;
+- kube-controller-manager: deleting a namespace removes it and its objects; the garbage
+  collector removes what a deleted Deployment owned; a Job runs to completion;
 - admission: ResourceQuota refuses an over-quota pod (403), Pod Security ``restricted``
   refuses a privileged pod;
 - RBAC + service-account tokens (TokenRequest API): 403 outside the account's namespace,
@@ -203,6 +204,69 @@ def test_namespace_deletion_removes_its_objects(testbed: Testbed, cluster: str) 
         assert info.value.status == 404
     all_cms = core.list_config_map_for_all_namespaces(field_selector=f"metadata.namespace={ns}")
     assert all_cms.items == []
+    api.close()  # type: ignore[no-untyped-call]
+
+
+def test_garbage_collector_removes_owned_objects(
+    testbed: Testbed, namespace: NamespaceFactory
+) -> None:
+    provider = PROVIDERS[1]
+    ns = namespace(provider, prefix="gc")
+    api = testbed.api_client(provider)
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    labels = {"app": "owned"}
+    apps.create_namespaced_deployment(
+        ns,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="owned"),
+            spec=client.V1DeploymentSpec(
+                replicas=2,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[container()]),
+                ),
+            ),
+        ),
+    )
+    wait_for(lambda: len(core.list_namespaced_pod(ns).items) == 2, timeout=30, what="2 owned pods")
+    apps.delete_namespaced_deployment("owned", ns, propagation_policy="Background")
+
+    def all_gone() -> bool:
+        return not apps.list_namespaced_replica_set(ns).items and not (
+            core.list_namespaced_pod(ns).items
+        )
+
+    wait_for(all_gone, timeout=60, what="the garbage collector to delete the ReplicaSet and pods")
+    api.close()  # type: ignore[no-untyped-call]
+
+
+def test_job_runs_to_completion(testbed: Testbed, namespace: NamespaceFactory) -> None:
+    provider = PROVIDERS[2]
+    ns = namespace(provider, prefix="job")
+    api = testbed.api_client(provider)
+    batch = client.BatchV1Api(api)
+    batch.create_namespaced_job(
+        ns,
+        client.V1Job(
+            metadata=client.V1ObjectMeta(name="once"),
+            spec=client.V1JobSpec(
+                completions=2,
+                backoff_limit=0,
+                template=client.V1PodTemplateSpec(
+                    spec=client.V1PodSpec(restart_policy="Never", containers=[container()])
+                ),
+            ),
+        ),
+    )
+
+    def succeeded() -> bool:
+        status = batch.read_namespaced_job_status("once", ns).status
+        return status is not None and status.succeeded == 2
+
+    wait_for(succeeded, timeout=60, what="job once to succeed twice")
+    conditions = batch.read_namespaced_job_status("once", ns).status.conditions or []
+    assert any(c.type == "Complete" and c.status == "True" for c in conditions)
     api.close()  # type: ignore[no-untyped-call]
 
 
