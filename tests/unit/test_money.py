@@ -5,6 +5,8 @@ Behaviour matrix:
 - parse: whole, fractional, padded, max precision; refused: signs, exponents, spaces, empty,
   too many digits under ``exact``; ``down`` truncates, ``up`` rounds to the next unit;
 - format: shortest exact string, ``min_fraction`` padding, negatives, zero decimals;
+- admission and money agree: a string the API admits as a positive decimal is exactly one
+  that parses to more than zero base units; every admitted decimal parses;
 - properties: ``parse(format(n)) == n`` for any n >= 0 and any decimals; ``format(parse(s))``
   is the canonical form of s; parsing is monotonic; prorate never exceeds the exact value and
   is within one unit of it.
@@ -18,7 +20,10 @@ from fractions import Fraction
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
+from kommons.api.common import Decimal as DecimalText
+from kommons.api.common import PositiveDecimal
 from kommons.money import DEFAULT_DECIMALS, format_units, parse_units, prorate
 
 
@@ -115,3 +120,29 @@ def test_prorate_examples() -> None:
     assert prorate(1_000_000, 1800, quantity=500, per=1000) == 250_000
     with pytest.raises(ValueError, match="non-negative"):
         prorate(-1, 1)
+
+
+POSITIVE: TypeAdapter[str] = TypeAdapter(PositiveDecimal)
+NON_NEGATIVE: TypeAdapter[str] = TypeAdapter(DecimalText)
+DECIMAL_TEXT = st.from_regex(r"\A[0-9]{1,12}(\.[0-9]{1,18})?\Z")
+
+
+@given(DECIMAL_TEXT)
+def test_admission_and_money_agree_on_positive_amounts(text: str) -> None:
+    """What the API admits as a positive price is exactly what money parses to > 0."""
+    positive = parse_units(text, decimals=18) > 0
+    try:
+        POSITIVE.validate_python(text)
+        admitted = True
+    except ValidationError:
+        admitted = False
+    assert admitted is positive
+
+
+@given(st.text(alphabet="0123456789.-+e ", max_size=12))
+def test_every_admitted_decimal_parses(text: str) -> None:
+    try:
+        NON_NEGATIVE.validate_python(text)
+    except ValidationError:
+        return
+    assert parse_units(text, decimals=18) >= 0
