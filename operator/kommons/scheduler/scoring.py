@@ -18,7 +18,8 @@ Balanced       cost, price, -reputation, name, where
 
 For ``Balanced``, ``price_norm = (price - min) / (max - min)`` over the feasible providers
 (0 when all prices are equal) and ``headroom_norm = headroom / max headroom``. It is computed
-with exact fractions, so ties are real ties and fall through to the next key.
+exactly in integers (reputation quantised to 1e-6), so ties are real ties and fall through to
+the next key.
 """
 
 from __future__ import annotations
@@ -33,26 +34,32 @@ from kommons.scheduler.model import Strategy
 BALANCED_WEIGHTS: Final = (Fraction(5, 10), Fraction(3, 10), Fraction(2, 10))
 """Weights of (normalised price, 1 - reputation, 1 - normalised headroom) for Balanced."""
 
+REPUTATION_SCALE: Final = 1_000_000
+"""Balanced compares reputations quantised to this many steps (1e-6)."""
 
-def _tail(c: Candidate) -> tuple[int, Fraction, str]:
-    return (c.price, -Fraction(c.view.reputation), c.name)
+
+def _tail(c: Candidate) -> tuple[int, float, str]:
+    # negating a float is exact, so comparing -reputation is as deterministic as a Fraction
+    return (c.price, -c.view.reputation, c.name)
 
 
-def _balanced_costs(candidates: Sequence[Candidate]) -> dict[str, Fraction]:
+def _balanced_costs(candidates: Sequence[Candidate]) -> dict[str, int]:
+    """Balanced costs scaled by a positive constant to integers (same order, exact).
+
+    ``cost × 10·span·most·R`` with ``span = max - min price`` (1 if equal), ``most`` the
+    largest headroom and ``R = REPUTATION_SCALE`` (reputation is quantised to 1e-6).
+    """
     low = min(c.price for c in candidates)
-    high = max(c.price for c in candidates)
+    span = max(c.price for c in candidates) - low or 1
     most = max(c.slots for c in candidates)
-    w_price, w_reputation, w_headroom = BALANCED_WEIGHTS
-    costs = {}
-    for c in candidates:
-        price_norm = Fraction(c.price - low, high - low) if high > low else Fraction(0)
-        headroom_norm = Fraction(c.slots, most)
-        costs[c.name] = (
-            w_price * price_norm
-            + w_reputation * (1 - Fraction(c.view.reputation))
-            + w_headroom * (1 - headroom_norm)
-        )
-    return costs
+    scale = REPUTATION_SCALE
+    w_price, w_reputation, w_headroom = (int(w * 10) for w in BALANCED_WEIGHTS)
+    return {
+        c.name: w_price * (c.price - low) * most * scale
+        + w_reputation * (scale - round(c.view.reputation * scale)) * span * most
+        + w_headroom * (most - c.slots) * span * scale
+        for c in candidates
+    }
 
 
 def rank(candidates: Sequence[Candidate], strategy: Strategy) -> list[Candidate]:
