@@ -645,3 +645,30 @@ def test_record_and_release() -> None:
 def test_negative_settle_is_refused() -> None:
     with pytest.raises(ValueError, match="settle_seconds"):
         Reservations(settle_seconds=-1)
+
+
+# --- purity ------------------------------------------------------------------------------
+
+
+def test_scheduler_imports_only_the_standard_library_and_kommons_money() -> None:
+    import ast
+    import sys
+    from pathlib import Path
+
+    import kommons.scheduler
+
+    allowed = {"kommons.money", "kommons.scheduler"}
+    for path in Path(kommons.scheduler.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                ok = top in sys.stdlib_module_names or any(
+                    module == a or module.startswith(a + ".") for a in allowed
+                )
+                assert ok, f"{path.name} imports {module}"
