@@ -50,6 +50,13 @@ def testbed() -> Iterator[Testbed]:
         existing = Testbed(state)
         problems = existing.problems()
         if not problems:
+            if len(existing.providers) < PROVIDERS:
+                pytest.fail(
+                    f"the bed running in {directory} has providers {list(existing.providers)}; "
+                    f"the tests need {PROVIDERS}: run `make testbed-down` and "
+                    f"`make testbed-up PROVIDERS={PROVIDERS}` (or just `make testbed-down`)",
+                    pytrace=False,
+                )
             _progress(f"attaching to the running bed in {directory}")
             yield existing
             return
