@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -21,8 +22,13 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start a bed and print how to reach it."""
+    """Start a bed and print how to reach it (SIGTERM/Ctrl-C stop what was started)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     bed = Testbed.up(
         args.dir,
         providers=args.providers,
