@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 
 from kommons_testbed.bed import Testbed, default_dir
+from kommons_testbed.handles import ChainHandle
 from kommons_testbed.processes import BedError
 from kommons_testbed.state import load_state
 
@@ -73,6 +74,12 @@ def testbed() -> Iterator[Testbed]:
             _progress(f"leaving the bed running in {directory} (KOMMONS_TESTBED_KEEP=1)")
         else:
             bed.down(progress=_progress)
+
+
+@pytest.fixture(scope="session")
+def chain(testbed: Testbed) -> ChainHandle:
+    """The bed's anvil node: ``rpc_url``, ``chain_id``, funded ``accounts``."""
+    return testbed.chain
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,16 @@
-"""``kommons-testbed up|down|status``: the bed from the command line (``make testbed-*``)."""
+"""``kommons-testbed up|down|status|env``: the bed from the command line (``make testbed-*``)."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from kommons_testbed import tools
 from kommons_testbed.bed import DIR_ENV, Testbed, default_dir, rss_kib, running_processes
 from kommons_testbed.config import DEFAULT_HARDWARE_FILE
 from kommons_testbed.processes import BedError, is_alive
@@ -81,6 +83,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print shell exports for the running bed: ``eval "$(kommons-testbed env)"``."""
+    directory: Path = (args.dir or default_dir()).resolve()
+    state = load_state(directory)
+    if state is None:
+        raise BedError(f"no bed in {directory}: run `make testbed-up` first")
+    kubeconfig = state.merged_kubeconfig or state.hub.kubeconfig
+    print(f"export {DIR_ENV}={shlex.quote(str(directory))}")
+    print(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
+    print(f'export PATH={shlex.quote(str(tools.bin_dir()))}:"$PATH"')
+    return 0
+
+
 def _print_summary(bed: Testbed) -> None:
     state = bed.state
     took = f" (started in {state.startup_seconds}s)" if state.startup_seconds else ""
@@ -123,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="show clusters, ports, processes")
     status.set_defaults(func=cmd_status)
-    for p in (up, down, status):
+    env = sub.add_parser("env", help='print exports (KUBECONFIG, PATH): eval "$(... env)"')
+    env.set_defaults(func=cmd_env)
+    for p in (up, down, status, env):
         p.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
