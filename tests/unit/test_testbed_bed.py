@@ -19,8 +19,10 @@ import pytest
 from kommons_testbed import tools
 from kommons_testbed.bed import MARKER, Testbed, _claim_dir
 from kommons_testbed.cli import main
-from kommons_testbed.processes import BedError, ProcessRecord
+from kommons_testbed.processes import BedError, ProcessRecord, is_alive, spawn
 from kommons_testbed.state import BedState, load_state
+
+pytestmark = pytest.mark.filterwarnings(r"ignore:subprocess \d+ is still running:ResourceWarning")
 
 
 @pytest.fixture
@@ -119,3 +121,19 @@ def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert err.startswith("kommons-testbed: ")
     assert "Traceback" not in err
+
+
+def test_adopted_process_is_stopped_by_down_and_not_a_problem(tmp_path: Path) -> None:
+    bed_dir = tmp_path / "bed"
+    bed = Testbed(stale_state(bed_dir))
+    sleeper = spawn("operator", [sys.executable, "-c", "import time; time.sleep(60)"],
+                    bed_dir / "logs" / "operator.log")  # fmt: skip
+    bed.adopt(sleeper)
+    with pytest.raises(BedError, match="bed component"):
+        bed.adopt(ProcessRecord("etcd", sleeper.pid, sleeper.argv, sleeper.log))
+    reloaded = Testbed.load(bed_dir)
+    assert reloaded.process("operator").pid == sleeper.pid
+    assert not any("operator" in p for p in reloaded.problems())
+    reloaded.down()
+    assert not is_alive(sleeper.pid)
+    assert not bed_dir.exists()

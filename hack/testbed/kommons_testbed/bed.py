@@ -38,7 +38,9 @@ MERGED_KUBECONFIG = "kubeconfig"
 
 Progress = Callable[[str], None]
 
-# Stop order: consumers of an apiserver first, etcd last.
+_COMPONENT_KINDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+# Stop order: consumers of an apiserver first (adopted processes too), etcd last.
 _STOP_TIERS = (
     ("kwok", "kube-scheduler", "kube-controller-manager", "prometheus", "anvil"),
     ("kube-apiserver",),
@@ -188,7 +190,7 @@ class Testbed:
         found = [
             f"{name} (pid {rec.pid}) is not running"
             for name, rec in self._state.processes.items()
-            if not is_alive(rec.pid)
+            if self.is_component(name) and not is_alive(rec.pid)
         ]
         for c in self._state.clusters.values():
             if not http_ok(f"{c.server}/readyz", token=c.admin_token, ca_file=c.ca_file):
@@ -267,6 +269,33 @@ class Testbed:
         if kind == "etcd":
             return http_ok(f"{self._state.etcd_url}/health")
         return True
+
+    def is_component(self, name: str) -> bool:
+        """Whether ``name`` is one of the bed's own components (not an adopted process)."""
+        if name in ("etcd", "anvil", "prometheus"):
+            return True
+        cluster_name, _, kind = name.rpartition("/")
+        return cluster_name in self._state.clusters and kind in _COMPONENT_KINDS
+
+    def adopt(self, record: ProcessRecord) -> None:
+        """Record a process started on top of the bed so that ``down`` stops it too.
+
+        For operators, agents and the like: ``make testbed-down`` then stops them (first,
+        before the apiservers) instead of leaving them orphaned. Adopting a name again
+        replaces the record (a restarted process). Adopted processes do not count in
+        :meth:`problems`.
+        """
+        if self.is_component(record.name):
+            raise BedError(f"{record.name!r} is a bed component; adopt under another name")
+        with self._lock:
+            self._state.processes[record.name] = record
+            self._state.save()
+
+    def disown(self, name: str) -> None:
+        """Forget an adopted process (after its owner stopped it)."""
+        with self._lock:
+            self._state.processes.pop(name, None)
+            self._state.save()
 
     # ----------------------------------------------------------------- prometheus
 
