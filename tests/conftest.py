@@ -3,10 +3,11 @@
 Behaviour:
 
 - ``testbed`` attaches to a healthy bed in ``.testbed/`` (or ``$KOMMONS_TESTBED_DIR``): state
-  file present, every process alive, every apiserver answering ``/readyz``. Such a bed is left
-  running at the end (it belongs to whoever started it).
-- Otherwise it brings one up there (3 providers, anvil) and takes it down at session end. A
-  stale bed (state file, but something died) is stopped by pid first.
+  file present, every process alive, every apiserver answering ``/readyz``.
+- Otherwise it brings one up there (3 providers, anvil). A stale bed nobody uses (state file,
+  but something died) is stopped by pid first; an unhealthy bed other sessions use is waited for.
+- At the end, a bed started by tests is stopped by the last session using it; a bed started
+  with ``make testbed-up`` is left running (``KOMMONS_TESTBED_KEEP=1`` keeps any).
 - Missing binaries are a test error with the fix ("run make deps"), never a skip.
 """
 
@@ -15,13 +16,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from kommons_testbed.bed import Testbed, default_dir
+from kommons_testbed import sessions
+from kommons_testbed.bed import Testbed, bed_lock, default_dir
 from kommons_testbed.handles import ChainHandle
-from kommons_testbed.processes import BedError
+from kommons_testbed.processes import BedError, wait_for
 from kommons_testbed.state import load_state
 
 PROVIDERS = 3
@@ -42,38 +45,73 @@ def _progress(text: str) -> None:
     sys.stderr.flush()
 
 
+def _attach(directory: Path, bed: Testbed) -> Testbed:
+    if len(bed.providers) < PROVIDERS:
+        pytest.fail(
+            f"the bed running in {directory} has providers {list(bed.providers)}; the tests "
+            f"need {PROVIDERS}: run `make testbed-down` (and `make testbed-up "
+            f"PROVIDERS={PROVIDERS}` to keep one running between test runs)",
+            pytrace=False,
+        )
+    _progress(f"attaching to the running bed in {directory}")
+    return bed
+
+
+def _existing_bed(directory: Path) -> Testbed | None:
+    """Return a healthy bed to attach to, or None after stopping an unhealthy unused one."""
+    state = load_state(directory)
+    if state is None:
+        return None
+    bed = Testbed(state)
+    problems = bed.problems()
+    if not problems:
+        return _attach(directory, bed)
+    others = sessions.live_sessions(directory)
+    if others:
+        # another session may be in the middle of a fault test (an apiserver stopped on purpose)
+        _progress(f"the bed is unhealthy ({'; '.join(problems)}) while sessions {others} use it")
+        try:
+            wait_for(bed.healthy, timeout=120, what=f"the bed in {directory} to be healthy")
+        except BedError as exc:
+            pytest.fail(f"{exc}; problems: {bed.problems()}", pytrace=False)
+        return _attach(directory, bed)
+    _progress(f"the bed in {directory} is unhealthy ({'; '.join(problems)}); stopping it")
+    bed.down(progress=_progress)
+    return None
+
+
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    """The running bed: attached to if healthy, else started for this session."""
+    """The running bed: attached to if healthy, else started for this session.
+
+    A bed started by tests is stopped by the last session using it (sessions register in
+    ``<dir>/sessions/``); a bed started with ``make testbed-up`` is left running.
+    """
     directory = default_dir()
-    state = load_state(directory)
-    if state is not None:
-        existing = Testbed(state)
-        problems = existing.problems()
-        if not problems:
-            if len(existing.providers) < PROVIDERS:
-                pytest.fail(
-                    f"the bed running in {directory} has providers {list(existing.providers)}; "
-                    f"the tests need {PROVIDERS}: run `make testbed-down` and "
-                    f"`make testbed-up PROVIDERS={PROVIDERS}` (or just `make testbed-down`)",
-                    pytrace=False,
-                )
-            _progress(f"attaching to the running bed in {directory}")
-            yield existing
-            return
-        _progress(f"the bed in {directory} is unhealthy ({'; '.join(problems)}); stopping it")
-        existing.down(progress=_progress)
     try:
-        bed = Testbed.up(directory, providers=PROVIDERS, progress=_progress)
+        # one session at a time decides (and maybe starts the bed); others wait for it
+        with bed_lock(directory, timeout=300):
+            bed = _existing_bed(directory)
+            if bed is None:
+                bed = Testbed.up(directory, providers=PROVIDERS, progress=_progress)
+                sessions.mark_started_by_tests(directory)
+            sessions.register(directory)
     except BedError as exc:
         pytest.fail(f"cannot start the test bed: {exc}", pytrace=False)
     try:
         yield bed
     finally:
-        if os.environ.get("KOMMONS_TESTBED_KEEP") == "1":
-            _progress(f"leaving the bed running in {directory} (KOMMONS_TESTBED_KEEP=1)")
-        else:
-            bed.down(progress=_progress)
+        with bed_lock(directory, timeout=300):
+            sessions.unregister(directory)
+            others = sessions.live_sessions(directory)
+            if not directory.exists() or not sessions.started_by_tests(directory):
+                pass  # gone already, or started with `make testbed-up`: not ours to stop
+            elif os.environ.get("KOMMONS_TESTBED_KEEP") == "1":
+                _progress(f"leaving the bed running in {directory} (KOMMONS_TESTBED_KEEP=1)")
+            elif others:
+                _progress(f"leaving the bed running in {directory}: sessions {others} use it")
+            else:
+                bed.down(progress=_progress)
 
 
 @pytest.fixture(scope="session")

@@ -99,7 +99,7 @@ class Testbed:
             needed += ("kube-scheduler", "kwok")
         tools.check_binaries(needed)
         start_anvil = _anvil_starter() if chain else None
-        with _dir_lock(directory):
+        with bed_lock(directory):
             _claim_dir(directory, progress)
             return _Startup(directory, specs, start_anvil, progress).run()
 
@@ -573,21 +573,50 @@ def _remove_dir(directory: Path) -> None:
         shutil.rmtree(directory)
 
 
+_held_locks: set[Path] = set()
+_held_guard = threading.Lock()
+
+
 @contextlib.contextmanager
-def _dir_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock so two ``up`` runs on one directory cannot race."""
+def bed_lock(directory: Path, *, timeout: float = 0.0) -> Iterator[None]:
+    """Hold the bed directory's lock: one ``up`` (or test-session attach decision) at a time.
+
+    Re-entrant within a process (``Testbed.up`` inside a held lock does not deadlock).
+
+    Args:
+        directory: the bed's directory (the lock file is ``.<name>.lock`` next to it).
+        timeout: seconds to wait for another holder; 0 = fail at once.
+
+    Raises:
+        BedError: someone else holds the lock.
+    """
+    directory = directory.resolve()
+    with _held_guard:
+        reentrant = directory in _held_locks
+    if reentrant:
+        yield
+        return
     lock_path = directory.parent / f".{directory.name}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BedError(
-                f"another `up` is starting a bed in {directory} right now; wait for it"
-            ) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BedError(
+                        f"another process is starting a bed in {directory} right now; wait for it"
+                    ) from None
+                time.sleep(0.2)
+        with _held_guard:
+            _held_locks.add(directory)
         try:
             yield
         finally:
+            with _held_guard:
+                _held_locks.discard(directory)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -604,6 +633,7 @@ def rss_kib(pid: int) -> int:
 __all__ = [
     "DIR_ENV",
     "Testbed",
+    "bed_lock",
     "default_dir",
     "rss_kib",
     "running_processes",
