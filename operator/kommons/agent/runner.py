@@ -173,6 +173,8 @@ def build_registry(agent: Agent) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_settings(settings, role="agent")
+        # The agent's RBAC reaches one namespace: no cluster-wide scans of namespaces or CRDs.
+        settings.scanning.disabled = True
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

@@ -201,6 +201,9 @@ class ChosenProvider(StatusModel):
 
     provider: str = Field(description="Provider name.")
     replicas: int = Field(ge=0, description="Replicas assigned to it.")
+    price_per_hour: StatusDecimal | None = Field(
+        default=None, description="Price of one replica-hour on it, locked for the placement."
+    )
 
 
 class SchedulingDecision(StatusModel):

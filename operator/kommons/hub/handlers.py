@@ -77,7 +77,7 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
 
     # --- indexes: the hub's whole view of the world, rebuilt from list+watch -------------
 
-    @kopf.index(*PROVIDERS, registry=registry)
+    @kopf.index(*PROVIDERS, id="provider_index", registry=registry)
     def provider_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
         return {
             name: {
@@ -92,6 +92,7 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
         "v1",
         "leases",
         labels={LABEL_PROVIDER: kopf.PRESENT},
+        id="heartbeat_index",
         registry=registry,
     )
     def heartbeat_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, str] | None:
@@ -101,7 +102,7 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
         renew = body.spec.get("renewTime")
         return {provider: str(renew)} if provider and renew else None
 
-    @kopf.index(*PLACEMENTS, registry=registry)
+    @kopf.index(*PLACEMENTS, id="placement_index", registry=registry)
     def placement_index(body: kopf.Body, **_: Any) -> dict[str, Any]:
         uid = body.spec.get("leaseRef", {}).get("uid", "")
         return {
@@ -112,15 +113,15 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
             }
         }
 
-    @kopf.index(*POOLS, registry=registry)
+    @kopf.index(*POOLS, id="pool_index", registry=registry)
     def pool_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
         return {name: {"metadata": dict(body.metadata), "spec": dict(body.spec)}}
 
-    @kopf.index(*ACCOUNTS, registry=registry)
+    @kopf.index(*ACCOUNTS, id="account_index", registry=registry)
     def account_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
         return {name: {"metadata": dict(body.metadata), "spec": dict(body.spec)}}
 
-    @kopf.index("", "v1", "namespaces", registry=registry)
+    @kopf.index("", "v1", "namespaces", id="namespace_index", registry=registry)
     def namespace_index(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, Any]:
         return {name: dict(labels)}
 

@@ -1,0 +1,249 @@
+"""The Kommons stack on a running bed: CRDs, onboarded providers, the hub and one agent each.
+
+Used by ``make run`` (``kommons-testbed run``) and by the integration tests' ``stack``
+fixture. Processes are started with :func:`processes.spawn` and recorded in
+``<bed>/stack.json`` so ``make stop`` stops exactly them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kommons.hub.onboarding import Onboarding, onboard
+from kommons.kube import Kube, connect
+from kommons.kube import resources as r
+from kommons_testbed.processes import BedError, ProcessRecord, is_alive, kill, spawn, stop, wait_for
+
+REPO = Path(__file__).resolve().parents[3]
+CRD_DIR = REPO / "crds"
+EXAMPLE_PROVIDERS = REPO / "examples" / "providers"
+STATE_FILE = "stack.json"
+Progress = Callable[[str], None]
+
+_GENERATED_CONFIG = {
+    "payoutAddress": "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+    "labels": {"kommons.io/tier": "community"},
+    "pricing": {"cpuCoreHour": "0.03", "memoryGiBHour": "0.004", "gpuHour": {"nvidia-l4": "0.70"}},
+    "heartbeatSeconds": 2,
+    "reportSeconds": 2,
+}
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def install_crds(hub: Kube, *, timeout: float = 60.0) -> list[str]:
+    """Apply every CRD in ``crds/`` to the hub and wait until each is Established."""
+    names = []
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        hub.apply(r.CRDS, body)
+        names.append(str(body["metadata"]["name"]))
+
+    def established() -> bool:
+        for name in names:
+            conditions = (hub.get(r.CRDS, name).get("status") or {}).get("conditions") or []
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return False
+        return True
+
+    wait_for(established, timeout=timeout, what="Kommons CRDs to be Established")
+    return names
+
+
+@dataclass
+class Stack:
+    """The hub operator and the agents running against a bed."""
+
+    bed_dir: Path
+    hub_kubeconfig: Path
+    provider_kubeconfigs: dict[str, Path]
+    regions: dict[str, str]
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        """Where the stack keeps agent kubeconfigs, configs and logs."""
+        return self.bed_dir / "stack"
+
+    def hub_kube(self) -> Kube:
+        """An admin client for the hub."""
+        return connect(self.hub_kubeconfig, field_manager="kommons-testbed")
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Record the stack's processes next to the bed's state."""
+        data = {
+            "hubKubeconfig": str(self.hub_kubeconfig),
+            "providerKubeconfigs": {k: str(v) for k, v in self.provider_kubeconfigs.items()},
+            "regions": self.regions,
+            "processes": {k: v.to_json() for k, v in self.processes.items()},
+        }
+        (self.bed_dir / STATE_FILE).write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, bed_dir: Path) -> Stack | None:
+        """The stack recorded in ``bed_dir``, or ``None``."""
+        path = bed_dir / STATE_FILE
+        if not path.exists():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text())
+        return cls(
+            bed_dir=bed_dir,
+            hub_kubeconfig=Path(data["hubKubeconfig"]),
+            provider_kubeconfigs={k: Path(v) for k, v in data["providerKubeconfigs"].items()},
+            regions=dict(data["regions"]),
+            processes={k: ProcessRecord.from_json(v) for k, v in data["processes"].items()},
+        )
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def agent_config(self, provider: str) -> Path:
+        """The agent's config: ``examples/providers/<name>.yaml``, or a generated one."""
+        example = EXAMPLE_PROVIDERS / f"{provider}.yaml"
+        if example.exists():
+            return example
+        path = self.dir / f"{provider}.agent.yaml"
+        config = dict(_GENERATED_CONFIG, region=self.regions.get(provider, "eu-west"))
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def agent_kubeconfig(self, provider: str) -> Path:
+        """The scoped hub kubeconfig written by onboarding."""
+        return self.dir / f"{provider}.hub.kubeconfig"
+
+    def onboard_all(self, hub: Kube) -> None:
+        """Onboard every provider of the bed (idempotent)."""
+        for provider in sorted(self.provider_kubeconfigs):
+            config = yaml.safe_load(self.agent_config(provider).read_text())
+            text = onboard(
+                hub,
+                Onboarding(
+                    provider=provider,
+                    region=str(config["region"]),
+                    payout_address=str(config["payoutAddress"]),
+                ),
+                token_seconds=7 * 24 * 3600,
+            )
+            path = self.agent_kubeconfig(provider)
+            path.write_text(text)
+            path.chmod(0o600)
+
+    # --- processes ------------------------------------------------------------------------
+
+    def start_hub(self, *extra: str) -> ProcessRecord:
+        """Start the hub operator (``kommons hub``)."""
+        argv = [
+            sys.executable,
+            "-m",
+            "kommons.cli",
+            "hub",
+            "--kubeconfig",
+            str(self.hub_kubeconfig),
+            "--heartbeat-timeout",
+            "10",
+            "--retry-seconds",
+            "2",
+            *extra,
+        ]
+        record = spawn("hub", argv, self.dir / "logs" / "hub.log")
+        self.processes["hub"] = record
+        self.save()
+        return record
+
+    def start_agent(self, provider: str) -> ProcessRecord:
+        """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig."""
+        argv = [
+            sys.executable,
+            "-m",
+            "kommons.cli",
+            "agent",
+            "--provider",
+            provider,
+            "--config",
+            str(self.agent_config(provider)),
+            "--hub-kubeconfig",
+            str(self.agent_kubeconfig(provider)),
+            "--kubeconfig",
+            str(self.provider_kubeconfigs[provider]),
+        ]
+        record = spawn(f"agent-{provider}", argv, self.dir / "logs" / f"agent-{provider}.log")
+        self.processes[f"agent-{provider}"] = record
+        self.save()
+        return record
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one of the stack's processes (``hub`` or ``agent-<provider>``): a crash."""
+        kill(self.processes[name])
+
+    def stop(self, name: str) -> None:
+        """Stop one of the stack's processes gracefully."""
+        stop(self.processes[name], timeout=15)
+
+    def alive(self, name: str) -> bool:
+        """Whether a stack process is running."""
+        record = self.processes.get(name)
+        return record is not None and is_alive(record.pid)
+
+    def wait_providers_ready(self, *, timeout: float = 90.0) -> None:
+        """Wait until every provider is ``Ready`` on the hub."""
+        hub = self.hub_kube()
+
+        def ready() -> bool:
+            for provider in self.provider_kubeconfigs:
+                body = hub.get_or_none(r.PROVIDERS, provider)
+                if body is None or (body.get("status") or {}).get("phase") != "Ready":
+                    return False
+            return True
+
+        try:
+            wait_for(
+                ready, timeout=timeout, what="every provider to be Ready on the hub", every=0.5
+            )
+        except BedError as exc:
+            raise BedError(f"{exc}; see the logs in {self.dir / 'logs'}") from exc
+
+    def down(self) -> None:
+        """Stop every process of the stack (agents first, then the hub)."""
+        for name in sorted(self.processes, key=lambda n: n == "hub"):
+            stop(self.processes[name], timeout=15)
+        (self.bed_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def start_stack(
+    bed_dir: Path,
+    hub_kubeconfig: Path,
+    provider_kubeconfigs: dict[str, Path],
+    regions: dict[str, str],
+    *,
+    progress: Progress = _quiet,
+) -> Stack:
+    """Install CRDs, onboard providers, start the hub and every agent, wait until Ready."""
+    existing = Stack.load(bed_dir)
+    if existing is not None and any(existing.alive(n) for n in existing.processes):
+        raise BedError(f"a Kommons stack is already running on the bed in {bed_dir}; stop it first")
+    stack = Stack(bed_dir, hub_kubeconfig, dict(provider_kubeconfigs), dict(regions))
+    stack.dir.mkdir(parents=True, exist_ok=True)
+    hub = stack.hub_kube()
+    started = time.monotonic()
+    names = install_crds(hub)
+    progress(f"installed {len(names)} CRDs")
+    stack.onboard_all(hub)
+    progress(f"onboarded providers {', '.join(sorted(provider_kubeconfigs))}")
+    stack.start_hub()
+    for provider in sorted(provider_kubeconfigs):
+        stack.start_agent(provider)
+    progress("started the hub operator and one agent per provider; waiting for providers Ready")
+    stack.wait_providers_ready()
+    progress(f"stack ready in {time.monotonic() - started:.1f}s")
+    return stack

@@ -1,0 +1,178 @@
+"""Fixtures for the Kommons stack on the bed: the hub operator and one agent per provider.
+
+``stack`` starts (once per session) CRDs, onboarding, ``kommons hub`` and ``kommons agent``
+processes against the real bed, plus a pool and a billing account shared by the tests;
+``tenant`` gives each test its own billed tenant namespace on the hub.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from kommons.kube import Kube, connect
+from kommons.kube import resources as r
+from kommons_testbed.bed import Testbed
+from kommons_testbed.processes import wait_for
+from kommons_testbed.stack import Stack, start_stack
+
+TENANT_LABEL = "kommons.io/tenant"
+BILLING_LABEL = "kommons.io/billing"
+POOL = "it-pool"
+ACCOUNT = "it-account"
+
+
+@pytest.fixture(scope="session")
+def stack(testbed: Testbed) -> Iterator[Stack]:
+    """The hub and agents, running for the whole session; stopped at its end."""
+    existing = Stack.load(testbed.dir)
+    if existing is not None:
+        existing.down()
+    regions = {name: testbed.state.clusters[name].region or "" for name in testbed.providers}
+    running = start_stack(
+        testbed.dir,
+        testbed.hub.kubeconfig,
+        {name: handle.kubeconfig for name, handle in testbed.providers.items()},
+        regions,
+    )
+    hub = running.hub_kube()
+    hub.apply(
+        r.PROVIDER_POOLS,
+        {
+            "apiVersion": "kommons.io/v1alpha1",
+            "kind": "ProviderPool",
+            "metadata": {"name": POOL},
+            "spec": {
+                "strategy": "LowestPrice",
+                "tenantNamespaceSelector": {
+                    "matchExpressions": [{"key": TENANT_LABEL, "operator": "Exists"}]
+                },
+            },
+        },
+    )
+    hub.apply(
+        r.BILLING_ACCOUNTS,
+        {
+            "apiVersion": "kommons.io/v1alpha1",
+            "kind": "BillingAccount",
+            "metadata": {"name": ACCOUNT},
+            "spec": {
+                "address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                "namespaceSelector": {"matchLabels": {BILLING_LABEL: "yes"}},
+            },
+        },
+    )
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+@pytest.fixture(scope="session")
+def hub(stack: Stack) -> Kube:
+    """Admin client of the hub."""
+    return stack.hub_kube()
+
+
+@pytest.fixture(scope="session")
+def provider_kube(testbed: Testbed) -> Callable[[str], Kube]:
+    """``provider_kube("prov-a")``: admin client of a provider cluster."""
+    clients: dict[str, Kube] = {}
+
+    def get(name: str) -> Kube:
+        if name not in clients:
+            clients[name] = connect(testbed.providers[name].kubeconfig, field_manager="tests")
+        return clients[name]
+
+    return get
+
+
+def make_namespace(hub: Kube, *, billed: bool = True) -> str:
+    """A fresh tenant namespace on the hub (billed to the shared account unless told)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    labels = {TENANT_LABEL: name}
+    if billed:
+        labels[BILLING_LABEL] = "yes"
+    hub.create(
+        r.NAMESPACES,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
+    )
+    return name
+
+
+@pytest.fixture
+def tenant(hub: Kube) -> str:
+    """A billed tenant namespace for one test."""
+    return make_namespace(hub)
+
+
+def lease_body(
+    name: str,
+    namespace: str,
+    *,
+    replicas: int = 2,
+    cpu: str = "500m",
+    memory: str = "256Mi",
+    gpu: dict[str, Any] | None = None,
+    max_price: str = "5.00",
+    pool: str = POOL,
+) -> dict[str, Any]:
+    """A restricted-compliant ComputeLease."""
+    resources: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpu:
+        resources["gpu"] = gpu
+    return {
+        "apiVersion": "kommons.io/v1alpha1",
+        "kind": "ComputeLease",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "poolRef": {"name": pool},
+            "replicas": replicas,
+            "resources": resources,
+            "maxPricePerHour": max_price,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "nginxinc/nginx-unprivileged:1.27-alpine",
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                                "runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def wait_lease(
+    hub: Kube,
+    namespace: str,
+    name: str,
+    check: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Poll a lease until ``check`` holds; return it."""
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        seen.clear()
+        seen.update(hub.get(r.COMPUTE_LEASES, name, namespace))
+        return check(seen)
+
+    try:
+        wait_for(done, timeout=timeout, what=what, every=0.3)
+    except Exception as exc:
+        raise AssertionError(f"{exc}; last status: {seen.get('status')}") from exc
+    return dict(seen)
