@@ -13,7 +13,7 @@ Behaviour matrix (each test can fail):
   200 inside;
 - the bed's kwok fault stages: a pod made not Ready stays not Ready, comes back, can fail;
 - the bed's tooling: admin kubeconfig works with kubectl, `up` on a running bed is a clear
-  refusal, `status` is healthy;
+  refusal, `status` is healthy, Prometheus started on demand scrapes the bed and is stopped;
 - fault helpers: an apiserver stopped and started again keeps its objects and port; a killed
   kwok restarted keeps nodes Ready.
 """
@@ -38,6 +38,7 @@ from kommons_testbed.kube import api_client, create_namespace, delete_namespace
 from kommons_testbed.launch import http_ok
 from kommons_testbed.pods import fail_pod, pod_ready, set_pod_ready
 from kommons_testbed.processes import is_alive, wait_for
+from kommons_testbed.prometheus import query_values
 
 pytestmark = pytest.mark.bed
 
@@ -500,6 +501,22 @@ def test_status_reports_healthy(testbed: Testbed) -> None:
     assert "healthy" in result.stdout
     for name in testbed.clusters:
         assert name in result.stdout
+
+
+def test_prometheus_on_demand_scrapes_the_bed(testbed: Testbed) -> None:
+    etcd_target = testbed.state.etcd_url.removeprefix("http://")
+    handle = testbed.start_prometheus([etcd_target])
+    try:
+        assert Testbed.load(testbed.dir).prometheus == handle
+        wait_for(
+            lambda: query_values(handle, "etcd_server_has_leader") == [1.0],
+            timeout=30,
+            what="Prometheus to scrape etcd",
+        )
+    finally:
+        testbed.stop_prometheus()
+    assert "prometheus" not in Testbed.load(testbed.dir).state.processes
+    assert testbed.healthy()
 
 
 # --------------------------------------------------------------------------- fault helpers

@@ -314,6 +314,16 @@ class Testbed:
             self._state.save()
         return handle
 
+    def stop_prometheus(self) -> None:
+        """Stop the Prometheus of :meth:`start_prometheus` (if any) and forget it."""
+        record = self._state.processes.get("prometheus")
+        if record is not None:
+            stop(record)
+        with self._lock:
+            self._state.processes.pop("prometheus", None)
+            self._state.prometheus = None
+            self._state.save()
+
 
 def _flag(argv: Sequence[str], flag: str) -> str:
     for arg in argv:
