@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -583,6 +585,12 @@ def _remove_dir(directory: Path) -> None:
         shutil.rmtree(directory)
 
 
+def lock_file(directory: Path) -> Path:
+    """Return the lock file of the bed in ``directory`` (in the temp dir, not in the repo)."""
+    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "kommons-testbed-locks" / f"{digest}.lock"
+
+
 _held_locks: set[Path] = set()
 _held_guard = threading.Lock()
 
@@ -594,7 +602,7 @@ def bed_lock(directory: Path, *, timeout: float = 0.0) -> Iterator[None]:
     Re-entrant within a process (``Testbed.up`` inside a held lock does not deadlock).
 
     Args:
-        directory: the bed's directory (the lock file is ``.<name>.lock`` next to it).
+        directory: the bed's directory (the lock file is :func:`lock_file`).
         timeout: seconds to wait for another holder; 0 = fail at once.
 
     Raises:
@@ -606,7 +614,7 @@ def bed_lock(directory: Path, *, timeout: float = 0.0) -> Iterator[None]:
     if reentrant:
         yield
         return
-    lock_path = directory.parent / f".{directory.name}.lock"
+    lock_path = lock_file(directory)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as handle:
         deadline = time.monotonic() + timeout
