@@ -28,16 +28,10 @@ ACCOUNT = "it-account"
 @pytest.fixture(scope="session")
 def stack(testbed: Testbed) -> Iterator[Stack]:
     """The hub and agents, running for the whole session; stopped at its end."""
-    existing = Stack.load(testbed.dir)
+    existing = Stack.load(testbed.dir, testbed)
     if existing is not None:
         existing.down()
-    regions = {name: testbed.state.clusters[name].region or "" for name in testbed.providers}
-    running = start_stack(
-        testbed.dir,
-        testbed.hub.kubeconfig,
-        {name: handle.kubeconfig for name, handle in testbed.providers.items()},
-        regions,
-    )
+    running = start_stack(testbed)
     hub = running.hub_kube()
     hub.apply(
         r.PROVIDER_POOLS,

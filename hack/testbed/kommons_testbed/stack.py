@@ -20,6 +20,7 @@ import yaml
 from kommons.hub.onboarding import Onboarding, onboard
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
+from kommons_testbed.bed import Testbed
 from kommons_testbed.processes import BedError, ProcessRecord, is_alive, kill, spawn, stop, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -69,6 +70,8 @@ class Stack:
     provider_kubeconfigs: dict[str, Path]
     regions: dict[str, str]
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    bed: Testbed | None = None
+    """The bed, which adopts the stack's processes so ``make testbed-down`` stops them too."""
 
     @property
     def dir(self) -> Path:
@@ -92,7 +95,7 @@ class Stack:
         (self.bed_dir / STATE_FILE).write_text(json.dumps(data, indent=2))
 
     @classmethod
-    def load(cls, bed_dir: Path) -> Stack | None:
+    def load(cls, bed_dir: Path, bed: Testbed | None = None) -> Stack | None:
         """The stack recorded in ``bed_dir``, or ``None``."""
         path = bed_dir / STATE_FILE
         if not path.exists():
@@ -104,7 +107,15 @@ class Stack:
             provider_kubeconfigs={k: Path(v) for k, v in data["providerKubeconfigs"].items()},
             regions=dict(data["regions"]),
             processes={k: ProcessRecord.from_json(v) for k, v in data["processes"].items()},
+            bed=bed,
         )
+
+    def _record(self, record: ProcessRecord) -> ProcessRecord:
+        self.processes[record.name] = record
+        self.save()
+        if self.bed is not None:
+            self.bed.adopt(record)
+        return record
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -156,10 +167,7 @@ class Stack:
             "2",
             *extra,
         ]
-        record = spawn("hub", argv, self.dir / "logs" / "hub.log")
-        self.processes["hub"] = record
-        self.save()
-        return record
+        return self._record(spawn("hub", argv, self.dir / "logs" / "hub.log"))
 
     def start_agent(self, provider: str) -> ProcessRecord:
         """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig."""
@@ -177,10 +185,8 @@ class Stack:
             "--kubeconfig",
             str(self.provider_kubeconfigs[provider]),
         ]
-        record = spawn(f"agent-{provider}", argv, self.dir / "logs" / f"agent-{provider}.log")
-        self.processes[f"agent-{provider}"] = record
-        self.save()
-        return record
+        log = self.dir / "logs" / f"agent-{provider}.log"
+        return self._record(spawn(f"agent-{provider}", argv, log))
 
     def kill(self, name: str) -> None:
         """SIGKILL one of the stack's processes (``hub`` or ``agent-<provider>``): a crash."""
@@ -217,31 +223,32 @@ class Stack:
         """Stop every process of the stack (agents first, then the hub)."""
         for name in sorted(self.processes, key=lambda n: n == "hub"):
             stop(self.processes[name], timeout=15)
+            if self.bed is not None:
+                self.bed.disown(name)
         (self.bed_dir / STATE_FILE).unlink(missing_ok=True)
 
 
-def start_stack(
-    bed_dir: Path,
-    hub_kubeconfig: Path,
-    provider_kubeconfigs: dict[str, Path],
-    regions: dict[str, str],
-    *,
-    progress: Progress = _quiet,
-) -> Stack:
+def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
     """Install CRDs, onboard providers, start the hub and every agent, wait until Ready."""
-    existing = Stack.load(bed_dir)
+    existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
-        raise BedError(f"a Kommons stack is already running on the bed in {bed_dir}; stop it first")
-    stack = Stack(bed_dir, hub_kubeconfig, dict(provider_kubeconfigs), dict(regions))
+        raise BedError(f"a Kommons stack is already running on the bed in {bed.dir}; stop it first")
+    stack = Stack(
+        bed_dir=bed.dir,
+        hub_kubeconfig=bed.hub.kubeconfig,
+        provider_kubeconfigs={name: handle.kubeconfig for name, handle in bed.providers.items()},
+        regions={name: bed.state.clusters[name].region or "" for name in bed.providers},
+        bed=bed,
+    )
     stack.dir.mkdir(parents=True, exist_ok=True)
     hub = stack.hub_kube()
     started = time.monotonic()
     names = install_crds(hub)
     progress(f"installed {len(names)} CRDs")
     stack.onboard_all(hub)
-    progress(f"onboarded providers {', '.join(sorted(provider_kubeconfigs))}")
+    progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
     stack.start_hub()
-    for provider in sorted(provider_kubeconfigs):
+    for provider in sorted(stack.provider_kubeconfigs):
         stack.start_agent(provider)
     progress("started the hub operator and one agent per provider; waiting for providers Ready")
     stack.wait_providers_ready()
