@@ -21,9 +21,15 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with Kommons and its dev tools.
 
+BED_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd
+
 .PHONY: tools
-tools: ## Build (or reuse cached) Kubernetes, kwok, etcd and helm binaries from pinned Go modules.
-	bash hack/testbed/build-tools.sh
+tools: ## Build (or reuse cached) the bed's binaries (Kubernetes, kubectl, kwok, etcd) from pinned Go modules.
+	bash hack/testbed/build-tools.sh $(BED_TOOLS)
+
+.PHONY: helm
+helm: ## Build (or reuse cached) helm from its pinned Go module (not needed by the tests yet).
+	bash hack/testbed/build-tools.sh helm
 
 .PHONY: deps
 deps: venv tools ## Install everything the bed needs: Python deps, Go binaries, anvil, Prometheus.
@@ -41,6 +47,14 @@ testbed-down: venv ## Stop exactly the bed's processes and remove .testbed/.
 .PHONY: testbed-status
 testbed-status: venv ## Show the bed's clusters, ports and processes.
 	$(VENV)/bin/kommons-testbed status
+
+.PHONY: run
+run: deps ## Start hub + $(PROVIDERS) providers + anvil + hub operator + agents, apply examples/, show them Running.
+	$(VENV)/bin/kommons-testbed run --providers $(PROVIDERS)
+
+.PHONY: stop
+stop: venv ## Stop everything `make run` started (bed, operator, agents) and remove .testbed/.
+	$(VENV)/bin/kommons-testbed down
 
 .PHONY: lint
 lint: venv ## ruff check + format check.

@@ -42,6 +42,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start what is missing of bed and stack, apply the examples, show them Running."""
+    from kommons_testbed.demo import run  # imports the product package; only `run` needs it
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    directory: Path = (args.dir or default_dir()).resolve()
+    return run(directory, providers=args.providers, progress=_say)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop the bed's processes by pid and remove its directory."""
     directory: Path = (args.dir or default_dir()).resolve()
@@ -140,7 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     env = sub.add_parser("env", help='print exports (KUBECONFIG, PATH): eval "$(... env)"')
     env.set_defaults(func=cmd_env)
-    for p in (up, down, status, env):
+    run = sub.add_parser(
+        "run",
+        help="bed + Kommons stack (hub, agents) + examples/, shown Running (make run)",
+    )
+    run.add_argument("--providers", type=int, default=3, help="provider clusters (default 3)")
+    run.set_defaults(func=cmd_run)
+    for p in (up, down, status, env, run):
         p.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 

@@ -247,10 +247,14 @@ def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
     progress(f"installed {len(names)} CRDs")
     stack.onboard_all(hub)
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
-    stack.start_hub()
-    for provider in sorted(stack.provider_kubeconfigs):
-        stack.start_agent(provider)
-    progress("started the hub operator and one agent per provider; waiting for providers Ready")
-    stack.wait_providers_ready()
+    try:
+        stack.start_hub()
+        for provider in sorted(stack.provider_kubeconfigs):
+            stack.start_agent(provider)
+        progress("started the hub operator and one agent per provider; waiting for them")
+        stack.wait_providers_ready()
+    except BaseException:
+        stack.down()  # leave no orphaned operator or agent behind
+        raise
     progress(f"stack ready in {time.monotonic() - started:.1f}s")
     return stack
