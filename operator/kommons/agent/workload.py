@@ -94,10 +94,12 @@ class PlacementWork:
 def target_namespace(placement_name: str) -> str:
     """The provider-cluster namespace of a placement: a DNS label of at most 63 characters."""
     slug = re.sub(r"[^a-z0-9-]+", "-", placement_name.lower()).strip("-")
+    digest = hashlib.sha256(placement_name.encode()).hexdigest()[:8]
+    if not slug:  # nothing usable in the name: "kommons-" alone is not a DNS label
+        return f"kommons-{digest}"
     name = f"kommons-{slug}"
     if len(name) <= 63:
         return name
-    digest = hashlib.sha256(placement_name.encode()).hexdigest()[:8]
     return f"{name[:54].rstrip('-')}-{digest}"
 
 
@@ -106,7 +108,7 @@ def _labels(work: PlacementWork) -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGER,
         LABEL_PLACEMENT: work.name,
         LABEL_LEASE_UID: work.lease_uid,
-        LABEL_LEASE_NAME: work.lease_name[:63],
+        LABEL_LEASE_NAME: work.lease_name[:63].rstrip("-."),  # a label value ends alphanumeric
         LABEL_LEASE_NAMESPACE: work.lease_namespace,
     }
 
@@ -280,6 +282,14 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
         for v in spec.get("volumes", []) or []
         if isinstance(v, dict) and set(v) - {"name"} <= allowed_volumes
     ]
+    for volume in spec["volumes"]:  # a projected token would undo automountServiceAccountToken
+        projected = volume.get("projected")
+        if isinstance(projected, dict) and isinstance(projected.get("sources"), list):
+            projected["sources"] = [
+                s
+                for s in projected["sources"]
+                if not (isinstance(s, dict) and "serviceAccountToken" in s)
+            ]
     if not spec["volumes"]:
         del spec["volumes"]
     spec["automountServiceAccountToken"] = False

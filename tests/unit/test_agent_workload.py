@@ -1,0 +1,592 @@
+"""Unit tests of the per-placement manifests the agent applies (``kommons.agent.workload``).
+
+Behaviour matrix:
+
+- ``target_namespace``: short names keep a readable ``kommons-<slug>``; any name (long, upper
+  case, dots, unicode, empty, only punctuation) gives a DNS label of at most 63 characters;
+  long names stay distinct through a digest; the same name always gives the same namespace.
+- namespace: Pod Security ``restricted`` enforced and warned; Kommons labels are valid label
+  values even for long lease names.
+- ResourceQuota: pods = replicas; requests and limits of cpu/memory = replicas × per-replica,
+  exactly (checked by parsing); GPUs = replicas × count; no load balancers, node ports, PVCs.
+- LimitRange: default, defaultRequest and max per container equal one replica.
+- NetworkPolicy: selects every pod, denies all ingress, egress only to the IPv4 internet minus
+  private, CGNAT, loopback, link-local (metadata 169.254.169.254) and 0/8, plus DNS to
+  kube-dns.
+- Deployment: replicas (0 while suspended), Recreate, selector matched by the pod labels,
+  sanitised template.
+- ``sanitised_pod_template``: drops every placement/isolation-escaping pod field, host ports,
+  ephemeral containers, volumes other than emptyDir/configMap/secret/projected/downwardAPI;
+  forces restricted security contexts, requests = limits = leased resources on every
+  container, no service-account token (neither automounted nor projected), GPU node selector
+  only for a GPU lease with a model, sandbox runtime class when configured; keeps user labels
+  except ``kommons.io/`` ones; never mutates its input. Property: whatever junk the input
+  template holds, no forbidden field survives.
+- ``manifests``: apply order namespace, quota, limit range, network policy, deployment, all in
+  the placement's namespace.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kommons.agent.workload import (
+    EGRESS_DENIED_CIDRS,
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    PlacementWork,
+    deployment,
+    limit_range,
+    manifests,
+    namespace,
+    network_policy,
+    resource_quota,
+    sanitised_pod_template,
+    target_namespace,
+)
+from kommons.api_names import LABEL_LEASE_NAME, LABEL_PLACEMENT
+from kommons.quantity import parse_quantity
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+FORBIDDEN_POD_FIELDS = (
+    "nodeName",
+    "affinity",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "hostUsers",
+    "serviceAccountName",
+    "serviceAccount",
+    "priorityClassName",
+    "priority",
+    "schedulerName",
+    "tolerations",
+    "preemptionPolicy",
+    "overhead",
+    "resourceClaims",
+    "ephemeralContainers",
+)
+ALLOWED_VOLUME_SOURCES = {"emptyDir", "configMap", "secret", "projected", "downwardAPI"}
+
+
+def work(**overrides: Any) -> PlacementWork:
+    values: dict[str, Any] = {
+        "name": "web-1a2b3c4d",
+        "lease_namespace": "team-a",
+        "lease_name": "web",
+        "lease_uid": "0b6f3c4e-1111-2222-3333-444455556666",
+        "replicas": 3,
+        "cpu": "500m",
+        "memory": "1Gi",
+        "gpu_count": 0,
+        "gpu_model": None,
+        "template": {"spec": {"containers": [{"name": "app", "image": "nginx"}]}},
+    }
+    values.update(overrides)
+    return PlacementWork(**values)
+
+
+# --- target_namespace -------------------------------------------------------------------
+
+
+def test_short_placement_name_gives_readable_namespace() -> None:
+    assert target_namespace("web-1a2b3c4d") == "kommons-web-1a2b3c4d"
+
+
+def test_placement_name_is_lowered_and_slugged() -> None:
+    assert target_namespace("Web.App_x") == "kommons-web-app-x"
+
+
+def test_long_placement_names_are_truncated_with_a_digest() -> None:
+    a, b = "a" * 80 + "x", "a" * 80 + "y"
+    assert len(target_namespace(a)) <= 63
+    assert target_namespace(a) != target_namespace(b)
+    assert target_namespace(a).startswith("kommons-aaaa")
+
+
+@pytest.mark.parametrize("name", ["", "-", "...", "___", "éé", "-" * 70])
+def test_names_without_any_usable_character_still_give_a_dns_label(name: str) -> None:
+    ns = target_namespace(name)
+    assert DNS_LABEL.match(ns), ns
+    assert len(ns) <= 63
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_target_namespace_is_always_a_dns_label(name: str) -> None:
+    ns = target_namespace(name)
+    assert len(ns) <= 63
+    assert DNS_LABEL.match(ns), ns
+    assert ns.startswith("kommons-")
+    assert target_namespace(name) == ns
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.from_regex(r"[a-z0-9]([-a-z0-9]{0,250}[a-z0-9])?", fullmatch=True), st.integers(0, 9))
+def test_distinct_long_names_with_the_same_prefix_stay_distinct(stem: str, tail: int) -> None:
+    a = "x" * 60 + stem
+    b = a + str(tail)
+    assert target_namespace(a) != target_namespace(b)
+
+
+# --- namespace --------------------------------------------------------------------------
+
+
+def test_namespace_enforces_pod_security_restricted() -> None:
+    ns = namespace(work())
+    labels = ns["metadata"]["labels"]
+    assert ns["kind"] == "Namespace"
+    assert ns["metadata"]["name"] == "kommons-web-1a2b3c4d"
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels[LABEL_PLACEMENT] == "web-1a2b3c4d"
+
+
+@pytest.mark.parametrize(
+    "lease_name",
+    ["a" * 62 + ".b" + "c" * 10, "a" * 62 + "-b", "a" * 62 + "--" + "b" * 5, "a" * 253],
+)
+def test_long_lease_names_give_valid_label_values(lease_name: str) -> None:
+    for obj in manifests(work(lease_name=lease_name)):
+        value = obj["metadata"]["labels"][LABEL_LEASE_NAME]
+        assert len(value) <= 63
+        assert LABEL_VALUE.match(value), value
+    pod_labels = deployment(work(lease_name=lease_name))["spec"]["template"]["metadata"]["labels"]
+    assert LABEL_VALUE.match(pod_labels[LABEL_LEASE_NAME])
+
+
+# --- ResourceQuota and LimitRange ------------------------------------------------------
+
+
+def test_quota_is_replicas_times_one_replica() -> None:
+    hard = resource_quota(work(replicas=3, cpu="500m", memory="1Gi"))["spec"]["hard"]
+    assert hard["pods"] == "3"
+    assert parse_quantity(hard["requests.cpu"]) == Decimal("1.5")
+    assert parse_quantity(hard["limits.cpu"]) == Decimal("1.5")
+    assert parse_quantity(hard["requests.memory"]) == 3 * 1024**3
+    assert parse_quantity(hard["limits.memory"]) == 3 * 1024**3
+    assert hard[f"requests.{GPU_RESOURCE}"] == "0"
+    assert hard["services.loadbalancers"] == "0"
+    assert hard["services.nodeports"] == "0"
+    assert hard["persistentvolumeclaims"] == "0"
+
+
+def test_quota_counts_gpus_of_every_replica() -> None:
+    hard = resource_quota(work(replicas=2, gpu_count=4, gpu_model="A100"))["spec"]["hard"]
+    assert hard[f"requests.{GPU_RESOURCE}"] == "8"
+
+
+QUANTITY_SUFFIXES = ["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "Ti"]
+
+
+@st.composite
+def quantities(draw: st.DrawFn) -> str:
+    whole = draw(st.integers(min_value=0, max_value=10**6))
+    frac = draw(st.one_of(st.just(""), st.from_regex(r"\.[0-9]{1,3}", fullmatch=True)))
+    if whole == 0 and frac.strip(".0") == "":
+        whole = 1
+    return f"{whole}{frac}{draw(st.sampled_from(QUANTITY_SUFFIXES))}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(quantities(), quantities(), st.integers(min_value=1, max_value=1000))
+def test_quota_totals_equal_replicas_times_per_replica_exactly(
+    cpu: str, memory: str, replicas: int
+) -> None:
+    hard = resource_quota(work(cpu=cpu, memory=memory, replicas=replicas))["spec"]["hard"]
+    for kind, per_replica in (("cpu", cpu), ("memory", memory)):
+        expected = parse_quantity(per_replica) * replicas
+        assert parse_quantity(hard[f"requests.{kind}"]) == expected
+        assert parse_quantity(hard[f"limits.{kind}"]) == expected
+    assert hard["pods"] == str(replicas)
+
+
+def test_limit_range_is_one_replica_per_container() -> None:
+    (limit,) = limit_range(work(cpu="250m", memory="512Mi"))["spec"]["limits"]
+    one = {"cpu": "250m", "memory": "512Mi"}
+    assert limit["type"] == "Container"
+    assert limit["default"] == limit["defaultRequest"] == limit["max"] == one
+
+
+# --- NetworkPolicy ----------------------------------------------------------------------
+
+
+def _egress_allows(policy: dict[str, Any], address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    for rule in policy["spec"]["egress"]:
+        for peer in rule["to"]:
+            block = peer.get("ipBlock")
+            if not block or ip not in ipaddress.ip_network(block["cidr"]):
+                continue
+            if not any(ip in ipaddress.ip_network(c) for c in block.get("except", [])):
+                return True
+    return False
+
+
+def test_network_policy_denies_ingress_and_selects_every_pod() -> None:
+    spec = network_policy(work())["spec"]
+    assert spec["podSelector"] == {}
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    assert spec["ingress"] == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "10.255.255.255",
+        "172.16.0.1",
+        "172.31.255.254",
+        "192.168.1.1",
+        "100.64.0.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "0.0.0.1",
+    ],
+)
+def test_network_policy_refuses_private_link_local_and_metadata(address: str) -> None:
+    assert not _egress_allows(network_policy(work()), address)
+
+
+@pytest.mark.parametrize("address", ["1.1.1.1", "8.8.8.8", "172.32.0.1", "192.169.0.1"])
+def test_network_policy_allows_the_public_internet(address: str) -> None:
+    assert _egress_allows(network_policy(work()), address)
+
+
+def test_denied_cidrs_are_valid_and_inside_the_allowed_block() -> None:
+    everything = ipaddress.ip_network("0.0.0.0/0")
+    for cidr in EGRESS_DENIED_CIDRS:
+        assert ipaddress.ip_network(cidr).subnet_of(everything)
+
+
+def test_network_policy_allows_dns_only_to_kube_dns() -> None:
+    dns_rule = network_policy(work())["spec"]["egress"][1]
+    assert {(p["protocol"], p["port"]) for p in dns_rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+    (peer,) = dns_rule["to"]
+    assert "ipBlock" not in peer
+    assert peer["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+# --- Deployment -------------------------------------------------------------------------
+
+
+def test_deployment_runs_the_replicas_with_recreate() -> None:
+    spec = deployment(work(replicas=4))["spec"]
+    assert spec["replicas"] == 4
+    assert spec["strategy"] == {"type": "Recreate"}
+    labels = spec["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items())
+
+
+def test_suspended_deployment_has_no_replicas() -> None:
+    assert deployment(work(replicas=4, suspend=True))["spec"]["replicas"] == 0
+
+
+def test_manifests_are_in_apply_order_in_the_placement_namespace() -> None:
+    objs = manifests(work())
+    assert [o["kind"] for o in objs] == [
+        "Namespace",
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+        "Deployment",
+    ]
+    ns = objs[0]["metadata"]["name"]
+    assert all(o["metadata"]["namespace"] == ns for o in objs[1:])
+
+
+# --- sanitised_pod_template: examples ----------------------------------------------------
+
+
+HOSTILE_TEMPLATE: dict[str, Any] = {
+    "metadata": {
+        "labels": {"app": "web", "kommons.io/placement": "someone-else"},
+        "annotations": {"note": "x"},
+    },
+    "spec": {
+        "nodeName": "node-1",
+        "nodeSelector": {"kubernetes.io/hostname": "node-1"},
+        "affinity": {"nodeAffinity": {}},
+        "hostNetwork": True,
+        "hostPID": True,
+        "hostIPC": True,
+        "serviceAccountName": "admin",
+        "tolerations": [{"operator": "Exists"}],
+        "priorityClassName": "system-node-critical",
+        "runtimeClassName": "runc",
+        "securityContext": {"runAsUser": 0, "sysctls": [{"name": "x", "value": "1"}]},
+        "automountServiceAccountToken": True,
+        "ephemeralContainers": [{"name": "debug", "image": "busybox"}],
+        "containers": [
+            {
+                "name": "app",
+                "image": "nginx",
+                "ports": [{"containerPort": 80, "hostPort": 80, "hostIP": "0.0.0.0"}],
+                "securityContext": {
+                    "privileged": True,
+                    "allowPrivilegeEscalation": True,
+                    "capabilities": {"add": ["SYS_ADMIN"]},
+                    "runAsUser": 0,
+                    "readOnlyRootFilesystem": True,
+                },
+                "resources": {"requests": {"cpu": "64"}, "limits": {"cpu": "64"}},
+                "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+            }
+        ],
+        "initContainers": [{"name": "init", "image": "busybox", "securityContext": {}}],
+        "volumes": [
+            {"name": "root", "hostPath": {"path": "/"}},
+            {"name": "sneaky", "emptyDir": {}, "hostPath": {"path": "/"}},
+            {"name": "cache", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "x"}},
+        ],
+    },
+}
+
+
+def test_hostile_template_is_sanitised() -> None:
+    template = sanitised_pod_template(work(template=copy.deepcopy(HOSTILE_TEMPLATE)))
+    spec = template["spec"]
+    for field in FORBIDDEN_POD_FIELDS:
+        assert field not in spec, field
+    assert "nodeSelector" not in spec
+    assert "runtimeClassName" not in spec
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert [v["name"] for v in spec["volumes"]] == ["cache", "cfg"]
+    (app,) = spec["containers"]
+    assert app["ports"] == [{"containerPort": 80}]
+    assert app["volumeMounts"] == [{"name": "cache", "mountPath": "/cache"}]
+    sc = app["securityContext"]
+    assert sc["privileged"] is False
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["runAsNonRoot"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["readOnlyRootFilesystem"] is True
+    assert "runAsUser" not in sc
+    one = {"cpu": "500m", "memory": "1Gi"}
+    assert app["resources"] == {"requests": one, "limits": one}
+    (init,) = spec["initContainers"]
+    assert init["resources"] == {"requests": one, "limits": one}
+    assert init["securityContext"]["readOnlyRootFilesystem"] is False
+
+
+def test_sanitising_never_mutates_the_input() -> None:
+    original = copy.deepcopy(HOSTILE_TEMPLATE)
+    w = work(template=original)
+    sanitised_pod_template(w)
+    assert original == HOSTILE_TEMPLATE
+
+
+def test_non_root_user_is_kept() -> None:
+    template = {"spec": {"containers": [{"name": "a", "securityContext": {"runAsUser": 1000}}]}}
+    sc = sanitised_pod_template(work(template=template))["spec"]["containers"][0]["securityContext"]
+    assert sc["runAsUser"] == 1000
+
+
+def test_pod_labels_keep_user_labels_but_not_kommons_ones() -> None:
+    labels = sanitised_pod_template(work(template=copy.deepcopy(HOSTILE_TEMPLATE)))["metadata"][
+        "labels"
+    ]
+    assert labels["app"] == "web"
+    assert labels["kommons.io/placement"] == "web-1a2b3c4d"
+
+
+def test_gpu_lease_gets_gpus_and_a_node_selector_for_its_model() -> None:
+    spec = sanitised_pod_template(work(gpu_count=2, gpu_model="NVIDIA-A100"))["spec"]
+    assert spec["nodeSelector"] == {GPU_PRODUCT_LABEL: "NVIDIA-A100"}
+    resources = spec["containers"][0]["resources"]
+    assert resources["requests"][GPU_RESOURCE] == "2"
+    assert resources["limits"][GPU_RESOURCE] == "2"
+
+
+def test_cpu_lease_gets_no_gpus_and_no_node_selector() -> None:
+    spec = sanitised_pod_template(work(gpu_count=0, gpu_model="NVIDIA-A100"))["spec"]
+    assert "nodeSelector" not in spec
+    assert GPU_RESOURCE not in spec["containers"][0]["resources"]["limits"]
+
+
+def test_sandbox_runtime_class_is_set_when_configured() -> None:
+    tpl = {"spec": {"runtimeClassName": "runc", "containers": [{"name": "a"}]}}
+    assert sanitised_pod_template(work(runtime_class="gvisor"))["spec"]["runtimeClassName"] == (
+        "gvisor"
+    )
+    assert "runtimeClassName" not in sanitised_pod_template(work(template=tpl))["spec"]
+
+
+def test_projected_service_account_tokens_are_not_mounted() -> None:
+    template = {
+        "spec": {
+            "containers": [{"name": "a"}],
+            "volumes": [
+                {
+                    "name": "token",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token", "audience": "api"}},
+                            {"configMap": {"name": "cfg"}},
+                        ]
+                    },
+                }
+            ],
+        }
+    }
+    spec = sanitised_pod_template(work(template=template))["spec"]
+    for volume in spec.get("volumes", []):
+        for source in (volume.get("projected") or {}).get("sources", []):
+            assert "serviceAccountToken" not in source
+
+
+def test_empty_template_still_gives_a_restricted_spec() -> None:
+    spec = sanitised_pod_template(work(template={}))["spec"]
+    assert spec["containers"] == []
+    assert spec["automountServiceAccountToken"] is False
+    assert "volumes" not in spec
+    assert "initContainers" not in spec
+
+
+# --- sanitised_pod_template: property --------------------------------------------------
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+security_contexts = st.fixed_dictionaries(
+    {},
+    optional={
+        "privileged": st.booleans(),
+        "allowPrivilegeEscalation": st.booleans(),
+        "runAsUser": st.integers(-5, 70000),
+        "runAsNonRoot": st.booleans(),
+        "readOnlyRootFilesystem": st.booleans(),
+        "capabilities": st.fixed_dictionaries(
+            {"add": st.lists(st.sampled_from(["SYS_ADMIN", "NET_ADMIN", "NET_RAW"]))}
+        ),
+        "seccompProfile": st.just({"type": "Unconfined"}),
+        "procMount": st.just("Unmasked"),
+    },
+)
+
+ports = st.fixed_dictionaries(
+    {"containerPort": st.integers(1, 65535)},
+    optional={"hostPort": st.integers(0, 65535), "hostIP": st.just("0.0.0.0")},
+)
+
+containers = st.fixed_dictionaries(
+    {"name": st.text(min_size=1, max_size=5)},
+    optional={
+        "image": st.text(max_size=5),
+        "securityContext": security_contexts,
+        "ports": st.lists(ports, max_size=3),
+        "resources": st.just({"limits": {"cpu": "1000"}}),
+        "resizePolicy": junk,
+    },
+)
+
+volume_sources = st.sampled_from(
+    [
+        "hostPath",
+        "emptyDir",
+        "configMap",
+        "secret",
+        "projected",
+        "downwardAPI",
+        "persistentVolumeClaim",
+        "nfs",
+        "iscsi",
+        "csi",
+        "ephemeral",
+    ]
+)
+volumes = st.builds(
+    lambda name, sources: {"name": name} | {s: {} for s in sources},
+    st.text(max_size=5),
+    st.lists(volume_sources, min_size=1, max_size=3, unique=True),
+)
+
+pod_specs = st.fixed_dictionaries(
+    {"containers": st.lists(containers, max_size=3)},
+    optional={
+        **{field: junk for field in FORBIDDEN_POD_FIELDS},
+        "nodeSelector": junk,
+        "runtimeClassName": st.text(max_size=5),
+        "securityContext": security_contexts,
+        "automountServiceAccountToken": st.booleans(),
+        "enableServiceLinks": st.booleans(),
+        "initContainers": st.lists(containers, max_size=2),
+        "volumes": st.lists(volumes, max_size=4),
+        "restartPolicy": st.just("Always"),
+    },
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    pod_specs,
+    st.integers(0, 4),
+    st.sampled_from([None, "NVIDIA-A100"]),
+    st.sampled_from([None, "gvisor"]),
+)
+def test_sanitised_template_never_contains_a_forbidden_field(
+    spec: dict[str, Any], gpu_count: int, gpu_model: str | None, runtime_class: str | None
+) -> None:
+    w = work(
+        template={"spec": spec},
+        gpu_count=gpu_count,
+        gpu_model=gpu_model,
+        runtime_class=runtime_class,
+    )
+    out = sanitised_pod_template(w)["spec"]
+    for field in FORBIDDEN_POD_FIELDS:
+        assert field not in out, field
+    if gpu_count and gpu_model:
+        assert out["nodeSelector"] == {GPU_PRODUCT_LABEL: gpu_model}
+    else:
+        assert "nodeSelector" not in out
+    assert out.get("runtimeClassName") == runtime_class
+    assert out["automountServiceAccountToken"] is False
+    assert out["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for volume in out.get("volumes", []):
+        assert set(volume) - {"name"} <= ALLOWED_VOLUME_SOURCES
+    expected = {"cpu": w.cpu, "memory": w.memory}
+    if gpu_count:
+        expected[GPU_RESOURCE] = str(gpu_count)
+    all_containers = out["containers"] + out.get("initContainers", [])
+    assert len(out["containers"]) == len(spec["containers"])
+    for container in all_containers:
+        sc = container["securityContext"]
+        assert sc["privileged"] is False
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["runAsNonRoot"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "procMount" not in sc
+        assert sc.get("runAsUser", 1) > 0
+        assert container["resources"] == {"requests": expected, "limits": expected}
+        assert "resizePolicy" not in container
+        for port in container.get("ports", []):
+            assert "hostPort" not in port
+            assert "hostIP" not in port
