@@ -169,5 +169,12 @@ def compute_inventory(
             continue
         requested = requested.plus(_pod_request(pod, models[node_name]))
     free = allocatable.minus(requested).minus(reserved)
-    available = free if offer is None else free.capped(offer.minus(reserved))
+    if offer is None:
+        available = free
+    else:
+        # The offer counts GPUs in total (``{"*": n}``), reservations by model: what is left
+        # of the offer is its total minus every reserved GPU, whatever the model.
+        left = offer.minus(reserved)
+        gpus_left = max(0, sum(offer.gpus.values()) - sum(reserved.gpus.values()))
+        available = free.capped(Amount(left.cpu_milli, left.memory_bytes, {"*": gpus_left}))
     return Inventory(capacity, allocatable, requested, reserved, available)

@@ -1,0 +1,272 @@
+"""Unit tests of the agent's inventory (``kommons.agent.inventory``).
+
+Behaviour matrix:
+
+- ``Amount.plus``: adds cpu, memory and GPUs per model (models of either side kept).
+- ``Amount.minus``: subtracts per dimension and per model, clamped at zero.
+- ``Amount.capped``: the smaller per dimension; GPUs capped by the ceiling's total count,
+  handed out to models in sorted order.
+- ``Amount.to_status``: ``"<n>m"`` cpu, bytes as a string, GPUs sorted by model.
+- ``compute_inventory``:
+  - only schedulable, Ready nodes count (unschedulable, NotReady, no Ready condition skipped);
+  - GPUs are keyed by ``nvidia.com/gpu.product`` (``unknown`` without the label);
+  - pods on skipped or unknown nodes, Succeeded/Failed pods and Kommons' own pods are not
+    requested; a pod requests max(sum of containers, largest init container);
+  - available = allocatable - requested - reserved, capped by offer - reserved;
+    no offer means everything free is available.
+  - Property: available never exceeds allocatable, free, or offer - reserved (cpu, memory
+    and total GPUs), and is never negative.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kommons.agent.inventory import UNKNOWN_GPU_MODEL, Amount, compute_inventory
+from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
+from kommons.api_names import LABEL_MANAGED_BY, MANAGER
+
+GIB = 1024**3
+
+
+def node(
+    name: str,
+    *,
+    cpu: str = "4",
+    memory: str = "8Gi",
+    gpus: int = 0,
+    model: str | None = None,
+    ready: str | None = "True",
+    unschedulable: bool = False,
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpus:
+        resources[GPU_RESOURCE] = str(gpus)
+    labels = {GPU_PRODUCT_LABEL: model} if model else {}
+    conditions = [{"type": "MemoryPressure", "status": "False"}]
+    if ready is not None:
+        conditions.append({"type": "Ready", "status": ready})
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"unschedulable": unschedulable},
+        "status": {
+            "capacity": dict(resources),
+            "allocatable": dict(resources),
+            "conditions": conditions,
+        },
+    }
+
+
+def pod(
+    node_name: str | None,
+    *containers: dict[str, Any],
+    init: tuple[dict[str, Any], ...] = (),
+    phase: str = "Running",
+    kommons: bool = False,
+) -> dict[str, Any]:
+    labels = {LABEL_MANAGED_BY: MANAGER} if kommons else {}
+    return {
+        "metadata": {"labels": labels},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"resources": {"requests": c}} for c in containers],
+            "initContainers": [{"resources": {"requests": c}} for c in init],
+        },
+        "status": {"phase": phase},
+    }
+
+
+# --- Amount -------------------------------------------------------------------------
+
+
+def test_plus_adds_every_dimension_and_model() -> None:
+    a = Amount(1000, 10, {"A100": 1})
+    b = Amount(500, 5, {"A100": 2, "T4": 1})
+    assert a.plus(b) == Amount(1500, 15, {"A100": 3, "T4": 1})
+
+
+def test_minus_clamps_at_zero() -> None:
+    a = Amount(1000, 10, {"A100": 1, "T4": 3})
+    b = Amount(1500, 4, {"A100": 2, "T4": 1})
+    assert a.minus(b) == Amount(0, 6, {"A100": 0, "T4": 2})
+
+
+def test_capped_takes_the_smaller_and_caps_total_gpus() -> None:
+    a = Amount(4000, 8 * GIB, {"A100": 3, "T4": 2})
+    ceiling = Amount(2000, 16 * GIB, {"*": 4})
+    assert a.capped(ceiling) == Amount(2000, 8 * GIB, {"A100": 3, "T4": 1})
+
+
+def test_to_status_is_the_api_form() -> None:
+    status = Amount(1500, GIB, {"T4": 1, "A100": 2}).to_status()
+    assert status == {"cpu": "1500m", "memory": str(GIB), "gpus": {"A100": 2, "T4": 1}}
+    assert list(status["gpus"]) == ["A100", "T4"]
+
+
+# --- compute_inventory: examples --------------------------------------------------------
+
+
+def test_only_schedulable_ready_nodes_count() -> None:
+    nodes = [
+        node("ok", cpu="4", memory="8Gi"),
+        node("cordoned", unschedulable=True),
+        node("sick", ready="False"),
+        node("unknown", ready=None),
+    ]
+    inv = compute_inventory(nodes, [], reserved=Amount(), offer=None)
+    assert inv.capacity == Amount(4000, 8 * GIB, {})
+    assert inv.allocatable == Amount(4000, 8 * GIB, {})
+    assert inv.available == Amount(4000, 8 * GIB, {})
+
+
+def test_gpus_are_keyed_by_product_label() -> None:
+    nodes = [
+        node("a", gpus=2, model="NVIDIA-A100"),
+        node("b", gpus=1, model="NVIDIA-A100"),
+        node("c", gpus=4),
+    ]
+    inv = compute_inventory(nodes, [], reserved=Amount(), offer=None)
+    assert inv.allocatable.gpus == {"NVIDIA-A100": 3, UNKNOWN_GPU_MODEL: 4}
+
+
+def test_pods_request_what_they_ask_except_done_foreign_and_kommons_pods() -> None:
+    nodes = [node("n1", cpu="4", memory="8Gi"), node("sick", ready="False")]
+    pods = [
+        pod("n1", {"cpu": "500m", "memory": "1Gi"}, {"cpu": "250m"}),
+        pod("n1", {"cpu": "1"}, phase="Succeeded"),
+        pod("n1", {"cpu": "1"}, phase="Failed"),
+        pod("n1", {"cpu": "1"}, kommons=True),
+        pod("sick", {"cpu": "1"}),
+        pod(None, {"cpu": "1"}),
+        pod("elsewhere", {"cpu": "1"}),
+    ]
+    inv = compute_inventory(nodes, pods, reserved=Amount(), offer=None)
+    assert inv.requested == Amount(750, GIB, {})
+    assert inv.available == Amount(3250, 7 * GIB, {})
+
+
+def test_init_containers_count_as_their_maximum_not_their_sum() -> None:
+    pods = [
+        pod(
+            "n1",
+            {"cpu": "100m", "memory": "1Gi"},
+            {"cpu": "100m"},
+            init=({"cpu": "1", "memory": "100Mi"}, {"cpu": "300m", "memory": "2Gi"}),
+        )
+    ]
+    inv = compute_inventory([node("n1")], pods, reserved=Amount(), offer=None)
+    assert inv.requested == Amount(1000, 2 * GIB, {})
+
+
+def test_pod_gpus_take_the_model_of_their_node() -> None:
+    nodes = [node("g", gpus=4, model="T4")]
+    pods = [pod("g", {GPU_RESOURCE: "1"})]
+    inv = compute_inventory(nodes, pods, reserved=Amount(), offer=None)
+    assert inv.requested.gpus == {"T4": 1}
+    assert inv.available.gpus == {"T4": 3}
+
+
+def test_reserved_is_subtracted_from_free() -> None:
+    reserved = Amount(1000, 2 * GIB, {"T4": 1})
+    inv = compute_inventory([node("g", gpus=4, model="T4")], [], reserved=reserved, offer=None)
+    assert inv.available == Amount(3000, 6 * GIB, {"T4": 3})
+    assert inv.reserved == reserved
+
+
+def test_offer_caps_what_is_left_of_it_after_reservations() -> None:
+    offer = Amount(2000, 4 * GIB, {"*": 2})
+    reserved = Amount(500, GIB, {})
+    inv = compute_inventory([node("g", gpus=4, model="T4")], [], reserved=reserved, offer=offer)
+    assert inv.available == Amount(1500, 3 * GIB, {"T4": 2})
+
+
+def test_reserved_gpus_use_up_the_offer_whatever_their_model() -> None:
+    """The agent's offer counts GPUs in total (``{"*": n}``), reservations by model."""
+    offer = Amount(1 << 62, 1 << 62, {"*": 4})
+    reserved = Amount(0, 0, {"A100": 4})
+    inv = compute_inventory([node("g", gpus=8, model="A100")], [], reserved=reserved, offer=offer)
+    assert sum(inv.available.gpus.values()) == 0
+
+
+# --- compute_inventory: property ------------------------------------------------------
+
+MODELS = ["A100", "T4", "H100"]
+
+
+@st.composite
+def nodes_and_pods(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    nodes = []
+    for i in range(draw(st.integers(0, 4))):
+        nodes.append(
+            node(
+                f"n{i}",
+                cpu=f"{draw(st.integers(0, 64000))}m",
+                memory=str(draw(st.integers(0, 64 * GIB))),
+                gpus=draw(st.integers(0, 8)),
+                model=draw(st.sampled_from([None, *MODELS])),
+                ready=draw(st.sampled_from(["True", "True", "False", None])),
+                unschedulable=draw(st.booleans()),
+            )
+        )
+    pods = []
+    for _ in range(draw(st.integers(0, 8))):
+        requests = {
+            "cpu": f"{draw(st.integers(0, 8000))}m",
+            "memory": str(draw(st.integers(0, 8 * GIB))),
+            GPU_RESOURCE: str(draw(st.integers(0, 2))),
+        }
+        pods.append(
+            pod(
+                f"n{draw(st.integers(0, 5))}",
+                requests,
+                phase=draw(st.sampled_from(["Running", "Pending", "Succeeded"])),
+                kommons=draw(st.booleans()),
+            )
+        )
+    return nodes, pods
+
+
+amounts = st.builds(
+    Amount,
+    st.integers(0, 100_000),
+    st.integers(0, 100 * GIB),
+    st.dictionaries(st.sampled_from(MODELS), st.integers(0, 16), max_size=3),
+)
+offers = st.one_of(
+    st.none(),
+    st.builds(
+        Amount,
+        st.integers(0, 100_000),
+        st.integers(0, 100 * GIB),
+        st.builds(lambda n: {"*": n}, st.integers(0, 32)),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(nodes_and_pods(), amounts, offers)
+def test_available_never_exceeds_allocatable_free_or_the_offer(
+    cluster: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    reserved: Amount,
+    offer: Amount | None,
+) -> None:
+    nodes, pods = cluster
+    inv = compute_inventory(nodes, pods, reserved=reserved, offer=offer)
+    avail = inv.available
+    assert 0 <= avail.cpu_milli <= inv.allocatable.cpu_milli
+    assert 0 <= avail.memory_bytes <= inv.allocatable.memory_bytes
+    free = inv.allocatable.minus(inv.requested).minus(reserved)
+    assert avail.cpu_milli <= free.cpu_milli
+    assert avail.memory_bytes <= free.memory_bytes
+    for model, count in avail.gpus.items():
+        assert 0 <= count <= inv.allocatable.gpus.get(model, 0)
+    if offer is not None:
+        assert avail.cpu_milli <= max(0, offer.cpu_milli - reserved.cpu_milli)
+        assert avail.memory_bytes <= max(0, offer.memory_bytes - reserved.memory_bytes)
+        assert sum(avail.gpus.values()) <= max(
+            0, sum(offer.gpus.values()) - sum(reserved.gpus.values())
+        )
+    assert inv.allocatable.cpu_milli <= inv.capacity.cpu_milli
