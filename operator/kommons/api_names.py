@@ -1,8 +1,11 @@
 """Names shared by every part of Kommons: the API group, version and annotation prefix."""
 
 GROUP = "kommons.io"
+"""API group of every Kommons kind."""
 VERSION = "v1alpha1"
+"""The one served and stored API version."""
 API_VERSION = f"{GROUP}/{VERSION}"
+"""``apiVersion`` of every Kommons object."""
 PREFIX = "kommons.io"
 """Prefix of Kommons' own labels, annotations and finalizers."""
 FINALIZER = f"{PREFIX}/finalizer"

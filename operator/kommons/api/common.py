@@ -17,14 +17,12 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+# Re-exported for the API modules; defined once, in kommons.api_names.
+from kommons.api_names import API_VERSION as API_VERSION
+from kommons.api_names import GROUP as GROUP
+from kommons.api_names import VERSION as VERSION
 from kommons.quantity import is_positive_quantity
 
-GROUP = "kommons.io"
-"""API group of every Kommons kind."""
-VERSION = "v1alpha1"
-"""The one served and stored API version."""
-API_VERSION = f"{GROUP}/{VERSION}"
-"""``apiVersion`` of every Kommons object."""
 CATEGORY = "kommons"
 """``kubectl get kommons`` lists every kind in this category."""
 
