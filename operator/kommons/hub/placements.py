@@ -80,4 +80,7 @@ def placement_object(
 def needs_update(placement: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """Whether an existing placement's spec differs from what the hub wants now."""
     current = placement.get("spec") or {}
-    return any(current.get(k) != v for k, v in desired["spec"].items())
+    wanted = desired["spec"]
+    # A pass-through field dropped from the lease must be dropped from the placement too.
+    removed = any(k in current and k not in wanted for k in _PASS_THROUGH)
+    return removed or any(current.get(k) != v for k, v in wanted.items())
