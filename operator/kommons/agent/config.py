@@ -42,6 +42,8 @@ def load_config(path: Path) -> AgentConfig:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read agent config {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"agent config {path} is not UTF-8 text: {exc.reason}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"agent config {path} is not valid YAML: {exc}") from exc
     try:

@@ -1,0 +1,130 @@
+"""Unit tests of the agent's configuration file (``kommons.agent.config``).
+
+Behaviour matrix (``load_config``):
+
+- a complete file (camelCase keys) loads: region, payout address, pricing, offer, labels,
+  heartbeat/report periods, runtime class; defaults when optional keys are absent;
+- every error is a ``ConfigError`` whose message names the file, and for invalid content
+  the field path: missing file, a directory, a file that is not UTF-8 text, invalid YAML,
+  an empty file (every required field missing), a list instead of a mapping, a missing or
+  nested field, a non-positive period, an unknown key, a bad quantity in the offer.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from kommons.agent.config import AgentConfig, ConfigError, load_config
+
+VALID = """\
+region: eu-west
+payoutAddress: "0x00000000000000000000000000000000000000aa"
+pricing:
+  cpuCoreHour: "0.01"
+  memoryGiBHour: "0.002"
+  gpuHour:
+    NVIDIA-A100: "1.5"
+offer:
+  cpu: "8"
+  memory: 32Gi
+  gpus: 2
+labels:
+  tier: gold
+heartbeatSeconds: 2
+reportSeconds: 10
+runtimeClassName: gvisor
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_complete_config_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    assert isinstance(config, AgentConfig)
+    assert config.region == "eu-west"
+    assert config.payout_address.endswith("aa")
+    assert Decimal(config.pricing.cpu_core_hour) == Decimal("0.01")
+    assert Decimal(config.pricing.memory_gib_hour) == Decimal("0.002")
+    assert config.offer is not None
+    assert config.offer.gpus == 2
+    assert config.labels == {"tier": "gold"}
+    assert config.heartbeat_seconds == 2.0
+    assert config.report_seconds == 10.0
+    assert config.runtime_class_name == "gvisor"
+
+
+def test_optional_keys_have_defaults(tmp_path: Path) -> None:
+    minimal = "\n".join(VALID.splitlines()[:5])
+    config = load_config(write(tmp_path, minimal))
+    assert config.offer is None
+    assert config.labels == {}
+    assert config.heartbeat_seconds == 5.0
+    assert config.report_seconds == 5.0
+    assert config.runtime_class_name is None
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"cannot read agent config .*nope\.yaml"):
+        load_config(path)
+
+
+def test_directory_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read agent config"):
+        load_config(tmp_path)
+
+
+def test_binary_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_bytes(b"region: \xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match=r"agent config .*agent\.yaml is not UTF-8 text"):
+        load_config(path)
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "region: [eu\n")
+    with pytest.raises(ConfigError, match=r"agent config .*agent\.yaml is not valid YAML"):
+        load_config(path)
+
+
+def test_empty_file_lists_every_required_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, ""))
+    message = str(info.value)
+    assert str(tmp_path / "agent.yaml") in message
+    for field in ("region", "payoutAddress", "pricing"):
+        assert f"{field}: Field required" in message
+
+
+def test_list_instead_of_mapping_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"agent\.yaml is invalid"):
+        load_config(write(tmp_path, "- region\n"))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("region: eu-west\n", "", "region"),
+        ('  cpuCoreHour: "0.01"\n', "", "pricing.cpuCoreHour"),
+        ("heartbeatSeconds: 2\n", "heartbeatSeconds: 0\n", "heartbeatSeconds"),
+        ("reportSeconds: 10\n", "reportSeconds: -1\n", "reportSeconds"),
+        ("  memory: 32Gi\n", "  memory: lots\n", "offer.memory"),
+        ("  gpus: 2\n", "  gpus: -1\n", "offer.gpus"),
+        ("region: eu-west\n", "region: eu-west\nregoin: typo\n", "regoin"),
+    ],
+)
+def test_invalid_field_is_named(tmp_path: Path, old: str, new: str, field: str) -> None:
+    assert old in VALID
+    path = write(tmp_path, VALID.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert f"{field}: " in message
