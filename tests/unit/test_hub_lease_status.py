@@ -3,8 +3,8 @@
 Behaviour matrix:
 
 - phase, in order: deleting → Terminating; nothing placed → Pending; suspended → Suspended;
-  every replica ready → Running; some ready after having run → Degraded; otherwise
-  Scheduled (placed but never all ready, or none ready).
+  every replica ready → Running; fewer ready after having run → Degraded (even none);
+  otherwise Scheduled (placed but never all ready yet).
 - ``startedAt``: set the first time every replica is ready, then kept (even when degraded).
 - summaries: one per placement, sorted by provider; ``providers`` column is the sorted set;
   ``readyReplicas`` and ``ready`` ("r/n") add up the placements; namespace only when reported.
@@ -92,7 +92,7 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
         ({}, [placement("p1", 2, 1)], False, "Scheduled"),
         ({}, [placement("p1", 2, 0)], False, "Scheduled"),
         ({}, [placement("p1", 2, 1)], True, "Degraded"),
-        ({}, [placement("p1", 2, 0)], True, "Scheduled"),
+        ({}, [placement("p1", 2, 0)], True, "Degraded"),  # every replica lost after running
         ({}, [placement("p1", 1, 1)], False, "Scheduled"),  # half placed, half ready
     ],
 )

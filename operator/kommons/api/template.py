@@ -215,7 +215,10 @@ class PodSpec(LooseModel):
     """The leased pod's spec: any Kubernetes pod field, minus the unsafe ones."""
 
     containers: list[Container] = Field(
-        min_length=1, max_length=20, description="The pod's containers (1 to 20)."
+        min_length=1,
+        max_length=1,
+        description="The replica's one container: it receives the leased resources"
+        " (use initContainers for set-up steps).",
     )
     init_containers: list[Container] | None = Field(
         default=None, max_length=20, description="Init containers (up to 20)."

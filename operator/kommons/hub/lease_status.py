@@ -1,8 +1,8 @@
 """A ComputeLease's status from its placements and the hub's gates (pure).
 
 Phase rules (in order): deleting → ``Terminating``; nothing placed → ``Pending``; suspended →
-``Suspended``; every replica ready → ``Running``; some ready after having run → ``Degraded``;
-otherwise ``Scheduled``.
+``Suspended``; every replica ready → ``Running``; fewer ready after having run → ``Degraded``;
+otherwise (placed, never all ready yet) ``Scheduled``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _phase(
         return "Suspended"
     if ready >= replicas:
         return "Running"
-    if ready > 0 and started:
+    if started:
         return "Degraded"
     return "Scheduled"
 
