@@ -36,13 +36,25 @@ deps: venv tools ## Install everything the bed needs: Python deps, Go binaries, 
 	bash hack/testbed/install-anvil.sh
 	bash hack/testbed/install-prometheus.sh
 
+.PHONY: bench
+bench: venv ## Benchmarks: print figures and ratios side by side (assert nothing about time).
+	$(PY) bench/bench_scheduler.py
+
 .PHONY: testbed-up
 testbed-up: deps ## Start hub + $(PROVIDERS) provider clusters + anvil on loopback (state in .testbed/).
 	$(VENV)/bin/kommons-testbed up --providers $(PROVIDERS)
 
+.PHONY: bench
+bench: venv ## Benchmarks: print figures and ratios side by side (assert nothing about time).
+	$(PY) bench/bench_scheduler.py
+
 .PHONY: testbed-down
 testbed-down: venv ## Stop exactly the bed's processes and remove .testbed/.
 	$(VENV)/bin/kommons-testbed down
+
+.PHONY: bench
+bench: venv ## Benchmarks: print figures and ratios side by side (assert nothing about time).
+	$(PY) bench/bench_scheduler.py
 
 .PHONY: testbed-status
 testbed-status: venv ## Show the bed's clusters, ports and processes.
@@ -85,6 +97,10 @@ generate-crds: venv ## Write crds/ and the field reference in docs/api/ from the
 .PHONY: verify-crds
 verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against the API models.
 	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
+
+.PHONY: bench
+bench: venv ## Benchmarks: print figures and ratios side by side (assert nothing about time).
+	$(PY) bench/bench_scheduler.py
 
 .PHONY: test
 test: deps lint typecheck verify-crds ## Everything CI runs: lint, typecheck, verify-crds, then the whole suite.
