@@ -7,6 +7,7 @@ Behaviour matrix (case -> expected):
 - GPU model nobody has -> Pending, Scheduled=False/Unschedulable, a reason per provider.
 - namespace without a BillingAccount -> Pending, PaymentOK=False/NoBillingAccount, no placement.
 - agent killed (-9) and restarted -> same single Deployment, same pods, lease stays Running.
+- replicas raised then lowered -> missing replicas placed, then the surplus removed.
 - lease deleted -> provider namespace gone before the lease object is gone.
 - agent's hub credentials -> 403 outside its own namespace and Provider.
 """
@@ -221,3 +222,40 @@ def test_agent_credentials_reach_only_its_own_namespace(stack: Stack) -> None:
         agent.patch(r.PROVIDERS, "prov-b", {"spec": {"cordoned": True}})
     with pytest.raises(Forbidden):
         agent.list(r.COMPUTE_LEASES)
+
+
+def test_scaling_a_lease_up_and_down(
+    hub: Kube, tenant: str, provider_kube: Callable[[str], Kube]
+) -> None:
+    hub.create(r.COMPUTE_LEASES, lease_body("elastic", tenant, replicas=1), tenant)
+    wait_lease(hub, tenant, "elastic", _running, what="lease elastic Running at 1")
+
+    hub.patch(r.COMPUTE_LEASES, "elastic", {"spec": {"replicas": 3}}, tenant)
+    lease = wait_lease(
+        hub,
+        tenant,
+        "elastic",
+        lambda lease: _running(lease) and lease["status"]["readyReplicas"] == 3,
+        what="lease elastic Running at 3",
+    )
+    assert sum(p["replicas"] for p in lease["status"]["placements"]) == 3
+
+    hub.patch(r.COMPUTE_LEASES, "elastic", {"spec": {"replicas": 1}}, tenant)
+    lease = wait_lease(
+        hub,
+        tenant,
+        "elastic",
+        lambda lease: (
+            _running(lease) and sum(p["replicas"] for p in lease["status"]["placements"]) == 1
+        ),
+        what="lease elastic back to 1",
+    )
+    placement = lease["status"]["placements"][0]
+    kube = provider_kube(placement["provider"])
+    wait_for(
+        lambda: len(kube.list(r.PODS, placement["namespace"])) == 1,
+        timeout=60,
+        what="the provider to run one pod",
+    )
+    quota = kube.get(r.RESOURCE_QUOTAS, "kommons-lease", placement["namespace"])
+    assert quota["spec"]["hard"]["pods"] == "1"

@@ -12,6 +12,8 @@ Behaviour matrix:
 - ``needs_update``: false when the spec matches (extra fields on the existing placement such
   as leaseGeneration don't count); true when any desired field differs, and when a
   pass-through field was removed from the lease but is still on the placement.
+- ``scale_down``: the surplus over the wanted replicas is taken from the most expensive
+  placements first; counts never grow; the total lands on the target (or stays if below).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from kommons.api_names import (
     LABEL_PROVIDER,
     provider_namespace,
 )
-from kommons.hub.placements import needs_update, placement_name, placement_object
+from kommons.hub.placements import needs_update, placement_name, placement_object, scale_down
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -206,3 +208,26 @@ def test_removed_pass_through_field_needs_an_update(key: str) -> None:
 
 def test_placement_without_spec_needs_an_update() -> None:
     assert needs_update({"metadata": {}}, desired_for(lease()))
+
+
+def _priced(provider: str, replicas: int, price: str) -> dict[str, Any]:
+    return {"spec": {"provider": provider, "replicas": replicas, "pricePerHour": price}}
+
+
+def test_scale_down_trims_most_expensive_first() -> None:
+    placements = [_priced("a", 2, "0.10"), _priced("b", 2, "0.30"), _priced("c", 1, "0.20")]
+    assert scale_down(placements, 5) == {"a": 2, "b": 2, "c": 1}
+    assert scale_down(placements, 3) == {"a": 2, "b": 0, "c": 1}
+    assert scale_down(placements, 2) == {"a": 2, "b": 0, "c": 0}
+    assert scale_down(placements, 0) == {"a": 0, "b": 0, "c": 0}
+
+
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=6),
+    wanted=st.integers(min_value=0, max_value=30),
+)
+def test_scale_down_never_grows_and_hits_the_target(counts: list[int], wanted: int) -> None:
+    placements = [_priced(f"p{i}", n, f"0.{i + 1}") for i, n in enumerate(counts)]
+    result = scale_down(placements, wanted)
+    assert all(result[f"p{i}"] <= n for i, n in enumerate(counts))
+    assert sum(result.values()) == min(sum(counts), max(wanted, 0))

@@ -47,6 +47,14 @@ def _one(store: Any) -> Any:
     return None
 
 
+def plain(body: kopf.Body, *, status: bool = True) -> dict[str, Any]:
+    """A plain-dict copy of an object's metadata, spec (and status) for the pure functions."""
+    data = {"metadata": dict(body.metadata), "spec": dict(body.spec)}
+    if status:
+        data["status"] = dict(body.status)
+    return data
+
+
 def _snapshot(index: Mapping[Any, Any]) -> dict[Any, Any]:
     return {key: _one(store) for key, store in index.items()}
 
@@ -55,6 +63,7 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
     """Every handler of the hub, bound to one reconciler."""
     registry = kopf.OperatorRegistry()
     reconciler = LeaseReconciler(kube)
+    events = EventDeduplicator()
 
     def world(kwargs: Mapping[str, Any]) -> World:
         return World(
@@ -79,13 +88,7 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
 
     @kopf.index(*PROVIDERS, id="provider_index", registry=registry)
     def provider_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {
-            name: {
-                "metadata": dict(body.metadata),
-                "spec": dict(body.spec),
-                "status": dict(body.status),
-            }
-        }
+        return {name: plain(body)}
 
     @kopf.index(
         "coordination.k8s.io",
@@ -105,21 +108,15 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
     @kopf.index(*PLACEMENTS, id="placement_index", registry=registry)
     def placement_index(body: kopf.Body, **_: Any) -> dict[str, Any]:
         uid = body.spec.get("leaseRef", {}).get("uid", "")
-        return {
-            uid: {
-                "metadata": dict(body.metadata),
-                "spec": dict(body.spec),
-                "status": dict(body.status),
-            }
-        }
+        return {uid: plain(body)}
 
     @kopf.index(*POOLS, id="pool_index", registry=registry)
     def pool_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {name: {"metadata": dict(body.metadata), "spec": dict(body.spec)}}
+        return {name: plain(body, status=False)}
 
     @kopf.index(*ACCOUNTS, id="account_index", registry=registry)
     def account_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {name: {"metadata": dict(body.metadata), "spec": dict(body.spec)}}
+        return {name: plain(body, status=False)}
 
     @kopf.index("", "v1", "namespaces", id="namespace_index", registry=registry)
     def namespace_index(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, Any]:
@@ -128,13 +125,10 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
     # --- leases ---------------------------------------------------------------------------
 
     def reconcile(body: kopf.Body, kwargs: Mapping[str, Any]) -> None:
-        lease = {
-            "metadata": dict(body.metadata),
-            "spec": dict(body.spec),
-            "status": dict(body.status),
-        }
+        lease = plain(body)
         outcome = reconciler.reconcile(lease, world(kwargs))
-        if outcome.event_reason and _new_event(lease, outcome.event_reason, outcome.event_message):
+        uid = str(body.metadata.uid)
+        if outcome.event_reason and events.is_new(uid, outcome.event_reason, outcome.event_message):
             post = kopf.warn if outcome.warning else kopf.info
             post(body, reason=outcome.event_reason, message=outcome.event_message)
 
@@ -165,11 +159,7 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
 
     @kopf.on.delete(*LEASES, registry=registry)
     def lease_deleted(body: kopf.Body, **kwargs: Any) -> None:
-        lease = {
-            "metadata": dict(body.metadata),
-            "spec": dict(body.spec),
-            "status": dict(body.status),
-        }
+        lease = plain(body)
         remaining = reconciler.delete_placements(lease, world(kwargs))
         if remaining:
             reconciler.refresh_status(lease, world(kwargs))
@@ -185,11 +175,7 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
     @kopf.timer(*PROVIDERS, interval=options.provider_check_seconds, registry=registry)
     def provider_health(name: str, body: kopf.Body, **kwargs: Any) -> None:
         renew = _one(kwargs["heartbeat_index"].get(name, []))
-        provider = {
-            "metadata": dict(body.metadata),
-            "spec": dict(body.spec),
-            "status": dict(body.status),
-        }
+        provider = plain(body)
         patch = provider_status_patch(
             provider, renew, now=datetime.now(UTC), timeout=options.heartbeat_timeout
         )
@@ -206,13 +192,19 @@ def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
     return registry
 
 
-_last_events: dict[str, tuple[str, str]] = {}
+class EventDeduplicator:
+    """Remembers the last Event posted per lease, so retries do not repeat it (no spam)."""
 
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[str, str]] = {}
 
-def _new_event(lease: Mapping[str, Any], reason: str, message: str) -> bool:
-    """Post an Event only when a lease's reason or message changed (no spam on retries)."""
-    uid = str(lease["metadata"]["uid"])
-    if _last_events.get(uid) == (reason, message):
-        return False
-    _last_events[uid] = (reason, message)
-    return True
+    def is_new(self, uid: str, reason: str, message: str) -> bool:
+        """Whether (reason, message) differs from the lease's last Event; records it if so."""
+        if self._last.get(uid) == (reason, message):
+            return False
+        self._last[uid] = (reason, message)
+        return True
+
+    def forget(self, uid: str) -> None:
+        """Drop a deleted lease's memory."""
+        self._last.pop(uid, None)

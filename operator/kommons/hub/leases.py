@@ -17,7 +17,7 @@ from typing import Any
 
 from kommons.api.template import template_violations
 from kommons.hub.lease_status import Gate, lease_status, status_changed
-from kommons.hub.placements import needs_update, placement_object
+from kommons.hub.placements import needs_update, placement_object, scale_down
 from kommons.hub.views import (
     heartbeat_age,
     lease_key,
@@ -65,8 +65,6 @@ class Outcome:
     event_reason: str | None = None
     event_message: str = ""
     warning: bool = False
-    retry: bool = False
-    """Whether the lease still waits for something the hub must retry (e.g. capacity)."""
 
 
 @dataclass
@@ -223,13 +221,19 @@ class LeaseReconciler:
             self._ledger.written[key] = (lease["metadata"]["uid"], body)
 
     def _update_placements(self, lease: JSON, existing: Sequence[JSON], account: str) -> None:
-        """Carry spec changes of the lease (template, suspend ...) to its placements."""
+        """Carry spec changes of the lease (template, suspend, fewer replicas) to placements."""
+        targets = scale_down(existing, int(lease["spec"].get("replicas", 1)))
         for placement in existing:
             spec = placement["spec"]
+            if targets[spec["provider"]] == 0:
+                meta = placement["metadata"]
+                self.kube.delete(r.LEASE_PLACEMENTS, meta["name"], meta["namespace"])
+                self._ledger.written.pop(placement_key(lease_key(lease), spec["provider"]), None)
+                continue
             desired = placement_object(
                 lease,
                 provider=spec["provider"],
-                replicas=int(spec["replicas"]),
+                replicas=targets[spec["provider"]],
                 price_per_hour=str(spec["pricePerHour"]),  # locked at placement
                 billing_account=account,
             )
@@ -264,7 +268,6 @@ class LeaseReconciler:
                         log.debug("scheduled in %.3fs", time.monotonic() - started)
                         gates.append(Gate("Scheduled", True, "Placed", decision.message))
                     else:
-                        outcome.retry = True
                         gates.append(Gate("Scheduled", False, "Unschedulable", decision.message))
                         outcome.event_reason = "Unschedulable"
                         outcome.event_message = decision.message
@@ -275,7 +278,6 @@ class LeaseReconciler:
                         Gate("Scheduled", True, "Placed", f"{placed}/{wanted} replicas placed")
                     )
             elif blocked is not None:
-                outcome.retry = True
                 outcome.event_reason = blocked.reason
                 outcome.event_message = blocked.message
                 outcome.warning = True
@@ -286,7 +288,9 @@ class LeaseReconciler:
 
     def _known_placements(self, uid: str, world: World) -> list[JSON]:
         """A lease's placements: the index's, plus those written but not indexed yet."""
-        placements = list(world.placements.get(uid, ()))
+        placements = [
+            p for p in world.placements.get(uid, ()) if not p["metadata"].get("deletionTimestamp")
+        ]
         seen = {p["spec"]["provider"] for p in placements}
         for owner, body in self._ledger.written.values():
             if owner == uid and body["spec"]["provider"] not in seen:

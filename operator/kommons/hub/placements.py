@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kommons.api_names import (
@@ -17,6 +17,7 @@ from kommons.api_names import (
     MANAGER,
     provider_namespace,
 )
+from kommons.money import parse_units
 
 JSON = dict[str, Any]
 _PASS_THROUGH = ("expose", "configFrom", "imagePullSecrets", "storage")
@@ -84,3 +85,24 @@ def needs_update(placement: Mapping[str, Any], desired: Mapping[str, Any]) -> bo
     # A pass-through field dropped from the lease must be dropped from the placement too.
     removed = any(k in current and k not in wanted for k in _PASS_THROUGH)
     return removed or any(current.get(k) != v for k, v in wanted.items())
+
+
+def scale_down(placements: Sequence[Mapping[str, Any]], wanted: int) -> dict[str, int]:
+    """Replicas per provider after removing the surplus over ``wanted``.
+
+    The most expensive placements shrink first (ties: provider name, last first), so the
+    tenant keeps the cheapest replicas. Providers that end at 0 should be deleted.
+    """
+    counts = {str(p["spec"]["provider"]): int(p["spec"]["replicas"]) for p in placements}
+    prices = {
+        str(p["spec"]["provider"]): parse_units(str(p["spec"]["pricePerHour"]), rounding="up")
+        for p in placements
+    }
+    surplus = sum(counts.values()) - wanted
+    for provider in sorted(counts, key=lambda name: (prices[name], name), reverse=True):
+        if surplus <= 0:
+            break
+        take = min(counts[provider], surplus)
+        counts[provider] -= take
+        surplus -= take
+    return counts
