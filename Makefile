@@ -36,25 +36,13 @@ deps: venv tools ## Install everything the bed needs: Python deps, Go binaries, 
 	bash hack/testbed/install-anvil.sh
 	bash hack/testbed/install-prometheus.sh
 
-.PHONY: bench
-bench: venv ## Benchmarks: print figures and ratios side by side (assert nothing about time).
-	$(PY) bench/bench_scheduler.py
-
 .PHONY: testbed-up
 testbed-up: deps ## Start hub + $(PROVIDERS) provider clusters + anvil on loopback (state in .testbed/).
 	$(VENV)/bin/kommons-testbed up --providers $(PROVIDERS)
 
-.PHONY: bench
-bench: venv ## Benchmarks: print figures and ratios side by side (assert nothing about time).
-	$(PY) bench/bench_scheduler.py
-
 .PHONY: testbed-down
 testbed-down: venv ## Stop exactly the bed's processes and remove .testbed/.
 	$(VENV)/bin/kommons-testbed down
-
-.PHONY: bench
-bench: venv ## Benchmarks: print figures and ratios side by side (assert nothing about time).
-	$(PY) bench/bench_scheduler.py
 
 .PHONY: testbed-status
 testbed-status: venv ## Show the bed's clusters, ports and processes.
