@@ -60,6 +60,7 @@ stop: venv ## Stop everything `make run` started (bed, operator, agents) and rem
 lint: venv ## ruff check + format check.
 	$(VENV)/bin/ruff check operator hack/testbed tests
 	$(VENV)/bin/ruff format --check operator hack/testbed tests
+	$(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: venv ## Apply ruff fixes and formatting.
