@@ -120,6 +120,7 @@ def test_only_schedulable_ready_nodes_count() -> None:
     assert inv.capacity == Amount(4000, 8 * GIB, {})
     assert inv.allocatable == Amount(4000, 8 * GIB, {})
     assert inv.available == Amount(4000, 8 * GIB, {})
+    assert inv.ready_nodes == 2  # "ok" and "cordoned": Ready, even if not schedulable
 
 
 def test_gpus_are_keyed_by_product_label() -> None:

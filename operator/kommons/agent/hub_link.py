@@ -94,9 +94,7 @@ class HubLink:
         }
         self.hub.apply(r.LEASES, body)
 
-    def report(
-        self, inventory: Inventory, leases: list[str], nodes: int, kubernetes_version: str
-    ) -> None:
+    def report(self, inventory: Inventory, leases: list[str], kubernetes_version: str) -> None:
         """Write an inventory report into the Provider's status."""
         status = {
             "capacity": inventory.capacity.to_status(),
@@ -105,7 +103,7 @@ class HubLink:
             "accountedLeases": leases,
             "inventoryTime": now_rfc3339(),
             "namespace": self.namespace,
-            "nodes": nodes,
+            "nodes": inventory.ready_nodes,
             "agentVersion": __version__,
             "kubernetesVersion": kubernetes_version,
         }

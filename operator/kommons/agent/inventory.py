@@ -71,13 +71,16 @@ class Amount:
         }
 
 
-def _node_ready(node: JSON) -> bool:
-    if (node.get("spec") or {}).get("unschedulable"):
-        return False
+def _has_ready_condition(node: JSON) -> bool:
     for condition in (node.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
             return bool(condition.get("status") == "True")
     return False
+
+
+def _node_ready(node: JSON) -> bool:
+    """Ready and schedulable: the node's resources count in the inventory."""
+    return not (node.get("spec") or {}).get("unschedulable") and _has_ready_condition(node)
 
 
 def _node_amount(node: JSON, key: str) -> Amount:
@@ -130,6 +133,8 @@ class Inventory:
     available: Amount
     """What the market may still be sold: allocatable minus both of the above, capped by
     what is left of the offer."""
+    ready_nodes: int = 0
+    """Nodes whose Ready condition is True (cordoned ones included)."""
 
 
 def compute_inventory(
@@ -149,7 +154,9 @@ def compute_inventory(
     """
     capacity, allocatable = Amount(), Amount()
     models: dict[str, str] = {}
+    ready_nodes = 0
     for node in nodes:
+        ready_nodes += _has_ready_condition(node)
         if not _node_ready(node):
             continue
         name = str((node.get("metadata") or {}).get("name"))
@@ -177,4 +184,4 @@ def compute_inventory(
         left = offer.minus(reserved)
         gpus_left = max(0, sum(offer.gpus.values()) - sum(reserved.gpus.values()))
         available = free.capped(Amount(left.cpu_milli, left.memory_bytes, {"*": gpus_left}))
-    return Inventory(capacity, allocatable, requested, reserved, available)
+    return Inventory(capacity, allocatable, requested, reserved, available, ready_nodes)

@@ -107,21 +107,12 @@ class ProviderCluster:
                 leases.append(str(annotations[ANNOTATION_LEASE]))
         return total, sorted(leases)
 
-    def inventory(self, offer: Amount | None) -> tuple[Inventory, list[str], int]:
-        """Inventory of the cluster, the leases it accounts for, and its Ready node count."""
+    def inventory(self, offer: Amount | None) -> tuple[Inventory, list[str]]:
+        """Inventory of the cluster and the leases it accounts for."""
         nodes = self.kube.list(r.NODES)
         pods = self.kube.list(r.PODS)
         reserved, leases = self.reserved()
-        inventory = compute_inventory(nodes, pods, reserved=reserved, offer=offer)
-        ready_nodes = sum(
-            1
-            for node in nodes
-            if any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (node.get("status") or {}).get("conditions") or []
-            )
-        )
-        return inventory, leases, ready_nodes
+        return compute_inventory(nodes, pods, reserved=reserved, offer=offer), leases
 
     def version(self) -> str:
         """The cluster's Kubernetes version (``v1.36.3``)."""

@@ -150,8 +150,8 @@ class Agent:
 
     def report_once(self) -> None:
         """Report inventory to the hub."""
-        inventory, leases, nodes = self.cluster.inventory(self.offer)
-        self.hub.report(inventory, leases, nodes, self.cluster.version())
+        inventory, leases = self.cluster.inventory(self.offer)
+        self.hub.report(inventory, leases, self.cluster.version())
 
 
 async def _every(seconds: float, what: str, work: Any) -> None:
