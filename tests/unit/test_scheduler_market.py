@@ -540,3 +540,68 @@ def test_a_burst_of_commits_never_overcommits(
             assert total.get(model, 0) <= have.gpus.get(model, 0)
         held = list(m.holds(view.name))
         assert sum(r.resources.pods for r in held) == total.get("pods", 0)
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_long_run_of_decisions_and_reports_agrees_with_schedule(strategy: Strategy) -> None:
+    """Many decisions of few lease shapes (cached, re-fitted incrementally) and reports."""
+    import random
+
+    rnd = random.Random(strategy.value)
+    views = {}
+    for i in range(40):
+        model = rnd.choice(MODELS)
+        views[f"p{i:02d}"] = ProviderView(
+            name=f"p{i:02d}",
+            region=rnd.choice(REGIONS),
+            reputation=rnd.choice([1.0, 0.9, 0.7]),
+            cordoned=rnd.random() < 0.05,
+            available=Resources(
+                cpu_milli=rnd.randint(2, 32) * 1000,
+                memory_bytes=rnd.randint(4, 64) * GI,
+                gpus={model: rnd.randint(0, 4)},
+                pods=rnd.randint(0, 30),
+            ),
+            pricing=Pricing(
+                cpu_core_hour=rnd.randint(10_000, 40_000),
+                memory_gib_hour=rnd.randint(1_000, 5_000),
+                gpu_hour={model: rnd.randint(300_000, 3_000_000)},
+            ),
+        )
+    twin = Twin(0.0)
+    for view in views.values():
+        twin.set_provider(view)
+    pool = PoolPolicy(strategy=strategy, min_reputation=0.8)
+    for i in range(150):
+        gpu = rnd.random() < 0.2
+        request = LeaseRequest(
+            key=f"ns/l{i % 60}",
+            replicas=rnd.randint(1, 5),
+            resources=ReplicaResources(
+                cpu_milli=rnd.choice([500, 1000]),
+                memory_bytes=rnd.choice([1, 2]) * GI,
+                gpu_count=1 if gpu else 0,
+                gpu_model=rnd.choice([None, *MODELS]) if gpu else None,
+            ),
+            max_price_per_hour=rnd.choice([None, 100_000, 2 * TOKEN]),
+            spread=rnd.random() < 0.3,
+        )
+        exclude = frozenset({f"p{rnd.randrange(40):02d}"}) if rnd.random() < 0.2 else frozenset()
+        twin.check(request, pool, exclude)
+        decision = twin.market.decide(request, pool, exclude=exclude)
+        twin.market.commit(decision, request, at=1.0 + i)
+        twin.ledger.record(decision, request, at=1.0 + i)
+        if i % 10 == 9:  # a report that reflects every hold so far, with less capacity
+            name = rnd.choice(sorted(views))
+            old = views[name]
+            views[name] = ProviderView(
+                name=name,
+                region=old.region,
+                reputation=old.reputation,
+                cordoned=old.cordoned,
+                available=twin.market.free(name).minus(Resources(cpu_milli=500)),
+                pricing=old.pricing,
+                observed_at=1.5 + i,
+            )
+            twin.set_provider(views[name])
+            assert not list(twin.market.holds(name))

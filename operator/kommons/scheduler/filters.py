@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources
 from kommons.scheduler.money import format_bytes, format_price, replica_price
@@ -128,6 +129,31 @@ def _gpu_reason(view: ProviderView, free: Resources, model: str | None, wanted: 
     return f"no gpu {wanted}(has: {listing})"
 
 
+EXCLUDED_REASON: Final = "excluded from this decision (being replaced)"
+"""Reason of a provider in the decision's ``exclude``."""
+
+
+def price_reason(price: int, max_price: int, money: Formatter) -> str:
+    """Reason of a provider whose replica price is above the lease's maximum."""
+    return f"price {money(price)}/h > max {money(max_price)}/h"
+
+
+def shortage_reason(
+    kind: RejectionKind, have: int, lease: LeaseRequest, gpu_model: str | None
+) -> str:
+    """Reason of a capacity rejection of ``kind`` with ``have`` free in that dimension."""
+    need = lease.resources
+    if kind is RejectionKind.INSUFFICIENT_GPU:
+        return f"insufficient gpu {gpu_model} ({have} < {need.gpu_count})"
+    if kind is RejectionKind.INSUFFICIENT_CPU:
+        return f"insufficient cpu ({have}m free < {need.cpu_milli}m)"
+    if kind is RejectionKind.INSUFFICIENT_MEMORY:
+        return (
+            f"insufficient memory ({format_bytes(have)} free < {format_bytes(need.memory_bytes)})"
+        )
+    return f"insufficient pods ({have} free < 1)"
+
+
 def capacity_reason(
     free: Resources, lease: LeaseRequest, gpu_model: str | None
 ) -> tuple[RejectionKind, str]:
@@ -142,25 +168,15 @@ def capacity_reason(
         The kind and the human-readable reason.
     """
     need = lease.resources
-    if need.gpu_count and gpu_model:
-        have = free.gpus.get(gpu_model, 0)
-        if have < need.gpu_count:
-            return (
-                RejectionKind.INSUFFICIENT_GPU,
-                f"insufficient gpu {gpu_model} ({have} < {need.gpu_count})",
-            )
-    if free.cpu_milli < need.cpu_milli:
-        return (
-            RejectionKind.INSUFFICIENT_CPU,
-            f"insufficient cpu ({free.cpu_milli}m free < {need.cpu_milli}m)",
-        )
-    if free.memory_bytes < need.memory_bytes:
-        return (
-            RejectionKind.INSUFFICIENT_MEMORY,
-            f"insufficient memory ({format_bytes(free.memory_bytes)} free < "
-            f"{format_bytes(need.memory_bytes)})",
-        )
-    return RejectionKind.INSUFFICIENT_PODS, f"insufficient pods ({free.pods} free < 1)"
+    if need.gpu_count and gpu_model and free.gpus.get(gpu_model, 0) < need.gpu_count:
+        kind, have = RejectionKind.INSUFFICIENT_GPU, free.gpus.get(gpu_model, 0)
+    elif free.cpu_milli < need.cpu_milli:
+        kind, have = RejectionKind.INSUFFICIENT_CPU, free.cpu_milli
+    elif free.memory_bytes < need.memory_bytes:
+        kind, have = RejectionKind.INSUFFICIENT_MEMORY, free.memory_bytes
+    else:
+        kind, have = RejectionKind.INSUFFICIENT_PODS, free.pods
+    return kind, shortage_reason(kind, have, lease, gpu_model)
 
 
 def evaluate(view: ProviderView, free: Resources, ctx: FilterContext) -> Candidate | str:
@@ -209,7 +225,7 @@ def classify(
     if lease.providers and view.name not in lease.providers:
         return RejectionKind.NOT_ALLOWED, "not in the lease's provider allow-list"
     if view.name in ctx.exclude:
-        return RejectionKind.EXCLUDED, "excluded from this decision (being replaced)"
+        return RejectionKind.EXCLUDED, EXCLUDED_REASON
     if view.reputation < pool.min_reputation:
         return (
             RejectionKind.REPUTATION,
@@ -235,10 +251,7 @@ def classify(
         gpu_hour=gpu_hour,
     )
     if lease.max_price_per_hour is not None and price > lease.max_price_per_hour:
-        return (
-            RejectionKind.PRICE,
-            f"price {ctx.money(price)}/h > max {ctx.money(lease.max_price_per_hour)}/h",
-        )
+        return RejectionKind.PRICE, price_reason(price, lease.max_price_per_hour, ctx.money)
 
     slots = fit_count(free, lease, gpu_model)
     if slots < 1:

@@ -30,10 +30,12 @@ Not thread-safe: the hub calls it from its event loop only.
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left, bisect_right, insort
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
+from itertools import compress, islice, repeat
+from operator import add, mod, mul, sub
 from types import MappingProxyType
 from typing import Final, TypeVar
 
@@ -44,7 +46,16 @@ from kommons.scheduler.decision import (
     build_decision,
     pick_samples,
 )
-from kommons.scheduler.filters import Candidate, FilterContext, Formatter, RejectionKind, classify
+from kommons.scheduler.filters import (
+    EXCLUDED_REASON,
+    Candidate,
+    FilterContext,
+    Formatter,
+    RejectionKind,
+    classify,
+    price_reason,
+    shortage_reason,
+)
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources, Strategy
 from kommons.scheduler.money import format_price, replica_price
 from kommons.scheduler.reservations import Reservation, is_reflected, placement_key
@@ -58,7 +69,21 @@ STATIC_CACHE_SIZE: Final = 64
 SHAPE_CACHE_SIZE: Final = 64
 """Lease shapes (per filter combination) whose prices are cached."""
 
+CHANGE_LOG_SIZE: Final = 8192
+"""Free-capacity changes remembered for lazily re-fitting cached shapes."""
+
 _EMPTY: Final[Mapping[str, int]] = MappingProxyType({})
+_FIT, _SHORT_GPU, _SHORT_CPU, _SHORT_MEMORY, _SHORT_PODS, _EXCLUDED, _PRICED_OUT = range(7)
+_KIND_OF_CODE: Final = {
+    _SHORT_GPU: RejectionKind.INSUFFICIENT_GPU,
+    _SHORT_CPU: RejectionKind.INSUFFICIENT_CPU,
+    _SHORT_MEMORY: RejectionKind.INSUFFICIENT_MEMORY,
+    _SHORT_PODS: RejectionKind.INSUFFICIENT_PODS,
+    _PRICED_OUT: RejectionKind.PRICE,
+}
+_CODE_OF_KIND: Final = {kind: code for code, kind in _KIND_OF_CODE.items()}
+_mod = mod
+
 _K = RejectionKind
 _W_PRICE, _W_REPUTATION, _W_HEADROOM = (int(w * 10) for w in BALANCED_WEIGHTS)
 
@@ -106,25 +131,114 @@ class _Static:
     counts: dict[RejectionKind, int]
     first: dict[RejectionKind, list[str]]
     """First rejected names by kind (at most MAX_REJECTED_SAMPLES, sorted)."""
+    reasons: dict[str, str]
+    """Their reasons, formatted when first quoted."""
 
 
 @dataclass(slots=True)
 class _Shape:
-    """Static outcome for one lease shape: reputation, gpu model, price."""
+    """Outcome for one lease shape: reputation, gpu, price, and every provider's slots.
+
+    ``slot``/``code`` are kept up to date lazily from the market's change log: a decision
+    re-fits only the providers whose free capacity changed since the shape was last used.
+    """
 
     static: _Static
+    need: tuple[int, int, int, str | None]
+    """(cpu_milli, memory_bytes, gpu_count, gpu_model) of one replica."""
     counts: dict[RejectionKind, int]
     late: dict[str, RejectionKind]
     """Providers rejected for reputation or gpu."""
     late_names: dict[RejectionKind, list[str]]
     """Those names by kind, sorted."""
     rows: list[_Row]
-    """Providers left; with a fixed gpu model (or none) sorted by (price, -reputation,
-    name), so a price cap cuts a suffix; otherwise by name."""
+    """Providers left, sorted by (price, -reputation, name) -- every strategy's tail -- so a
+    price cap cuts a suffix (lease without gpu or with a gpu model)."""
     prices: list[int]
-    """Replica price on each of ``rows`` (fixed model or no gpu)."""
-    models: list[list[tuple[str, int]]]
-    """Gpu model → replica price on each of ``rows``, cheapest first (lease without model)."""
+    """Replica price on each of ``rows`` (ascending)."""
+    options: list[list[tuple[str, int]]]
+    """Gpu lease without a model: (model, replica price) per provider of ``rows``, cheapest
+    first; ``rows`` are then by name and ``prices``/``slot``/``code`` unused."""
+    index: dict[str, int]
+    """Position of each provider in ``rows``."""
+    by_name: list[int]
+    """Positions in ``rows`` ordered by provider name."""
+    slot: list[int]
+    """Replicas that fit on each of ``rows`` now."""
+    code: list[int]
+    """Why none fits (``_FIT`` when some do), one of the ``_SHORT_*`` codes."""
+    totals: list[int]
+    """Providers of ``rows`` by code."""
+    members: list[set[int]]
+    """Positions of ``rows`` by ``_SHORT_*`` code."""
+    capacity: int
+    """Sum of ``slot``."""
+    ordered: dict[Strategy, list[int]]
+    """BinPack and Spread keys (``slots * n + i`` and ``i - slots * n``) of the providers
+    with slots, kept sorted once a decision of that strategy asked for them."""
+    reasons: dict[str, str]
+    """Static reasons already formatted (reputation)."""
+    synced: int
+    """Market change-log position ``slot``/``code`` reflect."""
+
+
+def _fit(row: _Row, cpu: int, memory: int, gpus: int, model: str | None) -> tuple[int, int]:
+    """Replicas of one shape that fit on a provider, and the first short dimension if none."""
+    if gpus:
+        slots = row.gpus.get(model, 0) // gpus if model is not None else 0
+        if not slots:
+            return 0, _SHORT_GPU
+        fit = row.cpu // cpu
+        if not fit:
+            return 0, _SHORT_CPU
+        slots = min(slots, fit)
+    else:
+        slots = row.cpu // cpu
+        if not slots:
+            return 0, _SHORT_CPU
+    fit = row.mem // memory
+    if not fit:
+        return 0, _SHORT_MEMORY
+    if not row.pods:
+        return 0, _SHORT_PODS
+    return min(slots, fit, row.pods), _FIT
+
+
+def _tally(codes: list[int]) -> list[int]:
+    """Count of each code below ``_EXCLUDED``."""
+    counter = Counter(codes)
+    return [counter[value] for value in range(_EXCLUDED)]
+
+
+def _first_names(
+    value: int,
+    rows: list[_Row],
+    by_name: list[int],
+    code: list[int],
+    members: list[set[int]],
+    cut: int,
+    skip: set[int],
+) -> list[str]:
+    """First names (sorted) of the providers rejected with ``value`` in one decision.
+
+    Looks at the members of that code when they are few, otherwise walks the providers in
+    name order until enough are found (they are then dense): O(sqrt(providers)) either way.
+    """
+    pool: Iterable[int]
+    if value == _PRICED_OUT:
+        pool = range(cut, len(rows))
+        size = len(rows) - cut
+    else:
+        pool = members[value]
+        size = len(pool)
+    if size * size <= MAX_REJECTED_SAMPLES * len(rows):
+        found = [i for i in pool if i not in skip and (value == _PRICED_OUT or i < cut)]
+        return sorted(rows[i].name for i in found)[:MAX_REJECTED_SAMPLES]
+    if value == _PRICED_OUT:
+        walk = (i for i in by_name if i >= cut and i not in skip)
+    else:
+        walk = (i for i in by_name if code[i] == value and i < cut and i not in skip)
+    return [rows[i].name for i in islice(walk, MAX_REJECTED_SAMPLES)]
 
 
 def _selector_key(selector: LabelSelector | None) -> object:
@@ -186,6 +300,8 @@ class Market:
         self._by_lease: dict[str, set[tuple[str, str]]] = {}
         self._statics: dict[object, _Static] = {}
         self._shapes: dict[object, _Shape] = {}
+        self._log: list[str] = []
+        self._log_base = 0
 
     # --- providers ----------------------------------------------------------------------
 
@@ -360,6 +476,12 @@ class Market:
                 del self._by_lease[lease]
 
     def _refresh(self, row: _Row) -> None:
+        log = self._log
+        log.append(row.name)
+        if len(log) > CHANGE_LOG_SIZE:
+            half = len(log) // 2
+            del log[:half]
+            self._log_base += half
         available = row.view.available
         held = self._held.get(row.name)
         if held is None:
@@ -420,6 +542,7 @@ class Market:
             after_names=frozenset(r.name for r in after),
             counts=counts,
             first=first,
+            reasons={},
         )
         _lru_put(self._statics, key, entry, STATIC_CACHE_SIZE)
         return key, entry
@@ -437,12 +560,14 @@ class Market:
         )
         entry = _lru_get(self._shapes, key)
         if entry is not None and entry.static is static:
+            self._sync(entry)
             return entry
         counts = dict(static.counts)
         late: dict[str, RejectionKind] = {}
         late_names: dict[RejectionKind, list[str]] = {}
         kept: list[tuple[int, float, str, _Row]] = []
-        models: list[list[tuple[str, int]]] = []
+        options: list[list[tuple[str, int]]] = []
+        any_model = bool(need.gpu_count) and need.gpu_model is None
 
         def price(row: _Row, gpu_hour: int) -> int:
             pricing = row.view.pricing
@@ -472,24 +597,148 @@ class Market:
                 late[row.name] = kind
                 counts[kind] = counts.get(kind, 0) + 1
                 late_names.setdefault(kind, []).append(row.name)
-            elif need.gpu_count and need.gpu_model is None:
+            elif any_model:
                 kept.append((0, 0.0, row.name, row))
-                models.append([(m, price(row, p)) for p, m in row.priced])
+                options.append([(m, price(row, p)) for p, m in row.priced])
             else:
                 kept.append((price(row, gpu_hour), row.negrep, row.name, row))
-        if not (need.gpu_count and need.gpu_model is None):
+        if not any_model:
             kept.sort(key=lambda item: item[:3])
+        rows = [item[3] for item in kept]
         entry = _Shape(
             static=static,
+            need=(need.cpu_milli, need.memory_bytes, need.gpu_count, need.gpu_model),
             counts=counts,
             late=late,
             late_names=late_names,
-            rows=[item[3] for item in kept],
+            rows=rows,
             prices=[item[0] for item in kept],
-            models=models,
+            options=options,
+            index={row.name: i for i, row in enumerate(rows)},
+            by_name=sorted(range(len(rows)), key=lambda i: rows[i].name),
+            slot=[],
+            code=[],
+            totals=[],
+            members=[],
+            capacity=0,
+            ordered={},
+            reasons={},
+            synced=-1,
         )
+        self._sync(entry)
         _lru_put(self._shapes, key, entry, SHAPE_CACHE_SIZE)
         return entry
+
+    def _sync(self, shape: _Shape) -> None:
+        """Re-fit the providers of ``shape`` whose free capacity changed since its last use."""
+        if shape.options:
+            return  # any-model gpu shapes are fitted per decision (_resolve)
+        end = self._log_base + len(self._log)
+        cpu, memory, gpus, model = shape.need
+        rows = shape.rows
+        if shape.synced < self._log_base or end - shape.synced > len(rows):
+            fitted = [_fit(row, cpu, memory, gpus, model) for row in rows]
+            shape.slot = [slots for slots, _ in fitted]
+            shape.code = [code for _, code in fitted]
+            shape.capacity = sum(shape.slot)
+            shape.totals = [shape.code.count(code) for code in range(_EXCLUDED)]
+            shape.members = [set() for _ in range(_EXCLUDED)]
+            for position, value in enumerate(shape.code):
+                if value:
+                    shape.members[value].add(position)
+            shape.ordered = {}
+            shape.synced = end
+            return
+        index, slot, codes = shape.index, shape.slot, shape.code
+        totals, members = shape.totals, shape.members
+        capacity = shape.capacity
+        n = len(rows)
+        bin_pack = shape.ordered.get(Strategy.BIN_PACK)
+        spreading = shape.ordered.get(Strategy.SPREAD)
+        for name in self._log[shape.synced - self._log_base :]:
+            i = index.get(name)
+            if i is None:
+                continue
+            row = rows[i]
+            # _fit inlined: this loop runs for every change of every cached shape
+            code = _FIT
+            if gpus:
+                fits = row.gpus.get(model, 0) // gpus if model is not None else 0
+                if not fits:
+                    code = _SHORT_GPU
+            else:
+                fits = row.cpu // cpu
+                if not fits:
+                    code = _SHORT_CPU
+            if not code:
+                fits = min(fits, row.cpu // cpu)
+                if not fits:
+                    code = _SHORT_CPU
+                else:
+                    fits = min(fits, row.mem // memory)
+                    if not fits:
+                        code = _SHORT_MEMORY
+                    else:
+                        fits = min(fits, row.pods)
+                        if not fits:
+                            code = _SHORT_PODS
+            if code:
+                fits = 0
+            was = slot[i]
+            if fits != was:
+                capacity += fits - was
+                slot[i] = fits
+                if bin_pack is not None:
+                    if was:
+                        del bin_pack[bisect_left(bin_pack, was * n + i)]
+                    if fits:
+                        insort(bin_pack, fits * n + i)
+                if spreading is not None:
+                    if was:
+                        del spreading[bisect_left(spreading, i - was * n)]
+                    if fits:
+                        insort(spreading, i - fits * n)
+            old = codes[i]
+            if old != code:
+                codes[i] = code
+                totals[old] -= 1
+                totals[code] += 1
+                if old:
+                    members[old].discard(i)
+                if code:
+                    members[code].add(i)
+        shape.capacity = capacity
+        shape.synced = end
+
+    def _resolve(
+        self, shape: _Shape, lease: LeaseRequest
+    ) -> tuple[list[_Row], list[int], list[str], dict[str, int], list[int], list[int], list[int]]:
+        """Gpu lease without a model: per provider the cheapest model with room, its price."""
+        need = lease.resources
+        kept: list[tuple[int, float, str, _Row, str]] = []
+        for row, choices in zip(shape.rows, shape.options, strict=True):
+            model, price = choices[0]
+            for choice, choice_price in choices:
+                if row.gpus.get(choice, 0) >= need.gpu_count:
+                    model, price = choice, choice_price
+                    break
+            kept.append((price, row.negrep, row.name, row, model))
+        kept.sort(key=lambda item: item[:3])
+        rows = [item[3] for item in kept]
+        models = [item[4] for item in kept]
+        fitted = [
+            _fit(row, need.cpu_milli, need.memory_bytes, need.gpu_count, model)
+            for row, model in zip(rows, models, strict=True)
+        ]
+        return (
+            rows,
+            [item[0] for item in kept],
+            models,
+            {row.name: i for i, row in enumerate(rows)},
+            sorted(range(len(rows)), key=lambda i: rows[i].name),
+            [slots for slots, _ in fitted],
+            [code for _, code in fitted],
+        )
 
     # --- decisions ----------------------------------------------------------------------
 
@@ -525,193 +774,170 @@ class Market:
             raise ValueError(f"already_placed counts must be >= 0, got {dict(already_placed)}")
         wanted = max(0, lease.replicas - sum(already_placed.values()))
         shape = self._shape(lease, pool)
-        need = lease.resources
         cap_price = lease.max_price_per_hour
+        models: list[str] | None = None
+        if shape.options:
+            rows, prices, models, index, by_name, slot, code = self._resolve(shape, lease)
+            totals = _tally(code)
+            members: list[set[int]] = [set() for _ in range(_EXCLUDED)]
+            for i, value in enumerate(code):
+                if value:
+                    members[value].add(i)
+            capacity = sum(slot)
+        else:
+            rows, prices, index, by_name = shape.rows, shape.prices, shape.index, shape.by_name
+            slot, code, totals, members = shape.slot, shape.code, shape.totals, shape.members
+            capacity = shape.capacity
+        n = len(rows)
+        cut = n if cap_price is None else bisect_right(prices, cap_price)
+        # providers by code among the priced ones (positions < cut)
+        if cut == n:
+            tally = totals[:]
+        elif cut < n - cut:
+            tally = _tally(code[:cut])
+            capacity = sum(slot[:cut])
+        else:
+            beyond = _tally(code[cut:])
+            tally = [a - b for a, b in zip(totals, beyond, strict=True)]
+            capacity -= sum(slot[cut:])
+        priced_out = n - cut
+
         counts = dict(shape.counts)
         excluded = exclude & shape.static.after_names if exclude else frozenset()
-        for name in sorted(excluded):
-            kind = shape.late.get(name)
-            if kind is not None:
-                counts[kind] -= 1
+        skip: set[int] = set()
+        for name in excluded:
             counts[_K.EXCLUDED] = counts.get(_K.EXCLUDED, 0) + 1
-
-        rows = shape.rows
-        prices = shape.prices
-        models: list[str | None] | None = None
-        cut = len(rows)
-        if need.gpu_count and need.gpu_model is None:
-            rows, prices, models, priced_out = self._resolve(shape, lease, excluded)
-            cut = len(rows)
-        else:
-            if cap_price is not None:
-                cut = bisect_right(prices, cap_price)
-            # excluded providers left of the cut are skipped by _fit, right of it here
-            priced_out = [row.name for row in rows[cut:] if row.name not in excluded]
+            late = shape.late.get(name)
+            if late is not None:
+                counts[late] -= 1
+                continue
+            i = index[name]
+            skip.add(i)
+            if i >= cut:
+                priced_out -= 1
+            else:
+                tally[code[i]] -= 1
+                capacity -= slot[i]
+        feasible = tally[_FIT]
+        for value in (_SHORT_GPU, _SHORT_CPU, _SHORT_MEMORY, _SHORT_PODS):
+            if tally[value]:
+                counts[_KIND_OF_CODE[value]] = tally[value]
         if priced_out:
-            counts[_K.PRICE] = counts.get(_K.PRICE, 0) + len(priced_out)
-
-        short: dict[RejectionKind, list[str]] = {}
-        fi, fs, capacity = self._fit(rows, cut, lease, models, excluded, short)
-        for kind, names in short.items():
-            counts[kind] = counts.get(kind, 0) + len(names)
+            counts[_K.PRICE] = priced_out
 
         chosen: tuple[Placement, ...] = ()
         if 0 < wanted <= capacity:
+            usable = slot
+            if skip:
+                usable = slot[:cut]
+                for i in skip:
+                    if i < cut:
+                        usable[i] = 0
+            ordered = None if shape.options else self._ordered(shape, pool.strategy)
             chosen = self._allocate(
-                lease, pool, wanted, already_placed, rows, prices, models, fi, fs
+                lease,
+                pool,
+                wanted,
+                already_placed,
+                rows,
+                prices,
+                models,
+                usable,
+                cut,
+                ordered,
+                skip,
             )
 
+        counts = {kind: number for kind, number in counts.items() if number > 0}
         first: dict[RejectionKind, list[str]] = {}
-        for kind, number in counts.items():
-            if number <= 0:
-                continue
-            if kind in shape.static.counts:
+        for kind in counts:
+            if kind in shape.static.first:
                 first[kind] = shape.static.first[kind]
             elif kind is _K.EXCLUDED:
                 first[kind] = sorted(excluded)[:MAX_REJECTED_SAMPLES]
             elif kind in shape.late_names:
                 names = shape.late_names[kind]
                 first[kind] = list(
-                    islice((n for n in names if n not in excluded), MAX_REJECTED_SAMPLES)
+                    islice((x for x in names if x not in excluded), MAX_REJECTED_SAMPLES)
                 )
-            elif kind is _K.PRICE:
-                first[kind] = heapq.nsmallest(MAX_REJECTED_SAMPLES, priced_out)
             else:
-                first[kind] = heapq.nsmallest(MAX_REJECTED_SAMPLES, short[kind])
+                first[kind] = _first_names(
+                    _CODE_OF_KIND[kind], rows, by_name, code, members, cut, skip
+                )
         samples: dict[str, str] = {}
-        sampled = pick_samples(first, counts)
-        if sampled:
-            ctx = FilterContext(lease=lease, pool=pool, exclude=frozenset(exclude), money=money)
-            for name in sampled:
-                outcome = classify(self._rows[name].view, self.free(name), ctx)
-                samples[name] = outcome.name if isinstance(outcome, Candidate) else outcome[1]
+        picked = pick_samples(first, counts)
+        if picked:
+            kind_of = {name: kind for kind, names in first.items() for name in names}
+            for name in picked:
+                samples[name] = self._reason(
+                    name, kind_of[name], shape, lease, pool, exclude, money, index, prices, models
+                )
         return build_decision(
             lease=lease.key,
             wanted=wanted,
             considered=len(self._rows),
-            feasible=len(fi),
+            feasible=feasible,
             capacity=capacity,
             chosen=chosen,
-            counts={kind: number for kind, number in counts.items() if number > 0},
+            counts=counts,
             samples=samples,
         )
 
-    def _resolve(
-        self, shape: _Shape, lease: LeaseRequest, excluded: frozenset[str]
-    ) -> tuple[list[_Row], list[int], list[str | None], list[str]]:
-        """Gpu lease without a model: per provider the cheapest model with room, then price."""
-        need = lease.resources.gpu_count
-        cap_price = lease.max_price_per_hour
-        kept: list[tuple[int, float, str, _Row, str]] = []
-        priced_out: list[str] = []
-        for row, options in zip(shape.rows, shape.models, strict=True):
-            if row.name in excluded:
-                continue
-            model, price = options[0]
-            for option, option_price in options:
-                if row.gpus.get(option, 0) >= need:
-                    model, price = option, option_price
-                    break
-            if cap_price is not None and price > cap_price:
-                priced_out.append(row.name)
-                continue
-            kept.append((price, row.negrep, row.name, row, model))
-        kept.sort(key=lambda item: item[:3])
-        return (
-            [item[3] for item in kept],
-            [item[0] for item in kept],
-            [item[4] for item in kept],
-            priced_out,
-        )
-
     @staticmethod
-    def _fit(
-        rows: list[_Row],
-        cut: int,
-        lease: LeaseRequest,
-        models: list[str | None] | None,
-        excluded: frozenset[str],
-        short: dict[RejectionKind, list[str]],
-    ) -> tuple[list[int], list[int], int]:
-        """Slots of every priced provider; fills ``short`` with the names that have none.
+    def _ordered(shape: _Shape, strategy: Strategy) -> list[int] | None:
+        """The maintained BinPack/Spread keys of a shape, built on first use."""
+        if strategy is not Strategy.BIN_PACK and strategy is not Strategy.SPREAD:
+            return None
+        keys = shape.ordered.get(strategy)
+        if keys is None:
+            n = len(shape.rows)
+            fitting = [(i, s) for i, s in enumerate(shape.slot) if s]
+            if strategy is Strategy.BIN_PACK:
+                keys = sorted(s * n + i for i, s in fitting)
+            else:
+                keys = sorted(i - s * n for i, s in fitting)
+            shape.ordered[strategy] = keys
+        return keys
 
-        Returns:
-            Indices (into ``rows``) of feasible providers, ascending; their slots; the sum.
-        """
-        need = lease.resources
-        c, m, g = need.cpu_milli, need.memory_bytes, need.gpu_count
-        no_gpu: list[str] = []
-        no_cpu: list[str] = []
-        no_mem: list[str] = []
-        no_pods: list[str] = []
-        fi: list[int] = []
-        fs: list[int] = []
-        capacity = 0
-        if not g:
-            for i in range(cut):
-                row = rows[i]
-                if excluded and row.name in excluded:
-                    continue
-                s = row.cpu // c
-                if not s:
-                    no_cpu.append(row.name)
-                    continue
-                t = row.mem // m
-                if not t:
-                    no_mem.append(row.name)
-                    continue
-                if t < s:
-                    s = t
-                t = row.pods
-                if not t:
-                    no_pods.append(row.name)
-                    continue
-                if t < s:
-                    s = t
-                fi.append(i)
-                fs.append(s)
-                capacity += s
-        else:
-            fixed = need.gpu_model
-            for i in range(cut):
-                row = rows[i]
-                if excluded and row.name in excluded:
-                    continue
-                model = fixed if models is None else models[i]
-                s = row.gpus.get(model, 0) // g if model is not None else 0
-                if not s:
-                    no_gpu.append(row.name)
-                    continue
-                t = row.cpu // c
-                if not t:
-                    no_cpu.append(row.name)
-                    continue
-                if t < s:
-                    s = t
-                t = row.mem // m
-                if not t:
-                    no_mem.append(row.name)
-                    continue
-                if t < s:
-                    s = t
-                t = row.pods
-                if not t:
-                    no_pods.append(row.name)
-                    continue
-                if t < s:
-                    s = t
-                fi.append(i)
-                fs.append(s)
-                capacity += s
-        for kind, names in (
-            (_K.INSUFFICIENT_GPU, no_gpu),
-            (_K.INSUFFICIENT_CPU, no_cpu),
-            (_K.INSUFFICIENT_MEMORY, no_mem),
-            (_K.INSUFFICIENT_PODS, no_pods),
-        ):
-            if names:
-                short[kind] = names
-        return fi, fs, capacity
+    def _reason(
+        self,
+        name: str,
+        kind: RejectionKind,
+        shape: _Shape,
+        lease: LeaseRequest,
+        pool: PoolPolicy,
+        exclude: frozenset[str],
+        money: Formatter,
+        index: dict[str, int],
+        prices: list[int],
+        models: list[str] | None,
+    ) -> str:
+        """Reason of one quoted rejection, formatted as :func:`.classify` does."""
+        row = self._rows[name]
+        if kind is _K.EXCLUDED:
+            return EXCLUDED_REASON
+        if kind is _K.PRICE and lease.max_price_per_hour is not None:
+            return price_reason(prices[index[name]], lease.max_price_per_hour, money)
+        if kind in _CODE_OF_KIND:
+            model = lease.resources.gpu_model
+            if models is not None:
+                model = models[index[name]]
+            have = {
+                _K.INSUFFICIENT_GPU: row.gpus.get(model, 0) if model else 0,
+                _K.INSUFFICIENT_CPU: row.cpu,
+                _K.INSUFFICIENT_MEMORY: row.mem,
+                _K.INSUFFICIENT_PODS: row.pods,
+            }[kind]
+            return shortage_reason(kind, have, lease, model)
+        cache = shape.static.reasons if kind in shape.static.first else shape.reasons
+        reason = cache.get(name)
+        if reason is None:
+            ctx = FilterContext(lease=lease, pool=pool, exclude=exclude, money=money)
+            outcome = classify(row.view, self.free(name), ctx)
+            reason = outcome.name if isinstance(outcome, Candidate) else outcome[1]
+            if kind is not _K.GPU:  # the gpu reason lists free gpus: not static
+                cache[name] = reason
+        return reason
 
     @staticmethod
     def _allocate(
@@ -721,39 +947,47 @@ class Market:
         already: Mapping[str, int],
         rows: list[_Row],
         prices: list[int],
-        models: list[str | None] | None,
-        fi: list[int],
-        fs: list[int],
+        models: list[str] | None,
+        slot: list[int],
+        cut: int,
+        ordered: list[int] | None = None,
+        skip: set[int] | None = None,
     ) -> tuple[Placement, ...]:
-        """Rank the feasible providers (integer keys) and place ``wanted`` replicas.
+        """Rank the feasible providers with integer keys and place ``wanted`` replicas.
 
         ``rows`` are sorted by (price, -reputation, name), every strategy's tail, so the
-        index ``i`` of a row is its tail rank and ``key * n + i`` orders like the strategy's
-        tuple key in :func:`.scoring.rank`.
+        position ``i`` of a row is its tail rank and ``key * n + i`` (``key`` an integer
+        equal up to a constant to the strategy's own first key) orders exactly like the
+        tuple keys of :func:`.scoring.rank`; ``i`` is recovered as ``key % n``. Feasible
+        providers are the positions below ``cut`` with ``slot[i] > 0``. ``ordered`` are the
+        maintained BinPack or Spread keys of all providers (positions in ``skip`` and from
+        ``cut`` on are passed over); without them the keys are computed here.
         """
         strategy = pool.strategy
         n = len(rows)
-        slots = dict(zip(fi, fs, strict=True))
         ranked: Iterator[int]
         if strategy is Strategy.LOWEST_PRICE:
-            ranked = iter(fi)
+            ranked = compress(range(cut), slot)
+        elif ordered is not None and 2 * cut >= n:
+            avoid = skip or set()
+            ranked = (i for i in map(_mod, ordered, repeat(n)) if i < cut and i not in avoid)
         else:
-            if strategy is Strategy.BIN_PACK:
-                keys = [s * n + i for i, s in zip(fi, fs, strict=True)]
-            elif strategy is Strategy.SPREAD:
-                top = max(fs)
-                keys = [(top - s) * n + i for i, s in zip(fi, fs, strict=True)]
-            else:
+            fi = list(compress(range(cut), slot))
+            fs = list(filter(None, islice(slot, cut)))
+            if strategy is Strategy.BIN_PACK:  # (slots, tail)
+                keys = list(map(add, map(mul, fs, repeat(n)), fi))
+            elif strategy is Strategy.SPREAD:  # (-slots, tail)
+                keys = list(map(sub, fi, map(mul, fs, repeat(n))))
+            else:  # (cost, tail); cost as in scoring._balanced_costs minus a constant
                 feasible_prices = [prices[i] for i in fi]
-                low = min(feasible_prices)
-                span = max(feasible_prices) - low or 1
+                span = max(feasible_prices) - min(feasible_prices) or 1
                 most = max(fs)
                 scale = REPUTATION_SCALE
-                a = _W_PRICE * most * scale
-                b = _W_REPUTATION * span * most
-                h = _W_HEADROOM * span * scale
+                w_price = _W_PRICE * most * scale
+                w_reputation = _W_REPUTATION * span * most
+                w_headroom = _W_HEADROOM * span * scale
                 keys = [
-                    (a * (p - low) + b * (scale - rows[i].qrep) + h * (most - s)) * n + i
+                    (w_price * p - w_reputation * rows[i].qrep - w_headroom * s) * n + i
                     for i, s, p in zip(fi, fs, feasible_prices, strict=True)
                 ]
             heapq.heapify(keys)
@@ -762,12 +996,12 @@ class Market:
         placed: dict[int, int] = {}
         if lease.spread or strategy is Strategy.SPREAD:
             prefix = list(islice(ranked, wanted + len(already)))
-            counts = spread([(rows[i].name, slots[i]) for i in prefix], wanted, already)
+            counts = spread([(rows[i].name, slot[i]) for i in prefix], wanted, already)
             placed = {i: counts[rows[i].name] for i in prefix if rows[i].name in counts}
         else:
             left = wanted
             for i in ranked:
-                take = min(slots[i], left)
+                take = min(slot[i], left)
                 placed[i] = take
                 left -= take
                 if not left:
