@@ -240,6 +240,10 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_settings(settings, role="hub")
+        # The hub posts its own Events (kommons-hub); kopf's per-handler notes would be one
+        # log line and one Event write per watch event.
+        settings.posting.enabled = False
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         hub.tasks = [asyncio.create_task(hub.worker()) for _ in range(options.workers)]
         hub.tasks.append(asyncio.create_task(hub.health_loop()))
 

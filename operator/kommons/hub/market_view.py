@@ -25,6 +25,7 @@ from kommons.api import (
     BillingAccount,
     ComputeLease,
     LeasePlacement,
+    ObjectMeta,
     Provider,
     ProviderPool,
 )
@@ -73,7 +74,8 @@ def parse_accounted(entries: Iterable[str]) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for entry in entries:
         key, sep, count = entry.partition("=")
-        out[key] = int(count) if sep and count.isdigit() else None
+        # A malformed count holds the whole placement (0 reported): never over-commit.
+        out[key] = (int(count) if count.isdigit() else 0) if sep else None
     return out
 
 
@@ -147,15 +149,18 @@ class MarketView:
             return False
         beat = self.heartbeats.get(name)
         fresh = beat is not None and self.monotonic() - beat.seen_at <= self.heartbeat_timeout
-        view, excluded = provider_view(
-            provider, ProviderHealth(phase=self.health(name)[0], fresh=fresh)
-        )
+        # The declaration is judged first, so the phase below sees this report's verdict.
+        view, excluded = provider_view(provider, ProviderHealth(phase="Ready", fresh=fresh))
         excluded = self._malformed.get(name) or excluded
         if excluded is None:
             self.excluded.pop(name, None)
         else:
             self.excluded[name] = excluded
+        phase = self.health(name)[0]
+        if excluded is not None:
             view = replace(view, ready=False, phase=f"Invalid: {excluded}")
+        elif phase != "Ready":
+            view = replace(view, ready=False, phase=phase)
         old = self.market.get(name)
         self.market.set_provider(view)
         self._rehold_provider(name)
@@ -257,6 +262,9 @@ class MarketView:
         """A placement was written or observed; returns its lease's key."""
         uid = placement.spec.lease_ref.uid
         provider = placement.spec.provider
+        known = self.placements.get(uid, {}).get(provider)
+        if known is not None and _older(placement.metadata, known.metadata):
+            placement = known
         self.placements.setdefault(uid, {})[provider] = placement
         self._placements_on.setdefault(provider, set()).add(uid)
         self._rehold(placement)
@@ -298,9 +306,15 @@ class MarketView:
     # --- leases ---------------------------------------------------------------------------
 
     def set_lease(self, lease: ComputeLease) -> str:
-        """A lease was added or changed; returns its key."""
+        """A lease was added or changed; returns its key.
+
+        An event older than the lease the view holds (the executor's own write may arrive
+        before the watch delivers the writes it follows) is ignored.
+        """
         key = lease_key(lease)
-        self.leases[key] = lease
+        known = self.leases.get(key)
+        if known is None or not _older(lease.metadata, known.metadata):
+            self.leases[key] = lease
         return key
 
     def remove_lease(self, key: str) -> None:
@@ -373,6 +387,16 @@ class MarketView:
         if lease is None:
             return []
         return list(self.placements.get(str(lease.metadata.uid), {}).values())
+
+
+def _older(new: ObjectMeta, known: ObjectMeta) -> bool:
+    """Whether ``new`` is an older version of the same object than ``known``.
+
+    resourceVersions are opaque strings by contract; the API servers Kommons targets serve
+    etcd revisions, which grow. Anything not comparable counts as newer.
+    """
+    a, b = new.resource_version or "", known.resource_version or ""
+    return new.uid == known.uid and a.isdigit() and b.isdigit() and int(a) < int(b)
 
 
 def _plus(a: Resources, b: Resources) -> Resources:
