@@ -384,3 +384,16 @@ def test_an_unchanged_lease_writes_nothing() -> None:
 
     assert again.writes == 0
     assert again.events == []
+
+
+@pytest.mark.parametrize("role", ["hub", "agent"])
+def test_the_hub_finalizer_is_not_kopfs(role: str) -> None:
+    # kopf strips its own finalizer from objects it has no deletion handler for: sharing the
+    # name made kopf and the hub remove and re-add it on every lease, forever.
+    import kopf
+
+    from kommons.kopf_settings import configure_settings
+
+    settings = kopf.OperatorSettings()
+    configure_settings(settings, role=role)
+    assert settings.persistence.finalizer != FINALIZER_HUB
