@@ -56,14 +56,14 @@ class Executor:
     def execute(self, lease: ComputeLease, plan: LeasePlan) -> Outcome:
         """Apply ``plan`` for ``lease``; placements first, then the lease's own writes."""
         outcome = Outcome()
+        for event in plan.events:  # first: whoever sees the new status finds its Event too
+            self.post_event(lease, event)
         try:
             self._placements(plan, outcome)
             self._lease(lease, plan, outcome)
         except Conflict as exc:
             log.debug("lease %s: conflict (%s); planning again", lease.metadata.name, exc)
             outcome.conflict = True
-        for event in plan.events:
-            self.post_event(lease, event)
         return outcome
 
     def _placements(self, plan: LeasePlan, outcome: Outcome) -> None:
