@@ -62,8 +62,22 @@ def hub(
         float, typer.Option(help="Seconds without a heartbeat before a provider is Unreachable.")
     ] = 20.0,
     retry_seconds: Annotated[
-        float, typer.Option(help="How often a waiting lease (capacity, billing) is retried.")
-    ] = 5.0,
+        float,
+        typer.Option(
+            help="Longest back-off between two attempts to place a lease that waits for capacity"
+            " (it is retried at once when the market changes, at most this far apart)."
+        ),
+    ] = 30.0,
+    ready_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds replicas may take to become ready before the lease's Ready condition"
+            " carries the provider's reason."
+        ),
+    ] = 120.0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Leases planned and written concurrently.")
+    ] = 8,
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
@@ -77,6 +91,8 @@ def hub(
         kubeconfig=_default_kubeconfig(kubeconfig),
         heartbeat_timeout=heartbeat_timeout,
         retry_seconds=retry_seconds,
+        ready_timeout=ready_timeout,
+        workers=workers,
     )
     asyncio.run(run_hub(options))
 

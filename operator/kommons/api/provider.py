@@ -127,6 +127,7 @@ class ResourceSummary(StatusModel):
     gpus: dict[str, int] | None = Field(
         default=None, description="GPUs by model (nvidia.com/gpu.product)."
     )
+    pods: int | None = Field(default=None, ge=0, description="Pods (the nodes' pod allowance).")
 
 
 class Reputation(StatusModel):
