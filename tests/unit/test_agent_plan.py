@@ -31,7 +31,8 @@ Behaviour matrix:
   causes aggregate ("2 pod(s) Pending: ..."); the condition's reason is the highest-ranked
   cause and comes first; at most 3 causes quoted.
 - Status (``placement_status``): phase Running / Degraded / Pending / Suspended; replicas and
-  readyReplicas from the Deployment; Ready condition True/AllReplicasReady or False with the
+  readyReplicas from the listed pods when listed (the same source as the reasons), else
+  from the Deployment; Ready condition True/AllReplicasReady or False with the
   cause; observedGeneration; lastTransitionTime kept while the status does not flip;
   no Deployment -> WorkloadMissing.
 - Writes (``needs_write``): first report, any change, and a refresh after STATUS_REFRESH are
@@ -172,6 +173,30 @@ def deployment(
 
 def unschedulable(name: str) -> dict[str, Any]:
     return pod(name=name, scheduled=("False", "Unschedulable", SCHEDULER_MESSAGE))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (SCHEDULER_MESSAGE, "0/3 nodes are available: 3 Too many pods."),
+        (
+            "0/3 nodes are available: 3 node(s) had untolerated taint(s). no new claims to "
+            "deallocate, preemption: 0/3 nodes are available: 3 Preemption is not helpful "
+            "for scheduling.",
+            "0/3 nodes are available: 3 node(s) had untolerated taint(s).",
+        ),
+        (
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint "
+            "{example.com/x: }. preemption: 0/2 nodes are available: 2 No preemption victims.",
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint "
+            "{example.com/x: }.",
+        ),
+        ("0/1 nodes are available: 1 Too many pods.", "0/1 nodes are available: 1 Too many pods."),
+        ("something  else\n entirely", "something else entirely"),
+    ],
+)
+def test_scheduler_messages_keep_their_first_sentence(raw: str, expected: str) -> None:
+    assert plan.normalise(raw) == expected
 
 
 # --- edge ----------------------------------------------------------------------------------
@@ -389,14 +414,30 @@ def test_all_ready_is_running() -> None:
 
 
 def test_unschedulable_pods_aggregate_into_one_cause() -> None:
-    pods = [unschedulable("workload-6b7c9d5f4-aaaaa"), unschedulable("workload-6b7c9d5f4-bbbbb")]
+    pods = [
+        pod(phase="Running", ready="True"),
+        unschedulable("workload-6b7c9d5f4-aaaaa"),
+        unschedulable("workload-6b7c9d5f4-bbbbb"),
+    ]
     status = status_of(placement(replicas=3), plan.observe_workload(deployment(3, 1), pods))
     assert status.phase == "Degraded"
+    assert (status.replicas, status.ready_replicas) == (3, 1)
     assert ready_of(status) == (
         "False",
         UNSCHEDULABLE,
         "2 pod(s) Pending: 0/3 nodes are available: 3 Too many pods.",
     )
+
+
+def test_listed_pods_give_the_counts_when_the_deployment_lags() -> None:
+    pods = [pod(phase="Running", ready="False", ready_message="probe failed")] * 2
+    seen = plan.observe_workload(deployment(0, 0), pods)
+    assert (seen.replicas, seen.ready_replicas) == (2, 0)
+    status = status_of(placement(replicas=2), seen)
+    assert (status.replicas, status.ready_replicas) == (2, 0)
+    assert ready_of(status) == ("False", NOT_READY, "2 pod(s) not ready: probe failed")
+    caught_up = plan.observe_workload(deployment(2, 1), [pod(phase="Running", ready="True")] * 2)
+    assert status_of(placement(replicas=2), caught_up).phase == "Running"
 
 
 def test_no_ready_replica_is_pending() -> None:

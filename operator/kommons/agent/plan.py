@@ -231,9 +231,9 @@ class WorkloadView:
     exists: bool
     """The Deployment exists."""
     replicas: int = 0
-    """Pods the Deployment has (``status.replicas``)."""
+    """Pods that exist: the listed pods, else the Deployment's ``status.replicas``."""
     ready_replicas: int = 0
-    """Of them, ready (``status.readyReplicas``)."""
+    """Of them, ready: the listed pods' Ready condition, else ``status.readyReplicas``."""
     replica_failure: str = ""
     """Message of the Deployment's ``ReplicaFailure`` condition when it is True."""
     pods: tuple[PodView, ...] = ()
@@ -241,6 +241,7 @@ class WorkloadView:
 
 
 _PREEMPTION = re.compile(r"\s*preemption:.*$", re.DOTALL)
+_SCHEDULER_SUMMARY = re.compile(r"^(\d+/\d+ nodes are available: .*?\.)(?:\s|$)", re.DOTALL)
 _POD_FIELD = re.compile(r"\s*\bpod=\S+")
 _FORBIDDEN_POD = re.compile(r'\bpods? "[^"]*" is forbidden: ')
 _GENERATED_NAME = re.compile(r"\bworkload-[a-z0-9]+(?:-[a-z0-9]{5})?\b")
@@ -249,7 +250,9 @@ _GENERATED_NAME = re.compile(r"\bworkload-[a-z0-9]+(?:-[a-z0-9]{5})?\b")
 def normalise(message: str, *, pod_name: str = "", pod_uid: str = "") -> str:
     """A provider message without pod names or uids, so identical causes aggregate.
 
-    Drops the scheduler's ``preemption: ...`` tail, kubelet's ``pod=name_ns(uid)``, the
+    Keeps of the scheduler's message its first sentence (``0/3 nodes are available: 3 Too many
+    pods.``), dropping what its post-filters append (``preemption: ...``, DRA's ``no new claims
+    to deallocate``); drops kubelet's ``pod=name_ns(uid)``, the
     ``pods "name" is forbidden:`` prefix of admission errors, and names generated for the
     workload's ReplicaSets and pods; collapses whitespace; keeps at most :data:`MAX_DETAIL`
     characters.
@@ -258,7 +261,8 @@ def normalise(message: str, *, pod_name: str = "", pod_uid: str = "") -> str:
     for secret in (pod_name, pod_uid):
         if secret:
             text = text.replace(secret, "")
-    text = _PREEMPTION.sub("", text)
+    summary = _SCHEDULER_SUMMARY.match(text)
+    text = summary.group(1) if summary else _PREEMPTION.sub("", text)
     text = _POD_FIELD.sub("", text)
     text = _FORBIDDEN_POD.sub("pod creation forbidden: ", text)
     text = _GENERATED_NAME.sub("workload", text)
@@ -333,9 +337,15 @@ def _deleting(obj: Mapping[str, Any]) -> bool:
 
 
 def observe_workload(
-    deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]] = ()
+    deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]] | None = None
 ) -> WorkloadView:
-    """What the status needs of a Deployment and its pods (pods being deleted are skipped)."""
+    """What the status needs of a Deployment and, when listed, its pods.
+
+    Without ``pods`` the replica counts are the Deployment's. With them (listed when not every
+    replica was ready), the counts come from the same pods as the reasons, so the status never
+    says "0 replicas" next to "2 pod(s) not ready" while the Deployment's status lags. Pods
+    being deleted are skipped.
+    """
     if deployment is None:
         return WorkloadView(exists=False)
     status = _mapping(deployment, "status")
@@ -343,12 +353,19 @@ def observe_workload(
     replica_failure = ""
     if failure.get("status") == "True":
         replica_failure = normalise(str(failure.get("message") or failure.get("reason") or ""))
+    if pods is None:
+        return WorkloadView(
+            exists=True,
+            replicas=int(status.get("replicas") or 0),
+            ready_replicas=int(status.get("readyReplicas") or 0),
+            replica_failure=replica_failure,
+        )
     views = tuple(observe_pod(pod) for pod in pods if not _deleting(pod))
     return WorkloadView(
         exists=True,
-        replicas=int(status.get("replicas") or 0),
-        ready_replicas=int(status.get("readyReplicas") or 0),
-        replica_failure=replica_failure or "",
+        replicas=len(views),
+        ready_replicas=sum(view.ready for view in views),
+        replica_failure=replica_failure,
         pods=views,
     )
 
