@@ -65,11 +65,23 @@ def offer_amount(config: AgentConfig) -> Amount | None:
 class Agent:
     """One provider's agent: the state it needs between handler calls is only its clients."""
 
-    def __init__(self, options: AgentOptions) -> None:
+    def __init__(
+        self,
+        options: AgentOptions,
+        *,
+        hub: HubLink | None = None,
+        cluster: ProviderCluster | None = None,
+    ) -> None:
         self.options = options
-        hub = connect(options.hub_kubeconfig, field_manager=f"kommons-agent-{options.provider}")
-        self.hub = HubLink(hub, options.provider, options.config)
-        self.cluster = ProviderCluster(connect(options.kubeconfig, field_manager="kommons-agent"))
+        if hub is None:
+            kube = connect(
+                options.hub_kubeconfig, field_manager=f"kommons-agent-{options.provider}"
+            )
+            hub = HubLink(kube, options.provider, options.config)
+        self.hub = hub
+        if cluster is None:
+            cluster = ProviderCluster(connect(options.kubeconfig, field_manager="kommons-agent"))
+        self.cluster = cluster
         self.offer = offer_amount(options.config)
         self.refresh = plan.STATUS_REFRESH
 
