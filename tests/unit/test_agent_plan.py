@@ -35,6 +35,9 @@ Behaviour matrix:
   from the Deployment; Ready condition True/AllReplicasReady or False with the
   cause; observedGeneration; lastTransitionTime kept while the status does not flip;
   no Deployment -> WorkloadMissing.
+- Property: whatever the pods, the reason is a known word, Ready is True exactly when all
+  wanted replicas are ready (or suspended), no pod name reaches the message, at most 3 causes
+  are quoted, and the phase follows the ready count.
 - Writes (``needs_write``): first report, any change, and a refresh after STATUS_REFRESH are
   written; an unchanged status within the refresh period is not.
 """
@@ -46,6 +49,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kommons.agent import plan
 from kommons.agent.plan import (
@@ -550,3 +555,46 @@ def test_needs_write_only_on_change_or_refresh() -> None:
     )
     newer_spec = plan.placement_status(placement(generation=4), workload, previous=first, now=soon)
     assert plan.needs_write(first, newer_spec, now=soon)
+
+
+# --- property ------------------------------------------------------------------------------
+
+POD_SITUATIONS = [
+    pod(phase="Running", ready="True"),
+    unschedulable("workload-6b7c9d5f4-zzzzz"),
+    pod(waiting=("ImagePullBackOff", "Back-off pulling image")),
+    pod(waiting=("CrashLoopBackOff", "back-off 10s pod=workload-6b7c9d5f4-zzzzz_ns(uid)")),
+    pod(phase="Running", ready="False", ready_message="probe failed"),
+    pod(phase="Failed", message="Evicted"),
+    pod(deleting=True),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    wanted=st.integers(0, 6),
+    suspend=st.booleans(),
+    situations=st.lists(st.sampled_from(range(len(POD_SITUATIONS))), max_size=8),
+    failure=st.booleans(),
+)
+def test_status_is_always_explained_and_never_names_a_pod(
+    wanted: int, suspend: bool, situations: list[int], failure: bool
+) -> None:
+    pods = []
+    for n, i in enumerate(situations):
+        the_pod = copy.deepcopy(POD_SITUATIONS[i])
+        the_pod["metadata"]["name"] = f"workload-6b7c9d5f4-p{n:04d}"
+        pods.append(the_pod)
+    workload = plan.observe_workload(
+        deployment(len(pods), 0, replica_failure="exceeded quota" if failure else None), pods
+    )
+    status = status_of(placement(replicas=wanted, suspend=suspend), workload)
+    condition_status, reason, message = ready_of(status)
+    assert reason in {ALL_READY, SUSPENDED, *plan.REASON_ORDER}
+    assert (condition_status == "True") == (suspend or workload.ready_replicas >= wanted)
+    assert "p0" not in message
+    assert "zzzzz" not in message
+    assert message.count(";") < plan.MAX_CAUSES + 1
+    assert status.ready_replicas <= status.replicas
+    if condition_status == "False":
+        assert status.phase == ("Degraded" if status.ready_replicas else "Pending")
