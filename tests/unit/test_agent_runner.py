@@ -9,7 +9,9 @@ Behaviour matrix:
 - a missing workload -> applied again, then reported;
 - a malformed placement -> nothing applied, phase Failed, Ready=False/InvalidPlacement naming
   the field; reported again unchanged -> nothing written (no write loop);
-- deletion reads only the name (a malformed placement is still removed).
+- deletion reads only the name (a malformed placement is still removed);
+- a placement being deleted whose workload is gone -> not applied again, nothing written
+  (the removal waits for that namespace to go).
 """
 
 from __future__ import annotations
@@ -122,3 +124,13 @@ def test_a_malformed_placement_is_still_removed() -> None:
     del raw["spec"]
     agent(cluster).remove_placement(kopf.Body(raw))
     assert cluster.removed == ["web-abc12-prov-a"]
+
+
+def test_a_placement_being_deleted_is_not_applied_again() -> None:
+    cluster = FakeCluster(WorkloadView(exists=False))
+    the_agent = agent(cluster)
+    raw = body()
+    raw["metadata"]["deletionTimestamp"] = "2026-12-01T05:00:00Z"
+    assert run(the_agent.report_placement, raw) == {}
+    assert run(the_agent.apply_placement, raw) == {}
+    assert cluster.applied == []

@@ -163,6 +163,11 @@ def placement_name(placement: LeasePlacement) -> str:
     return placement.metadata.name or ""
 
 
+def being_deleted(placement: LeasePlacement) -> bool:
+    """The placement has a deletion timestamp: only its removal remains to be done."""
+    return placement.metadata.deletion_timestamp is not None
+
+
 def wanted_replicas(placement: LeasePlacement) -> int:
     """Replicas the provider must run: 0 while suspended."""
     return 0 if placement.spec.suspend else placement.spec.replicas

@@ -105,7 +105,7 @@ class Agent:
     def apply_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Materialise a placement on the provider cluster and report its status."""
         placement = self._parse(body, patch)
-        if placement is None:
+        if placement is None or plan.being_deleted(placement):
             return
         runtime_class = self.options.config.runtime_class_name
         self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
@@ -121,9 +121,13 @@ class Agent:
         self._report(placement, body, patch)
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
-        """Report a placement's status when it changed (or is due for a refresh)."""
+        """Report a placement's status when it changed (or is due for a refresh).
+
+        A placement being deleted is left to :meth:`remove_placement`: re-applying its missing
+        workload would bring back the namespace the deletion waits for.
+        """
         placement = self._parse(body, patch)
-        if placement is not None:
+        if placement is not None and not plan.being_deleted(placement):
             self._report(placement, body, patch)
 
     def _report(self, placement: LeasePlacement, body: kopf.Body, patch: kopf.Patch) -> None:
