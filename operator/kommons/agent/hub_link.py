@@ -9,6 +9,7 @@ from typing import Any
 from kommons import __version__
 from kommons.agent.config import AgentConfig
 from kommons.agent.inventory import Inventory
+from kommons.api.provider import ProviderStatus
 from kommons.api_names import API_VERSION, LABEL_PROVIDER, provider_namespace
 from kommons.kube import Forbidden, Kube, NotFound
 from kommons.kube import resources as r
@@ -95,16 +96,18 @@ class HubLink:
         self.hub.apply(r.LEASES, body)
 
     def report(self, inventory: Inventory, leases: list[str], kubernetes_version: str) -> None:
-        """Write an inventory report into the Provider's status."""
-        status = {
-            "capacity": inventory.capacity.to_status(),
-            "allocatable": inventory.allocatable.to_status(),
-            "available": inventory.available.to_status(),
-            "accountedLeases": leases,
-            "inventoryTime": now_rfc3339(),
-            "namespace": self.namespace,
-            "nodes": inventory.ready_nodes,
-            "agentVersion": __version__,
-            "kubernetesVersion": kubernetes_version,
-        }
-        self.hub.patch(r.PROVIDERS, self.provider, {"status": status}, subresource="status")
+        """Write an inventory report into the Provider's status (only inventory fields)."""
+        status = ProviderStatus(
+            capacity=inventory.capacity.to_summary(),
+            allocatable=inventory.allocatable.to_summary(),
+            available=inventory.available.to_summary(),
+            accounted_leases=leases,
+            inventory_time=datetime.now(UTC).replace(microsecond=0),
+            namespace=self.namespace,
+            nodes=inventory.ready_nodes,
+            agent_version=__version__,
+            kubernetes_version=kubernetes_version,
+        )
+        self.hub.patch(
+            r.PROVIDERS, self.provider, {"status": status.to_api()}, subresource="status"
+        )

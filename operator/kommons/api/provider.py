@@ -120,14 +120,19 @@ class ProviderSpec(ApiModel):
 
 
 class ResourceSummary(StatusModel):
-    """An amount of cpu, memory and GPUs by model."""
+    """An amount of cpu, memory, GPUs by model and pod slots."""
 
     cpu: Quantity | None = Field(default=None, description="CPU, as a quantity.")
     memory: Quantity | None = Field(default=None, description="Memory, as a quantity.")
     gpus: dict[str, int] | None = Field(
         default=None, description="GPUs by model (nvidia.com/gpu.product)."
     )
-    pods: int | None = Field(default=None, ge=0, description="Pods (the nodes' pod allowance).")
+    pods: int | None = Field(
+        default=None,
+        ge=0,
+        description="Pod slots: the nodes' pods allowance; in available, what is left after"
+        " other pods and one slot per replica of every materialised placement.",
+    )
 
 
 class Reputation(StatusModel):
@@ -156,7 +161,8 @@ class ProviderStatus(StatusModel):
     )
     available: ResourceSummary | None = Field(
         default=None,
-        description="Allocatable minus what pods request, capped by the offer.",
+        description="Allocatable minus what other pods request and what placements hold,"
+        " capped by the offer (pods: not capped by the offer).",
     )
     reputation: Reputation | None = Field(default=None, description="Track record.")
     namespace: str | None = Field(
