@@ -176,11 +176,12 @@ class ProviderStatus(StatusModel):
     inventory_time: datetime | None = Field(
         default=None, description="When the agent last reported capacity and availability."
     )
-    accounted_leases: list[Annotated[str, Field(max_length=317)]] | None = Field(
+    accounted_leases: list[Annotated[str, Field(max_length=328)]] | None = Field(
         default=None,
         max_length=10000,
-        description="Leases (namespace/name) whose placements the reported availability"
-        " already subtracts; the hub stops reserving capacity for them.",
+        description="Placements the reported availability already subtracts, as"
+        " namespace/name=replicas of their lease; the hub holds capacity only for replicas"
+        " beyond that count (a bare namespace/name, from an older agent, counts them all).",
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status reflects."
