@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from kommons.hub.onboarding import Onboarding, onboard
+from kommons.hub.onboarding import Onboarding, install_policies, onboard
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
 from kommons_testbed.bed import Testbed
@@ -29,9 +29,10 @@ EXAMPLE_PROVIDERS = REPO / "examples" / "providers"
 STATE_FILE = "stack.json"
 Progress = Callable[[str], None]
 
+PROVIDER_LABELS = {"kommons.io/tier": "community"}
+"""Labels the bed's hub admin gives every provider at onboarding (``kommons onboard --label``)."""
 _GENERATED_CONFIG = {
     "payoutAddress": "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
-    "labels": {"kommons.io/tier": "community"},
     "pricing": {"cpuCoreHour": "0.03", "memoryGiBHour": "0.004", "gpuHour": {"nvidia-l4": "0.70"}},
     "heartbeatSeconds": 2,
     "reportSeconds": 2,
@@ -125,8 +126,7 @@ class Stack:
         if example.exists():
             return example
         path = self.dir / f"{provider}.agent.yaml"
-        config = dict(_GENERATED_CONFIG, region=self.regions.get(provider, "eu-west"))
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(_GENERATED_CONFIG))
         return path
 
     def agent_kubeconfig(self, provider: str) -> Path:
@@ -134,15 +134,20 @@ class Stack:
         return self.dir / f"{provider}.hub.kubeconfig"
 
     def onboard_all(self, hub: Kube) -> None:
-        """Onboard every provider of the bed (idempotent)."""
+        """Onboard every provider of the bed (idempotent).
+
+        As a hub admin does: the region (the bed's) and the labels (:data:`PROVIDER_LABELS`)
+        are the admin's; only the payout address is taken from the agent's config.
+        """
         for provider in sorted(self.provider_kubeconfigs):
             config = yaml.safe_load(self.agent_config(provider).read_text())
             text = onboard(
                 hub,
                 Onboarding(
                     provider=provider,
-                    region=str(config["region"]),
+                    region=self.regions.get(provider) or "eu-west",
                     payout_address=str(config["payoutAddress"]),
+                    labels=PROVIDER_LABELS,
                 ),
                 token_seconds=7 * 24 * 3600,
             )
@@ -229,7 +234,7 @@ class Stack:
 
 
 def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
-    """Install CRDs, onboard providers, start the hub and every agent, wait until Ready."""
+    """Install CRDs and trust policies, onboard providers, start the hub and every agent."""
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
         raise BedError(f"a Kommons stack is already running on the bed in {bed.dir}; stop it first")
@@ -245,6 +250,8 @@ def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
     started = time.monotonic()
     names = install_crds(hub)
     progress(f"installed {len(names)} CRDs")
+    policies = install_policies(hub)
+    progress(f"installed {len(policies)} trust-boundary policies, bindings and tenant roles")
     stack.onboard_all(hub)
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
     try:
