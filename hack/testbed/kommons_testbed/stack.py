@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +207,26 @@ class Stack:
         record = self.processes.get(name)
         return record is not None and is_alive(record.pid)
 
-    def wait_providers_ready(self, *, timeout: float = 90.0) -> None:
-        """Wait until every provider is ``Ready`` on the hub."""
+    def wait_providers_ready(self, *, timeout: float = 90.0, since: datetime | None = None) -> None:
+        """Wait until every provider is ``Ready`` on the hub.
+
+        With ``since``, a provider counts only once the hub has recorded a heartbeat at or
+        after that moment: on a reused bed, a ``Ready`` left by an earlier stack is stale.
+        """
         hub = self.hub_kube()
+        floor = since.replace(microsecond=0) if since is not None else None
+
+        def fresh(status: dict[str, Any]) -> bool:
+            if floor is None:
+                return True
+            seen = status.get("lastHeartbeatTime")
+            return bool(seen) and datetime.fromisoformat(str(seen)) >= floor
 
         def ready() -> bool:
             for provider in self.provider_kubeconfigs:
                 body = hub.get_or_none(r.PROVIDERS, provider)
-                if body is None or (body.get("status") or {}).get("phase") != "Ready":
+                status = (body or {}).get("status") or {}
+                if status.get("phase") != "Ready" or not fresh(status):
                     return False
             return True
 
@@ -248,6 +261,7 @@ def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
     stack.dir.mkdir(parents=True, exist_ok=True)
     hub = stack.hub_kube()
     started = time.monotonic()
+    started_at = datetime.now(UTC)
     names = install_crds(hub)
     progress(f"installed {len(names)} CRDs")
     policies = install_policies(hub)
@@ -259,7 +273,7 @@ def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
         for provider in sorted(stack.provider_kubeconfigs):
             stack.start_agent(provider)
         progress("started the hub operator and one agent per provider; waiting for them")
-        stack.wait_providers_ready()
+        stack.wait_providers_ready(since=started_at)
     except BaseException:
         stack.down()  # leave no orphaned operator or agent behind
         raise

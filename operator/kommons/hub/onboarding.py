@@ -274,27 +274,24 @@ def onboard(hub: Kube, request: Onboarding, *, token_seconds: int) -> str:
                 "spec": {"region": request.region},
             },
         )
-    token = hub.request(
-        "POST",
-        r.SERVICE_ACCOUNTS.path(provider_namespace(request.provider), AGENT_SERVICE_ACCOUNT)
-        + "/token",
-        body={
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": token_seconds},
-        },
-    )["status"]["token"]
-    return agent_kubeconfig(hub, request.provider, str(token))
+    token = service_account_token(
+        hub, provider_namespace(request.provider), AGENT_SERVICE_ACCOUNT, seconds=token_seconds
+    )
+    return agent_kubeconfig(hub, request.provider, token)
 
 
 def agent_kubeconfig(hub: Kube, provider: str, token: str) -> str:
     """A kubeconfig for the agent: the hub's server and CA, the agent's token."""
+    return token_kubeconfig(hub, f"kommons-hub-{provider}", token, provider_namespace(provider))
+
+
+def token_kubeconfig(hub: Kube, name: str, token: str, namespace: str) -> str:
+    """A kubeconfig with the hub's server and CA and a bearer ``token`` (agents, tenants)."""
     config = hub.api_client.configuration
     cluster: JSON = {"server": hub.server}
     if config.ssl_ca_cert:
         with open(config.ssl_ca_cert, "rb") as ca:
             cluster["certificate-authority-data"] = base64.b64encode(ca.read()).decode()
-    name = f"kommons-hub-{provider}"
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
@@ -304,14 +301,24 @@ def agent_kubeconfig(hub: Kube, provider: str, token: str) -> str:
             "contexts": [
                 {
                     "name": name,
-                    "context": {
-                        "cluster": "kommons-hub",
-                        "user": name,
-                        "namespace": provider_namespace(provider),
-                    },
+                    "context": {"cluster": "kommons-hub", "user": name, "namespace": namespace},
                 }
             ],
             "current-context": name,
         },
         sort_keys=False,
     )
+
+
+def service_account_token(hub: Kube, namespace: str, name: str, *, seconds: int) -> str:
+    """A TokenRequest token for a ServiceAccount (the hub admin's credentials are used)."""
+    response = hub.request(
+        "POST",
+        r.SERVICE_ACCOUNTS.path(namespace, name) + "/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        },
+    )
+    return str(response["status"]["token"])
