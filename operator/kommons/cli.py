@@ -201,8 +201,9 @@ def install_policies(kubeconfig: KubeconfigOption = None) -> None:
     for name in names:
         typer.echo(f"applied {name}")
     typer.echo(
-        "bind tenants with: kubectl create rolebinding NAME -n NAMESPACE"
-        " --clusterrole kommons-tenant --user USER"
+        "bind a tenant: kubectl create rolebinding NAME -n NAMESPACE --clusterrole kommons-tenant"
+        " --user USER; let it read the market: kubectl create clusterrolebinding NAME"
+        " --clusterrole kommons-market-viewer --user USER"
     )
 
 
