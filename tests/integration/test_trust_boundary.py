@@ -8,8 +8,9 @@ object as it was. The allowed paths are exercised with the same credentials.
 
 Behaviour matrix (who -> write -> expected):
 
-- agent -> its LeasePlacement spec.pricePerHour / spec.replicas / spec.template -> refused
-  (field named), spec unchanged.
+- agent -> its LeasePlacement spec.pricePerHour / spec.replicas / spec.template /
+  spec.billingAccount, by merge patch or PUT -> refused (field named), spec unchanged; a spec or
+  label sent through the status subresource -> dropped by the API server.
 - agent -> a label on its LeasePlacement / a hub annotation -> refused (key named).
 - agent -> remove the hub's finalizer from its LeasePlacement -> refused (finalizer named).
 - agent -> create a LeasePlacement in its namespace; write placements in prov-b's -> 403 RBAC.
@@ -19,7 +20,8 @@ Behaviour matrix (who -> write -> expected):
   observedGeneration -> refused (field named), status unchanged.
 - agent -> relabel its Provider, change spec.region / spec.mode, add an annotation or
   finalizer -> refused (field named); update prov-b's Provider, create a Provider -> 403.
-- agent -> spec.pricing, spec.cordoned of its Provider, inventory status fields -> allowed.
+- agent -> spec.pricing, spec.cordoned of its Provider, inventory status fields -> allowed; labels
+  or region sent along with a status write -> dropped.
 - agent -> create a heartbeat Lease (any name, labelled as prov-b) -> 403 RBAC (no create);
   relabel its own heartbeat Lease as prov-b -> refused; update prov-b's Lease -> 403;
   renew its own Lease -> allowed.
@@ -132,6 +134,29 @@ def test_agent_cannot_change_placement_spec(
     assert error.status == 403
     assert "kommons-agent-placements" in error.message
     assert current(hub, placement)["spec"] == placement["spec"]
+
+
+def test_agent_cannot_change_placement_spec_by_put_or_through_status(
+    agent: Kube, hub: Kube, placement: JSON
+) -> None:
+    name = placement["metadata"]["name"]
+    body = current(hub, placement)
+    body["spec"]["pricePerHour"] = "99"
+    refused(
+        lambda: agent.request("PUT", r.LEASE_PLACEMENTS.path(AGENT_NS, name), body=body),
+        "spec.pricePerHour",
+    )
+    # the status subresource keeps everything but status: a spec or label there is dropped
+    agent.patch(
+        r.LEASE_PLACEMENTS,
+        name,
+        {"metadata": {"labels": {"forged": "yes"}}, "spec": {"replicas": 50}},
+        AGENT_NS,
+        subresource="status",
+    )
+    after = current(hub, placement)
+    assert after["spec"] == placement["spec"]
+    assert "forged" not in after["metadata"]["labels"]
 
 
 def test_agent_cannot_label_or_annotate_placement_for_the_hub(
@@ -330,6 +355,24 @@ def test_agent_cannot_change_provider_identity(
     assert after["spec"]["region"] == before["spec"]["region"]
     assert after["spec"]["mode"] == "Pull"
     assert after["metadata"].get("finalizers") == before["metadata"].get("finalizers")
+
+
+def test_provider_status_writes_cannot_carry_identity(agent: Kube, hub: Kube) -> None:
+    before = hub.get(r.PROVIDERS, AGENT)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    agent.patch(
+        r.PROVIDERS,
+        AGENT,
+        {
+            "metadata": {"labels": {"kommons.io/tier": "gold"}},
+            "spec": {"region": "us-east"},
+            "status": {"inventoryTime": stamp},
+        },
+        subresource="status",
+    )
+    after = hub.get(r.PROVIDERS, AGENT)
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+    assert after["spec"]["region"] == before["spec"]["region"] != "us-east"
 
 
 def test_agent_cannot_create_or_touch_another_provider(agent: Kube, hub: Kube) -> None:
