@@ -10,6 +10,7 @@ Behaviour matrix:
   mode, labels, cordoned and everything else as the hub admin set them; no status sent;
 - register retries on a 409 conflict, gives up after the attempts; 403/404 -> a
   RegistrationError that says to onboard the provider;
+- the example agent configs and the bed's generated one load and carry no region or labels;
 - heartbeat: a merge patch of the pre-created Lease's spec only (no labels, never a create);
   404 -> RegistrationError that says to onboard again.
 """
@@ -17,15 +18,18 @@ Behaviour matrix:
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kommons.agent.config import AgentConfig
+from kommons.agent.config import AgentConfig, load_config
 from kommons.agent.hub_link import HEARTBEAT_LEASE, HubLink, RegistrationError
 from kommons.kube import Conflict, Forbidden, NotFound
 from kommons.kube import resources as r
 from kommons.kube.resources import Resource
+from kommons_testbed import stack
+from kommons_testbed.stack import REPO
 
 JSON = dict[str, Any]
 
@@ -146,3 +150,15 @@ def test_heartbeat_patches_the_precreated_lease_spec_only() -> None:
 def test_heartbeat_without_lease_says_to_onboard_again() -> None:
     with pytest.raises(RegistrationError, match="onboard provider 'prov-a' again"):
         link(FakeHub(error(NotFound, 404))).heartbeat(duration_seconds=6)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "examples" / "providers").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_example_agent_configs_declare_no_identity(path: Path) -> None:
+    assert load_config(path).payout_address.startswith("0x")
+
+
+def test_generated_bed_agent_config_declares_no_identity() -> None:
+    assert not {"labels", "region"} & set(stack._GENERATED_CONFIG)
+    AgentConfig.model_validate(stack._GENERATED_CONFIG)
