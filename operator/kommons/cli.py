@@ -158,7 +158,12 @@ def onboard(
     token_hours: Annotated[int, typer.Option(help="Lifetime of the agent's token.")] = 24 * 365,
 ) -> None:
     """Admit a provider: its hub namespace, least-privilege RBAC, and a kubeconfig for its agent."""
-    from kommons.hub.onboarding import Onboarding, OnboardingError, parse_labels
+    from kommons.hub.onboarding import (
+        Onboarding,
+        OnboardingError,
+        missing_policies,
+        parse_labels,
+    )
     from kommons.hub.onboarding import onboard as do_onboard
     from kommons.kube import KubeError, connect
 
@@ -181,6 +186,13 @@ def onboard(
     out.write_text(text)
     out.chmod(0o600)
     typer.echo(f"onboarded provider {provider}; agent kubeconfig written to {out}")
+    missing = missing_policies(hub_kube)
+    if missing:
+        typer.echo(
+            f"warning: the trust-boundary policies are not installed ({', '.join(missing)}):"
+            " agents can rewrite their placements and Provider; run `kommons install-policies`",
+            err=True,
+        )
     typer.echo(
         f"next: kommons agent --provider {provider} --hub-kubeconfig {out} --config AGENT.yaml"
     )

@@ -30,7 +30,14 @@ from kommons.kube import resources as r
 from kommons.trust.policies import AGENT_SERVICE_ACCOUNT, HEARTBEAT_LEASE, hub_policy_objects
 
 JSON = dict[str, Any]
-__all__ = ["AGENT_SERVICE_ACCOUNT", "HEARTBEAT_LEASE", "Onboarding", "install_policies", "onboard"]
+__all__ = [
+    "AGENT_SERVICE_ACCOUNT",
+    "HEARTBEAT_LEASE",
+    "Onboarding",
+    "install_policies",
+    "missing_policies",
+    "onboard",
+]
 
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
@@ -231,6 +238,16 @@ def install_policies(
                 break  # no status controller (e.g. no controller manager): enforce anyway
             sleep(0.2)
     return names
+
+
+def missing_policies(hub: Kube) -> list[str]:
+    """Trust-boundary policies or bindings not installed on the hub (``kind/name``)."""
+    return [
+        f"{body['kind']}/{body['metadata']['name']}"
+        for body in hub_policy_objects()
+        if body["kind"].startswith("ValidatingAdmissionPolicy")
+        and hub.get_or_none(_KINDS[body["kind"]], body["metadata"]["name"]) is None
+    ]
 
 
 def provider_object(request: Onboarding) -> JSON:
