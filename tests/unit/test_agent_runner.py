@@ -29,7 +29,6 @@ from tests.unit.test_agent_plan import body
 
 CONFIG = AgentConfig.model_validate(
     {
-        "region": "eu-west",
         "payoutAddress": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
         "pricing": {"cpuCoreHour": "0.02", "memoryGiBHour": "0.003"},
     }
