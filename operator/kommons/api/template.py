@@ -85,11 +85,18 @@ def _cel_list(values: tuple[str, ...]) -> str:
 
 
 ABSENT = Check("must not be set", lambda f: f"!has(self.{f})", lambda v: v is None)
-EMPTY = Check(
-    "must not be set",
-    lambda f: f"!has(self.{f}) || size(self.{f}) == 0",
-    lambda v: v is None or (isinstance(v, (str, list, dict)) and len(v) == 0),
-)
+
+
+def empty(kind: type[str] | type[list[Any]] | type[dict[str, Any]]) -> Check:
+    """The field, when set, is an empty ``kind`` (string, list or map)."""
+    return Check(
+        "must not be set",
+        lambda f: f"!has(self.{f}) || size(self.{f}) == 0",
+        lambda v: v is None or (isinstance(v, kind) and len(v) == 0),
+    )
+
+
+EMPTY_STR, EMPTY_LIST, EMPTY_MAP = empty(str), empty(list), empty(dict)
 NOT_TRUE = Check(
     "must not be true", lambda f: f"!has(self.{f}) || !self.{f}", lambda v: v is None or v is False
 )
@@ -272,9 +279,9 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
         "leased pods get no environment variables describing the provider's services",
     ),
     # --- pod spec: placement and scheduling
-    TemplateRule("pod", "nodeName", EMPTY, PLACED),
+    TemplateRule("pod", "nodeName", EMPTY_STR, PLACED),
     TemplateRule(
-        "pod", "nodeSelector", EMPTY, PLACED + " (a GPU model goes in spec.resources.gpu.model)"
+        "pod", "nodeSelector", EMPTY_MAP, PLACED + " (a GPU model goes in spec.resources.gpu.model)"
     ),
     TemplateRule("pod", "schedulerName", ABSENT, "the provider's own scheduler places leased pods"),
     TemplateRule(
@@ -289,7 +296,7 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
     TemplateRule(
         "pod",
         "schedulingGates",
-        EMPTY,
+        EMPTY_LIST,
         "nothing on the provider removes scheduling gates, the pods would never start",
     ),
     # --- pod spec: runtime and resources
@@ -319,7 +326,7 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
     TemplateRule(
         "pod",
         "ephemeralContainers",
-        EMPTY,
+        EMPTY_LIST,
         "a leased pod runs the containers of its template only",
         say="ephemeralContainers are not allowed",
     ),
@@ -402,7 +409,7 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
     TemplateRule(
         "port",
         "hostIP",
-        EMPTY,
+        EMPTY_STR,
         "leased pods cannot bind the provider's host addresses",
         say="hostIP is not allowed",
     ),
