@@ -229,7 +229,7 @@ CHANGES: tuple[Change, ...] = (
     Change("container", "readinessProbe", {"httpGet": {"path": "/", "port": 8080}}, OK),
     Change("container", "lifecycle", {"preStop": {"sleep": {"seconds": 5}}}, OK),
     Change("container", "workingDir", "/tmp", OK),
-    Change("init", "restartPolicy", "Always", OK),
+    Change("init", "restartPolicy", "Always", NO),
     # container security context
     Change("containerSC", "privileged", True, NO),
     Change("containerSC", "privileged", False, OK),

@@ -391,6 +391,13 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
     # --- containers and init containers
     TemplateRule("container", "resources", ABSENT, LEASED_RESOURCES),
     TemplateRule("container", "resizePolicy", ABSENT, LEASED_RESOURCES),
+    TemplateRule(
+        "container",
+        "restartPolicy",
+        ABSENT,
+        "a sidecar would run beside the replica's container with resources of its own, which"
+        " a lease does not have (init containers run one after the other, before it)",
+    ),
     *_container_security_rules(),
     TemplateRule(
         "capabilities",
@@ -593,6 +600,9 @@ class Container(LooseModel):
     )
     resize_policy: list[Obj] | None = Field(
         default=None, max_length=8, description="Refused: resources are fixed by the lease."
+    )
+    restart_policy: str | None = Field(
+        default=None, max_length=16, description="Refused: no sidecar containers."
     )
 
 
