@@ -10,6 +10,7 @@ Behaviour matrix:
   (or inside one);
 - the same for seeded random combinations and for hypothesis-generated combinations of the
   corpus changes, with and without a GPU model and a sandbox runtime class;
+- every rule of ``TEMPLATE_RULES`` is a CEL rule of the committed CRDs;
 - ``changed_by_agent`` itself: nulls are ignored, additions outside ``AGENT_ADDITIONS`` are
   changes, only ``ALL`` may be appended to ``capabilities.drop``.
 """
@@ -17,9 +18,12 @@ Behaviour matrix:
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +31,7 @@ from kommons.agent.workload import PlacementWork, changed_by_agent, sanitised_po
 from kommons.api.template import TEMPLATE_RULES, sanitise_template, template_violations
 from tests.template_corpus import CHANGES, Case, base_template, combined_cases, single_cases
 
+CRDS = Path(__file__).resolve().parents[2] / "crds"
 SINGLE = single_cases()
 COMBINED = combined_cases(150)
 
@@ -99,6 +104,24 @@ def test_the_corpus_touches_every_rule() -> None:
     touched = {"labels" if c.where == "labels" else c.key for c in CHANGES if not c.accepted}
     missing = {r.field for r in TEMPLATE_RULES} - touched
     assert not missing, f"no refused corpus case for {sorted(missing)}"
+
+
+def _validations(node: Any) -> Iterator[dict[str, str]]:
+    if isinstance(node, dict):
+        yield from node.get("x-kubernetes-validations", [])
+        for value in node.values():
+            yield from _validations(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _validations(value)
+
+
+@pytest.mark.parametrize("kind", ["computeleases", "leaseplacements"])
+def test_every_rule_is_a_cel_rule_of_the_crds(kind: str) -> None:
+    crd = yaml.safe_load((CRDS / f"kommons.io_{kind}.yaml").read_text())
+    found = list(_validations(crd))
+    for rule in TEMPLATE_RULES:
+        assert rule.cel().render() in found, rule
 
 
 def test_sanitising_an_accepted_template_is_the_identity() -> None:

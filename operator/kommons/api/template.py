@@ -841,6 +841,10 @@ def _check_declared() -> None:
 
 
 _check_declared()
+_BY_SCOPE: dict[str, tuple[TemplateRule, ...]] = {
+    scope: tuple(r for r in TEMPLATE_RULES if r.scope == scope) for scope in SCOPES
+}
+_KNOWN: dict[str, frozenset[str]] = {scope: wire_fields(model) for scope, model in SCOPES.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -853,14 +857,13 @@ def _walk(scope: str, node: dict[str, Any], path: str, *, fix: bool) -> Iterator
     if fix:
         for key in [k for k, v in node.items() if v is None]:
             del node[key]  # the API server prunes nulls
-    for rule in TEMPLATE_RULES:
-        if rule.scope == scope and not rule.check.ok(node.get(rule.field)):
+    for rule in _BY_SCOPE.get(scope, ()):
+        if not rule.check.ok(node.get(rule.field)):
             yield f"{path}.{rule.field}", rule.message
             if fix:
                 node.pop(rule.field, None)
     if closed(scope):
-        known = wire_fields(SCOPES[scope])
-        for key in [k for k in node if k not in known]:
+        for key in [k for k in node if k not in _KNOWN[scope]]:
             yield f"{path}.{key}", f'unknown field "{key}"'
             if fix:
                 del node[key]
