@@ -54,7 +54,8 @@ def test_status_is_running_only_after_the_ready_delay() -> None:
     assert _add(cluster, 1, replicas=3) == {"p1"}
     early = cluster.placement_status("p1", now=0.5, ready_delay=1.0)
     late = cluster.placement_status("p1", now=1.0, ready_delay=1.0)
-    assert early is not None and late is not None
+    assert early is not None
+    assert late is not None
     assert (early["phase"], early["readyReplicas"]) == ("Pending", 0)
     assert (late["phase"], late["readyReplicas"], late["replicas"]) == ("Running", 3, 3)
     assert late["conditions"][0]["reason"] == "AllReplicasReady"

@@ -457,6 +457,14 @@ def agent_config(index: int, rnd: random.Random) -> AgentConfig:
     )
 
 
+def offboard(hub: Kube, provider: str) -> None:
+    """Remove a (hollow) provider from the hub: its Provider, namespace and cluster RBAC."""
+    hub.delete(r.PROVIDERS, provider)
+    hub.delete(r.CLUSTER_ROLE_BINDINGS, f"kommons-provider-{provider}")
+    hub.delete(r.CLUSTER_ROLES, f"kommons-provider-{provider}")
+    hub.delete(r.NAMESPACES, provider_namespace(provider))
+
+
 class Fleet:
     """Many hollow providers in one process: a timer heap feeding a small thread pool."""
 
