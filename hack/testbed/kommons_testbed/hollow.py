@@ -443,14 +443,18 @@ def _token(kubeconfig_text: str) -> str:
 
 
 def agent_config(index: int, rnd: random.Random) -> AgentConfig:
-    """A hollow provider's declaration: region in turn, prices spread around the bed's."""
+    """A hollow provider's declaration: region in turn, prices random in a fixed range.
+
+    cpu 0.022-0.045 per core-hour, memory 0.003-0.005 per GiB-hour: above the bed's cheapest
+    real provider (prov-a, 0.02/0.003), so a LowestPrice burst fills the real ones first.
+    """
     return AgentConfig(
         region=REGIONS[index % len(REGIONS)],
         payout_address=PAYOUT_ADDRESS,
         pricing=Pricing.model_validate(
             {
-                "cpuCoreHour": f"{rnd.randint(150, 450) / 10_000:.4f}",
-                "memoryGiBHour": f"{rnd.randint(25, 50) / 10_000:.4f}",
+                "cpuCoreHour": f"{rnd.randint(220, 450) / 10_000:.4f}",
+                "memoryGiBHour": f"{rnd.randint(30, 50) / 10_000:.4f}",
             }
         ),
         labels={"kommons.io/tier": "community", HOLLOW_LABEL: "true"},
