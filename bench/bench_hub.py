@@ -36,12 +36,15 @@ from benchlib import (
     burst,
     cpu_seconds,
     lease_body,
+    load_average,
     ms,
     percentile,
     providers_ready,
     rss_mib,
+    save_logs,
     say,
     setup_market,
+    start_hub_stack,
     table,
     wait_until,
 )
@@ -56,7 +59,7 @@ from kommons_testbed.handles import NodeSpec, ProviderSpec
 from kommons_testbed.hollow import read_stats
 from kommons_testbed.kube import create_namespace, delete_namespace
 from kommons_testbed.processes import spawn, stop
-from kommons_testbed.stack import Stack, start_stack
+from kommons_testbed.stack import Stack
 
 JSON = dict[str, Any]
 TENANT = "bench-hub"
@@ -126,7 +129,7 @@ def pod_allowances(hub: Kube, bed: Testbed, hollow_nodes: int, hollow_pods: int)
 def bench_hub(bed: Testbed, args: argparse.Namespace) -> JSON:
     """Stack + hollow providers + a burst of leases; returns the figures."""
     say("starting the Kommons stack (hub + one real agent per provider cluster)")
-    stack = start_stack(bed, progress=say)
+    stack = start_hub_stack(bed, heartbeat_timeout=args.hub_heartbeat_timeout)
     hub = stack.hub_kube()
     hub_pid = stack.processes["hub"].pid
     stats_file = stack.dir / "hollow-stats.json"
@@ -183,6 +186,7 @@ def _burst(
         Watch(hub, r.COMPUTE_LEASES, trace.on_lease, namespace=TENANT).start(),
     ]
     names = [f"l-{i:05d}" for i in range(args.leases)]
+    load_before = load_average()
     rss_before = rss_mib(hub_pid)
     cpu_before = cpu_seconds(hub_pid)
     with Sampler({"hub": hub_pid, "hollow": hollow_pid}) as sampler:
@@ -260,6 +264,7 @@ def _burst(
         "hollowRssPeakMiB": sampler.peak["hollow"],
         "hollowLagMaxSeconds": stats.get("lagMaxSeconds"),
         "hollowErrors": stats.get("errors"),
+        "loadAverage": f"{load_before} → {load_average()}",
     }
 
 
@@ -323,6 +328,7 @@ def bench_kube_scheduler(bed: Testbed, args: argparse.Namespace) -> JSON:
                 SCHED_NS,
             )
 
+        load_before = load_average()
         t0 = time.monotonic()
         say(f"burst: {args.pods} pods from {args.threads} threads")
         created, took, errors = burst(create, args.pods, threads=args.threads)
@@ -349,6 +355,7 @@ def bench_kube_scheduler(bed: Testbed, args: argparse.Namespace) -> JSON:
             "running": len(run),
             "schedulerCpuSeconds": cpu_seconds(sched_pid) - cpu_before,
             "schedulerRssMiB": rss_mib(sched_pid),
+            "loadAverage": f"{load_before} → {load_average()}",
         }
     finally:
         delete_namespace(api, SCHED_NS, wait=0)
@@ -408,6 +415,7 @@ def report(hub: JSON | None, sched: JSON | None, elapsed: float) -> str:
                     ("create→bound p50 / p99", _pair(sched, "createToBound")),
                     ("create→Running p50 / p99", _pair(sched, "createToRunning")),
                     ("kube-scheduler CPU", f"{sched['schedulerCpuSeconds']:.1f} s"),
+                    ("machine load average (2 cores)", sched["loadAverage"]),
                 ],
             )
         )
@@ -456,10 +464,11 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=16, help="creating threads")
     parser.add_argument("--ready-delay", type=float, default=1.0, help="hollow pods start time")
-    parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
-    parser.add_argument("--report-seconds", type=float, default=2.0)
+    parser.add_argument("--heartbeat-seconds", type=float, default=5.0, help="hollow agents")
+    parser.add_argument("--report-seconds", type=float, default=5.0, help="hollow agents")
+    parser.add_argument("--hub-heartbeat-timeout", type=float, default=40.0)
     parser.add_argument("--wait", type=float, default=600.0, help="max wait after a burst")
-    parser.add_argument("--stall", type=float, default=60.0, help="stop waiting after no progress")
+    parser.add_argument("--stall", type=float, default=120.0, help="stop waiting after no progress")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="hollow fleet lifetime")
     parser.add_argument("--sched-cluster", default=None, help="provider cluster (default last)")
@@ -481,6 +490,7 @@ def main() -> int:
         if not args.skip_scheduler:
             sched = bench_kube_scheduler(bed, args)
     finally:
+        save_logs(bed)
         if not args.keep:
             say("stopping the bed")
             bed.down()

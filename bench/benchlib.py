@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -21,6 +22,8 @@ from urllib.parse import urlencode
 from kommons.kube import Kube, KubeError
 from kommons.kube import resources as r
 from kommons.kube.resources import Resource
+from kommons_testbed.bed import Testbed
+from kommons_testbed.stack import Stack, install_crds
 
 JSON = dict[str, Any]
 TENANT_LABEL = "kommons.io/tenant"
@@ -33,6 +36,21 @@ T0 = time.monotonic()
 def say(text: str) -> None:
     """Progress line on stderr (the tables go to stdout)."""
     print(f"[{time.monotonic() - T0:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+def save_logs(bed: Testbed) -> Path:
+    """Copy the stack's logs (hub, agents, hollow) next to the bed dir before it is removed."""
+    target = bed.dir.with_name(bed.dir.name + "-logs")
+    shutil.rmtree(target, ignore_errors=True)
+    if (bed.dir / "stack" / "logs").exists():
+        shutil.copytree(bed.dir / "stack" / "logs", target)
+        say(f"logs of the hub, agents and hollow fleet kept in {target}")
+    return target
+
+
+def load_average() -> str:
+    """The 1-minute load average (the machine is shared; it says how much)."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -312,6 +330,34 @@ def setup_market(hub: Kube, tenants: Sequence[str]) -> None:
                 "metadata": {"name": tenant, "labels": {TENANT_LABEL: tenant}},
             },
         )
+
+
+def start_hub_stack(bed: Testbed, *, heartbeat_timeout: float) -> Stack:
+    """Like ``start_stack``: CRDs, real providers onboarded with their agents, and the hub.
+
+    The hub gets ``--heartbeat-timeout`` (the bed's stack uses 10 s for quick tests; with
+    hundreds of providers on 2 shared cores a node Lease's 40 s is the fairer setting).
+    """
+    stack = Stack(
+        bed_dir=bed.dir,
+        hub_kubeconfig=bed.hub.kubeconfig,
+        provider_kubeconfigs={n: h.kubeconfig for n, h in bed.providers.items()},
+        regions={n: bed.state.clusters[n].region or "" for n in bed.providers},
+        bed=bed,
+    )
+    stack.dir.mkdir(parents=True, exist_ok=True)
+    hub = stack.hub_kube()
+    install_crds(hub)
+    stack.onboard_all(hub)
+    try:
+        stack.start_hub("--heartbeat-timeout", str(heartbeat_timeout))
+        for provider in sorted(stack.provider_kubeconfigs):
+            stack.start_agent(provider)
+        stack.wait_providers_ready(timeout=180)
+    except BaseException:
+        stack.down()
+        raise
+    return stack
 
 
 def providers_ready(hub: Kube) -> tuple[int, int]:

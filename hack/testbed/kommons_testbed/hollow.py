@@ -290,7 +290,10 @@ class HollowOptions:
     report_seconds: float = 5.0
     ready_delay: float = 1.0
     """Seconds from a placement (or a change of its spec) to its replicas being Ready."""
-    workers: int = 16
+    workers: int = 64
+    """Threads making the writes. Mostly waiting on the API server; enough of them that one
+    slow request does not hold back other providers' heartbeats (each real agent has its own
+    connection)."""
     onboard_workers: int = 8
     duration: float = 3600.0
     """The fleet stops by itself after this many seconds."""
