@@ -51,6 +51,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(directory, providers=args.providers, progress=_say)
 
 
+def cmd_hollow(args: argparse.Namespace) -> int:
+    """Run hollow agents (hub side of N simulated providers); see :mod:`kommons_testbed.hollow`."""
+    from kommons_testbed import hollow  # imports the product package; only `hollow` needs it
+
+    return hollow.run_from_args(hollow.build_parser().parse_args(args.rest), args.dir)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop the bed's processes by pid and remove its directory."""
     directory: Path = (args.dir or default_dir()).resolve()
@@ -155,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--providers", type=int, default=3, help="provider clusters (default 3)")
     run.set_defaults(func=cmd_run)
+    hollow = sub.add_parser(
+        "hollow",
+        help="simulate N providers' agents on the hub, without clusters (`hollow --help`)",
+        add_help=False,
+        prefix_chars="+",  # every argument goes to the hollow fleet's own parser
+    )
+    hollow.add_argument("rest", nargs="*")
+    hollow.set_defaults(func=cmd_hollow)
     for p in (up, down, status, env, run):
         p.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
