@@ -144,7 +144,7 @@ def test_available_pods_drop_by_the_replicas_of_a_placed_lease(hub: Kube, tenant
     assert 0 <= before <= 3 * 110
 
     hub.create(r.COMPUTE_LEASES, _pinned("slots", tenant, replicas=3), tenant)
-    key = f"{tenant}/slots"
+    key = f"{tenant}/slots=3"  # the lease's placement, with the replicas it accounts for
 
     def accounted() -> bool:
         pods, _, leases = _available_pods(hub)
@@ -159,7 +159,7 @@ def test_available_pods_drop_by_the_replicas_of_a_placed_lease(hub: Kube, tenant
 
     def released() -> bool:
         pods, _, leases = _available_pods(hub)
-        return key not in leases and pods == before
+        return not any(entry.startswith(f"{tenant}/slots") for entry in leases) and pods == before
 
     wait_for(released, timeout=90, what="prov-a to release the 3 pod slots", every=0.5)
 

@@ -6,7 +6,7 @@ Behaviour matrix (case -> expected):
   judgement from their heartbeats and inventory), inventory with 2 nodes' worth of capacity.
 - a hollow agent's client -> the provider's scoped token: 403 on another Provider.
 - a lease restricted to one hollow provider -> placed there, placement Running 2/2 written by
-  the hollow agent, lease Running, the lease listed in the provider's accountedLeases.
+  the hollow agent, lease Running, the placement listed in the provider's accountedLeases as ns/name=2.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def test_lease_on_a_hollow_provider_runs(hub: Kube, fleet: Fleet, tenant: str) -
     assert (status["phase"], status["replicas"], status["readyReplicas"]) == ("Running", 2, 2)
     wait_for(
         lambda: (
-            f"{tenant}/hollow-web"
+            f"{tenant}/hollow-web=2"
             in (hub.get(r.PROVIDERS, target)["status"].get("accountedLeases") or [])
         ),
         timeout=30,

@@ -216,8 +216,8 @@ class HollowCluster:
         return allocatable.minus(held), max(0, pods - replicas)
 
     def accounted_leases(self) -> list[str]:
-        """Leases whose placements the reported availability subtracts."""
-        return sorted({p.lease_key for p in self.placements.values()})
+        """Placements the reported availability subtracts: ``namespace/name=replicas``."""
+        return sorted(f"{p.lease_key}={p.replicas}" for p in self.placements.values())
 
     def inventory_status(self) -> JSON:
         """The inventory fields of ``Provider.status`` (the agent's report)."""
@@ -445,14 +445,22 @@ def _token(kubeconfig_text: str) -> str:
     return str(config["users"][0]["user"]["token"])
 
 
-def agent_config(index: int, rnd: random.Random) -> AgentConfig:
-    """A hollow provider's declaration: region in turn, prices random in a fixed range.
+HOLLOW_LABELS = {"kommons.io/tier": "community", HOLLOW_LABEL: "true"}
+"""Labels the hub admin gives every hollow provider at onboarding."""
+
+
+def hollow_region(index: int) -> str:
+    """The region of the ``index``-th hollow provider (set by the hub admin at onboarding)."""
+    return REGIONS[index % len(REGIONS)]
+
+
+def agent_config(rnd: random.Random) -> AgentConfig:
+    """A hollow provider's declaration: prices random in a fixed range.
 
     cpu 0.022-0.045 per core-hour, memory 0.003-0.005 per GiB-hour: above the bed's cheapest
     real provider (prov-a, 0.02/0.003), so a LowestPrice burst fills the real ones first.
     """
     return AgentConfig(
-        region=REGIONS[index % len(REGIONS)],
         payout_address=PAYOUT_ADDRESS,
         pricing=Pricing.model_validate(
             {
@@ -460,7 +468,6 @@ def agent_config(index: int, rnd: random.Random) -> AgentConfig:
                 "memoryGiBHour": f"{rnd.randint(30, 50) / 10_000:.4f}",
             }
         ),
-        labels={"kommons.io/tier": "community", HOLLOW_LABEL: "true"},
     )
 
 
@@ -512,14 +519,21 @@ class Fleet:
         """Onboard every hollow provider (real ``onboard()``), register it, heartbeat once."""
         started = time.monotonic()
         rnd = random.Random(self.options.seed)
-        configs = {name: agent_config(i, rnd) for i, name in enumerate(self.options.names())}
+        names = self.options.names()
+        configs = {name: agent_config(rnd) for name in names}
+        regions = {name: hollow_region(i) for i, name in enumerate(names)}
         shape = [self.options.node] * self.options.nodes
 
         def one(name: str) -> HollowProvider:
             config = configs[name]
             text = onboard(
                 self.hub,
-                Onboarding(provider=name, region=config.region, payout_address=PAYOUT_ADDRESS),
+                Onboarding(
+                    provider=name,
+                    region=regions[name],
+                    payout_address=PAYOUT_ADDRESS,
+                    labels=HOLLOW_LABELS,
+                ),
                 token_seconds=self.options.token_seconds,
             )
             link = HubLink(self._client(name, _token(text)), name, config)
