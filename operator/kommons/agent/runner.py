@@ -65,7 +65,11 @@ def offer_amount(config: AgentConfig) -> Amount | None:
 
 
 class Agent:
-    """One provider's agent: the state it needs between handler calls is only its clients."""
+    """One provider's agent.
+
+    Between handler calls it keeps only its clients and the last inventory report it wrote
+    (to skip writing an unchanged one).
+    """
 
     def __init__(
         self,
