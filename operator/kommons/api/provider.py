@@ -174,7 +174,9 @@ class ProviderStatus(StatusModel):
         default=None, description="Kubernetes version of the provider cluster."
     )
     inventory_time: datetime | None = Field(
-        default=None, description="When the agent last reported capacity and availability."
+        default=None,
+        description="When the agent last wrote its inventory: on every change, and at least"
+        " every 30 seconds.",
     )
     accounted_leases: list[Annotated[str, Field(max_length=328)]] | None = Field(
         default=None,
