@@ -6,7 +6,8 @@ Behaviour matrix (case -> expected):
   judgement from their heartbeats and inventory), inventory with 2 nodes' worth of capacity.
 - a hollow agent's client -> the provider's scoped token: 403 on another Provider.
 - a lease restricted to one hollow provider -> placed there, placement Running 2/2 written by
-  the hollow agent, lease Running, the placement listed in the provider's accountedLeases as ns/name=2.
+  the hollow agent, lease Running, the placement listed in the provider's accountedLeases
+  as ns/name=2.
 """
 
 from __future__ import annotations
