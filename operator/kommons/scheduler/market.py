@@ -979,15 +979,15 @@ class Market:
             elif strategy is Strategy.SPREAD:  # (-slots, tail)
                 keys = list(map(sub, fi, map(mul, fs, repeat(n))))
             else:  # (cost, tail); cost as in scoring._balanced_costs minus a constant
-                feasible_prices = [prices[i] for i in fi]
+                feasible_prices = list(map(prices.__getitem__, fi))
                 span = max(feasible_prices) - min(feasible_prices) or 1
                 most = max(fs)
                 scale = REPUTATION_SCALE
-                w_price = _W_PRICE * most * scale
-                w_reputation = _W_REPUTATION * span * most
-                w_headroom = _W_HEADROOM * span * scale
+                w_price = _W_PRICE * most * scale * n
+                w_reputation = _W_REPUTATION * span * most * n
+                w_headroom = _W_HEADROOM * span * scale * n
                 keys = [
-                    (w_price * p - w_reputation * rows[i].qrep - w_headroom * s) * n + i
+                    w_price * p - w_reputation * rows[i].qrep - w_headroom * s + i
                     for i, s, p in zip(fi, fs, feasible_prices, strict=True)
                 ]
             heapq.heapify(keys)
