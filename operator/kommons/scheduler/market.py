@@ -636,7 +636,8 @@ class Market:
         end = self._log_base + len(self._log)
         cpu, memory, gpus, model = shape.need
         rows = shape.rows
-        if shape.synced < self._log_base or end - shape.synced > len(rows):
+        # replaying a change costs a dict lookup, mostly a miss; refitting a provider more
+        if shape.synced < self._log_base or end - shape.synced > 4 * len(rows):
             fitted = [_fit(row, cpu, memory, gpus, model) for row in rows]
             shape.slot = [slots for slots, _ in fitted]
             shape.code = [code for _, code in fitted]
@@ -666,22 +667,28 @@ class Market:
                 fits = row.gpus.get(model, 0) // gpus if model is not None else 0
                 if not fits:
                     code = _SHORT_GPU
+                else:
+                    more = row.cpu // cpu
+                    if not more:
+                        code = _SHORT_CPU
+                    elif more < fits:
+                        fits = more
             else:
                 fits = row.cpu // cpu
                 if not fits:
                     code = _SHORT_CPU
             if not code:
-                fits = min(fits, row.cpu // cpu)
-                if not fits:
-                    code = _SHORT_CPU
+                more = row.mem // memory
+                if not more:
+                    code = _SHORT_MEMORY
                 else:
-                    fits = min(fits, row.mem // memory)
-                    if not fits:
-                        code = _SHORT_MEMORY
-                    else:
-                        fits = min(fits, row.pods)
-                        if not fits:
-                            code = _SHORT_PODS
+                    if more < fits:
+                        fits = more
+                    more = row.pods
+                    if not more:
+                        code = _SHORT_PODS
+                    elif more < fits:
+                        fits = more
             if code:
                 fits = 0
             was = slot[i]
