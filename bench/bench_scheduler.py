@@ -1,18 +1,33 @@
-"""Benchmark of the pure scheduler at the design's scale (1,000 providers, 10,000 leases).
+"""Benchmark of the scheduler core: the incremental Market against the reference schedule().
 
-Prints figures and ratios (cpu time as well as wall time, the machine may be shared);
-asserts nothing about time. Run:
-``.venv/bin/python bench/bench_scheduler.py [--providers N] [--leases N]``.
+For 100 / 1,000 / 5,000 providers carrying 10,000 existing holds (placements the providers
+have not accounted for yet), runs the same stream of leases through
+
+* ``Market.decide`` + ``Market.commit`` (what the hub does), and
+* ``schedule(lease, providers, pool, ledger)`` + ``ledger.record`` (the previous path),
+
+for every strategy, and prints decisions per second of CPU time (``time.process_time``) and of
+wall time, the ratio, and whether both took the same decisions on the stream they share. Each
+cell runs for a time budget, so the slow path does fewer decisions. It also prints the cost of
+the market's events (provider report, hold, release) and the market's memory. It asserts
+nothing about time. Run::
+
+    .venv/bin/python bench/bench_scheduler.py [--quick] [--sizes 100,1000,5000] [--holds 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from kommons.scheduler import (
     LeaseRequest,
+    Market,
     PoolPolicy,
     Pricing,
     ProviderView,
@@ -20,19 +35,23 @@ from kommons.scheduler import (
     Reservations,
     Resources,
     Strategy,
+    placement_key,
     schedule,
 )
 
 GI = 1 << 30
 MODELS = ("nvidia-a100", "nvidia-l4", "nvidia-h100")
 REGIONS = ("eu-west", "eu-central", "us-east", "ap-south")
+OBSERVED_AT = 10.0
+"""Every provider's last report; holds are made after it, so none is reflected yet."""
 
 
 def make_providers(count: int, rnd: random.Random) -> list[ProviderView]:
-    """Providers of mixed sizes, prices and gpu models."""
+    """Providers of 1-20 nodes (16 cores, 64Gi, 110 pods each), mixed prices and gpus."""
     views = []
     for i in range(count):
         model = rnd.choice(MODELS)
+        nodes = rnd.randint(1, 20)
         views.append(
             ProviderView(
                 name=f"prov-{i:05d}",
@@ -42,22 +61,24 @@ def make_providers(count: int, rnd: random.Random) -> list[ProviderView]:
                 cordoned=rnd.random() < 0.02,
                 reputation=rnd.uniform(0.5, 1.0),
                 available=Resources(
-                    cpu_milli=rnd.randint(4, 128) * 1000,
-                    memory_bytes=rnd.randint(16, 512) * GI,
+                    cpu_milli=nodes * rnd.randint(4, 16) * 1000,
+                    memory_bytes=nodes * rnd.randint(16, 64) * GI,
                     gpus={model: rnd.randint(0, 8)},
+                    pods=nodes * 110,
                 ),
                 pricing=Pricing(
                     cpu_core_hour=rnd.randint(10_000, 40_000),
                     memory_gib_hour=rnd.randint(1_000, 5_000),
                     gpu_hour={model: rnd.randint(300_000, 3_000_000)},
                 ),
+                observed_at=OBSERVED_AT,
             )
         )
     return views
 
 
 def make_lease(i: int, rnd: random.Random) -> LeaseRequest:
-    """A lease; one in five asks for a gpu."""
+    """A lease of 1-4 replicas; one in five asks for a gpu, one in three spreads."""
     gpu = rnd.random() < 0.2
     return LeaseRequest(
         key=f"tenant-{i % 50}/lease-{i}",
@@ -68,39 +89,198 @@ def make_lease(i: int, rnd: random.Random) -> LeaseRequest:
             gpu_count=1 if gpu else 0,
             gpu_model=rnd.choice(MODELS) if gpu else None,
         ),
-        max_price_per_hour=rnd.choice([None, 5_000_000]),
+        max_price_per_hour=rnd.choice([None, 5_000_000, 300_000]),
         spread=rnd.random() < 0.3,
     )
+
+
+def make_holds(
+    views: list[ProviderView], count: int, rnd: random.Random
+) -> list[tuple[str, str, Resources]]:
+    """``count`` existing one-replica placements (100m-1000m, 256Mi-1Gi) on random providers."""
+    holds = []
+    for i in range(count):
+        view = rnd.choice(views)
+        resources = Resources(
+            cpu_milli=rnd.choice([100, 250, 500, 1000]),
+            memory_bytes=rnd.choice([1, 2, 4]) * GI // 4,
+            pods=1,
+        )
+        holds.append((placement_key(f"existing/l{i}", view.name), view.name, resources))
+    return holds
+
+
+@dataclass
+class Cell:
+    """Figures of one path for one size and strategy."""
+
+    decisions: int
+    cpu: float
+    wall: float
+    scheduled: int
+    outcomes: list[tuple[object, ...]]
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Decisions per second of CPU time."""
+        return self.decisions / self.cpu if self.cpu > 0 else float("inf")
+
+    @property
+    def per_wall_second(self) -> float:
+        """Decisions per second of wall time."""
+        return self.decisions / self.wall if self.wall > 0 else float("inf")
+
+
+def run(step: Callable[[int], tuple[object, ...]], budget: float, most: int) -> Cell:
+    """Call ``step(i)`` for i = 0, 1, ... until ``budget`` seconds of CPU or ``most`` calls."""
+    outcomes: list[tuple[object, ...]] = []
+    gc.collect()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    cpu = 0.0
+    while len(outcomes) < most and (len(outcomes) < 3 or cpu < budget):
+        outcomes.append(step(len(outcomes)))
+        cpu = time.process_time() - cpu_start
+    wall = time.perf_counter() - start
+    scheduled = sum(1 for o in outcomes if o and o[0])
+    return Cell(len(outcomes), cpu, wall, scheduled, outcomes)
+
+
+def bench_size(
+    size: int, holds_count: int, leases: list[LeaseRequest], budget: float, seed: int
+) -> list[tuple[str, Cell, Cell, int]]:
+    """Both paths for every strategy at one size."""
+    rnd = random.Random(seed + size)
+    views = make_providers(size, rnd)
+    holds = make_holds(views, holds_count, rnd)
+    rows = []
+    for strategy in Strategy:
+        pool = PoolPolicy(strategy=strategy, min_reputation=0.6)
+
+        market = Market()
+        for view in views:
+            market.set_provider(view)
+        for key, provider, resources in holds:
+            market.hold(key=key, provider=provider, resources=resources, at=OBSERVED_AT + 1)
+
+        def new(i: int, market: Market = market, pool: PoolPolicy = pool) -> tuple[object, ...]:
+            lease = leases[i % len(leases)]
+            decision = market.decide(lease, pool)
+            market.commit(decision, lease, at=OBSERVED_AT + 2 + i)
+            return (decision.scheduled, decision.chosen, decision.feasible, decision.message)
+
+        ledger = Reservations()
+        for key, provider, resources in holds:
+            ledger.reserve(key=key, provider=provider, resources=resources, at=OBSERVED_AT + 1)
+
+        def old(
+            i: int, ledger: Reservations = ledger, pool: PoolPolicy = pool
+        ) -> tuple[object, ...]:
+            lease = leases[i % len(leases)]
+            decision = schedule(lease, views, pool, ledger)
+            ledger.record(decision, lease, at=OBSERVED_AT + 2 + i)
+            return (decision.scheduled, decision.chosen, decision.feasible, decision.message)
+
+        reference = run(old, budget, len(leases))
+        fast = run(new, budget, len(leases))
+        shared = min(reference.decisions, fast.decisions)
+        agree = sum(1 for a, b in zip(reference.outcomes, fast.outcomes, strict=False) if a == b)
+        rows.append((strategy.value, fast, reference, agree if shared else 0))
+    return rows
+
+
+def event_costs(size: int, holds_count: int, seed: int) -> dict[str, float]:
+    """Microseconds of CPU per market event, and the market's memory, at one size."""
+    rnd = random.Random(seed)
+    views = make_providers(size, rnd)
+    holds = make_holds(views, holds_count, rnd)
+    gc.collect()
+    tracemalloc.start()
+    market = Market()
+    for view in views:
+        market.set_provider(view)
+    cpu = time.process_time()
+    for key, provider, resources in holds:
+        market.hold(key=key, provider=provider, resources=resources, at=OBSERVED_AT + 1)
+    hold_us = (time.process_time() - cpu) / len(holds) * 1e6
+    memory = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    # a report per provider: new free capacity, observed before the holds (reflects none)
+    reports = [
+        ProviderView(
+            name=v.name,
+            region=v.region,
+            labels=v.labels,
+            ready=v.ready,
+            cordoned=v.cordoned,
+            reputation=v.reputation,
+            available=Resources(
+                cpu_milli=v.available.cpu_milli - 100,
+                memory_bytes=v.available.memory_bytes,
+                gpus=v.available.gpus,
+                pods=v.available.pods - 1,
+            ),
+            pricing=v.pricing,
+            observed_at=OBSERVED_AT,
+        )
+        for v in views
+    ]
+    cpu = time.process_time()
+    for report in reports:
+        market.set_provider(report)
+    report_us = (time.process_time() - cpu) / len(reports) * 1e6
+    cpu = time.process_time()
+    for key, provider, _ in holds:
+        market.release(key, provider)
+    release_us = (time.process_time() - cpu) / len(holds) * 1e6
+    return {
+        "report": report_us,
+        "hold": hold_us,
+        "release": release_us,
+        "memory_mib": memory / (1 << 20),
+    }
 
 
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--providers", type=int, default=1000)
-    parser.add_argument("--leases", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="small time budget per cell")
+    parser.add_argument("--sizes", default="100,1000,5000", help="providers, comma-separated")
+    parser.add_argument("--holds", type=int, default=10_000, help="existing holds")
+    parser.add_argument("--leases", type=int, default=20_000, help="most decisions per cell")
+    parser.add_argument("--budget", type=float, default=None, help="CPU seconds per cell")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    budget = args.budget if args.budget is not None else (0.3 if args.quick else 2.0)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     rnd = random.Random(args.seed)
-    views = make_providers(args.providers, rnd)
     leases = [make_lease(i, rnd) for i in range(args.leases)]
-    for strategy in Strategy:
-        pool = PoolPolicy(strategy=strategy, min_reputation=0.6)
-        ledger = Reservations()
-        scheduled = placements = 0
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for i, lease in enumerate(leases):
-            decision = schedule(lease, views, pool, ledger)
-            ledger.record(decision, lease, at=1.0 + i)
-            scheduled += decision.scheduled
-            placements += len(decision.chosen)
-        elapsed = time.perf_counter() - start
-        cpu = time.process_time() - cpu_start
+
+    print(
+        f"scheduler core: {args.holds} existing holds, budget {budget}s CPU per cell, "
+        "decisions = decide + commit"
+    )
+    header = (
+        f"{'providers':>9} {'strategy':<12} {'market dec/s':>12} {'(wall)':>9} "
+        f"{'schedule() dec/s':>16} {'(wall)':>9} {'ratio':>7} {'agree':>9} {'scheduled':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for size in sizes:
+        for strategy, fast, ref, agree in bench_size(size, args.holds, leases, budget, args.seed):
+            shared = min(fast.decisions, ref.decisions)
+            print(
+                f"{size:>9} {strategy:<12} {fast.per_cpu_second:>12,.0f} "
+                f"{fast.per_wall_second:>9,.0f} {ref.per_cpu_second:>16,.1f} "
+                f"{ref.per_wall_second:>9,.1f} {fast.per_cpu_second / ref.per_cpu_second:>6,.0f}x "
+                f"{agree:>4}/{shared:<4} {fast.scheduled / fast.decisions:>9.0%}"
+            )
+    print()
+    print("market events (CPU per call) and memory with the holds:")
+    for size in sizes:
+        costs = event_costs(size, args.holds, args.seed)
         print(
-            f"{strategy.value:12} providers={len(views)} leases={len(leases)} "
-            f"scheduled={scheduled} placements={placements} reservations={len(ledger)} "
-            f"wall={elapsed:.2f}s cpu={cpu:.2f}s "
-            f"cpu_per_decision={cpu / len(leases) * 1e3:.2f}ms "
-            f"cpu_per_provider_check={cpu / len(leases) / len(views) * 1e6:.2f}us"
+            f"{size:>9} providers: report {costs['report']:.1f}us, hold {costs['hold']:.1f}us, "
+            f"release {costs['release']:.1f}us, memory {costs['memory_mib']:.1f} MiB"
         )
 
 

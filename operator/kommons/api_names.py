@@ -9,6 +9,12 @@ API_VERSION = f"{GROUP}/{VERSION}"
 PREFIX = "kommons.io"
 """Prefix of Kommons' own labels, annotations and finalizers."""
 FINALIZER = f"{PREFIX}/finalizer"
+FINALIZER_HUB = f"{PREFIX}/placements"
+"""The hub's finalizer on a ComputeLease: its placements are removed before it goes.
+
+Not kopf's finalizer (``kommons.io/<role>``, see :mod:`kommons.kopf_settings`): kopf removes
+its own finalizer from objects it has no deletion handler for.
+"""
 LABEL_LEASE_UID = f"{PREFIX}/lease-uid"
 LABEL_LEASE_NAME = f"{PREFIX}/lease-name"
 LABEL_LEASE_NAMESPACE = f"{PREFIX}/lease-namespace"

@@ -62,8 +62,22 @@ def hub(
         float, typer.Option(help="Seconds without a heartbeat before a provider is Unreachable.")
     ] = 20.0,
     retry_seconds: Annotated[
-        float, typer.Option(help="How often a waiting lease (capacity, billing) is retried.")
-    ] = 5.0,
+        float,
+        typer.Option(
+            help="Longest back-off between two attempts to place a lease that waits for capacity"
+            " (it is retried at once when the market changes, at most this far apart)."
+        ),
+    ] = 30.0,
+    ready_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds replicas may take to become ready before the lease's Ready condition"
+            " carries the provider's reason."
+        ),
+    ] = 120.0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Leases planned and written concurrently.")
+    ] = 8,
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
@@ -77,6 +91,8 @@ def hub(
         kubeconfig=_default_kubeconfig(kubeconfig),
         heartbeat_timeout=heartbeat_timeout,
         retry_seconds=retry_seconds,
+        ready_timeout=ready_timeout,
+        workers=workers,
     )
     asyncio.run(run_hub(options))
 
@@ -92,7 +108,7 @@ def agent(
     config: Annotated[
         Path,
         typer.Option(
-            help="Agent config (YAML): region, payoutAddress, pricing, offer, labels.",
+            help="Agent config (YAML): payoutAddress, pricing, offer, heartbeat/report periods.",
             exists=True,
             dir_okay=False,
         ),
@@ -137,26 +153,48 @@ def agent(
 @app.command()
 def onboard(
     provider: Annotated[str, typer.Argument(help="Provider name.", callback=_check_provider_name)],
-    region: Annotated[str, typer.Option(help="The provider's region, e.g. eu-west.")],
-    payout_address: Annotated[str, typer.Option(help="The provider's EVM payout address (0x...).")],
+    region: Annotated[
+        str, typer.Option(help="The provider's region, e.g. eu-west (the agent cannot change it).")
+    ],
+    payout_address: Annotated[
+        str,
+        typer.Option(help="The provider's EVM payout address (0x...); its agent may replace it."),
+    ],
     out: Annotated[
         Path, typer.Option(help="Where to write the agent's hub kubeconfig.", dir_okay=False)
     ],
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A label KEY=VALUE on the Provider, e.g. kommons.io/tier=community (repeat);"
+            " pools select providers on them and the agent cannot change them.",
+        ),
+    ] = None,
     kubeconfig: KubeconfigOption = None,
     token_hours: Annotated[int, typer.Option(help="Lifetime of the agent's token.")] = 24 * 365,
 ) -> None:
     """Admit a provider: its hub namespace, least-privilege RBAC, and a kubeconfig for its agent."""
-    from kommons.hub.onboarding import Onboarding
+    from kommons.hub.onboarding import (
+        Onboarding,
+        OnboardingError,
+        missing_policies,
+        parse_labels,
+    )
     from kommons.hub.onboarding import onboard as do_onboard
     from kommons.kube import KubeError, connect
 
+    try:
+        request = Onboarding(
+            provider=provider,
+            region=region,
+            payout_address=payout_address,
+            labels=parse_labels(label or []),
+        )
+    except OnboardingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--label") from exc
     hub_kube = connect(_default_kubeconfig(kubeconfig), field_manager="kommons-onboard")
     try:
-        text = do_onboard(
-            hub_kube,
-            Onboarding(provider=provider, region=region, payout_address=payout_address),
-            token_seconds=token_hours * 3600,
-        )
+        text = do_onboard(hub_kube, request, token_seconds=token_hours * 3600)
     except KubeError as exc:
         typer.echo(f"error: onboarding {provider} failed: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -164,8 +202,36 @@ def onboard(
     out.write_text(text)
     out.chmod(0o600)
     typer.echo(f"onboarded provider {provider}; agent kubeconfig written to {out}")
+    missing = missing_policies(hub_kube)
+    if missing:
+        typer.echo(
+            f"warning: the trust-boundary policies are not installed ({', '.join(missing)}):"
+            " agents can rewrite their placements and Provider; run `kommons install-policies`",
+            err=True,
+        )
     typer.echo(
         f"next: kommons agent --provider {provider} --hub-kubeconfig {out} --config AGENT.yaml"
+    )
+
+
+@app.command("install-policies")
+def install_policies(kubeconfig: KubeconfigOption = None) -> None:
+    """Install the trust boundary on the hub: agent admission policies and tenant roles."""
+    from kommons.hub.onboarding import install_policies as do_install
+    from kommons.kube import KubeError, connect
+
+    hub_kube = connect(_default_kubeconfig(kubeconfig), field_manager="kommons-onboard")
+    try:
+        names = do_install(hub_kube)
+    except (KubeError, RuntimeError) as exc:
+        typer.echo(f"error: installing the trust-boundary policies failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for name in names:
+        typer.echo(f"applied {name}")
+    typer.echo(
+        "bind a tenant: kubectl create rolebinding NAME -n NAMESPACE --clusterrole kommons-tenant"
+        " --user USER; let it read the market: kubectl create clusterrolebinding NAME"
+        " --clusterrole kommons-market-viewer --user USER"
     )
 
 

@@ -5,7 +5,12 @@ Behaviour matrix:
 - every CRD in ``crds/`` is accepted by the API server (structural, CEL compiles within the
   cost budget) and becomes Established;
 - every manifest in ``tests/fixtures/bad-manifests/`` is refused with 422 Invalid and a message
-  naming the field (``# expect-field:``) and saying why (``# expect-message:``); a manifest with
+  naming the field (``# expect-field:``) and saying why (``# expect-message:``), among them one
+  per kind of pod-template field the agent would otherwise drop or override (service account,
+  token automount, tolerations, priority class, runtime class, scheduler, host users, container
+  resources, other volume types, projected tokens, grace period, active deadline, restart
+  policy, emptyDir size, root group, sysctls, pod affinity, Kommons labels; the exhaustive
+  check is ``test_template_parity.py``); a manifest with
   ``# create-first: <merge patch>`` is created with the patch applied first and then updated
   to the refused form (transition rules such as the immutable ``poolRef``);
 - every Kommons object in ``examples/`` is accepted (server-side dry-run create);
@@ -171,7 +176,7 @@ def _refusal(
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(BAD_FILES) >= 25
+    assert len(BAD_FILES) >= 65
     for path in BAD_FILES:
         assert "expect-field" in _expectations(path), f"{path.name} has no # expect-field:"
 

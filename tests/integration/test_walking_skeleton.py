@@ -71,7 +71,7 @@ def test_cpu_lease_runs_on_cheapest_provider_isolated(
     assert quota["spec"]["hard"]["requests.cpu"] == "1"
     assert quota["spec"]["hard"]["pods"] == "2"
     limits = prov_a.get(r.LIMIT_RANGES, "kommons-lease", ns_name)["spec"]["limits"][0]
-    assert limits["max"] == {"cpu": "500m", "memory": "256Mi"}
+    assert limits["max"] == {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "2Gi"}
     policy = prov_a.get(r.NETWORK_POLICIES, "kommons-default-deny", ns_name)["spec"]
     assert policy.get("ingress", []) == []  # no ingress rule: all ingress denied
     excepted = policy["egress"][0]["to"][0]["ipBlock"]["except"]
@@ -81,7 +81,11 @@ def test_cpu_lease_runs_on_cheapest_provider_isolated(
     for pod in pods:
         assert pod["spec"]["nodeName"].startswith("prov-a-")
         container = pod["spec"]["containers"][0]
-        assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+        assert container["resources"]["limits"] == {
+            "cpu": "500m",
+            "memory": "256Mi",
+            "ephemeral-storage": "2Gi",
+        }
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert pod["spec"]["automountServiceAccountToken"] is False
     events = hub.list(r.EVENTS, tenant, field_selector="involvedObject.name=web")

@@ -2,8 +2,10 @@
 
 Behaviour matrix (``load_config``):
 
-- a complete file (camelCase keys) loads: region, payout address, pricing, offer, labels,
-  heartbeat/report periods, runtime class; defaults when optional keys are absent;
+- a complete file (camelCase keys) loads: payout address, pricing, offer, heartbeat/report
+  periods, runtime class; defaults when optional keys are absent;
+- ``labels`` or ``region`` (the hub admin's, set at onboarding) is refused with a message that
+  names the key and says to use ``kommons onboard --label`` / ``--region``;
 - every error is a ``ConfigError`` whose message names the file, and for invalid content
   the field path: missing file, a directory, a file that is not UTF-8 text, invalid YAML,
   an empty file (every required field missing), a list instead of a mapping, a missing or
@@ -20,7 +22,6 @@ import pytest
 from kommons.agent.config import AgentConfig, ConfigError, load_config
 
 VALID = """\
-region: eu-west
 payoutAddress: "0x00000000000000000000000000000000000000aa"
 pricing:
   cpuCoreHour: "0.01"
@@ -31,8 +32,6 @@ offer:
   cpu: "8"
   memory: 32Gi
   gpus: 2
-labels:
-  tier: gold
 heartbeatSeconds: 2
 reportSeconds: 10
 runtimeClassName: gvisor
@@ -48,23 +47,20 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_complete_config_loads(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, VALID))
     assert isinstance(config, AgentConfig)
-    assert config.region == "eu-west"
     assert config.payout_address.endswith("aa")
     assert Decimal(config.pricing.cpu_core_hour) == Decimal("0.01")
     assert Decimal(config.pricing.memory_gib_hour) == Decimal("0.002")
     assert config.offer is not None
     assert config.offer.gpus == 2
-    assert config.labels == {"tier": "gold"}
     assert config.heartbeat_seconds == 2.0
     assert config.report_seconds == 10.0
     assert config.runtime_class_name == "gvisor"
 
 
 def test_optional_keys_have_defaults(tmp_path: Path) -> None:
-    minimal = "\n".join(VALID.splitlines()[:5])
+    minimal = "\n".join(VALID.splitlines()[:6])
     config = load_config(write(tmp_path, minimal))
     assert config.offer is None
-    assert config.labels == {}
     assert config.heartbeat_seconds == 5.0
     assert config.report_seconds == 5.0
     assert config.runtime_class_name is None
@@ -99,7 +95,7 @@ def test_empty_file_lists_every_required_field(tmp_path: Path) -> None:
         load_config(write(tmp_path, ""))
     message = str(info.value)
     assert str(tmp_path / "agent.yaml") in message
-    for field in ("region", "payoutAddress", "pricing"):
+    for field in ("payoutAddress", "pricing"):
         assert f"{field}: Field required" in message
 
 
@@ -111,13 +107,13 @@ def test_list_instead_of_mapping_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "field"),
     [
-        ("region: eu-west\n", "", "region"),
+        ('payoutAddress: "0x00000000000000000000000000000000000000aa"\n', "", "payoutAddress"),
         ('  cpuCoreHour: "0.01"\n', "", "pricing.cpuCoreHour"),
         ("heartbeatSeconds: 2\n", "heartbeatSeconds: 0\n", "heartbeatSeconds"),
         ("reportSeconds: 10\n", "reportSeconds: -1\n", "reportSeconds"),
         ("  memory: 32Gi\n", "  memory: lots\n", "offer.memory"),
         ("  gpus: 2\n", "  gpus: -1\n", "offer.gpus"),
-        ("region: eu-west\n", "region: eu-west\nregoin: typo\n", "regoin"),
+        ("heartbeatSeconds: 2\n", "heartbeatSeconds: 2\nregoin: typo\n", "regoin"),
     ],
 )
 def test_invalid_field_is_named(tmp_path: Path, old: str, new: str, field: str) -> None:
@@ -128,3 +124,23 @@ def test_invalid_field_is_named(tmp_path: Path, old: str, new: str, field: str) 
     message = str(info.value)
     assert str(path) in message
     assert f"{field}: " in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "flag"),
+    [
+        ("labels:\n  kommons.io/tier: gold\n", "labels", "--label KEY=VALUE"),
+        ("region: eu-west\n", "region", "--region REGION"),
+    ],
+)
+def test_identity_keys_are_refused_with_advice(
+    tmp_path: Path, extra: str, key: str, flag: str
+) -> None:
+    path = write(tmp_path, VALID + extra)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"{key}: a provider's {key}" in message
+    assert "set by the hub admin at onboarding" in message
+    assert f"kommons onboard NAME {flag}" in message
+    assert f"remove `{key}`" in message

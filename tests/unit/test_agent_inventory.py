@@ -2,11 +2,12 @@
 
 Behaviour matrix:
 
-- ``Amount.plus``: adds cpu, memory and GPUs per model (models of either side kept).
+- ``Amount.plus``: adds cpu, memory, pods and GPUs per model (models of either side kept).
 - ``Amount.minus``: subtracts per dimension and per model, clamped at zero.
 - ``Amount.capped``: the smaller per dimension; GPUs capped by the ceiling's total count,
-  handed out to models in sorted order.
-- ``Amount.to_status``: ``"<n>m"`` cpu, bytes as a string, GPUs sorted by model.
+  handed out to models in sorted order; pods are never capped (an offer has no pods).
+- ``Amount.to_status``: ``"<n>m"`` cpu, bytes as a string, GPUs sorted by model, pods as an
+  int; ``to_summary`` is the same as the ``ResourceSummary`` model.
 - ``compute_inventory``:
   - only schedulable, Ready nodes count (unschedulable, NotReady, no Ready condition skipped);
   - GPUs are keyed by ``nvidia.com/gpu.product`` (``unknown`` without the label);
@@ -14,6 +15,9 @@ Behaviour matrix:
     requested; a pod requests max(sum of containers, largest init container);
   - available = allocatable - requested - reserved, capped by offer - reserved;
     no offer means everything free is available.
+  - pods: allocatable pods of Ready schedulable nodes; each counted pod requests one slot;
+    reserved pods (replicas of materialised placements, running or not) are subtracted;
+    the offer never caps pods; available pods never go below zero.
   - Property: available never exceeds allocatable, free, or offer - reserved (cpu, memory
     and total GPUs), and is never negative.
 """
@@ -27,6 +31,7 @@ from hypothesis import strategies as st
 
 from kommons.agent.inventory import UNKNOWN_GPU_MODEL, Amount, compute_inventory
 from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
+from kommons.api.provider import ResourceSummary
 from kommons.api_names import LABEL_MANAGED_BY, MANAGER
 
 GIB = 1024**3
@@ -41,8 +46,11 @@ def node(
     model: str | None = None,
     ready: str | None = "True",
     unschedulable: bool = False,
+    pods: int | None = None,
 ) -> dict[str, Any]:
     resources: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if pods is not None:
+        resources["pods"] = str(pods)
     if gpus:
         resources[GPU_RESOURCE] = str(gpus)
     labels = {GPU_PRODUCT_LABEL: model} if model else {}
@@ -83,27 +91,34 @@ def pod(
 
 
 def test_plus_adds_every_dimension_and_model() -> None:
-    a = Amount(1000, 10, {"A100": 1})
-    b = Amount(500, 5, {"A100": 2, "T4": 1})
-    assert a.plus(b) == Amount(1500, 15, {"A100": 3, "T4": 1})
+    a = Amount(1000, 10, {"A100": 1}, pods=2)
+    b = Amount(500, 5, {"A100": 2, "T4": 1}, pods=3)
+    assert a.plus(b) == Amount(1500, 15, {"A100": 3, "T4": 1}, pods=5)
 
 
 def test_minus_clamps_at_zero() -> None:
-    a = Amount(1000, 10, {"A100": 1, "T4": 3})
-    b = Amount(1500, 4, {"A100": 2, "T4": 1})
-    assert a.minus(b) == Amount(0, 6, {"A100": 0, "T4": 2})
+    a = Amount(1000, 10, {"A100": 1, "T4": 3}, pods=1)
+    b = Amount(1500, 4, {"A100": 2, "T4": 1}, pods=4)
+    assert a.minus(b) == Amount(0, 6, {"A100": 0, "T4": 2}, pods=0)
 
 
 def test_capped_takes_the_smaller_and_caps_total_gpus() -> None:
-    a = Amount(4000, 8 * GIB, {"A100": 3, "T4": 2})
+    a = Amount(4000, 8 * GIB, {"A100": 3, "T4": 2}, pods=7)
     ceiling = Amount(2000, 16 * GIB, {"*": 4})
-    assert a.capped(ceiling) == Amount(2000, 8 * GIB, {"A100": 3, "T4": 1})
+    assert a.capped(ceiling) == Amount(2000, 8 * GIB, {"A100": 3, "T4": 1}, pods=7)
 
 
 def test_to_status_is_the_api_form() -> None:
-    status = Amount(1500, GIB, {"T4": 1, "A100": 2}).to_status()
-    assert status == {"cpu": "1500m", "memory": str(GIB), "gpus": {"A100": 2, "T4": 1}}
+    amount = Amount(1500, GIB, {"T4": 1, "A100": 2}, pods=12)
+    status = amount.to_status()
+    assert status == {
+        "cpu": "1500m",
+        "memory": str(GIB),
+        "gpus": {"A100": 2, "T4": 1},
+        "pods": 12,
+    }
     assert list(status["gpus"]) == ["A100", "T4"]
+    assert ResourceSummary.model_validate(status) == amount.to_summary()
 
 
 # --- compute_inventory: examples --------------------------------------------------------
@@ -145,7 +160,7 @@ def test_pods_request_what_they_ask_except_done_foreign_and_kommons_pods() -> No
         pod("elsewhere", {"cpu": "1"}),
     ]
     inv = compute_inventory(nodes, pods, reserved=Amount(), offer=None)
-    assert inv.requested == Amount(750, GIB, {})
+    assert inv.requested == Amount(750, GIB, {}, pods=1)
     assert inv.available == Amount(3250, 7 * GIB, {})
 
 
@@ -159,7 +174,7 @@ def test_init_containers_count_as_their_maximum_not_their_sum() -> None:
         )
     ]
     inv = compute_inventory([node("n1")], pods, reserved=Amount(), offer=None)
-    assert inv.requested == Amount(1000, 2 * GIB, {})
+    assert inv.requested == Amount(1000, 2 * GIB, {}, pods=1)
 
 
 def test_pod_gpus_take_the_model_of_their_node() -> None:
@@ -192,6 +207,58 @@ def test_reserved_gpus_use_up_the_offer_whatever_their_model() -> None:
     assert sum(inv.available.gpus.values()) == 0
 
 
+# --- compute_inventory: pod slots ---------------------------------------------------------
+
+
+def test_allocatable_pods_count_only_ready_schedulable_nodes() -> None:
+    nodes = [
+        node("a", pods=110),
+        node("b", pods=110),
+        node("cordoned", pods=110, unschedulable=True),
+        node("sick", pods=110, ready="False"),
+    ]
+    inv = compute_inventory(nodes, [], reserved=Amount(), offer=None)
+    assert inv.capacity.pods == 220
+    assert inv.allocatable.pods == 220
+    assert inv.available.pods == 220
+
+
+def test_available_pods_subtract_other_pods_and_every_reserved_replica() -> None:
+    nodes = [node("a", pods=110), node("b", pods=110), node("sick", pods=110, ready="False")]
+    pods = [
+        pod("a", {"cpu": "100m"}),  # another workload: one slot
+        pod("b", {}),  # requests nothing but still takes a slot
+        pod("a", {"cpu": "1"}, phase="Succeeded"),  # done: no slot
+        pod("sick", {}),  # on a node that does not count
+        pod(None, {}),  # not scheduled: no node's slot
+        pod("a", {"cpu": "100m"}, kommons=True),  # counted by the reservation instead
+    ]
+    reserved = Amount(0, 0, {}, pods=5)  # e.g. 3 + 2 replicas, running or pending
+    inv = compute_inventory(nodes, pods, reserved=reserved, offer=None)
+    assert inv.requested.pods == 2
+    assert inv.available.pods == 220 - 2 - 5
+
+
+def test_offer_never_caps_pods_and_available_pods_stay_non_negative() -> None:
+    offer = Amount(1000, GIB, {"*": 0})  # declares cpu, memory, GPUs; no pods
+    inv = compute_inventory([node("a", pods=10)], [], reserved=Amount(pods=3), offer=offer)
+    assert inv.available.pods == 7
+    full = compute_inventory([node("a", pods=10)], [], reserved=Amount(pods=12), offer=None)
+    assert full.available.pods == 0
+
+
+def test_the_measured_overload_leaves_no_pod_slot() -> None:
+    """The measured burst: 291 one-replica placements on 3 nodes x 110 pods.
+
+    The report says 39 slots remain, and after 330 placements none, so no 331st fits.
+    """
+    nodes = [node(f"n{i}", cpu="32", memory="128Gi", pods=110) for i in range(3)]
+    inv = compute_inventory(nodes, [], reserved=Amount(29100, 0, {}, pods=291), offer=None)
+    assert inv.available.pods == 39
+    inv = compute_inventory(nodes, [], reserved=Amount(33000, 0, {}, pods=330), offer=None)
+    assert inv.available.pods == 0
+
+
 # --- compute_inventory: property ------------------------------------------------------
 
 MODELS = ["A100", "T4", "H100"]
@@ -210,6 +277,7 @@ def nodes_and_pods(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str
                 model=draw(st.sampled_from([None, *MODELS])),
                 ready=draw(st.sampled_from(["True", "True", "False", None])),
                 unschedulable=draw(st.booleans()),
+                pods=draw(st.integers(0, 110)),
             )
         )
     pods = []
@@ -235,6 +303,7 @@ amounts = st.builds(
     st.integers(0, 100_000),
     st.integers(0, 100 * GIB),
     st.dictionaries(st.sampled_from(MODELS), st.integers(0, 16), max_size=3),
+    st.integers(0, 500),
 )
 offers = st.one_of(
     st.none(),
@@ -270,4 +339,6 @@ def test_available_never_exceeds_allocatable_free_or_the_offer(
         assert sum(avail.gpus.values()) <= max(
             0, sum(offer.gpus.values()) - sum(reserved.gpus.values())
         )
+    assert 0 <= avail.pods <= inv.allocatable.pods
+    assert avail.pods == max(0, inv.allocatable.pods - inv.requested.pods - reserved.pods)
     assert inv.allocatable.cpu_milli <= inv.capacity.cpu_milli

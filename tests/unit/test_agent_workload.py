@@ -8,20 +8,26 @@ Behaviour matrix:
 - namespace: Pod Security ``restricted`` enforced and warned; Kommons labels are valid label
   values even for long lease names.
 - ResourceQuota: pods = replicas; requests and limits of cpu/memory = replicas × per-replica,
-  exactly (checked by parsing); GPUs = replicas × count; no load balancers, node ports, PVCs.
-- LimitRange: default, defaultRequest and max per container equal one replica.
+  exactly (checked by parsing); GPUs = replicas × count; ephemeral-storage limits = replicas ×
+  EPHEMERAL_STORAGE_PER_REPLICA; no load balancers, node ports, PVCs.
+- LimitRange: default and max per container equal one replica (ephemeral storage included),
+  defaultRequest the same except ephemeral storage 0 (bounded, not reserved).
 - NetworkPolicy: selects every pod, denies all ingress, egress only to the IPv4 internet minus
   private, CGNAT, loopback, link-local (metadata 169.254.169.254) and 0/8, plus DNS to
   kube-dns.
 - Deployment: replicas (0 while suspended), Recreate, selector matched by the pod labels,
   sanitised template.
-- ``sanitised_pod_template``: drops every placement/isolation-escaping pod field, host ports,
-  ephemeral containers, volumes other than emptyDir/configMap/secret/projected/downwardAPI;
-  forces restricted security contexts, requests = limits = leased resources on every
-  container, no service-account token (neither automounted nor projected), GPU node selector
-  only for a GPU lease with a model, sandbox runtime class when configured; keeps user labels
-  except ``kommons.io/`` ones; never mutates its input. Property: whatever junk the input
-  template holds, no forbidden field survives.
+- ``sanitised_pod_template``: removes every field ``TEMPLATE_RULES`` refuses (placement- and
+  isolation-escaping pod fields, host ports, ephemeral containers, other volume sources,
+  projected service-account tokens, container resources ...) and adds only the restricted
+  defaults: security contexts, one replica's resources on every container (ephemeral storage
+  limited), no service-account token, no service links, GPU node selector only for a GPU lease
+  with a model, sandbox runtime class when configured, the Kommons labels. Keeps what is safe
+  as written: pod-level non-root runAsUser/runAsGroup/fsGroup/supplementalGroups, the
+  container's runAsUser/runAsGroup/readOnlyRootFilesystem, NET_BIND_SERVICE, dropped
+  capabilities, pod anti-affinity, allowed volumes and emptyDir size limits; never mutates its
+  input. Property: whatever junk the input template holds, the result passes
+  ``template_violations`` (but for the agent's own GPU selector and runtime class).
 - ``manifests``: apply order namespace, quota, limit range, network policy, deployment, all in
   the placement's namespace.
 """
@@ -40,9 +46,11 @@ from hypothesis import strategies as st
 
 from kommons.agent.workload import (
     EGRESS_DENIED_CIDRS,
+    EPHEMERAL_STORAGE,
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
     PlacementWork,
+    changed_by_agent,
     deployment,
     limit_range,
     manifests,
@@ -52,6 +60,12 @@ from kommons.agent.workload import (
     sanitised_pod_template,
     target_namespace,
 )
+from kommons.api.template import (
+    ALLOWED_VOLUME_SOURCES,
+    EPHEMERAL_STORAGE_PER_REPLICA,
+    sanitise_template,
+    template_violations,
+)
 from kommons.api_names import LABEL_LEASE_NAME, LABEL_PLACEMENT
 from kommons.quantity import parse_quantity
 
@@ -59,11 +73,6 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 FORBIDDEN_POD_FIELDS = (
-    "nodeName",
-    "affinity",
-    "hostNetwork",
-    "hostPID",
-    "hostIPC",
     "hostUsers",
     "serviceAccountName",
     "serviceAccount",
@@ -74,9 +83,10 @@ FORBIDDEN_POD_FIELDS = (
     "preemptionPolicy",
     "overhead",
     "resourceClaims",
-    "ephemeralContainers",
 )
-ALLOWED_VOLUME_SOURCES = {"emptyDir", "configMap", "secret", "projected", "downwardAPI"}
+"""Pod fields refused whatever their value (never in a sanitised template)."""
+UNSAFE_WHEN_SET = ("nodeName", "hostNetwork", "hostPID", "hostIPC", "ephemeralContainers")
+"""Pod fields refused unless empty or false (HOSTILE_TEMPLATE sets them)."""
 
 
 def work(**overrides: Any) -> PlacementWork:
@@ -171,6 +181,10 @@ def test_long_lease_names_give_valid_label_values(lease_name: str) -> None:
 def test_quota_is_replicas_times_one_replica() -> None:
     hard = resource_quota(work(replicas=3, cpu="500m", memory="1Gi"))["spec"]["hard"]
     assert hard["pods"] == "3"
+    assert parse_quantity(hard["limits.ephemeral-storage"]) == 3 * parse_quantity(
+        EPHEMERAL_STORAGE_PER_REPLICA
+    )
+    assert "requests.ephemeral-storage" not in hard
     assert parse_quantity(hard["requests.cpu"]) == Decimal("1.5")
     assert parse_quantity(hard["limits.cpu"]) == Decimal("1.5")
     assert parse_quantity(hard["requests.memory"]) == 3 * 1024**3
@@ -213,9 +227,10 @@ def test_quota_totals_equal_replicas_times_per_replica_exactly(
 
 def test_limit_range_is_one_replica_per_container() -> None:
     (limit,) = limit_range(work(cpu="250m", memory="512Mi"))["spec"]["limits"]
-    one = {"cpu": "250m", "memory": "512Mi"}
+    one = {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": EPHEMERAL_STORAGE_PER_REPLICA}
     assert limit["type"] == "Container"
-    assert limit["default"] == limit["defaultRequest"] == limit["max"] == one
+    assert limit["default"] == limit["max"] == one
+    assert limit["defaultRequest"] == one | {"ephemeral-storage": "0"}
 
 
 # --- NetworkPolicy ----------------------------------------------------------------------
@@ -355,11 +370,21 @@ HOSTILE_TEMPLATE: dict[str, Any] = {
 }
 
 
+def one_replica(**extra: str) -> dict[str, Any]:
+    """The resources every container gets for ``work()``'s lease."""
+    one = {"cpu": "500m", "memory": "1Gi", **extra}
+    return {
+        "requests": one | {EPHEMERAL_STORAGE: "0"},
+        "limits": one | {EPHEMERAL_STORAGE: EPHEMERAL_STORAGE_PER_REPLICA},
+    }
+
+
 def test_hostile_template_is_sanitised() -> None:
     template = sanitised_pod_template(work(template=copy.deepcopy(HOSTILE_TEMPLATE)))
     spec = template["spec"]
-    for field in FORBIDDEN_POD_FIELDS:
+    for field in FORBIDDEN_POD_FIELDS + UNSAFE_WHEN_SET:
         assert field not in spec, field
+    assert spec["affinity"] == {}
     assert "nodeSelector" not in spec
     assert "runtimeClassName" not in spec
     assert spec["automountServiceAccountToken"] is False
@@ -368,7 +393,14 @@ def test_hostile_template_is_sanitised() -> None:
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    assert [v["name"] for v in spec["volumes"]] == ["cache", "cfg"]
+    assert [v["name"] for v in spec["volumes"]] == ["root", "sneaky", "cache", "cfg", "data"]
+    assert [set(v) for v in spec["volumes"]] == [
+        {"name"},  # no source left: the provider refuses the Deployment (fails closed)
+        {"name", "emptyDir"},
+        {"name", "emptyDir"},
+        {"name", "configMap"},
+        {"name"},
+    ]
     (app,) = spec["containers"]
     assert app["ports"] == [{"containerPort": 80}]
     assert app["volumeMounts"] == [{"name": "cache", "mountPath": "/cache"}]
@@ -380,11 +412,10 @@ def test_hostile_template_is_sanitised() -> None:
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert sc["readOnlyRootFilesystem"] is True
     assert "runAsUser" not in sc
-    one = {"cpu": "500m", "memory": "1Gi"}
-    assert app["resources"] == {"requests": one, "limits": one}
+    assert app["resources"] == one_replica()
     (init,) = spec["initContainers"]
-    assert init["resources"] == {"requests": one, "limits": one}
-    assert init["securityContext"]["readOnlyRootFilesystem"] is False
+    assert init["resources"] == one_replica()
+    assert "readOnlyRootFilesystem" not in init["securityContext"]
 
 
 def test_sanitising_never_mutates_the_input() -> None:
@@ -400,10 +431,97 @@ def test_non_root_user_is_kept() -> None:
     assert sc["runAsUser"] == 1000
 
 
+def test_pod_level_non_root_ids_survive() -> None:
+    pod_sc = {
+        "runAsUser": 1000,
+        "runAsGroup": 3000,
+        "fsGroup": 2000,
+        "supplementalGroups": [4000, 5000],
+        "fsGroupChangePolicy": "OnRootMismatch",
+    }
+    template = {"spec": {"securityContext": dict(pod_sc), "containers": [{"name": "a"}]}}
+    out = sanitised_pod_template(work(template=template))["spec"]["securityContext"]
+    assert out == pod_sc | {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("runAsUser", 0), ("runAsGroup", 0), ("fsGroup", 0), ("supplementalGroups", [1, 0])],
+)
+def test_pod_level_root_ids_are_removed(field: str, value: Any) -> None:
+    template = {"spec": {"securityContext": {field: value}, "containers": [{"name": "a"}]}}
+    out = sanitised_pod_template(work(template=template))["spec"]["securityContext"]
+    assert field not in out
+
+
+def test_safe_container_settings_are_kept_as_written() -> None:
+    sc = {
+        "runAsUser": 101,
+        "runAsGroup": 101,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["NET_RAW"]},
+        "procMount": "Default",
+    }
+    template = {"spec": {"containers": [{"name": "a", "securityContext": copy.deepcopy(sc)}]}}
+    out = sanitised_pod_template(work(template=template))["spec"]["containers"][0]
+    assert out["securityContext"]["capabilities"] == {
+        "add": ["NET_BIND_SERVICE"],
+        "drop": ["NET_RAW", "ALL"],
+    }
+    for key in ("runAsUser", "runAsGroup", "readOnlyRootFilesystem", "procMount"):
+        assert out["securityContext"][key] == sc[key]
+
+
+def test_pod_anti_affinity_volumes_and_grace_period_are_kept() -> None:
+    anti = {"preferredDuringSchedulingIgnoredDuringExecution": []}
+    volumes = [{"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    template = {
+        "spec": {
+            "containers": [{"name": "a"}],
+            "affinity": {"podAntiAffinity": anti},
+            "volumes": copy.deepcopy(volumes),
+            "terminationGracePeriodSeconds": 45,
+        }
+    }
+    spec = sanitised_pod_template(work(template=template))["spec"]
+    assert spec["affinity"] == {"podAntiAffinity": anti}
+    assert spec["volumes"] == volumes
+    assert spec["terminationGracePeriodSeconds"] == 45
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("terminationGracePeriodSeconds", 3600),
+        ("activeDeadlineSeconds", 60),
+        ("restartPolicy", "Never"),
+        ("schedulingGates", [{"name": "x"}]),
+    ],
+)
+def test_fields_a_deployment_cannot_honour_are_removed(field: str, value: Any) -> None:
+    template = {"spec": {"containers": [{"name": "a"}], field: value}}
+    assert field not in sanitised_pod_template(work(template=template))["spec"]
+
+
+def test_oversized_or_hugepage_empty_dirs_lose_the_setting() -> None:
+    template = {
+        "spec": {
+            "containers": [{"name": "a"}],
+            "volumes": [{"name": "v", "emptyDir": {"sizeLimit": "1Ti", "medium": "HugePages"}}],
+        }
+    }
+    (volume,) = sanitised_pod_template(work(template=template))["spec"]["volumes"]
+    assert volume == {"name": "v", "emptyDir": {}}
+
+
 def test_pod_labels_keep_user_labels_but_not_kommons_ones() -> None:
     labels = sanitised_pod_template(work(template=copy.deepcopy(HOSTILE_TEMPLATE)))["metadata"][
         "labels"
     ]
+    assert "app" not in labels  # a kommons.io/ label refuses the whole map at admission
+    assert labels["kommons.io/placement"] == "web-1a2b3c4d"
+    clean = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a"}]}}
+    labels = sanitised_pod_template(work(template=clean))["metadata"]["labels"]
     assert labels["app"] == "web"
     assert labels["kommons.io/placement"] == "web-1a2b3c4d"
 
@@ -455,7 +573,7 @@ def test_projected_service_account_tokens_are_not_mounted() -> None:
 
 def test_empty_template_still_gives_a_restricted_spec() -> None:
     spec = sanitised_pod_template(work(template={}))["spec"]
-    assert spec["containers"] == []
+    assert "containers" not in spec  # admission requires one: nothing to run, nothing to fix
     assert spec["automountServiceAccountToken"] is False
     assert "volumes" not in spec
     assert "initContainers" not in spec
@@ -556,37 +674,45 @@ def test_sanitised_template_never_contains_a_forbidden_field(
         gpu_model=gpu_model,
         runtime_class=runtime_class,
     )
-    out = sanitised_pod_template(w)["spec"]
+    template = sanitised_pod_template(w)
+    out = template["spec"]
     for field in FORBIDDEN_POD_FIELDS:
         assert field not in out, field
+    # the first step leaves nothing the rules refuse; the agent then only adds its own fields
+    assert template_violations(sanitise_template({"spec": spec})) == []
+    assert changed_by_agent(sanitise_template({"spec": spec}), template) == []
     if gpu_count and gpu_model:
         assert out["nodeSelector"] == {GPU_PRODUCT_LABEL: gpu_model}
     else:
-        assert "nodeSelector" not in out
+        assert not out.get("nodeSelector")
     assert out.get("runtimeClassName") == runtime_class
     assert out["automountServiceAccountToken"] is False
-    assert out["securityContext"] == {
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    assert out["enableServiceLinks"] is False
+    assert out["securityContext"]["runAsNonRoot"] is True
+    assert out["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert out["securityContext"].get("runAsUser", 1) > 0
     for volume in out.get("volumes", []):
-        assert set(volume) - {"name"} <= ALLOWED_VOLUME_SOURCES
+        assert set(volume) - {"name"} <= set(ALLOWED_VOLUME_SOURCES)
     expected = {"cpu": w.cpu, "memory": w.memory}
     if gpu_count:
         expected[GPU_RESOURCE] = str(gpu_count)
-    all_containers = out["containers"] + out.get("initContainers", [])
-    assert len(out["containers"]) == len(spec["containers"])
+    all_containers = out.get("containers", []) + out.get("initContainers", [])
+    assert len(out.get("containers", [])) == len(spec["containers"])
     for container in all_containers:
         sc = container["securityContext"]
         assert sc["privileged"] is False
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["runAsNonRoot"] is True
-        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert "ALL" in sc["capabilities"]["drop"]
+        assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert "procMount" not in sc
+        assert sc.get("procMount", "Default") == "Default"
         assert sc.get("runAsUser", 1) > 0
-        assert container["resources"] == {"requests": expected, "limits": expected}
+        assert container["resources"] == {
+            "requests": expected | {EPHEMERAL_STORAGE: "0"},
+            "limits": expected | {EPHEMERAL_STORAGE: EPHEMERAL_STORAGE_PER_REPLICA},
+        }
         assert "resizePolicy" not in container
         for port in container.get("ports", []):
-            assert "hostPort" not in port
-            assert "hostIP" not in port
+            assert not port.get("hostPort")
+            assert not port.get("hostIP")

@@ -1,19 +1,26 @@
-"""Unit tests of a lease's status (``kommons.hub.lease_status``).
+"""Unit tests of a lease's typed status (``kommons.hub.lease_status``).
 
 Behaviour matrix:
 
 - phase, in order: deleting → Terminating; nothing placed → Pending; suspended → Suspended;
   every replica ready → Running; fewer ready after having run → Degraded (even none);
   otherwise Scheduled (placed but never all ready yet).
-- ``startedAt``: set the first time every replica is ready, then kept (even when degraded).
+- ``startedAt``: set (to the second) the first time every replica is ready, then kept (even
+  when degraded); never while suspended.
 - summaries: one per placement, sorted by provider; ``providers`` column is the sorted set;
-  ``readyReplicas`` and ``ready`` ("r/n") add up the placements; namespace only when reported.
-- conditions: the hub's gates are set, others kept; a ``Ready`` condition is always added
-  (NotPlaced / ReplicasNotReady / AllReplicasReady); ``lastTransitionTime`` moves only when
-  the status flips; observed generation recorded.
+  ``readyReplicas`` and ``ready`` ("r/n") add up the placements; a placement's ready replicas
+  are capped at its replicas; namespace only when reported; no status → 0 ready.
+- conditions: the gates are set, other conditions kept; ``lastTransitionTime`` moves only when
+  a condition's status flips; observed generation recorded.
 - decision: a new one replaces, ``None`` keeps the current one; billing account recorded.
-- ``status_changed``: ignores condition timestamps and keys the desired status does not
-  carry; sees any other difference.
+- ``readiness``: suspended (or 0 replicas) → Ready/Suspended; nothing placed → NotPlaced;
+  every replica ready → AllReplicasReady; otherwise ReplicasStarting with ``recheck_after`` =
+  what is left of the timeout, counted from the later of the newest placement and the moment
+  Ready turned False; after the timeout Ready=False with the first lagging provider's reason
+  (its agent's Ready condition; NotReported without a status; ReplicasNotReady otherwise)
+  and each lagging provider's message.
+- ``status_changed``: ignores condition ``lastTransitionTime`` and ``decision.decidedAt``;
+  sees any other difference; no current status is a change.
 """
 
 from __future__ import annotations
@@ -23,10 +30,25 @@ from typing import Any
 
 import pytest
 
-from kommons.hub.lease_status import Gate, lease_status, placement_summary, status_changed
+from kommons.api import (
+    ComputeLease,
+    ComputeLeaseStatus,
+    LeasePlacement,
+    SchedulingDecision,
+    get_condition,
+)
+from kommons.hub.lease_status import (
+    Gate,
+    lease_status,
+    placement_summary,
+    readiness,
+    status_changed,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
+PLACED = "2026-01-02T03:00:00Z"  # 245 s before NOW
+TEMPLATE = {"spec": {"containers": [{"name": "app", "image": "nginx"}]}}
 
 
 def lease(
@@ -34,46 +56,91 @@ def lease(
     replicas: int = 2,
     suspend: bool = False,
     deleting: bool = False,
-    status: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"namespace": "team-a", "name": "web", "generation": 3}
+    status: dict[str, Any] | ComputeLeaseStatus | None = None,
+) -> ComputeLease:
+    meta: dict[str, Any] = {"namespace": "team-a", "name": "web", "uid": "u1", "generation": 3}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-02T03:00:00Z"
     body: dict[str, Any] = {
         "metadata": meta,
-        "spec": {"replicas": replicas, "suspend": suspend},
+        "spec": {
+            "poolRef": {"name": "pool"},
+            "replicas": replicas,
+            "suspend": suspend,
+            "resources": {"cpu": "1", "memory": "1Gi"},
+            "maxPricePerHour": "1",
+            "template": TEMPLATE,
+        },
     }
-    if status is not None:
+    if isinstance(status, ComputeLeaseStatus):
+        body["status"] = status.to_api()
+    elif status is not None:
         body["status"] = status
-    return body
+    return ComputeLease.model_validate(body)
 
 
 def placement(
-    provider: str, replicas: int, ready: int = 0, namespace: str | None = None
-) -> dict[str, Any]:
-    status: dict[str, Any] = {"readyReplicas": ready}
-    if namespace:
-        status["namespace"] = namespace
-    return {
-        "metadata": {"name": f"web-{provider}", "creationTimestamp": "2026-01-02T03:00:00Z"},
-        "spec": {"provider": provider, "replicas": replicas, "pricePerHour": "0.5"},
-        "status": status,
+    provider: str,
+    replicas: int,
+    ready: int | None = 0,
+    *,
+    namespace: str | None = None,
+    created: str = PLACED,
+    agent: tuple[str, str] | None = None,
+    message: str | None = None,
+) -> LeasePlacement:
+    """A placement; ``ready=None`` has no status; ``agent`` is its Ready=False condition."""
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": f"web-{provider}",
+            "namespace": f"kommons-provider-{provider}",
+            "creationTimestamp": created,
+        },
+        "spec": {
+            "leaseRef": {"namespace": "team-a", "name": "web", "uid": "u1"},
+            "provider": provider,
+            "replicas": replicas,
+            "resources": {"cpu": "1", "memory": "1Gi"},
+            "template": TEMPLATE,
+            "pricePerHour": "0.5",
+            "billingAccount": "acct",
+        },
     }
+    if ready is not None:
+        status: dict[str, Any] = {"readyReplicas": ready, "phase": "Pending"}
+        if namespace:
+            status["namespace"] = namespace
+        if message:
+            status["message"] = message
+        if agent:
+            status["conditions"] = [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": agent[0],
+                    "message": agent[1],
+                    "lastTransitionTime": created,
+                }
+            ]
+        body["status"] = status
+    return LeasePlacement.model_validate(body)
 
 
 def status_of(
-    body: dict[str, Any],
-    placements: list[dict[str, Any]],
+    body: ComputeLease,
+    placements: list[LeasePlacement],
     gates: tuple[Gate, ...] = (),
     *,
-    decision: dict[str, Any] | None = None,
+    decision: SchedulingDecision | None = None,
     now: datetime = NOW,
-) -> dict[str, Any]:
+) -> ComputeLeaseStatus:
     return lease_status(body, placements, gates, decision=decision, billing_account="acct", now=now)
 
 
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == type_)
+def cond(status: ComputeLeaseStatus, type_: str) -> Any:
+    found = get_condition(status.conditions, type_)
+    assert found is not None, type_
+    return found
 
 
 # --- phase -------------------------------------------------------------------------------
@@ -91,29 +158,31 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
         ({}, [placement("p1", 1, 1), placement("p2", 1, 1)], False, "Running"),
         ({}, [placement("p1", 2, 1)], False, "Scheduled"),
         ({}, [placement("p1", 2, 0)], False, "Scheduled"),
+        ({}, [placement("p1", 2, None)], False, "Scheduled"),
         ({}, [placement("p1", 2, 1)], True, "Degraded"),
         ({}, [placement("p1", 2, 0)], True, "Degraded"),  # every replica lost after running
         ({}, [placement("p1", 1, 1)], False, "Scheduled"),  # half placed, half ready
     ],
 )
 def test_phase_rules(
-    kwargs: dict[str, Any], placements: list[dict[str, Any]], started: bool, phase: str
+    kwargs: dict[str, Any], placements: list[LeasePlacement], started: bool, phase: str
 ) -> None:
     current = {"startedAt": "2026-01-01T00:00:00Z"} if started else None
-    assert status_of(lease(**kwargs, status=current), placements)["phase"] == phase
+    assert status_of(lease(**kwargs, status=current), placements).phase == phase
 
 
 def test_started_at_is_set_once_every_replica_is_ready_and_then_kept() -> None:
-    first = status_of(lease(), [placement("p1", 2, 2)])
-    assert first["startedAt"] == "2026-01-02T03:04:05Z"
+    first = status_of(lease(), [placement("p1", 2, 2)], now=NOW.replace(microsecond=500))
+    assert first.started_at == NOW
     later = status_of(lease(status=first), [placement("p1", 2, 1)], now=LATER)
-    assert later["startedAt"] == "2026-01-02T03:04:05Z"
-    assert later["phase"] == "Degraded"
+    assert later.started_at == NOW
+    assert later.phase == "Degraded"
 
 
 def test_started_at_is_not_set_before_every_replica_is_ready() -> None:
-    assert "startedAt" not in status_of(lease(), [placement("p1", 2, 1)])
-    assert "startedAt" not in status_of(lease(), [])
+    assert status_of(lease(), [placement("p1", 2, 1)]).started_at is None
+    assert status_of(lease(), []).started_at is None
+    assert status_of(lease(suspend=True), [placement("p1", 2, 2)]).started_at is None
 
 
 # --- summaries ---------------------------------------------------------------------------
@@ -124,20 +193,20 @@ def test_placements_are_summarised_sorted_by_provider() -> None:
         lease(replicas=3),
         [placement("zeta", 1, 1, namespace="kommons-web-zeta"), placement("alpha", 2, 1)],
     )
-    assert [p["provider"] for p in status["placements"]] == ["alpha", "zeta"]
-    assert status["providers"] == "alpha,zeta"
-    assert status["replicas"] == 3
-    assert status["readyReplicas"] == 2
-    assert status["ready"] == "2/3"
-    assert status["billingAccount"] == "acct"
-    assert status["observedGeneration"] == 3
-    alpha, zeta = status["placements"]
+    assert [p.provider for p in status.placements or ()] == ["alpha", "zeta"]
+    assert status.providers == "alpha,zeta"
+    assert status.replicas == 3
+    assert status.ready_replicas == 2
+    assert status.ready == "2/3"
+    assert status.billing_account == "acct"
+    assert status.observed_generation == 3
+    alpha, zeta = status.to_api()["placements"]
     assert "namespace" not in alpha
     assert zeta["namespace"] == "kommons-web-zeta"
 
 
 def test_placement_summary_fields() -> None:
-    assert placement_summary(placement("p1", 2, 1, namespace="ns")) == {
+    assert placement_summary(placement("p1", 2, 1, namespace="ns")).to_api() == {
         "provider": "p1",
         "replicas": 2,
         "readyReplicas": 1,
@@ -149,27 +218,18 @@ def test_placement_summary_fields() -> None:
 
 
 def test_placement_summary_without_status_has_no_ready_replicas() -> None:
-    body = placement("p1", 2)
-    del body["status"]
-    assert placement_summary(body)["readyReplicas"] == 0
+    assert placement_summary(placement("p1", 2, None)).ready_replicas == 0
+
+
+def test_ready_replicas_are_capped_at_the_placements_replicas() -> None:
+    """After a scale-down the agent may still report the old count for a while."""
+    assert placement_summary(placement("p1", 2, 5)).ready_replicas == 2
+    status = status_of(lease(replicas=3), [placement("p1", 2, 5)])
+    assert status.ready_replicas == 2
+    assert status.phase == "Scheduled"
 
 
 # --- conditions --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("placements", "ok", "reason"),
-    [
-        ([], "False", "NotPlaced"),
-        ([placement("p1", 2, 1)], "False", "ReplicasNotReady"),
-        ([placement("p1", 2, 2)], "True", "AllReplicasReady"),
-    ],
-)
-def test_ready_condition(placements: list[dict[str, Any]], ok: str, reason: str) -> None:
-    ready = condition(status_of(lease(), placements), "Ready")
-    assert ready["status"] == ok
-    assert ready["reason"] == reason
-    assert ready["observedGeneration"] == 3
 
 
 def test_gates_become_conditions_and_others_are_kept() -> None:
@@ -185,85 +245,217 @@ def test_gates_become_conditions_and_others_are_kept() -> None:
         [],
         (Gate("PaymentOK", False, "LowEscrow", "escrow below one hour"),),
     )
-    assert {c["type"] for c in status["conditions"]} == {"Settled", "PaymentOK", "Ready"}
-    payment = condition(status, "PaymentOK")
-    assert (payment["status"], payment["reason"]) == ("False", "LowEscrow")
-    assert payment["message"] == "escrow below one hour"
-    assert condition(status, "Settled")["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert {c.type for c in status.conditions or ()} == {"Settled", "PaymentOK"}
+    payment = cond(status, "PaymentOK")
+    assert (payment.status, payment.reason) == ("False", "LowEscrow")
+    assert payment.message == "escrow below one hour"
+    assert payment.observed_generation == 3
+    assert cond(status, "Settled").last_transition_time == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_transition_time_moves_only_when_the_status_flips() -> None:
-    gate_ok = (Gate("Scheduled", True, "Placed", "placed on p1"),)
-    first = status_of(lease(), [placement("p1", 2, 1)], gate_ok)
-    same = status_of(lease(status=first), [placement("p1", 2, 1)], gate_ok, now=LATER)
-    assert (
-        condition(same, "Scheduled")["lastTransitionTime"]
-        == (condition(first, "Scheduled")["lastTransitionTime"])
+    placed = Gate("Scheduled", True, "Placed", "placed on p1")
+    first = status_of(lease(), [placement("p1", 2, 1)], (placed,))
+    same = status_of(
+        lease(status=first),
+        [placement("p1", 2, 1)],
+        (Gate("Scheduled", True, "Placed", "placed on p1 again"),),
+        now=LATER,
     )
-    assert condition(same, "Ready") == condition(first, "Ready")
-    flipped = status_of(lease(status=first), [placement("p1", 2, 2)], gate_ok, now=LATER)
-    assert (
-        condition(flipped, "Ready")["lastTransitionTime"]
-        != (condition(first, "Ready")["lastTransitionTime"])
+    assert cond(same, "Scheduled").last_transition_time == NOW
+    assert cond(same, "Scheduled").message == "placed on p1 again"
+    flipped = status_of(
+        lease(status=first),
+        [placement("p1", 2, 1)],
+        (Gate("Scheduled", False, "Unschedulable", "no room"),),
+        now=LATER,
     )
+    assert cond(flipped, "Scheduled").last_transition_time == LATER
 
 
 # --- decision ----------------------------------------------------------------------------
 
 
 def test_new_decision_replaces_and_none_keeps_the_current_one() -> None:
-    old = {"message": "old"}
-    new = {"message": "new"}
-    assert status_of(lease(status={"decision": old}), [], decision=new)["decision"] == new
-    assert status_of(lease(status={"decision": old}), [])["decision"] == old
-    assert "decision" not in status_of(lease(), [])
+    old = SchedulingDecision(considered=1)
+    new = SchedulingDecision(considered=2)
+    current = lease(status={"decision": old.to_api()})
+    assert status_of(current, [], decision=new).decision == new
+    assert status_of(current, []).decision == old
+    assert status_of(lease(), []).decision is None
+
+
+# --- readiness ---------------------------------------------------------------------------
+
+
+def ready_of(
+    body: ComputeLease,
+    placements: list[LeasePlacement],
+    *,
+    now: datetime = NOW,
+    timeout: float = 300.0,
+) -> tuple[bool, str, str, float | None]:
+    result = readiness(body, placements, now=now, timeout=timeout)
+    gate = result.gate
+    assert gate.type == "Ready"
+    return gate.ok, gate.reason, gate.message, result.recheck_after
+
+
+@pytest.mark.parametrize(
+    ("body", "placements", "ok", "reason"),
+    [
+        (lease(suspend=True), [placement("p1", 2, 0)], True, "Suspended"),
+        (lease(replicas=0), [], True, "Suspended"),
+        (lease(), [], False, "NotPlaced"),
+        (lease(), [placement("p1", 1, 1), placement("p2", 1, 1)], True, "AllReplicasReady"),
+    ],
+)
+def test_readiness_without_waiting(
+    body: ComputeLease, placements: list[LeasePlacement], ok: bool, reason: str
+) -> None:
+    assert ready_of(body, placements)[::3] == (ok, None)
+    assert ready_of(body, placements)[1] == reason
+
+
+def test_replicas_starting_before_the_timeout() -> None:
+    ok, reason, message, recheck = ready_of(lease(), [placement("p1", 2, 1)], timeout=300)
+    assert (ok, reason) == (False, "ReplicasStarting")
+    assert message == "1/2 replicas ready; waiting up to 300s for the rest"
+    assert recheck == pytest.approx(300 - 245)
+
+
+def test_the_wait_counts_from_the_newest_placement() -> None:
+    placements = [placement("p1", 1, 0), placement("p2", 1, 0, created="2026-01-02T03:04:00Z")]
+    assert ready_of(lease(), placements, timeout=300)[3] == pytest.approx(295)
+
+
+def test_the_wait_counts_from_when_ready_turned_false() -> None:
+    """A lease that ran, then lost a replica, gets the full timeout from that moment."""
+    body = lease(
+        status={
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "ReplicasStarting",
+                    "lastTransitionTime": "2026-01-02T03:04:00Z",
+                }
+            ]
+        }
+    )
+    ok, reason, _, recheck = ready_of(body, [placement("p1", 2, 1)], timeout=60)
+    assert (ok, reason) == (False, "ReplicasStarting")
+    assert recheck == pytest.approx(55)
+
+
+def test_a_ready_condition_that_is_true_does_not_restart_the_wait() -> None:
+    body = lease(
+        status={
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "AllReplicasReady",
+                    "lastTransitionTime": "2026-01-02T03:04:00Z",
+                }
+            ]
+        }
+    )
+    assert ready_of(body, [placement("p1", 2, 1)], timeout=60)[1] != "ReplicasStarting"
+
+
+def test_after_the_timeout_the_providers_reason_is_given() -> None:
+    placements = [
+        placement("zeta", 1, 0, agent=("ImagePullBackOff", "image nginx:nope not found")),
+        placement("alpha", 1, 0, agent=("PodsUnschedulable", "1 pod(s) Pending: Too many pods")),
+        placement("ok", 1, 1),
+    ]
+    ok, reason, message, recheck = ready_of(lease(replicas=3), placements, timeout=60)
+    assert (ok, reason, recheck) == (False, "PodsUnschedulable", None)
+    assert message == (
+        "1/3 replicas ready after 245s; alpha: 1 pod(s) Pending: Too many pods; "
+        "zeta: image nginx:nope not found"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lagging", "reason", "detail"),
+    [
+        (placement("p1", 2, None), "NotReported", "the provider has not reported the placement"),
+        (placement("p1", 2, 0, message="pulling"), "ReplicasNotReady", "p1: pulling"),
+        (placement("p1", 2, 0), "ReplicasNotReady", "p1: phase Pending"),
+    ],
+)
+def test_reason_without_an_agent_condition(
+    lagging: LeasePlacement, reason: str, detail: str
+) -> None:
+    ok, got, message, _ = ready_of(lease(), [lagging], timeout=60)
+    assert (ok, got) == (False, reason)
+    assert detail in message
 
 
 # --- status_changed ----------------------------------------------------------------------
 
 
 def test_recomputed_status_later_is_unchanged() -> None:
-    first = status_of(lease(), [placement("p1", 2, 1)])
-    again = status_of(lease(status=first), [placement("p1", 2, 1)], now=LATER)
+    gates = (Gate("Scheduled", True, "Placed", "placed"),)
+    first = status_of(lease(), [placement("p1", 2, 1)], gates)
+    again = status_of(lease(status=first), [placement("p1", 2, 1)], gates, now=LATER)
     assert not status_changed(first, again)
 
 
 def test_condition_timestamps_alone_are_not_a_change() -> None:
-    desired = status_of(lease(), [placement("p1", 2, 1)])
-    current = {
-        **desired,
-        "conditions": [
-            {**c, "lastTransitionTime": "2020-01-01T00:00:00Z"} for c in desired["conditions"]
-        ],
-    }
+    desired = status_of(lease(), [placement("p1", 2, 1)], (Gate("Scheduled", True, "P", "m"),))
+    current = desired.model_copy(
+        update={
+            "conditions": [
+                c.model_copy(update={"last_transition_time": datetime(2020, 1, 1, tzinfo=UTC)})
+                for c in desired.conditions or ()
+            ]
+        }
+    )
+    assert current != desired
     assert not status_changed(current, desired)
 
 
-def test_keys_the_desired_status_does_not_carry_are_ignored() -> None:
+def test_decision_time_alone_is_not_a_change() -> None:
+    current = status_of(lease(), [], decision=SchedulingDecision(considered=2, decided_at=NOW))
+    desired = status_of(lease(), [], decision=SchedulingDecision(considered=2, decided_at=LATER))
+    assert not status_changed(current, desired)
+    other = status_of(lease(), [], decision=SchedulingDecision(considered=3, decided_at=NOW))
+    assert status_changed(current, other)
+
+
+def test_unknown_status_fields_are_not_a_change() -> None:
     desired = status_of(lease(), [placement("p1", 2, 1)])
-    assert not status_changed({**desired, "usage": {"cpu": "1"}}, desired)
+    served = ComputeLeaseStatus.model_validate({**desired.to_api(), "usage": {"cpu": "1"}})
+    assert not status_changed(served, desired)
 
 
 @pytest.mark.parametrize(
     "change",
     [
         {"phase": "Running"},
-        {"readyReplicas": 2},
+        {"ready_replicas": 2},
         {"providers": "p2"},
-        {"billingAccount": "other"},
+        {"billing_account": "other"},
+        {"placements": []},
     ],
 )
 def test_any_other_difference_is_a_change(change: dict[str, Any]) -> None:
     desired = status_of(lease(), [placement("p1", 2, 1)])
-    assert status_changed(desired, {**desired, **change})
+    assert status_changed(desired, desired.model_copy(update=change))
 
 
 def test_a_condition_reason_is_a_change() -> None:
-    desired = status_of(lease(), [placement("p1", 2, 1)])
-    current = {
-        **desired,
-        "conditions": [{**c, "reason": "Other"} for c in desired["conditions"]],
-    }
+    desired = status_of(lease(), [placement("p1", 2, 1)], (Gate("Scheduled", True, "P", "m"),))
+    current = desired.model_copy(
+        update={
+            "conditions": [
+                c.model_copy(update={"reason": "Other"}) for c in desired.conditions or ()
+            ]
+        }
+    )
     assert status_changed(current, desired)
 
 

@@ -1,19 +1,23 @@
-"""Unit tests of ``LeasePlacement`` objects (``kommons.hub.placements``).
+"""Unit tests of typed ``LeasePlacement`` objects (``kommons.hub.placements``).
 
 Behaviour matrix:
 
 - ``placement_name``: readable slug of the lease name (≤ 40 characters) plus a digest of
   namespace/uid; the same lease always gives the same name; a valid DNS label for any valid
-  lease name; distinct uids (or namespaces) give distinct names even for the same lease name.
-- ``placement_object``: in the provider's hub namespace; lease ref, provider, replicas,
-  resources, template, price, billing account, suspend, lease generation; pass-through keys
-  (expose, configFrom, imagePullSecrets, storage) only when set; labels are valid label
-  values (long lease names trimmed to end alphanumeric).
-- ``needs_update``: false when the spec matches (extra fields on the existing placement such
-  as leaseGeneration don't count); true when any desired field differs, and when a
-  pass-through field was removed from the lease but is still on the placement.
+  lease name; distinct uids (or namespaces) give distinct names even for the same lease name;
+  the spec does not matter.
+- ``placement_object``: in the provider's hub namespace, named by ``placement_name``; labels
+  (managed-by, lease uid/namespace/name, provider) are valid label values (long lease names
+  trimmed to end alphanumeric); spec: lease ref, provider, replicas, resources, template,
+  price formatted from base units, billing account, suspend, lease generation; expose,
+  configFrom, imagePullSecrets, storage copied as they are (absent stays absent).
+- ``same_spec``: true for the same lease at another generation; false when any other field
+  differs, including a copied field removed from the lease but still on the placement.
+- ``locked_price``: the placement's price in base units, rounded up.
 - ``scale_down``: the surplus over the wanted replicas is taken from the most expensive
-  placements first; counts never grow; the total lands on the target (or stays if below).
+  placements first (ties: the later provider name first); properties: counts never grow, the
+  total lands on the target (or stays if below), and a placement shrinks only once every
+  dearer one is at zero.
 """
 
 from __future__ import annotations
@@ -25,17 +29,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kommons.api import ComputeLease, LeasePlacement
 from kommons.api_names import (
     API_VERSION,
     LABEL_LEASE_NAME,
+    LABEL_LEASE_NAMESPACE,
     LABEL_LEASE_UID,
+    LABEL_MANAGED_BY,
     LABEL_PROVIDER,
+    MANAGER,
     provider_namespace,
 )
-from kommons.hub.placements import needs_update, placement_name, placement_object, scale_down
+from kommons.hub.placements import (
+    locked_price,
+    placement_name,
+    placement_object,
+    same_spec,
+    scale_down,
+)
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+TEMPLATE = {"spec": {"containers": [{"name": "app", "image": "nginx"}]}}
 
 # A Kubernetes object name (DNS subdomain): lowercase alphanumerics, '-' and '.', starting and
 # ending alphanumeric, at most 253 characters.
@@ -44,23 +59,38 @@ namespaces = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True
 
 
 def lease(
-    name: str = "web", namespace: str = "team-a", uid: str = "uid-1", **spec: Any
-) -> dict[str, Any]:
+    name: str = "web",
+    namespace: str = "team-a",
+    uid: str = "uid-1",
+    generation: int = 7,
+    **spec: Any,
+) -> ComputeLease:
     body_spec: dict[str, Any] = {
+        "poolRef": {"name": "pool"},
         "replicas": 2,
         "resources": {"cpu": "500m", "memory": "1Gi"},
-        "template": {"spec": {"containers": [{"name": "app", "image": "nginx"}]}},
+        "maxPricePerHour": "1",
+        "template": TEMPLATE,
     }
     body_spec.update(spec)
-    return {
-        "metadata": {"name": name, "namespace": namespace, "uid": uid, "generation": 7},
-        "spec": body_spec,
-    }
+    return ComputeLease.model_validate(
+        {
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+                "generation": generation,
+            },
+            "spec": body_spec,
+        }
+    )
 
 
-def place(body: dict[str, Any], provider: str = "p1", replicas: int = 2) -> dict[str, Any]:
+def place(
+    body: ComputeLease, provider: str = "p1", replicas: int = 2, price: int = 500_000
+) -> LeasePlacement:
     return placement_object(
-        body, provider=provider, replicas=replicas, price_per_hour="0.5", billing_account="acct"
+        body, provider=provider, replicas=replicas, price_per_hour=price, account="acct"
     )
 
 
@@ -86,9 +116,8 @@ def test_long_lease_name_is_trimmed_to_a_label() -> None:
 def test_placement_name_is_deterministic_and_a_dns_label(
     name: str, namespace: str, uid: object
 ) -> None:
-    body = lease(name, namespace, str(uid))
-    first = placement_name(body)
-    assert placement_name(lease(name, namespace, str(uid))) == first
+    first = placement_name(lease(name, namespace, str(uid)))
+    assert placement_name(lease(name, namespace, str(uid), generation=8)) == first
     assert DNS_LABEL.match(first), first
     assert len(first) <= 63
 
@@ -118,71 +147,81 @@ def test_name_does_not_depend_on_the_spec() -> None:
 
 def test_placement_object() -> None:
     body = lease()
-    obj = place(body, provider="p1", replicas=3)
-    assert obj["apiVersion"] == API_VERSION
-    assert obj["kind"] == "LeasePlacement"
-    assert obj["metadata"]["name"] == placement_name(body)
-    assert obj["metadata"]["namespace"] == provider_namespace("p1")
-    labels = obj["metadata"]["labels"]
-    assert labels[LABEL_LEASE_UID] == "uid-1"
-    assert labels[LABEL_PROVIDER] == "p1"
-    assert obj["spec"] == {
+    obj = place(body, provider="p1", replicas=3, price=1_250_000)
+    wire = obj.to_api()
+    assert wire["apiVersion"] == API_VERSION
+    assert wire["kind"] == "LeasePlacement"
+    assert obj.metadata.name == placement_name(body)
+    assert obj.metadata.namespace == provider_namespace("p1")
+    assert obj.metadata.labels == {
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_LEASE_UID: "uid-1",
+        LABEL_LEASE_NAMESPACE: "team-a",
+        LABEL_LEASE_NAME: "web",
+        LABEL_PROVIDER: "p1",
+    }
+    assert wire["spec"] == {
         "leaseRef": {"namespace": "team-a", "name": "web", "uid": "uid-1"},
         "provider": "p1",
         "replicas": 3,
-        "resources": body["spec"]["resources"],
-        "template": body["spec"]["template"],
-        "pricePerHour": "0.5",
+        "resources": {"cpu": "500m", "memory": "1Gi"},
+        "template": TEMPLATE,
+        "pricePerHour": "1.25",
         "billingAccount": "acct",
         "suspend": False,
         "leaseGeneration": 7,
     }
 
 
-def test_pass_through_fields_only_when_set() -> None:
-    spec = place(
-        lease(
-            expose={"ports": [80]},
-            imagePullSecrets=[{"name": "reg"}],
-            storage=None,
-            configFrom=[],
-        )
-    )["spec"]
-    assert spec["expose"] == {"ports": [80]}
-    assert spec["imagePullSecrets"] == [{"name": "reg"}]
-    assert "storage" not in spec
-    assert "configFrom" not in spec
-
-
-def test_missing_template_is_empty_and_suspend_is_carried() -> None:
-    body = lease(suspend=True)
-    del body["spec"]["template"]
-    spec = place(body)["spec"]
-    assert spec["template"] == {}
+def test_copied_fields_are_carried_as_they_are() -> None:
+    copied: dict[str, Any] = {
+        "expose": [{"name": "http", "port": 80, "public": True}],
+        "configFrom": [{"kind": "Secret", "name": "db"}],
+        "imagePullSecrets": [{"name": "reg"}],
+        "storage": [{"name": "data", "size": "5Gi", "mountPath": "/data"}],
+        "suspend": True,
+    }
+    body = lease(**copied)
+    spec = place(body).to_api()["spec"]
+    assert spec["expose"] == [{"name": "http", "port": 80, "protocol": "TCP", "public": True}]
+    assert spec["configFrom"] == copied["configFrom"]
+    assert spec["imagePullSecrets"] == copied["imagePullSecrets"]
+    assert spec["storage"] == [
+        {"name": "data", "size": "5Gi", "tier": "standard", "mountPath": "/data"}
+    ]
     assert spec["suspend"] is True
 
 
-@pytest.mark.parametrize("name", ["a" * 62 + ".b", "a" * 62 + "-b", "a" * 253])
+def test_fields_the_lease_does_not_set_are_absent() -> None:
+    spec = place(lease()).to_api()["spec"]
+    for key in ("expose", "configFrom", "imagePullSecrets", "storage", "expiresAt"):
+        assert key not in spec
+
+
+def test_hub_only_lease_fields_are_not_copied() -> None:
+    spec = place(lease(maxPricePerHour="9", duration="2h", placement={"spread": True})).to_api()[
+        "spec"
+    ]
+    assert not {"maxPricePerHour", "duration", "placement", "poolRef"} & spec.keys()
+    assert spec["leaseRef"] == {"namespace": "team-a", "name": "web", "uid": "uid-1"}
+
+
+@pytest.mark.parametrize("name", ["a" * 62 + ".b", "a" * 62 + "-b", "a" * 253, "a.b-c"])
 def test_lease_name_label_is_a_valid_label_value(name: str) -> None:
-    value = place(lease(name))["metadata"]["labels"][LABEL_LEASE_NAME]
+    value = (place(lease(name)).metadata.labels or {})[LABEL_LEASE_NAME]
     assert len(value) <= 63
     assert LABEL_VALUE.match(value)
+    assert name.startswith(value)
 
 
-# --- needs_update -------------------------------------------------------------------------
+# --- same_spec ----------------------------------------------------------------------------
 
 
-def desired_for(body: dict[str, Any]) -> dict[str, Any]:
-    """What the hub compares against, as in ``hub.leases`` (without leaseGeneration)."""
-    desired = place(body)
-    desired["spec"].pop("leaseGeneration", None)
-    return desired
-
-
-def test_unchanged_placement_needs_no_update() -> None:
-    existing = place(lease(expose={"ports": [80]}))
-    existing["spec"]["leaseGeneration"] = 1  # older generation, same spec
-    assert not needs_update(existing, desired_for(lease(expose={"ports": [80]})))
+def test_another_generation_is_the_same_spec() -> None:
+    old = place(lease(generation=1, expose=[{"name": "http", "port": 80}]))
+    new = place(lease(generation=2, expose=[{"name": "http", "port": 80}]))
+    assert old.spec.lease_generation != new.spec.lease_generation
+    assert same_spec(old.spec, new.spec)
 
 
 @pytest.mark.parametrize(
@@ -191,43 +230,87 @@ def test_unchanged_placement_needs_no_update() -> None:
         {"suspend": True},
         {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}},
         {"resources": {"cpu": "1", "memory": "1Gi"}},
-        {"expose": {"ports": [80]}},
+        {"expose": [{"name": "http", "port": 80}]},
+        {"configFrom": [{"kind": "ConfigMap", "name": "cfg"}]},
     ],
 )
-def test_changed_lease_needs_an_update(change: dict[str, Any]) -> None:
-    existing = place(lease())
-    assert needs_update(existing, desired_for(lease(**change)))
+def test_changed_lease_is_another_spec(change: dict[str, Any]) -> None:
+    assert not same_spec(place(lease()).spec, place(lease(**change)).spec)
 
 
-@pytest.mark.parametrize("key", ["expose", "configFrom", "imagePullSecrets", "storage"])
-def test_removed_pass_through_field_needs_an_update(key: str) -> None:
-    existing = place(lease(**{key: [{"name": "x"}]}))
-    assert key in existing["spec"]
-    assert needs_update(existing, desired_for(lease()))
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("expose", [{"name": "http", "port": 80}]),
+        ("configFrom", [{"kind": "Secret", "name": "x"}]),
+        ("imagePullSecrets", [{"name": "x"}]),
+        ("storage", [{"name": "x", "size": "1Gi", "mountPath": "/x"}]),
+    ],
+)
+def test_removed_copied_field_is_another_spec(field: str, value: Any) -> None:
+    existing = place(lease(**{field: value}))
+    assert field in existing.to_api()["spec"]
+    assert not same_spec(existing.spec, place(lease()).spec)
 
 
-def test_placement_without_spec_needs_an_update() -> None:
-    assert needs_update({"metadata": {}}, desired_for(lease()))
+def test_replicas_price_provider_and_account_are_part_of_the_spec() -> None:
+    base = place(lease())
+    assert not same_spec(base.spec, place(lease(), replicas=3).spec)
+    assert not same_spec(base.spec, place(lease(), price=600_000).spec)
+    assert not same_spec(base.spec, place(lease(), provider="p2").spec)
+    other_account = placement_object(
+        lease(), provider="p1", replicas=2, price_per_hour=500_000, account="other"
+    )
+    assert not same_spec(base.spec, other_account.spec)
 
 
-def _priced(provider: str, replicas: int, price: str) -> dict[str, Any]:
-    return {"spec": {"provider": provider, "replicas": replicas, "pricePerHour": price}}
+# --- locked_price -------------------------------------------------------------------------
+
+
+def test_locked_price_in_base_units() -> None:
+    assert locked_price(place(lease(), price=500_000)) == 500_000
+    sub_unit = place(lease())
+    sub_unit.spec.price_per_hour = "0.0000001"
+    assert locked_price(sub_unit) == 1  # rounded up
+
+
+# --- scale_down ---------------------------------------------------------------------------
+
+
+def priced(provider: str, replicas: int, price: int) -> LeasePlacement:
+    return place(lease(), provider=provider, replicas=replicas, price=price)
 
 
 def test_scale_down_trims_most_expensive_first() -> None:
-    placements = [_priced("a", 2, "0.10"), _priced("b", 2, "0.30"), _priced("c", 1, "0.20")]
+    placements = [priced("a", 2, 100_000), priced("b", 2, 300_000), priced("c", 1, 200_000)]
     assert scale_down(placements, 5) == {"a": 2, "b": 2, "c": 1}
+    assert scale_down(placements, 6) == {"a": 2, "b": 2, "c": 1}
+    assert scale_down(placements, 4) == {"a": 2, "b": 1, "c": 1}
     assert scale_down(placements, 3) == {"a": 2, "b": 0, "c": 1}
     assert scale_down(placements, 2) == {"a": 2, "b": 0, "c": 0}
     assert scale_down(placements, 0) == {"a": 0, "b": 0, "c": 0}
 
 
+def test_scale_down_ties_take_the_later_name_first() -> None:
+    placements = [priced("a", 2, 100_000), priced("b", 2, 100_000)]
+    assert scale_down(placements, 3) == {"a": 2, "b": 1}
+
+
+@settings(max_examples=200, deadline=None)
 @given(
-    counts=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=6),
+    rows=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 4)), min_size=1, max_size=6),
     wanted=st.integers(min_value=0, max_value=30),
 )
-def test_scale_down_never_grows_and_hits_the_target(counts: list[int], wanted: int) -> None:
-    placements = [_priced(f"p{i}", n, f"0.{i + 1}") for i, n in enumerate(counts)]
+def test_scale_down_invariants(rows: list[tuple[int, int]], wanted: int) -> None:
+    counts = {f"p{i}": n for i, (n, _) in enumerate(rows)}
+    prices = {f"p{i}": price * 100_000 for i, (_, price) in enumerate(rows)}
+    placements = [priced(name, counts[name], prices[name]) for name in counts]
     result = scale_down(placements, wanted)
-    assert all(result[f"p{i}"] <= n for i, n in enumerate(counts))
-    assert sum(result.values()) == min(sum(counts), max(wanted, 0))
+
+    assert result.keys() == counts.keys()
+    assert all(0 <= result[name] <= counts[name] for name in counts)
+    assert sum(result.values()) == min(sum(counts.values()), wanted)
+    for name in counts:
+        if result[name] < counts[name]:  # shrunk: every dearer placement is gone
+            dearer = [q for q in counts if (prices[q], q) > (prices[name], name)]
+            assert all(result[q] == 0 for q in dearer), (name, dearer, result)

@@ -1,20 +1,24 @@
 """Unit tests of a Provider's phase as the hub sees it (``kommons.hub.providers``).
 
+The heartbeat age is measured by the hub (its clock when the agent's heartbeat Lease last
+changed), so these functions take an age in seconds, never a timestamp the agent wrote.
+
 Behaviour matrix (``provider_phase``), in order:
 
-- ``spec.cordoned`` → Cordoned (whatever the heartbeat);
-- no heartbeat → Unreachable/NoHeartbeat; heartbeat older than the timeout →
-  Unreachable/HeartbeatExpired (exactly at the timeout is still fresh);
+- ``spec.cordoned`` → Cordoned (whatever the heartbeat or the declaration);
+- no provider, or no heartbeat seen → Unreachable/NoHeartbeat; a heartbeat older than the
+  timeout → Unreachable/HeartbeatExpired saying how old (exactly at the timeout is fresh);
+- an unusable declaration (``invalid``) → NotReady/InvalidDeclaration quoting it;
 - no inventory (``available``) or no Ready nodes → NotReady/NoInventory;
-- otherwise Ready/HeartbeatFresh (a heartbeat from the future counts as 0 s old).
+- otherwise Ready/HeartbeatFresh (a negative age says 0 s).
 
-``provider_status_patch``:
+``health_status_patch``:
 
-- sets phase, the ``Ready`` condition (True only when Ready, observed generation) and
-  ``lastHeartbeatTime`` (MicroTime cut to seconds, ``Z``);
+- sets phase and the ``Ready`` condition (True only when Ready, observed generation), and
+  ``lastHeartbeatTime`` (to the second, ``Z``) when the hub saw one;
 - keeps other conditions; ``lastTransitionTime`` moves only when Ready flips;
-- is ``None`` (no write) when phase, reason and heartbeat time are unchanged, also when only
-  the message's age moved; any change of one of them gives a patch.
+- is ``None`` (no write) when phase and reason are unchanged, whatever the message or the
+  heartbeat time; a change of phase or of reason alone gives a patch.
 """
 
 from __future__ import annotations
@@ -24,65 +28,111 @@ from typing import Any
 
 import pytest
 
-from kommons.hub.providers import provider_phase, provider_status_patch
+from kommons.api import Provider
+from kommons.hub.providers import ProviderPhase, health_status_patch, provider_phase
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+BEAT = datetime(2026, 1, 2, 3, 4, 1, 123456, tzinfo=UTC)
 TIMEOUT = 30.0
 
 
-def ago(seconds: float) -> str:
-    return (NOW - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def provider(
-    *, cordoned: bool = False, available: bool = True, nodes: int = 2, **status: Any
-) -> dict[str, Any]:
-    body_status: dict[str, Any] = {"nodes": nodes, **status}
+    *, cordoned: bool = False, available: bool = True, nodes: int | None = 2, **status: Any
+) -> Provider:
+    body_status: dict[str, Any] = {**status}
+    if nodes is not None:
+        body_status["nodes"] = nodes
     if available:
-        body_status["available"] = {"cpu": "4", "memory": "8Gi"}
-    return {
-        "metadata": {"name": "p1", "generation": 4},
-        "spec": {"cordoned": cordoned},
-        "status": body_status,
-    }
+        body_status["available"] = {"cpu": "4", "memory": "8Gi", "pods": 10}
+    return Provider.model_validate(
+        {
+            "metadata": {"name": "p1", "generation": 4},
+            "spec": {
+                "region": "eu",
+                "payoutAddress": "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+                "pricing": {"cpuCoreHour": "0.01", "memoryGiBHour": "0.001"},
+                "cordoned": cordoned,
+            },
+            "status": body_status,
+        }
+    )
+
+
+def phase_of(
+    body: Provider | None, age: float | None, invalid: str | None = None
+) -> tuple[ProviderPhase, str, str]:
+    return provider_phase(body, age, timeout=TIMEOUT, invalid=invalid)
 
 
 @pytest.mark.parametrize(
-    ("body", "renew", "phase", "reason"),
+    ("body", "age", "invalid", "phase", "reason"),
     [
-        (provider(cordoned=True), ago(1), "Cordoned", "Cordoned"),
-        (provider(cordoned=True), None, "Cordoned", "Cordoned"),
-        (provider(cordoned=True), ago(3600), "Cordoned", "Cordoned"),
-        (provider(), None, "Unreachable", "NoHeartbeat"),
-        (provider(), ago(TIMEOUT + 1), "Unreachable", "HeartbeatExpired"),
-        (provider(available=False), ago(TIMEOUT + 1), "Unreachable", "HeartbeatExpired"),
-        (provider(), ago(TIMEOUT), "Ready", "HeartbeatFresh"),
-        (provider(available=False), ago(1), "NotReady", "NoInventory"),
-        (provider(nodes=0), ago(1), "NotReady", "NoInventory"),
-        (provider(), ago(1), "Ready", "HeartbeatFresh"),
-        (provider(), ago(-5), "Ready", "HeartbeatFresh"),
+        (provider(cordoned=True), 1.0, None, "Cordoned", "Cordoned"),
+        (provider(cordoned=True), None, None, "Cordoned", "Cordoned"),
+        (provider(cordoned=True), 3600.0, None, "Cordoned", "Cordoned"),
+        (provider(cordoned=True), 1.0, "bad", "Cordoned", "Cordoned"),
+        (None, 1.0, None, "Unreachable", "NoHeartbeat"),
+        (None, None, None, "Unreachable", "NoHeartbeat"),
+        (provider(), None, None, "Unreachable", "NoHeartbeat"),
+        (provider(), TIMEOUT + 1, None, "Unreachable", "HeartbeatExpired"),
+        (provider(available=False), TIMEOUT + 1, None, "Unreachable", "HeartbeatExpired"),
+        (provider(), TIMEOUT + 1, "bad", "Unreachable", "HeartbeatExpired"),
+        (provider(), TIMEOUT, None, "Ready", "HeartbeatFresh"),
+        (provider(), 1.0, "bad", "NotReady", "InvalidDeclaration"),
+        (provider(available=False), 1.0, "bad", "NotReady", "InvalidDeclaration"),
+        (provider(available=False), 1.0, None, "NotReady", "NoInventory"),
+        (provider(nodes=0), 1.0, None, "NotReady", "NoInventory"),
+        (provider(nodes=None), 1.0, None, "NotReady", "NoInventory"),
+        (provider(), 1.0, None, "Ready", "HeartbeatFresh"),
+        (provider(), -5.0, None, "Ready", "HeartbeatFresh"),
     ],
 )
-def test_provider_phase(body: dict[str, Any], renew: str | None, phase: str, reason: str) -> None:
-    assert provider_phase(body, renew, now=NOW, timeout=TIMEOUT)[:2] == (phase, reason)
+def test_provider_phase(
+    body: Provider | None, age: float | None, invalid: str | None, phase: str, reason: str
+) -> None:
+    assert phase_of(body, age, invalid)[:2] == (phase, reason)
+
+
+def test_provider_without_status_has_no_inventory() -> None:
+    body = provider()
+    body.status = None
+    assert phase_of(body, 1.0)[:2] == ("NotReady", "NoInventory")
 
 
 def test_messages_say_why() -> None:
-    _, _, expired = provider_phase(provider(), ago(95), now=NOW, timeout=TIMEOUT)
-    assert expired == "last heartbeat 95s ago (timeout 30s)"
-    _, _, fresh = provider_phase(provider(), ago(-5), now=NOW, timeout=TIMEOUT)
-    assert fresh == "heartbeat 0s ago"
+    assert phase_of(provider(), 95.4)[2] == "no heartbeat for 95s (timeout 30s)"
+    assert phase_of(provider(), 2.0)[2] == "heartbeat seen 2s ago"
+    assert phase_of(provider(), -5.0)[2] == "heartbeat seen 0s ago"
+    assert phase_of(provider(), 2.0, "quotes a zero price")[2] == (
+        "excluded from scheduling: quotes a zero price"
+    )
+    assert "spec.cordoned" in phase_of(provider(cordoned=True), 2.0)[2]
 
 
-def test_empty_provider_is_unreachable() -> None:
-    assert provider_phase({}, None, now=NOW, timeout=TIMEOUT)[0] == "Unreachable"
+# --- health_status_patch -------------------------------------------------------------------
 
 
-# --- provider_status_patch -----------------------------------------------------------------
+def patch_of(
+    body: Provider,
+    age: float | None,
+    *,
+    beat: datetime | None = BEAT,
+    now: datetime = NOW,
+    invalid: str | None = None,
+) -> dict[str, Any] | None:
+    return health_status_patch(body, phase_of(body, age, invalid), last_heartbeat=beat, now=now)
+
+
+def applied(body: Provider, patch: dict[str, Any] | None) -> Provider:
+    """``body`` as the API server serves it after the merge patch of its status."""
+    assert patch is not None
+    wire = body.to_api()
+    wire["status"] = {**wire.get("status", {}), **patch}
+    return Provider.model_validate(wire)
 
 
 def test_patch_of_a_new_provider() -> None:
-    patch = provider_status_patch(provider(), "2026-01-02T03:04:01.123456Z", now=NOW, timeout=30)
+    patch = patch_of(provider(), 2.0)
     assert patch is not None
     assert patch["phase"] == "Ready"
     assert patch["lastHeartbeatTime"] == "2026-01-02T03:04:01Z"
@@ -90,58 +140,63 @@ def test_patch_of_a_new_provider() -> None:
     assert ready["type"] == "Ready"
     assert ready["status"] == "True"
     assert ready["reason"] == "HeartbeatFresh"
+    assert ready["message"] == "heartbeat seen 2s ago"
     assert ready["observedGeneration"] == 4
+    assert ready["lastTransitionTime"] == "2026-01-02T03:04:05Z"
 
 
 def test_patch_without_heartbeat_has_no_heartbeat_time() -> None:
-    patch = provider_status_patch(provider(), None, now=NOW, timeout=TIMEOUT)
+    patch = patch_of(provider(), None, beat=None)
     assert patch is not None
     assert patch["phase"] == "Unreachable"
     assert "lastHeartbeatTime" not in patch
     assert patch["conditions"][0]["status"] == "False"
+    assert patch["conditions"][0]["reason"] == "NoHeartbeat"
 
 
-def applied(body: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
-    assert patch is not None
-    return {**body, "status": {**body["status"], **patch}}
-
-
-def test_nothing_to_write_when_nothing_changed() -> None:
-    renew = ago(2)
-    body = applied(provider(), provider_status_patch(provider(), renew, now=NOW, timeout=30))
-    later = NOW + timedelta(seconds=10)  # only the message's age moves
-    assert provider_status_patch(body, renew, now=later, timeout=TIMEOUT) is None
-
-
-def test_a_new_heartbeat_is_written() -> None:
-    body = applied(provider(), provider_status_patch(provider(), ago(7), now=NOW, timeout=30))
-    patch = provider_status_patch(body, ago(1), now=NOW, timeout=TIMEOUT)
-    assert patch is not None
-    assert patch["lastHeartbeatTime"] == ago(1)[:19] + "Z"
+def test_nothing_to_write_when_phase_and_reason_are_unchanged() -> None:
+    body = applied(provider(), patch_of(provider(), 2.0))
+    later = NOW + timedelta(seconds=10)
+    # the message's age moved and a newer heartbeat was seen: still no write
+    assert patch_of(body, 12.0, now=later, beat=later) is None
 
 
 def test_expiry_flips_ready_and_moves_its_transition_time() -> None:
-    renew = ago(2)
-    first = provider_status_patch(provider(), renew, now=NOW, timeout=TIMEOUT)
-    body = applied(provider(), first)
+    body = applied(provider(), patch_of(provider(), 2.0))
     later = NOW + timedelta(minutes=5)
-    patch = provider_status_patch(body, renew, now=later, timeout=TIMEOUT)
+    patch = patch_of(body, 302.0, now=later)
     assert patch is not None
     assert patch["phase"] == "Unreachable"
     (ready,) = patch["conditions"]
     assert ready["status"] == "False"
     assert ready["reason"] == "HeartbeatExpired"
-    assert first is not None
-    assert ready["lastTransitionTime"] != first["conditions"][0]["lastTransitionTime"]
+    assert ready["message"] == "no heartbeat for 302s (timeout 30s)"
+    assert ready["lastTransitionTime"] == "2026-01-02T03:09:05Z"
 
 
 def test_reason_change_alone_is_written() -> None:
     """Unreachable for lack of a heartbeat, then for an expired one: same phase, new reason."""
-    body = applied(provider(), provider_status_patch(provider(), None, now=NOW, timeout=30))
-    body["status"]["lastHeartbeatTime"] = ago(60)[:19] + "Z"
-    patch = provider_status_patch(body, ago(60), now=NOW, timeout=TIMEOUT)
+    body = applied(provider(), patch_of(provider(), None, beat=None))
+    patch = patch_of(body, 60.0, now=NOW + timedelta(seconds=1))
     assert patch is not None
-    assert patch["conditions"][0]["reason"] == "HeartbeatExpired"
+    assert patch["phase"] == "Unreachable"
+    (ready,) = patch["conditions"]
+    assert ready["reason"] == "HeartbeatExpired"
+    assert ready["lastTransitionTime"] == "2026-01-02T03:04:05Z"  # still False: not moved
+
+
+def test_an_invalid_declaration_is_written() -> None:
+    body = applied(provider(), patch_of(provider(), 2.0))
+    patch = patch_of(body, 2.0, invalid="quotes a zero price")
+    assert patch is not None
+    assert patch["phase"] == "NotReady"
+    assert patch["conditions"][0]["reason"] == "InvalidDeclaration"
+
+
+def test_a_phase_without_a_ready_condition_is_written() -> None:
+    """A status written by someone else (phase set, no Ready condition) is corrected."""
+    body = provider(phase="Ready")
+    assert patch_of(body, 2.0) is not None
 
 
 def test_cordoning_is_written_and_other_conditions_are_kept() -> None:
@@ -152,12 +207,13 @@ def test_cordoning_is_written_and_other_conditions_are_kept() -> None:
         "message": "",
         "lastTransitionTime": "2026-01-01T00:00:00Z",
     }
-    renew = ago(1)
-    body = applied(provider(), provider_status_patch(provider(), renew, now=NOW, timeout=30))
-    body["status"]["conditions"] = [other, *body["status"]["conditions"]]
-    body["spec"] = {"cordoned": True}
-    patch = provider_status_patch(body, renew, now=NOW, timeout=TIMEOUT)
+    body = applied(provider(), patch_of(provider(), 1.0))
+    wire = body.to_api()
+    wire["status"]["conditions"] = [other, *wire["status"]["conditions"]]
+    wire["spec"]["cordoned"] = True
+    patch = patch_of(Provider.model_validate(wire), 1.0)
     assert patch is not None
     assert patch["phase"] == "Cordoned"
     assert [c["type"] for c in patch["conditions"]] == ["Registered", "Ready"]
     assert patch["conditions"][0] == other
+    assert patch["conditions"][1]["status"] == "False"

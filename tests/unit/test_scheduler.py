@@ -52,6 +52,7 @@ def provider(
     cpu: int = 8000,
     memory: int = 32 * GI,
     gpus: Mapping[str, int] | None = None,
+    pods: int = 110,
     cpu_price: int = TOKEN // 50,  # 0.02 per core-hour
     memory_price: int = 3000,  # 0.003 per GiB-hour
     gpu_price: Mapping[str, int] | None = None,
@@ -71,7 +72,7 @@ def provider(
         phase=phase,
         cordoned=cordoned,
         reputation=reputation,
-        available=Resources(cpu_milli=cpu, memory_bytes=memory, gpus=gpus or {}),
+        available=Resources(cpu_milli=cpu, memory_bytes=memory, gpus=gpus or {}, pods=pods),
         pricing=Pricing(
             cpu_core_hour=cpu_price, memory_gib_hour=memory_price, gpu_hour=gpu_price or {}
         ),
@@ -466,7 +467,7 @@ def test_all_or_nothing_when_total_capacity_is_short() -> None:
     assert decision.feasible == 2
     assert decision.message == (
         "2/3 providers feasible but they fit only 3 of 4 replica(s) (all or nothing); "
-        "rejected: c: cordoned"
+        "rejected: 1 Cordoned; c: cordoned"
     )
 
 
@@ -474,7 +475,8 @@ def test_no_feasible_provider_message_lists_reasons() -> None:
     views = [provider("a", cordoned=True), provider("b", cpu=10)]
     decision = schedule(lease(), views, POOL)
     assert decision.message == (
-        "0/2 providers feasible: a: cordoned; b: insufficient cpu (10m free < 1000m)"
+        "0/2 providers feasible: 1 Cordoned, 1 InsufficientCpu; a: cordoned; "
+        "b: insufficient cpu (10m free < 1000m)"
     )
 
 
@@ -547,6 +549,7 @@ def test_to_status_is_camel_case_with_money_strings() -> None:
         "feasible": 1,
         "chosen": [{"provider": "a", "replicas": 1, "pricePerHour": "1.2345"}],
         "rejected": {"b": "cordoned"},
+        "rejectedCounts": {"Cordoned": 1},
     }
     assert decision.message == "placed 1 replica(s) on a (1); 1/2 providers feasible"
     assert decision.to_status(decimals=2)["chosen"][0]["pricePerHour"] == "12345.00"

@@ -85,6 +85,7 @@ def providers(draw: st.DrawFn) -> list[ProviderView]:
                     cpu_milli=0 if rare(draw) else draw(st.integers(1, 16)) * 500,
                     memory_bytes=0 if rare(draw) else draw(st.integers(1, 16)) * GI // 2,
                     gpus=gpus,
+                    pods=0 if rare(draw) else draw(st.integers(1, 12)),
                 ),
                 pricing=Pricing(
                     cpu_core_hour=draw(st.integers(0, 100_000)),

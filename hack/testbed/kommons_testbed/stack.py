@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kommons.hub.onboarding import Onboarding, onboard
+from kommons.hub.onboarding import Onboarding, install_policies, onboard
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
 from kommons_testbed.bed import Testbed
@@ -29,9 +30,10 @@ EXAMPLE_PROVIDERS = REPO / "examples" / "providers"
 STATE_FILE = "stack.json"
 Progress = Callable[[str], None]
 
+PROVIDER_LABELS = {"kommons.io/tier": "community"}
+"""Labels the bed's hub admin gives every provider at onboarding (``kommons onboard --label``)."""
 _GENERATED_CONFIG = {
     "payoutAddress": "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
-    "labels": {"kommons.io/tier": "community"},
     "pricing": {"cpuCoreHour": "0.03", "memoryGiBHour": "0.004", "gpuHour": {"nvidia-l4": "0.70"}},
     "heartbeatSeconds": 2,
     "reportSeconds": 2,
@@ -125,8 +127,7 @@ class Stack:
         if example.exists():
             return example
         path = self.dir / f"{provider}.agent.yaml"
-        config = dict(_GENERATED_CONFIG, region=self.regions.get(provider, "eu-west"))
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(_GENERATED_CONFIG))
         return path
 
     def agent_kubeconfig(self, provider: str) -> Path:
@@ -134,15 +135,20 @@ class Stack:
         return self.dir / f"{provider}.hub.kubeconfig"
 
     def onboard_all(self, hub: Kube) -> None:
-        """Onboard every provider of the bed (idempotent)."""
+        """Onboard every provider of the bed (idempotent).
+
+        As a hub admin does: the region (the bed's) and the labels (:data:`PROVIDER_LABELS`)
+        are the admin's; only the payout address is taken from the agent's config.
+        """
         for provider in sorted(self.provider_kubeconfigs):
             config = yaml.safe_load(self.agent_config(provider).read_text())
             text = onboard(
                 hub,
                 Onboarding(
                     provider=provider,
-                    region=str(config["region"]),
+                    region=self.regions.get(provider) or "eu-west",
                     payout_address=str(config["payoutAddress"]),
+                    labels=PROVIDER_LABELS,
                 ),
                 token_seconds=7 * 24 * 3600,
             )
@@ -201,14 +207,26 @@ class Stack:
         record = self.processes.get(name)
         return record is not None and is_alive(record.pid)
 
-    def wait_providers_ready(self, *, timeout: float = 90.0) -> None:
-        """Wait until every provider is ``Ready`` on the hub."""
+    def wait_providers_ready(self, *, timeout: float = 90.0, since: datetime | None = None) -> None:
+        """Wait until every provider is ``Ready`` on the hub.
+
+        With ``since``, a provider counts only once the hub has recorded a heartbeat at or
+        after that moment: on a reused bed, a ``Ready`` left by an earlier stack is stale.
+        """
         hub = self.hub_kube()
+        floor = since.replace(microsecond=0) if since is not None else None
+
+        def fresh(status: dict[str, Any]) -> bool:
+            if floor is None:
+                return True
+            seen = status.get("lastHeartbeatTime")
+            return bool(seen) and datetime.fromisoformat(str(seen)) >= floor
 
         def ready() -> bool:
             for provider in self.provider_kubeconfigs:
                 body = hub.get_or_none(r.PROVIDERS, provider)
-                if body is None or (body.get("status") or {}).get("phase") != "Ready":
+                status = (body or {}).get("status") or {}
+                if status.get("phase") != "Ready" or not fresh(status):
                     return False
             return True
 
@@ -229,7 +247,7 @@ class Stack:
 
 
 def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
-    """Install CRDs, onboard providers, start the hub and every agent, wait until Ready."""
+    """Install CRDs and trust policies, onboard providers, start the hub and every agent."""
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
         raise BedError(f"a Kommons stack is already running on the bed in {bed.dir}; stop it first")
@@ -243,8 +261,11 @@ def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
     stack.dir.mkdir(parents=True, exist_ok=True)
     hub = stack.hub_kube()
     started = time.monotonic()
+    started_at = datetime.now(UTC)
     names = install_crds(hub)
     progress(f"installed {len(names)} CRDs")
+    policies = install_policies(hub)
+    progress(f"installed {len(policies)} trust-boundary policies, bindings and tenant roles")
     stack.onboard_all(hub)
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
     try:
@@ -252,7 +273,7 @@ def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
         for provider in sorted(stack.provider_kubeconfigs):
             stack.start_agent(provider)
         progress("started the hub operator and one agent per provider; waiting for them")
-        stack.wait_providers_ready()
+        stack.wait_providers_ready(since=started_at)
     except BaseException:
         stack.down()  # leave no orphaned operator or agent behind
         raise

@@ -1,11 +1,17 @@
-"""The agent's configuration file: who the provider is, where, what it charges and offers."""
+"""The agent's configuration file: what the provider charges and offers, where it is paid.
+
+A provider's region and labels (e.g. its tier) are its identity on the market: the hub admin
+sets them at onboarding (``kommons onboard --region R --label K=V``) and the agent cannot change
+them (the hub refuses the write). A config that still carries them is refused with that advice.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from kommons.api.common import ApiModel
 from kommons.api.provider import Offer, Pricing
@@ -14,13 +20,9 @@ from kommons.api.provider import Offer, Pricing
 class AgentConfig(ApiModel):
     """What a provider declares about itself (``--config``, YAML, camelCase keys)."""
 
-    region: str = Field(description="Region of the cluster, e.g. eu-west.")
     payout_address: str = Field(description="EVM address paid for this provider's work.")
     pricing: Pricing = Field(description="List prices in settlement-token units per hour.")
     offer: Offer | None = Field(default=None, description="Ceiling offered to the market.")
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels put on the Provider (pools select on them)."
-    )
     heartbeat_seconds: float = Field(
         default=5.0, gt=0, description="How often the agent renews its heartbeat Lease."
     )
@@ -30,6 +32,25 @@ class AgentConfig(ApiModel):
     runtime_class_name: str | None = Field(
         default=None, description="Sandbox runtime class for tenant pods (e.g. gvisor), if any."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_identity(cls, data: Any) -> Any:
+        """Refuse ``labels`` and ``region``: the hub admin sets them at onboarding."""
+        if isinstance(data, dict):
+            for key, advice in MOVED_TO_ONBOARDING.items():
+                if key in data:
+                    raise ValueError(f"{key}: {advice}; remove `{key}` from the agent config")
+        return data
+
+
+MOVED_TO_ONBOARDING = {
+    "labels": "a provider's labels (e.g. kommons.io/tier) are set by the hub admin at onboarding"
+    " (`kommons onboard NAME --label KEY=VALUE`), not by the agent",
+    "region": "a provider's region is set by the hub admin at onboarding"
+    " (`kommons onboard NAME --region REGION`), not by the agent",
+}
+"""Keys older agent configs had, now set only by the hub admin (``kommons onboard``)."""
 
 
 class ConfigError(ValueError):
@@ -49,7 +70,10 @@ def load_config(path: Path) -> AgentConfig:
     try:
         return AgentConfig.model_validate(data or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"agent config {path} is invalid: {problems}") from exc
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"{'.'.join(str(p) for p in loc)}: {message}" if loc else message

@@ -9,13 +9,14 @@ from typing import Any
 from kommons import __version__
 from kommons.agent.config import AgentConfig
 from kommons.agent.inventory import Inventory
-from kommons.api_names import API_VERSION, LABEL_PROVIDER, provider_namespace
-from kommons.kube import Forbidden, Kube, NotFound
+from kommons.api.provider import ProviderStatus
+from kommons.api_names import provider_namespace
+from kommons.kube import Conflict, Forbidden, Kube, NotFound
 from kommons.kube import resources as r
+from kommons.trust.policies import HEARTBEAT_LEASE
 
 JSON = dict[str, Any]
-HEARTBEAT_LEASE = "kommons-agent"
-"""Name of the ``coordination.k8s.io/Lease`` an agent renews in its hub namespace."""
+__all__ = ["HEARTBEAT_LEASE", "HubLink", "RegistrationError"]
 
 
 class RegistrationError(RuntimeError):
@@ -42,69 +43,83 @@ class HubLink:
         self.namespace = provider_namespace(provider)
         self.identity = f"{socket.gethostname()}/{provider}"
 
-    def register(self) -> None:
-        """Create or update this provider's ``Provider`` with the agent's declared spec."""
-        spec = {
-            "mode": "Pull",
-            "region": self.config.region,
+    def declarations(self) -> JSON:
+        """The ``Provider.spec`` fields this agent declares (prices, offer, payout address).
+
+        Region, mode and labels are the hub admin's (set at onboarding); the hub refuses an
+        agent's write of them. ``cordoned`` is left as it is.
+        """
+        spec: JSON = {
             "payoutAddress": self.config.payout_address,
             "pricing": self.config.pricing.to_api(),
         }
         if self.config.offer is not None:
             spec["offer"] = self.config.offer.to_api()
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "Provider",
-            "metadata": {"name": self.provider, "labels": dict(self.config.labels)},
-            "spec": spec,
-        }
-        try:
-            self.hub.apply(r.PROVIDERS, body)
-        except Forbidden as exc:
-            raise RegistrationError(
-                f"the hub refused to register provider {self.provider!r} ({exc.message}); "
-                "ask the hub admin to onboard it (`kommons onboard "
-                f"{self.provider}`) and use the kubeconfig that command writes"
-            ) from exc
-        try:
-            self.hub.get(r.NAMESPACES, self.namespace)
-        except NotFound as exc:
-            raise RegistrationError(
-                f"the hub namespace {self.namespace!r} does not exist; "
-                f"onboard the provider first (`kommons onboard {self.provider}`)"
-            ) from exc
-        except Forbidden:
-            pass  # a scoped agent may not read namespaces; the Lease write below tells.
+        return spec
+
+    def register(self, *, attempts: int = 5) -> None:
+        """Write the agent's declarations into its ``Provider`` (created at onboarding).
+
+        A read-modify-write with the object's resourceVersion (retried on conflict), so the
+        declared fields are replaced exactly (a removed GPU price disappears) and nothing else
+        is touched.
+        """
+        path = r.PROVIDERS.path(None, self.provider)
+        for attempt in range(attempts):
+            try:
+                body = self.hub.get(r.PROVIDERS, self.provider)
+                spec = dict(body.get("spec") or {})
+                spec.pop("offer", None)
+                spec.update(self.declarations())
+                body["spec"] = spec
+                body.pop("status", None)
+                self.hub.request(
+                    "PUT", path, body=body, query={"fieldManager": self.hub.field_manager}
+                )
+                return
+            except Conflict:
+                if attempt == attempts - 1:
+                    raise
+            except (Forbidden, NotFound) as exc:
+                raise RegistrationError(
+                    f"the hub refused to register provider {self.provider!r} ({exc.message}); "
+                    "ask the hub admin to onboard it (`kommons onboard "
+                    f"{self.provider}`) and use the kubeconfig that command writes"
+                ) from exc
 
     def heartbeat(self, duration_seconds: int) -> None:
-        """Renew the heartbeat Lease (created on first use)."""
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": HEARTBEAT_LEASE,
-                "namespace": self.namespace,
-                "labels": {LABEL_PROVIDER: self.provider},
-            },
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": duration_seconds,
-                "renewTime": now_micro(),
-            },
+        """Renew the heartbeat Lease the hub pre-created at onboarding (never create one).
+
+        The hub identifies the provider by the Lease's namespace and times the heartbeat with
+        its own clock when ``renewTime`` changes; the agent sets no label.
+        """
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": duration_seconds,
+            "renewTime": now_micro(),
         }
-        self.hub.apply(r.LEASES, body)
+        try:
+            self.hub.patch(r.LEASES, HEARTBEAT_LEASE, {"spec": spec}, self.namespace)
+        except NotFound as exc:
+            raise RegistrationError(
+                f"the heartbeat Lease {self.namespace}/{HEARTBEAT_LEASE} does not exist on the"
+                f" hub; ask the hub admin to onboard provider {self.provider!r} again"
+                f" (`kommons onboard {self.provider}`), which creates it"
+            ) from exc
 
     def report(self, inventory: Inventory, leases: list[str], kubernetes_version: str) -> None:
-        """Write an inventory report into the Provider's status."""
-        status = {
-            "capacity": inventory.capacity.to_status(),
-            "allocatable": inventory.allocatable.to_status(),
-            "available": inventory.available.to_status(),
-            "accountedLeases": leases,
-            "inventoryTime": now_rfc3339(),
-            "namespace": self.namespace,
-            "nodes": inventory.ready_nodes,
-            "agentVersion": __version__,
-            "kubernetesVersion": kubernetes_version,
-        }
-        self.hub.patch(r.PROVIDERS, self.provider, {"status": status}, subresource="status")
+        """Write an inventory report into the Provider's status (only inventory fields)."""
+        status = ProviderStatus(
+            capacity=inventory.capacity.to_summary(),
+            allocatable=inventory.allocatable.to_summary(),
+            available=inventory.available.to_summary(),
+            accounted_leases=leases,
+            inventory_time=datetime.now(UTC).replace(microsecond=0),
+            namespace=self.namespace,
+            nodes=inventory.ready_nodes,
+            agent_version=__version__,
+            kubernetes_version=kubernetes_version,
+        )
+        self.hub.patch(
+            r.PROVIDERS, self.provider, {"status": status.to_api()}, subresource="status"
+        )

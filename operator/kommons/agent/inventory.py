@@ -1,9 +1,11 @@
 """Compute a provider's capacity, allocatable and free resources from its nodes and pods (pure).
 
 Capacity and allocatable are summed over schedulable, Ready nodes; GPUs are counted by the
-node label ``nvidia.com/gpu.product`` (count from ``nvidia.com/gpu``). Free is allocatable
-minus what non-terminated pods request, then capped by the provider's offer: the provider
-never sells more than it offered, counting what Kommons placements already use.
+node label ``nvidia.com/gpu.product`` (count from ``nvidia.com/gpu``), pod slots from the
+nodes' ``pods`` allowance. Free is allocatable minus what non-terminated pods request (each
+pod takes one pod slot), then capped by the provider's offer: the provider never sells more
+than it offered, counting what Kommons placements already use. The offer has no pods
+ceiling: pod slots are capped by the nodes alone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
+from kommons.api.provider import ResourceSummary
 from kommons.api_names import LABEL_MANAGED_BY, MANAGER
 from kommons.quantity import to_bytes as memory_bytes
 from kommons.quantity import to_count as _count
@@ -24,11 +27,13 @@ UNKNOWN_GPU_MODEL = "unknown"
 
 @dataclass(frozen=True)
 class Amount:
-    """Cpu (millicores), memory (bytes) and GPUs by model."""
+    """Cpu (millicores), memory (bytes), GPUs by model and pod slots."""
 
     cpu_milli: int = 0
     memory_bytes: int = 0
     gpus: Mapping[str, int] = field(default_factory=dict)
+    pods: int = 0
+    """Pod slots (a node's ``pods`` allowance; one per pod or replica)."""
 
     def plus(self, other: Amount) -> Amount:
         """The sum of two amounts."""
@@ -36,7 +41,10 @@ class Amount:
         for model, count in other.gpus.items():
             gpus[model] = gpus.get(model, 0) + count
         return Amount(
-            self.cpu_milli + other.cpu_milli, self.memory_bytes + other.memory_bytes, gpus
+            self.cpu_milli + other.cpu_milli,
+            self.memory_bytes + other.memory_bytes,
+            gpus,
+            self.pods + other.pods,
         )
 
     def minus(self, other: Amount) -> Amount:
@@ -46,10 +54,14 @@ class Amount:
             max(0, self.cpu_milli - other.cpu_milli),
             max(0, self.memory_bytes - other.memory_bytes),
             gpus,
+            max(0, self.pods - other.pods),
         )
 
     def capped(self, ceiling: Amount) -> Amount:
-        """The smaller of ``self`` and ``ceiling`` in every dimension (GPUs: total count)."""
+        """The smaller of ``self`` and ``ceiling`` (GPUs: total count); pods are not capped.
+
+        An offer declares no pod slots, so ``self.pods`` is kept as it is.
+        """
         gpus = dict(self.gpus)
         budget = sum(ceiling.gpus.values())
         for model in sorted(gpus):
@@ -60,15 +72,21 @@ class Amount:
             min(self.cpu_milli, ceiling.cpu_milli),
             min(self.memory_bytes, ceiling.memory_bytes),
             gpus,
+            self.pods,
+        )
+
+    def to_summary(self) -> ResourceSummary:
+        """The API model: cpu in millicores, memory in bytes, GPUs sorted by model, pods."""
+        return ResourceSummary(
+            cpu=f"{self.cpu_milli}m",
+            memory=str(self.memory_bytes),
+            gpus=dict(sorted(self.gpus.items())),
+            pods=self.pods,
         )
 
     def to_status(self) -> JSON:
-        """The API form: ``{cpu: "1500m", memory: "1073741824", gpus: {model: n}}``."""
-        return {
-            "cpu": f"{self.cpu_milli}m",
-            "memory": str(self.memory_bytes),
-            "gpus": dict(sorted(self.gpus.items())),
-        }
+        """The wire form: ``{cpu: "1500m", memory: "1073741824", gpus: {model: n}, pods: n}``."""
+        return self.to_summary().to_api()
 
 
 def _has_ready_condition(node: JSON) -> bool:
@@ -91,11 +109,12 @@ def _node_amount(node: JSON, key: str) -> Amount:
         cpu_milli=cpu_milli(values.get("cpu", 0)),
         memory_bytes=memory_bytes(values.get("memory", 0)),
         gpus={model or UNKNOWN_GPU_MODEL: gpus} if gpus else {},
+        pods=_count(values.get("pods", 0)),
     )
 
 
 def _pod_request(pod: JSON, gpu_model: str | None) -> Amount:
-    """What a pod requests: max(sum of containers, largest init container), per dimension."""
+    """What a pod requests: max(sum of containers, largest init container), and one pod slot."""
     spec = pod.get("spec") or {}
 
     def requests(container: JSON) -> Amount:
@@ -117,7 +136,7 @@ def _pod_request(pod: JSON, gpu_model: str | None) -> Amount:
             max(total.memory_bytes, one.memory_bytes),
             {m: max(total.gpus.get(m, 0), one.gpus.get(m, 0)) for m in {*total.gpus, *one.gpus}},
         )
-    return total
+    return Amount(total.cpu_milli, total.memory_bytes, total.gpus, pods=1)
 
 
 @dataclass(frozen=True)
@@ -127,9 +146,10 @@ class Inventory:
     capacity: Amount
     allocatable: Amount
     requested: Amount
-    """What the provider's own (non-Kommons) pods on Ready nodes request."""
+    """What the provider's own (non-Kommons) pods on Ready nodes request (one pod slot each)."""
     reserved: Amount
-    """What Kommons placements hold: replicas × leased resources, running or not."""
+    """What Kommons placements hold: replicas × leased resources and one pod slot per
+    replica, running or not."""
     available: Amount
     """What the market may still be sold: allocatable minus both of the above, capped by
     what is left of the offer."""
@@ -149,8 +169,9 @@ def compute_inventory(
     Args:
         nodes: The cluster's Node objects.
         pods: The cluster's Pod objects (all namespaces).
-        reserved: What the materialised placements hold.
-        offer: The ceiling the provider offers to the market, or ``None`` for everything.
+        reserved: What the materialised placements hold (pods: their replicas).
+        offer: The ceiling the provider offers to the market, or ``None`` for everything;
+            it caps cpu, memory and GPUs, never pod slots.
     """
     capacity, allocatable = Amount(), Amount()
     models: dict[str, str] = {}

@@ -1,27 +1,32 @@
-"""What the agent does on its provider cluster: materialise, observe and remove placements."""
+"""The agent's executor on its provider cluster: apply, observe and remove placements.
+
+It knows nothing of the market: :mod:`kommons.agent.plan` decides what to apply and what the
+status says; this module turns that into API calls (server-side apply as the field manager
+``kommons-agent``, so re-applying after a restart is harmless) and reads back what the plan
+needs.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from kommons.agent.inventory import Amount, Inventory, compute_inventory
-from kommons.agent.workload import (
-    GPU_RESOURCE,
-    WORKLOAD_NAME,
-    PlacementWork,
-    manifests,
-    target_namespace,
+from kommons.agent.plan import (
+    ANNOTATION_GPU_MODEL,
+    ANNOTATION_LEASE,
+    WorkloadView,
+    observe_workload,
 )
-from kommons.api_names import LABEL_MANAGED_BY, MANAGER, PREFIX
+from kommons.agent.workload import GPU_RESOURCE, WORKLOAD_NAME, target_namespace
+from kommons.api_names import LABEL_MANAGED_BY, LABEL_PLACEMENT, MANAGER
 from kommons.kube import Kube, NotFound
 from kommons.kube import resources as r
 from kommons.quantity import to_bytes as memory_bytes
+from kommons.quantity import to_count as count
 from kommons.quantity import to_millicores as cpu_milli
 
 JSON = dict[str, Any]
-ANNOTATION_LEASE = f"{PREFIX}/lease"
-ANNOTATION_GPU_MODEL = f"{PREFIX}/gpu-model"
 _BY_KIND = {
     "Namespace": r.NAMESPACES,
     "ResourceQuota": r.RESOURCE_QUOTAS,
@@ -31,48 +36,34 @@ _BY_KIND = {
 }
 
 
-@dataclass(frozen=True)
-class WorkloadState:
-    """What the provider cluster shows of one placement's workload."""
-
-    exists: bool
-    replicas: int
-    ready_replicas: int
-    message: str
-
-
 class ProviderCluster:
     """The agent's view of, and hands on, its own cluster."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
 
-    def materialise(self, work: PlacementWork) -> str:
-        """Apply every object of a placement (idempotent); return the namespace used."""
-        for manifest in manifests(work):
-            if manifest["kind"] == "ResourceQuota":
-                manifest["metadata"]["annotations"] = {
-                    ANNOTATION_LEASE: f"{work.lease_namespace}/{work.lease_name}",
-                    ANNOTATION_GPU_MODEL: work.gpu_model or "",
-                }
+    def apply(self, manifests: Sequence[JSON]) -> None:
+        """Server-side apply every object, in order (idempotent)."""
+        for manifest in manifests:
             self.kube.apply(_BY_KIND[manifest["kind"]], manifest)
-        return target_namespace(work.name)
 
-    def workload_state(self, placement_name: str) -> WorkloadState:
-        """Replicas and ready replicas of a placement's Deployment."""
-        deployment = self.kube.get_or_none(
-            r.DEPLOYMENTS, WORKLOAD_NAME, target_namespace(placement_name)
-        )
+    def observe(self, placement_name: str, *, wanted: int) -> WorkloadView:
+        """A placement's Deployment, and its pods when not all wanted replicas are ready.
+
+        One GET of the Deployment per call; one LIST of the placement's pods (by label, in its
+        namespace) only when there is something to explain.
+        """
+        namespace = target_namespace(placement_name)
+        deployment = self.kube.get_or_none(r.DEPLOYMENTS, WORKLOAD_NAME, namespace)
         if deployment is None:
-            return WorkloadState(False, 0, 0, "workload not found")
-        status = deployment.get("status") or {}
-        message = ""
-        for condition in status.get("conditions") or []:
-            if condition.get("status") == "False" and condition.get("message"):
-                message = str(condition["message"])
-        return WorkloadState(
-            True, int(status.get("replicas") or 0), int(status.get("readyReplicas") or 0), message
+            return observe_workload(None)
+        seen = observe_workload(deployment)
+        if seen.ready_replicas >= wanted and not seen.replica_failure:
+            return seen
+        pods = self.kube.list(
+            r.PODS, namespace, label_selector=f"{LABEL_PLACEMENT}={placement_name}"
         )
+        return observe_workload(deployment, pods)
 
     def remove(self, placement_name: str) -> bool:
         """Delete a placement's namespace; ``True`` once it is completely gone."""
@@ -85,7 +76,11 @@ class ProviderCluster:
         return False
 
     def reserved(self) -> tuple[Amount, list[str]]:
-        """What materialised placements hold, read from their quotas, and their lease keys."""
+        """What materialised placements hold, read from their quotas, and their lease keys.
+
+        A quota's ``pods`` is the placement's replicas: each holds a pod slot whether its pod
+        runs, is pending or is suspended.
+        """
         total = Amount()
         leases: list[str] = []
         for quota in self.kube.list(
@@ -94,23 +89,25 @@ class ProviderCluster:
             meta = quota.get("metadata") or {}
             hard = (quota.get("spec") or {}).get("hard") or {}
             annotations = meta.get("annotations") or {}
-            gpus = int(hard.get(f"requests.{GPU_RESOURCE}", "0"))
+            gpus = count(hard.get(f"requests.{GPU_RESOURCE}", "0"))
             model = annotations.get(ANNOTATION_GPU_MODEL) or "unknown"
             total = total.plus(
                 Amount(
                     cpu_milli(hard.get("requests.cpu", "0")),
                     memory_bytes(hard.get("requests.memory", "0")),
                     {model: gpus} if gpus else {},
+                    pods=count(hard.get("pods", "0")),
                 )
             )
             if ANNOTATION_LEASE in annotations:
-                leases.append(str(annotations[ANNOTATION_LEASE]))
+                # "ns/name=replicas": the hub holds capacity for replicas beyond this count
+                leases.append(f"{annotations[ANNOTATION_LEASE]}={count(hard.get('pods', '0'))}")
         return total, sorted(leases)
 
     def inventory(self, offer: Amount | None) -> tuple[Inventory, list[str]]:
         """Inventory of the cluster and the leases it accounts for."""
         nodes = self.kube.list(r.NODES)
-        pods = self.kube.list(r.PODS)
+        pods = self.kube.list(r.PODS, field_selector="status.phase!=Succeeded,status.phase!=Failed")
         reserved, leases = self.reserved()
         return compute_inventory(nodes, pods, reserved=reserved, offer=offer), leases
 

@@ -1,7 +1,11 @@
 """Run the agent: kopf handlers for the provider's LeasePlacements, plus heartbeat and reports.
 
-Handlers stay thin; the work is in :class:`~kommons.agent.provider_cluster.ProviderCluster`
-(the provider's side) and :class:`~kommons.agent.hub_link.HubLink` (the hub's side).
+Handlers stay thin: each parses the placement once (:func:`kommons.agent.plan.parse_placement`;
+an unreadable one gets a ``Failed`` status, not a retry loop), asks :mod:`kommons.agent.plan`
+what to apply and what the status is, and leaves the API calls to
+:class:`~kommons.agent.provider_cluster.ProviderCluster` (the provider's side),
+:class:`~kommons.agent.hub_link.HubLink` (the hub's side) and kopf's status patch. The status is
+written only when it changed, or every :data:`~kommons.agent.plan.STATUS_REFRESH` at most.
 """
 
 from __future__ import annotations
@@ -11,16 +15,19 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kopf
 
+from kommons.agent import plan
 from kommons.agent.config import AgentConfig
-from kommons.agent.hub_link import HubLink, now_rfc3339
+from kommons.agent.hub_link import HubLink
 from kommons.agent.inventory import Amount
 from kommons.agent.provider_cluster import ProviderCluster
-from kommons.agent.workload import PlacementWork, target_namespace
+from kommons.agent.workload import target_namespace
+from kommons.api import LeasePlacement
 from kommons.api_names import GROUP, VERSION, provider_namespace
 from kommons.kopf_settings import configure_settings
 from kommons.kube import connect
@@ -42,28 +49,6 @@ class AgentOptions:
     config: AgentConfig
 
 
-def placement_work(body: kopf.Body | dict[str, Any], runtime_class: str | None) -> PlacementWork:
-    """Read what the agent needs from a ``LeasePlacement``."""
-    spec = body.get("spec") or {}
-    lease = spec.get("leaseRef") or {}
-    resources = spec.get("resources") or {}
-    gpu = resources.get("gpu") or {}
-    return PlacementWork(
-        name=str(body["metadata"]["name"]),
-        lease_namespace=str(lease.get("namespace", "")),
-        lease_name=str(lease.get("name", "")),
-        lease_uid=str(lease.get("uid", "")),
-        replicas=int(spec.get("replicas", 0)),
-        cpu=str(resources.get("cpu", "0")),
-        memory=str(resources.get("memory", "0")),
-        gpu_count=int(gpu.get("count", 0)),
-        gpu_model=gpu.get("model"),
-        template=dict(spec.get("template") or {}),
-        suspend=bool(spec.get("suspend", False)),
-        runtime_class=runtime_class,
-    )
-
-
 def offer_amount(config: AgentConfig) -> Amount | None:
     """The provider's offer as an :class:`Amount` (``None`` when it offers everything)."""
     offer = config.offer
@@ -80,63 +65,103 @@ def offer_amount(config: AgentConfig) -> Amount | None:
 class Agent:
     """One provider's agent: the state it needs between handler calls is only its clients."""
 
-    def __init__(self, options: AgentOptions) -> None:
+    def __init__(
+        self,
+        options: AgentOptions,
+        *,
+        hub: HubLink | None = None,
+        cluster: ProviderCluster | None = None,
+    ) -> None:
         self.options = options
-        hub = connect(options.hub_kubeconfig, field_manager=f"kommons-agent-{options.provider}")
-        self.hub = HubLink(hub, options.provider, options.config)
-        self.cluster = ProviderCluster(connect(options.kubeconfig, field_manager="kommons-agent"))
+        if hub is None:
+            kube = connect(
+                options.hub_kubeconfig, field_manager=f"kommons-agent-{options.provider}"
+            )
+            hub = HubLink(kube, options.provider, options.config)
+        self.hub = hub
+        if cluster is None:
+            cluster = ProviderCluster(connect(options.kubeconfig, field_manager="kommons-agent"))
+        self.cluster = cluster
         self.offer = offer_amount(options.config)
+        self.refresh = plan.STATUS_REFRESH
 
     # --- placements (called from kopf handlers, in worker threads) -------------------------
 
+    def _parse(self, body: kopf.Body, patch: kopf.Patch) -> LeasePlacement | None:
+        """The typed placement, or ``None`` after reporting why it cannot be read."""
+        try:
+            return plan.parse_placement(body)
+        except plan.InvalidPlacement as exc:
+            previous = plan.previous_status(body)
+            now = datetime.now(UTC)
+            status = plan.invalid_status(
+                exc, generation=plan.generation_of(body), previous=previous, now=now
+            )
+            if plan.needs_write(previous, status, now=now, refresh=self.refresh):
+                log.error("%s; nothing applied", exc)
+                patch.status.update(plan.status_patch(status))
+            return None
+
     def apply_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
-        """Materialise a placement on the provider cluster and report that it did."""
-        work = placement_work(body, self.options.config.runtime_class_name)
-        namespace = self.cluster.materialise(work)
+        """Materialise a placement on the provider cluster and report its status."""
+        placement = self._parse(body, patch)
+        if placement is None or plan.being_deleted(placement):
+            return
+        runtime_class = self.options.config.runtime_class_name
+        self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
+        spec = placement.spec
         log.info(
             "materialised placement %s (lease %s/%s, %d replicas) in namespace %s",
-            work.name,
-            work.lease_namespace,
-            work.lease_name,
-            work.replicas,
-            namespace,
+            placement.metadata.name,
+            spec.lease_ref.namespace,
+            spec.lease_ref.name,
+            spec.replicas,
+            target_namespace(plan.placement_name(placement)),
         )
-        self.report_placement(body, patch, force=True)
+        self._report(placement, body, patch)
 
-    def report_placement(self, body: kopf.Body, patch: kopf.Patch, *, force: bool = False) -> None:
-        """Copy the workload's readiness into the placement's status when it changed."""
-        name = str(body["metadata"]["name"])
-        state = self.cluster.workload_state(name)
-        if not state.exists:
+    def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
+        """Report a placement's status when it changed (or is due for a refresh).
+
+        A placement being deleted is left to :meth:`remove_placement`: re-applying its missing
+        workload would bring back the namespace the deletion waits for.
+        """
+        placement = self._parse(body, patch)
+        if placement is not None and not plan.being_deleted(placement):
+            self._report(placement, body, patch)
+
+    def _report(self, placement: LeasePlacement, body: kopf.Body, patch: kopf.Patch) -> None:
+        name = plan.placement_name(placement)
+        wanted = plan.wanted_replicas(placement)
+        workload = self.cluster.observe(name, wanted=wanted)
+        if not workload.exists:
             log.warning("workload of placement %s is missing; materialising it again", name)
-            self.cluster.materialise(placement_work(body, self.options.config.runtime_class_name))
-            state = self.cluster.workload_state(name)
-        wanted = 0 if (body.get("spec") or {}).get("suspend") else int(body["spec"]["replicas"])
-        if wanted == 0:
-            phase = "Suspended"
-        elif state.ready_replicas >= wanted:
-            phase = "Running"
-        elif state.ready_replicas > 0:
-            phase = "Degraded"
-        else:
-            phase = "Pending"
-        current = body.get("status") or {}
-        new = {
-            "phase": phase,
-            "replicas": state.replicas,
-            "readyReplicas": state.ready_replicas,
-            "namespace": target_namespace(name),
-            "message": state.message or None,
-            "observedGeneration": body["metadata"].get("generation"),
-        }
-        changed = any(current.get(k) != v for k, v in new.items())
-        if changed or force:
-            for key, value in new.items():
-                patch.status[key] = value
-            patch.status["lastReportTime"] = now_rfc3339()
+            runtime_class = self.options.config.runtime_class_name
+            self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
+            workload = self.cluster.observe(name, wanted=wanted)
+        previous = plan.previous_status(body)
+        now = datetime.now(UTC)
+        status = plan.placement_status(placement, workload, previous=previous, now=now)
+        if not plan.needs_write(previous, status, now=now, refresh=self.refresh):
+            return
+        reason = plan.ready_condition_reason(status)
+        if reason != plan.ready_condition_reason(previous):
+            log.info(
+                "placement %s: %s %d/%d ready, %s: %s",
+                name,
+                status.phase,
+                workload.ready_replicas,
+                wanted,
+                reason,
+                status.message,
+            )
+        patch.status.update(plan.status_patch(status))
 
     def remove_placement(self, body: kopf.Body) -> None:
-        """Remove a placement's objects; retry until its namespace is gone."""
+        """Remove a placement's objects; retry until its namespace is gone.
+
+        Reads only the name, so even a placement the agent cannot parse is cleaned up.
+        """
         name = str(body["metadata"]["name"])
         if not self.cluster.remove(name):
             raise kopf.TemporaryError(f"waiting for namespace of placement {name} to go", delay=1)

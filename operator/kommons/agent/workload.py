@@ -15,6 +15,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kommons.api.template import (
+    EPHEMERAL_STORAGE_PER_REPLICA,
+    KOMMONS_LABEL_PREFIX,
+    sanitise_template,
+)
 from kommons.api_names import (
     LABEL_LEASE_NAME,
     LABEL_LEASE_NAMESPACE,
@@ -45,27 +50,56 @@ EGRESS_DENIED_CIDRS = (
 )
 """IPv4 ranges a tenant workload may never reach: the provider's own network and metadata."""
 
-_POD_FIELDS_REMOVED = (
-    "nodeName",
-    "nodeSelector",
-    "affinity",
-    "hostNetwork",
-    "hostPID",
-    "hostIPC",
-    "hostUsers",
-    "serviceAccountName",
-    "serviceAccount",
-    "priorityClassName",
-    "priority",
-    "schedulerName",
-    "runtimeClassName",
-    "tolerations",
-    "preemptionPolicy",
-    "overhead",
-    "resourceClaims",
-    "securityContext",
+EPHEMERAL_STORAGE = "ephemeral-storage"
+
+_CONTAINER_KINDS = ("initContainers", "containers")
+_CONTAINER_DEFAULTS: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "runAsNonRoot": True,
+}
+
+AGENT_ADDITIONS: frozenset[str] = frozenset(
+    {
+        "metadata",
+        "metadata.labels",
+        "spec",
+        "spec.automountServiceAccountToken",
+        "spec.enableServiceLinks",
+        "spec.securityContext",
+        "spec.securityContext.runAsNonRoot",
+        "spec.securityContext.seccompProfile",
+        "spec.securityContext.seccompProfile.type",
+        "spec.nodeSelector",
+        f"spec.nodeSelector.{GPU_PRODUCT_LABEL}",
+        "spec.runtimeClassName",
+    }
+    | {
+        f"spec.{kind}[].{field}"
+        for kind in _CONTAINER_KINDS
+        for field in (
+            "resources",
+            "securityContext",
+            *(f"securityContext.{k}" for k in _CONTAINER_DEFAULTS),
+            "securityContext.capabilities",
+            "securityContext.capabilities.drop",
+            "securityContext.seccompProfile",
+            "securityContext.seccompProfile.type",
+        )
+    }
 )
-"""Pod fields that would escape placement or isolation; the agent sets its own where needed."""
+"""Where the agent adds to a tenant's template (``[]``: any index); it changes nothing else.
+
+Plus the ``kommons.io/`` pod labels, and ``ALL`` appended to a container's
+``capabilities.drop``. Every field the agent would otherwise drop or change is refused at
+admission (:data:`kommons.api.template.TEMPLATE_RULES`)."""
+AGENT_ADDED_LABELS = (
+    "metadata.labels." + KOMMONS_LABEL_PREFIX,
+    f"metadata.labels.{LABEL_MANAGED_BY}",
+)
+AGENT_APPENDED: dict[str, str] = {
+    f"spec.{kind}[].securityContext.capabilities.drop": "ALL" for kind in _CONTAINER_KINDS
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +182,7 @@ def resource_quota(work: PlacementWork) -> JSON:
         "limits.cpu": _times(work.cpu, work.replicas),
         "requests.memory": _times(work.memory, work.replicas),
         "limits.memory": _times(work.memory, work.replicas),
+        f"limits.{EPHEMERAL_STORAGE}": _times(EPHEMERAL_STORAGE_PER_REPLICA, work.replicas),
         f"requests.{GPU_RESOURCE}": str(work.gpu_count * work.replicas),
         "services.loadbalancers": "0",
         "services.nodeports": "0",
@@ -166,8 +201,16 @@ def resource_quota(work: PlacementWork) -> JSON:
 
 
 def limit_range(work: PlacementWork) -> JSON:
-    """Per-container defaults and ceiling equal to one replica's resources."""
-    per_replica = {"cpu": work.cpu, "memory": work.memory}
+    """Per-container defaults and ceiling equal to one replica's resources.
+
+    Ephemeral storage is bounded (limit), not reserved (request 0): the market does not sell it.
+    """
+    per_replica = {
+        "cpu": work.cpu,
+        "memory": work.memory,
+        EPHEMERAL_STORAGE: EPHEMERAL_STORAGE_PER_REPLICA,
+    }
+    per_replica_request = {"cpu": work.cpu, "memory": work.memory, EPHEMERAL_STORAGE: "0"}
     return {
         "apiVersion": "v1",
         "kind": "LimitRange",
@@ -181,7 +224,7 @@ def limit_range(work: PlacementWork) -> JSON:
                 {
                     "type": "Container",
                     "default": per_replica,
-                    "defaultRequest": per_replica,
+                    "defaultRequest": per_replica_request,
                     "max": per_replica,
                 }
             ]
@@ -221,96 +264,107 @@ def network_policy(work: PlacementWork) -> JSON:
     }
 
 
-def _restricted_container(container: JSON, resources: dict[str, str]) -> JSON:
-    """A container with the restricted security context and the leased resources."""
-    safe = {
-        key: value
-        for key, value in container.items()
-        if key not in ("securityContext", "resources", "resizePolicy")
+def container_resources(work: PlacementWork) -> JSON:
+    """What every container gets: one replica's resources as requests and limits.
+
+    Ephemeral storage is limited to :data:`EPHEMERAL_STORAGE_PER_REPLICA` and requested as 0
+    (bounded, not reserved: provider nodes need not report it).
+    """
+    resources = _replica_resources(work)
+    return {
+        "requests": resources | {EPHEMERAL_STORAGE: "0"},
+        "limits": resources | {EPHEMERAL_STORAGE: EPHEMERAL_STORAGE_PER_REPLICA},
     }
-    for port in safe.get("ports", []) or []:
-        if isinstance(port, dict):
-            port.pop("hostPort", None)
-            port.pop("hostIP", None)
-    safe["securityContext"] = {
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "runAsNonRoot": True,
-        "readOnlyRootFilesystem": bool(
-            (container.get("securityContext") or {}).get("readOnlyRootFilesystem", False)
-        ),
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    run_as_user = (container.get("securityContext") or {}).get("runAsUser")
-    if isinstance(run_as_user, int) and run_as_user > 0:
-        safe["securityContext"]["runAsUser"] = run_as_user
-    safe["resources"] = {"requests": dict(resources), "limits": dict(resources)}
-    return safe
+
+
+def _restrict_container(container: JSON, resources: JSON) -> None:
+    """Add the restricted security context defaults and the leased resources (in place)."""
+    sc = container.setdefault("securityContext", {})
+    for key, value in _CONTAINER_DEFAULTS.items():
+        sc.setdefault(key, value)
+    drop = sc.setdefault("capabilities", {}).setdefault("drop", [])
+    if "ALL" not in drop:
+        drop.append("ALL")
+    sc.setdefault("seccompProfile", {}).setdefault("type", "RuntimeDefault")
+    container["resources"] = copy.deepcopy(resources)
 
 
 def sanitised_pod_template(work: PlacementWork) -> JSON:
     """The lease's pod template made safe for a community cluster.
 
-    Every container gets the restricted security context and exactly one replica's
-    resources as requests and limits (a replica is one container, plus init containers that
-    run before it); fields that would escape placement or isolation are dropped, volumes other
-    than ``emptyDir``, ``configMap``, ``secret``, ``projected`` and ``downwardAPI`` are dropped,
-    and the service-account token is not mounted.
+    First every field :data:`kommons.api.template.TEMPLATE_RULES` refuses is removed
+    (:func:`kommons.api.template.sanitise_template`): a template the hub admitted loses
+    nothing. Then the agent only adds (:data:`AGENT_ADDITIONS`): the restricted security
+    context defaults of every container and of the pod (the tenant's non-root IDs are
+    kept), one replica's resources on every container, no service-account token, no service
+    links, the GPU node selector for a GPU lease with a model, the sandbox runtime class when
+    configured, and the Kommons pod labels.
     """
-    template = copy.deepcopy(work.template) if work.template else {}
-    spec: JSON = dict(template.get("spec") or {})
-    for field in _POD_FIELDS_REMOVED:
-        spec.pop(field, None)
-    resources = _replica_resources(work)
-    spec["containers"] = [
-        _restricted_container(c, resources)
-        for c in spec.get("containers", [])
-        if isinstance(c, dict)
-    ]
-    spec["initContainers"] = [
-        _restricted_container(c, resources)
-        for c in spec.get("initContainers", [])
-        if isinstance(c, dict)
-    ]
-    if not spec["initContainers"]:
-        del spec["initContainers"]
-    spec.pop("ephemeralContainers", None)
-    allowed_volumes = {"emptyDir", "configMap", "secret", "projected", "downwardAPI"}
-    spec["volumes"] = [
-        v
-        for v in spec.get("volumes", []) or []
-        if isinstance(v, dict) and set(v) - {"name"} <= allowed_volumes
-    ]
-    for volume in spec["volumes"]:  # a projected token would undo automountServiceAccountToken
-        projected = volume.get("projected")
-        if isinstance(projected, dict) and isinstance(projected.get("sources"), list):
-            projected["sources"] = [
-                s
-                for s in projected["sources"]
-                if not (isinstance(s, dict) and "serviceAccountToken" in s)
-            ]
-    if not spec["volumes"]:
-        del spec["volumes"]
-    spec["automountServiceAccountToken"] = False
-    spec["enableServiceLinks"] = False
-    spec["securityContext"] = {
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    template = sanitise_template(work.template or {})
+    spec: JSON = template.setdefault("spec", {})
+    resources = container_resources(work)
+    for kind in _CONTAINER_KINDS:
+        for container in spec.get(kind) or []:
+            _restrict_container(container, resources)
+    spec.setdefault("automountServiceAccountToken", False)
+    spec.setdefault("enableServiceLinks", False)
+    pod_sc = spec.setdefault("securityContext", {})
+    pod_sc.setdefault("runAsNonRoot", True)
+    pod_sc.setdefault("seccompProfile", {}).setdefault("type", "RuntimeDefault")
     if work.gpu_count and work.gpu_model:
         spec["nodeSelector"] = {GPU_PRODUCT_LABEL: work.gpu_model}
     if work.runtime_class:
         spec["runtimeClassName"] = work.runtime_class
-    metadata = dict(template.get("metadata") or {})
-    labels = {
-        k: v for k, v in (metadata.get("labels") or {}).items() if not k.startswith("kommons.io/")
-    }
-    metadata = {
-        "labels": labels | _labels(work),
-        "annotations": dict(metadata.get("annotations") or {}),
-    }
-    return {"metadata": metadata, "spec": spec}
+    metadata: JSON = template.setdefault("metadata", {})
+    metadata["labels"] = dict(metadata.get("labels") or {}) | _labels(work)
+    return template
+
+
+def changed_by_agent(template: Any, sanitised: Any, path: str = "") -> list[str]:
+    """What the agent dropped or changed of what the tenant wrote: ``["path: how", ...]``.
+
+    Precisely: every value of ``template`` (nulls aside) must be in ``sanitised`` at the same
+    path, equal; lists keep their length and order (the agent may only append ``ALL`` to a
+    ``capabilities.drop``, :data:`AGENT_APPENDED`); a field ``sanitised`` has and
+    ``template`` has not must be an :data:`AGENT_ADDITIONS` path or a ``kommons.io/`` label.
+    Empty means the tenant's template survives as written, plus the documented additions.
+    """
+    out: list[str] = []
+    if isinstance(template, dict) and isinstance(sanitised, dict):
+        for key, value in template.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if value is None:
+                continue
+            if key not in sanitised:
+                out.append(f"{sub}: dropped")
+            else:
+                out.extend(changed_by_agent(value, sanitised[key], sub))
+        for key in sanitised:
+            sub = f"{path}.{key}" if path else str(key)
+            if template.get(key) is None and not _agent_added(sub):
+                out.append(f"{sub}: added")
+        return out
+    if isinstance(template, list) and isinstance(sanitised, list):
+        appended = AGENT_APPENDED.get(_pattern(path))
+        if appended is not None and appended not in template and sanitised == [*template, appended]:
+            return out
+        if len(template) != len(sanitised):
+            out.append(f"{path}: list changed from {template!r} to {sanitised!r}")
+            return out
+        for i, (a, b) in enumerate(zip(template, sanitised, strict=True)):
+            out.extend(changed_by_agent(a, b, f"{path}[{i}]"))
+        return out
+    if type(template) is not type(sanitised) or template != sanitised:
+        out.append(f"{path}: changed from {template!r} to {sanitised!r}")
+    return out
+
+
+def _pattern(path: str) -> str:
+    return re.sub(r"\[\d+\]", "[]", path)
+
+
+def _agent_added(path: str) -> bool:
+    return _pattern(path) in AGENT_ADDITIONS or path.startswith(AGENT_ADDED_LABELS)
 
 
 def deployment(work: PlacementWork) -> JSON:

@@ -215,7 +215,13 @@ class SchedulingDecision(StatusModel):
         default_factory=list, description="Providers chosen, with their replicas."
     )
     rejected: dict[str, str] = Field(
-        default_factory=dict, description="Rejected providers by name, with the reason."
+        default_factory=dict,
+        description="A sample of rejected providers (at most 10) by name, with the reason.",
+    )
+    rejected_counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="How many providers each kind of reason rejected (Price, InsufficientCpu,"
+        " InsufficientPods, NotReady ...), over all rejected providers.",
     )
     decided_at: datetime | None = Field(default=None, description="When the decision was made.")
 

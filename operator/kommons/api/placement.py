@@ -93,20 +93,30 @@ class LeasePlacementStatus(StatusModel):
         default=None, description="Namespace of the workload on the provider cluster."
     )
     last_report_time: datetime | None = Field(
-        default=None, description="When the agent last reported."
+        default=None,
+        description="When the agent last wrote this status: on every change, and at least"
+        " every 60 seconds while it watches the placement.",
     )
     metering: dict[str, Any] | None = Field(
         default=None,
         description="Metering checkpoint written by the agent: per-pod ready intervals and"
         " monotonic counters (format owned by kommons.metering).",
     )
-    message: str | None = Field(default=None, description="Human-readable detail.")
+    message: str | None = Field(
+        default=None,
+        description="The Ready condition's message: the provider-side cause of replicas not"
+        " ready, counted and without pod names (e.g. '2 pod(s) Pending: 0/3 nodes are"
+        " available: 3 Too many pods.'), or 'N/N replicas ready'.",
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status reflects."
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Conditions: Materialized, Ready ...",
+        description="Conditions: Ready, whose reason is AllReplicasReady, Suspended,"
+        " InvalidPlacement, WorkloadMissing, PodsUnschedulable, ErrImagePull,"
+        " ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError, PodsFailed,"
+        " ReplicaFailure or ContainersNotReady.",
         json_schema_extra=CONDITIONS_EXTRA,
     )
 

@@ -120,12 +120,18 @@ class ProviderSpec(ApiModel):
 
 
 class ResourceSummary(StatusModel):
-    """An amount of cpu, memory and GPUs by model."""
+    """An amount of cpu, memory, GPUs by model and pod slots."""
 
     cpu: Quantity | None = Field(default=None, description="CPU, as a quantity.")
     memory: Quantity | None = Field(default=None, description="Memory, as a quantity.")
     gpus: dict[str, int] | None = Field(
         default=None, description="GPUs by model (nvidia.com/gpu.product)."
+    )
+    pods: int | None = Field(
+        default=None,
+        ge=0,
+        description="Pod slots: the nodes' pods allowance; in available, what is left after"
+        " other pods and one slot per replica of every materialised placement.",
     )
 
 
@@ -155,7 +161,8 @@ class ProviderStatus(StatusModel):
     )
     available: ResourceSummary | None = Field(
         default=None,
-        description="Allocatable minus what pods request, capped by the offer.",
+        description="Allocatable minus what other pods request and what placements hold,"
+        " capped by the offer (pods: not capped by the offer).",
     )
     reputation: Reputation | None = Field(default=None, description="Track record.")
     namespace: str | None = Field(
@@ -169,11 +176,12 @@ class ProviderStatus(StatusModel):
     inventory_time: datetime | None = Field(
         default=None, description="When the agent last reported capacity and availability."
     )
-    accounted_leases: list[Annotated[str, Field(max_length=317)]] | None = Field(
+    accounted_leases: list[Annotated[str, Field(max_length=328)]] | None = Field(
         default=None,
         max_length=10000,
-        description="Leases (namespace/name) whose placements the reported availability"
-        " already subtracts; the hub stops reserving capacity for them.",
+        description="Placements the reported availability already subtracts, as"
+        " namespace/name=replicas of their lease; the hub holds capacity only for replicas"
+        " beyond that count (a bare namespace/name, from an older agent, counts them all).",
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status reflects."

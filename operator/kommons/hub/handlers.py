@@ -1,19 +1,40 @@
-"""The hub's kopf handlers: thin wrappers that read indexes and call the reconcilers."""
+"""The hub: kopf watches feed the market view; workers plan and execute one lease at a time.
+
+- **Edge.** Every watched object is parsed once into its :mod:`kommons.api` model where it
+  enters (:class:`~kommons.hub.market_view.MarketView`). kopf index handlers keep the view
+  current; kopf runs no regular handler before every index is populated, so no lease is
+  planned before the hub has seen all placements (a restart never places twice).
+- **Queue.** A lease is planned when it, one of its placements, or (while it waits for
+  capacity) the market changes: a provider with more room, a new provider, a pool, account or
+  namespace change. Waiting leases back off exponentially; nothing re-plans on a timer except
+  a readiness deadline the plan asked for.
+- **Step.** ``plan_lease`` (pure) → hold the decision's capacity in the view → the executor
+  writes (in a thread) → the view absorbs what was written. Writes of different leases run in
+  parallel; decisions are made one at a time on the event loop, so holds are never raced.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
-from kommons.api_names import GROUP, LABEL_PROVIDER, PROVIDER_NAMESPACE_PREFIX, VERSION
-from kommons.hub.leases import LeaseReconciler, World
-from kommons.hub.providers import provider_status_patch
+from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool
+from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
+from kommons.hub.executor import Executor, Outcome
+from kommons.hub.market_view import MarketView
+from kommons.hub.plan import LeasePlan, plan_lease
+from kommons.hub.providers import health_status_patch
+from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
 from kommons.kube import Kube
 from kommons.kube import resources as r
@@ -25,6 +46,8 @@ PROVIDERS = (GROUP, VERSION, "providers")
 PLACEMENTS = (GROUP, VERSION, "leaseplacements")
 POOLS = (GROUP, VERSION, "providerpools")
 ACCOUNTS = (GROUP, VERSION, "billingaccounts")
+HEARTBEAT_LEASE = "kommons-agent"
+"""Name of the heartbeat ``coordination.k8s.io/Lease`` in each provider's hub namespace."""
 
 
 @dataclass(frozen=True)
@@ -33,163 +56,18 @@ class HubOptions:
 
     kubeconfig: Path | None
     heartbeat_timeout: float = 20.0
-    """Seconds without a heartbeat before a provider is Unreachable."""
-    retry_seconds: float = 5.0
-    """How often a lease that waits (capacity, billing ...) is reconciled again."""
+    """Seconds without a heartbeat (as the hub observed it) before a provider is Unreachable."""
+    retry_seconds: float = 30.0
+    """The longest a lease waiting for capacity backs off between two attempts."""
     provider_check_seconds: float = 3.0
-    """How often each Provider's phase is re-evaluated from its heartbeat."""
-
-
-def _one(store: Any) -> Any:
-    """The single value a kopf index store holds for a key (or ``None``)."""
-    for value in store:
-        return value
-    return None
-
-
-def plain(body: kopf.Body, *, status: bool = True) -> dict[str, Any]:
-    """A plain-dict copy of an object's metadata, spec (and status) for the pure functions."""
-    data = {"metadata": dict(body.metadata), "spec": dict(body.spec)}
-    if status:
-        data["status"] = dict(body.status)
-    return data
-
-
-def _snapshot(index: Mapping[Any, Any]) -> dict[Any, Any]:
-    return {key: _one(store) for key, store in index.items()}
-
-
-def build_registry(options: HubOptions, kube: Kube) -> kopf.OperatorRegistry:
-    """Every handler of the hub, bound to one reconciler."""
-    registry = kopf.OperatorRegistry()
-    reconciler = LeaseReconciler(kube)
-    events = EventDeduplicator()
-
-    def world(kwargs: Mapping[str, Any]) -> World:
-        return World(
-            providers=_snapshot(kwargs["provider_index"]),
-            heartbeats=_snapshot(kwargs["heartbeat_index"]),
-            placements={k: list(v) for k, v in kwargs["placement_index"].items()},
-            pools=_snapshot(kwargs["pool_index"]),
-            accounts=_snapshot(kwargs["account_index"]),
-            namespaces=_snapshot(kwargs["namespace_index"]),
-            heartbeat_timeout=options.heartbeat_timeout,
-        )
-
-    @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_settings(settings, role="hub")
-
-    @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(options.kubeconfig)
-
-    # --- indexes: the hub's whole view of the world, rebuilt from list+watch -------------
-
-    @kopf.index(*PROVIDERS, id="provider_index", registry=registry)
-    def provider_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {name: plain(body)}
-
-    @kopf.index(
-        "coordination.k8s.io",
-        "v1",
-        "leases",
-        labels={LABEL_PROVIDER: kopf.PRESENT},
-        id="heartbeat_index",
-        registry=registry,
-    )
-    def heartbeat_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, str] | None:
-        if not namespace or not namespace.startswith(PROVIDER_NAMESPACE_PREFIX):
-            return None
-        provider = body.metadata.labels.get(LABEL_PROVIDER)
-        renew = body.spec.get("renewTime")
-        return {provider: str(renew)} if provider and renew else None
-
-    @kopf.index(*PLACEMENTS, id="placement_index", registry=registry)
-    def placement_index(body: kopf.Body, **_: Any) -> dict[str, Any]:
-        uid = body.spec.get("leaseRef", {}).get("uid", "")
-        return {uid: plain(body)}
-
-    @kopf.index(*POOLS, id="pool_index", registry=registry)
-    def pool_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {name: plain(body, status=False)}
-
-    @kopf.index(*ACCOUNTS, id="account_index", registry=registry)
-    def account_index(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {name: plain(body, status=False)}
-
-    @kopf.index("", "v1", "namespaces", id="namespace_index", registry=registry)
-    def namespace_index(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, Any]:
-        return {name: dict(labels)}
-
-    # --- leases ---------------------------------------------------------------------------
-
-    def reconcile(body: kopf.Body, kwargs: Mapping[str, Any]) -> None:
-        lease = plain(body)
-        outcome = reconciler.reconcile(lease, world(kwargs))
-        uid = str(body.metadata.uid)
-        if outcome.event_reason and events.is_new(uid, outcome.event_reason, outcome.event_message):
-            post = kopf.warn if outcome.warning else kopf.info
-            post(body, reason=outcome.event_reason, message=outcome.event_message)
-
-    @kopf.on.resume(*LEASES, registry=registry)
-    @kopf.on.create(*LEASES, registry=registry)
-    @kopf.on.update(*LEASES, field="spec", registry=registry)
-    def lease_changed(body: kopf.Body, **kwargs: Any) -> None:
-        reconcile(body, kwargs)
-
-    @kopf.timer(*LEASES, interval=options.retry_seconds, registry=registry)
-    def lease_retry(body: kopf.Body, **kwargs: Any) -> None:
-        if body.metadata.get("deletionTimestamp"):
-            return
-        reconcile(body, kwargs)
-
-    @kopf.on.event(*PLACEMENTS, registry=registry)
-    def placement_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
-        """A placement changed (the agent reported): refresh its lease's status at once."""
-        ref = body.spec.get("leaseRef") or {}
-        if not ref or type is None:
-            return
-        lease = kube.get_or_none(r.COMPUTE_LEASES, ref["name"], ref["namespace"])
-        if lease is None or lease["metadata"].get("uid") != ref.get("uid"):
-            return
-        if lease["metadata"].get("deletionTimestamp"):
-            return
-        reconciler.refresh_status(lease, world(kwargs))
-
-    @kopf.on.delete(*LEASES, registry=registry)
-    def lease_deleted(body: kopf.Body, **kwargs: Any) -> None:
-        lease = plain(body)
-        remaining = reconciler.delete_placements(lease, world(kwargs))
-        if remaining:
-            reconciler.refresh_status(lease, world(kwargs))
-            raise kopf.TemporaryError(
-                f"waiting for {remaining} placement(s) to be removed by their providers", delay=2
-            )
-        log.info(
-            "lease %s/%s: every placement removed", body.metadata.namespace, body.metadata.name
-        )
-
-    # --- providers ------------------------------------------------------------------------
-
-    @kopf.timer(*PROVIDERS, interval=options.provider_check_seconds, registry=registry)
-    def provider_health(name: str, body: kopf.Body, **kwargs: Any) -> None:
-        renew = _one(kwargs["heartbeat_index"].get(name, []))
-        provider = plain(body)
-        patch = provider_status_patch(
-            provider, renew, now=datetime.now(UTC), timeout=options.heartbeat_timeout
-        )
-        if patch is None:
-            return
-        old = body.status.get("phase")
-        kube.patch(r.PROVIDERS, name, {"status": patch}, subresource="status")
-        if old != patch["phase"]:
-            log.info("provider %s: %s -> %s", name, old, patch["phase"])
-            message = patch["conditions"][-1]["message"] if patch["conditions"] else ""
-            post = kopf.info if patch["phase"] == "Ready" else kopf.warn
-            post(body, reason=f"Provider{patch['phase']}", message=message)
-
-    return registry
+    """How often every provider's phase is re-evaluated against the heartbeat timeout."""
+    ready_timeout: float = 120.0
+    """Seconds a placement's replicas may take to become ready before the lease's Ready
+    condition carries the provider's reason."""
+    heartbeat_record_seconds: float = 60.0
+    """How often the hub writes a provider's ``lastHeartbeatTime`` while its phase holds."""
+    workers: int = 8
+    """Leases planned and written concurrently (decisions themselves are serial)."""
 
 
 class EventDeduplicator:
@@ -198,13 +76,275 @@ class EventDeduplicator:
     def __init__(self) -> None:
         self._last: dict[str, tuple[str, str]] = {}
 
-    def is_new(self, uid: str, reason: str, message: str) -> bool:
+    def is_new(self, key: str, reason: str, message: str) -> bool:
         """Whether (reason, message) differs from the lease's last Event; records it if so."""
-        if self._last.get(uid) == (reason, message):
+        if self._last.get(key) == (reason, message):
             return False
-        self._last[uid] = (reason, message)
+        self._last[key] = (reason, message)
         return True
 
-    def forget(self, uid: str) -> None:
+    def forget(self, key: str) -> None:
         """Drop a deleted lease's memory."""
-        self._last.pop(uid, None)
+        self._last.pop(key, None)
+
+
+def _backoff(attempts: int, cap: float) -> float:
+    return float(min(cap, 0.5 * 2 ** min(attempts, 16)))
+
+
+class Hub:
+    """The hub's state between kopf events: the view, the queue, the waiting leases."""
+
+    def __init__(self, options: HubOptions, kube: Kube) -> None:
+        self.options = options
+        self.kube = kube
+        self.view = MarketView(heartbeat_timeout=options.heartbeat_timeout)
+        self.queue = WorkQueue()
+        self.executor = Executor(kube)
+        self.events = EventDeduplicator()
+        self.waiting: dict[str, tuple[int, float]] = {}
+        """Lease key → (failed attempts, monotonic time before which it is not retried)."""
+        self.ready = asyncio.Event()
+        self.threads = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="hub")
+        self.tasks: list[asyncio.Task[None]] = []
+        """The workers and the health loop (kept so they are not garbage-collected)."""
+        self._recorded: dict[str, float] = {}
+        """Provider → when its lastHeartbeatTime was last written (hub monotonic clock)."""
+
+    # --- waking -------------------------------------------------------------------------
+
+    def wake_waiting(self) -> None:
+        """The market changed in a way that may let waiting leases fit: queue them."""
+        now = time.monotonic()
+        for key, (_, not_before) in self.waiting.items():
+            self.queue.add(key, max(0.0, not_before - now))
+
+    # --- one step -----------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> None:
+        """Plan one lease, hold its capacity, write the plan, absorb what was written."""
+        lease = self.view.leases.get(key)
+        if lease is None:
+            return
+        world = self.view.world(lease, ready_timeout=self.options.ready_timeout)
+        started = time.perf_counter()
+        plan = plan_lease(lease, world)
+        if plan.decision is not None and plan.request is not None:
+            self.view.commit(plan.decision, plan.request)
+            log.info(
+                "lease %s: %s (considered %d, feasible %d, %.1f ms)",
+                key,
+                plan.decision.message,
+                plan.decision.considered,
+                plan.decision.feasible,
+                (time.perf_counter() - started) * 1000,
+            )
+        plan.events = [e for e in plan.events if self.events.is_new(key, e.reason, e.message)]
+        outcome = Outcome()
+        if plan.writes or plan.events:
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(self.threads, self.executor.execute, lease, plan)
+        self._absorb(key, plan, outcome)
+
+    def _absorb(self, key: str, plan: LeasePlan, outcome: Outcome) -> None:
+        for body in outcome.written:
+            self.view.set_placement(LeasePlacement.model_validate(body))
+        if plan.decision is not None:
+            # Holds follow the placements as they are now, written or not.
+            self.view.settle_holds(key, [c.provider for c in plan.decision.chosen])
+        if outcome.lease is not None:
+            self.view.set_lease(ComputeLease.model_validate(outcome.lease))
+        if outcome.conflict:
+            self.queue.add(key, 0.5)
+            return
+        if plan.waiting_for_capacity:
+            attempts = self.waiting.get(key, (0, 0.0))[0] + 1
+            retry_at = time.monotonic() + _backoff(attempts, self.options.retry_seconds)
+            self.waiting[key] = (attempts, retry_at)
+        else:
+            self.waiting.pop(key, None)
+        if plan.recheck_after is not None:
+            self.queue.add(key, plan.recheck_after + 0.5)
+
+    async def worker(self) -> None:
+        """Take leases from the queue, one step each, until cancelled."""
+        await self.ready.wait()
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)
+            except Exception:
+                log.exception("lease %s: step failed; retrying", key)
+                self.queue.add(key, 2.0)
+            finally:
+                self.queue.done(key)
+
+    # --- providers' health ----------------------------------------------------------------
+
+    def _write_provider_status(self, name: str, patch: dict[str, object]) -> dict[str, Any]:
+        return self.kube.patch(r.PROVIDERS, name, {"status": patch}, subresource="status")
+
+    async def health_loop(self) -> None:
+        """Re-evaluate providers' phases; write the ones that changed; wake waiting leases."""
+        await self.ready.wait()
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.view.refresh_health():
+                self.wake_waiting()
+            for name, provider in list(self.view.providers.items()):
+                beat = self.view.heartbeats.get(name)
+                now = time.monotonic()
+                patch: dict[str, object] | None = health_status_patch(
+                    provider,
+                    self.view.health(name),
+                    last_heartbeat=beat.seen_wall if beat else None,
+                    now=datetime.now(UTC),
+                )
+                record = beat is not None and now - self._recorded.get(name, 0.0) >= (
+                    self.options.heartbeat_record_seconds
+                )
+                if patch is None and record and beat is not None:
+                    patch = {"lastHeartbeatTime": beat.seen_wall.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                if patch is None:
+                    continue
+                self._recorded[name] = now
+                try:
+                    body = await loop.run_in_executor(
+                        self.threads, self._write_provider_status, name, patch
+                    )
+                except Exception as exc:
+                    log.warning("provider %s: status not written: %s", name, exc)
+                    continue
+                if "phase" in patch and provider.status and provider.status.phase != patch["phase"]:
+                    log.info("provider %s: %s -> %s", name, provider.status.phase, patch["phase"])
+                if self.view.set_provider(body):
+                    self.wake_waiting()
+            await asyncio.sleep(self.options.provider_check_seconds)
+
+
+def _parse(model: Any, body: Mapping[str, Any], what: str) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        name = (body.get("metadata") or {}).get("name")
+        log.warning("%s %s: cannot be parsed, ignored: %s", what, name, exc)
+        return None
+
+
+def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegistry, Hub]:
+    """Every handler of the hub, bound to one :class:`Hub`."""
+    registry = kopf.OperatorRegistry()
+    hub = Hub(options, kube)
+    view = hub.view
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_settings(settings, role="hub")
+        # The hub posts its own Events (kommons-hub); kopf's per-handler notes would be one
+        # log line and one Event write per watch event.
+        settings.posting.enabled = False
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        hub.tasks = [asyncio.create_task(hub.worker()) for _ in range(options.workers)]
+        hub.tasks.append(asyncio.create_task(hub.health_loop()))
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(options.kubeconfig)
+
+    # --- indexes: the view, fed before any lease is planned ----------------------------
+
+    @kopf.index(*PLACEMENTS, registry=registry)
+    async def placement_index(body: kopf.Body, **_: Any) -> None:
+        placement = _parse(LeasePlacement, body, "placement")
+        if placement is not None:
+            hub.queue.add(view.set_placement(placement))
+
+    @kopf.index(*PROVIDERS, registry=registry)
+    async def provider_index(body: kopf.Body, **_: Any) -> None:
+        if view.set_provider(body):
+            hub.wake_waiting()
+
+    @kopf.index(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        when=lambda name, namespace, **_: (
+            name == HEARTBEAT_LEASE and str(namespace).startswith(PROVIDER_NAMESPACE_PREFIX)
+        ),
+        registry=registry,
+    )
+    async def heartbeat_index(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+        # The provider is the one whose namespace this is: never a label the agent wrote.
+        renew = spec.get("renewTime")
+        provider = str(namespace)[len(PROVIDER_NAMESPACE_PREFIX) :]
+        if renew and view.heartbeat(provider, str(renew)):
+            hub.wake_waiting()
+
+    @kopf.index(*POOLS, registry=registry)
+    async def pool_index(name: str, body: kopf.Body, **_: Any) -> None:
+        pool = _parse(ProviderPool, body, "pool")
+        if pool is not None:
+            view.pools[name] = pool
+            hub.wake_waiting()
+
+    @kopf.index(*ACCOUNTS, registry=registry)
+    async def account_index(name: str, body: kopf.Body, **_: Any) -> None:
+        account = _parse(BillingAccount, body, "billing account")
+        if account is not None:
+            view.accounts[name] = account
+            hub.wake_waiting()
+
+    @kopf.index("", "v1", "namespaces", registry=registry)
+    async def namespace_index(name: str, labels: Mapping[str, str], **_: Any) -> None:
+        if view.namespaces.get(name) != dict(labels):
+            view.namespaces[name] = dict(labels)
+            hub.wake_waiting()
+
+    # --- regular handlers: kopf starts them once every index is populated --------------
+
+    @kopf.on.event(*LEASES, registry=registry)
+    async def lease_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+        hub.ready.set()
+        key = f"{body.metadata.namespace}/{body.metadata.name}"
+        if type == "DELETED":
+            view.remove_lease(key)
+            hub.events.forget(key)
+            hub.waiting.pop(key, None)
+            return
+        lease = _parse(ComputeLease, body, "lease")
+        if lease is not None:
+            view.set_lease(lease)
+            hub.queue.add(key)
+
+    @kopf.on.event(*PROVIDERS, registry=registry)
+    async def provider_event(name: str, type: str | None, **_: Any) -> None:
+        hub.ready.set()
+        if type == "DELETED":
+            view.remove_provider(name)
+
+    @kopf.on.event(*PLACEMENTS, registry=registry)
+    async def placement_deleted(body: kopf.Body, type: str | None, **_: Any) -> None:
+        if type != "DELETED":
+            return
+        ref = body.spec.get("leaseRef") or {}
+        key = f"{ref.get('namespace')}/{ref.get('name')}"
+        view.remove_placement(str(ref.get("uid")), str(body.spec.get("provider")), key)
+        hub.queue.add(key)
+        hub.wake_waiting()
+
+    @kopf.on.event(*POOLS, registry=registry)
+    async def pool_deleted(name: str, type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            view.pools.pop(name, None)
+
+    @kopf.on.event(*ACCOUNTS, registry=registry)
+    async def account_deleted(name: str, type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            view.accounts.pop(name, None)
+
+    @kopf.on.event("", "v1", "namespaces", registry=registry)
+    async def namespace_deleted(name: str, type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            view.namespaces.pop(name, None)
+
+    return registry, hub

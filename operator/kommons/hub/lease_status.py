@@ -1,21 +1,36 @@
-"""A ComputeLease's status from its placements and the hub's gates (pure).
+"""A ComputeLease's status from its placements and the hub's gates (pure, typed).
 
 Phase rules (in order): deleting → ``Terminating``; nothing placed → ``Pending``; suspended →
 ``Suspended``; every replica ready → ``Running``; fewer ready after having run → ``Degraded``;
 otherwise (placed, never all ready yet) ``Scheduled``.
+
+The ``Ready`` condition carries the provider's own reason (e.g. ``PodsUnschedulable`` with
+"pods Pending: Too many pods") once replicas have not been ready for ``ready_timeout``: a lease
+never sits silently in ``Scheduled``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kommons.api.common import Condition, ConditionStatus, set_condition
-from kommons.api.lease import ready_summary
+from kommons.api import (
+    ComputeLease,
+    ComputeLeaseStatus,
+    Condition,
+    ConditionStatus,
+    LeasePlacement,
+    LeasePlacementSummary,
+    SchedulingDecision,
+    get_condition,
+    ready_summary,
+    set_condition,
+)
 
-JSON = dict[str, Any]
+AGENT_READY = "Ready"
+"""Condition type on a placement's status with the provider-side reason."""
 
 
 @dataclass(frozen=True)
@@ -28,26 +43,85 @@ class Gate:
     message: str
 
 
-def placement_summary(placement: Mapping[str, Any]) -> JSON:
-    """One entry of ``status.placements`` from a ``LeasePlacement``."""
-    spec = placement["spec"]
-    status = placement.get("status") or {}
-    meta = placement["metadata"]
-    entry: JSON = {
-        "provider": spec["provider"],
-        "replicas": int(spec.get("replicas", 0)),
-        "readyReplicas": int(status.get("readyReplicas") or 0),
-        "pricePerHour": str(spec.get("pricePerHour")),
-        "placedAt": meta.get("creationTimestamp"),
-        "placementName": meta["name"],
-    }
-    if status.get("namespace"):
-        entry["namespace"] = status["namespace"]
-    return {k: v for k, v in entry.items() if v is not None}
+@dataclass(frozen=True)
+class Readiness:
+    """Why replicas are not ready, and whether the lease waited long enough to say so."""
+
+    gate: Gate
+    """The lease's ``Ready`` condition."""
+    recheck_after: float | None
+    """Seconds until the timeout passes (the hub looks again then), or ``None``."""
+
+
+def placement_summary(placement: LeasePlacement) -> LeasePlacementSummary:
+    """One entry of ``status.placements``."""
+    status = placement.status
+    return LeasePlacementSummary(
+        provider=placement.spec.provider,
+        replicas=placement.spec.replicas,
+        ready_replicas=min(placement.spec.replicas, (status.ready_replicas or 0) if status else 0),
+        price_per_hour=placement.spec.price_per_hour,
+        placed_at=placement.metadata.creation_timestamp,
+        namespace=status.namespace if status else None,
+        placement_name=placement.metadata.name,
+    )
+
+
+def _provider_reason(placement: LeasePlacement) -> tuple[str, str]:
+    """The agent's reason for a placement's missing replicas (reason, message)."""
+    status = placement.status
+    if status is None:
+        return "NotReported", "the provider has not reported the placement yet"
+    condition = get_condition(status.conditions, AGENT_READY)
+    if condition is not None and condition.status != "True":
+        return condition.reason, condition.message
+    return "ReplicasNotReady", status.message or f"phase {status.phase or 'unknown'}"
+
+
+def readiness(
+    lease: ComputeLease,
+    placements: Sequence[LeasePlacement],
+    *,
+    now: datetime,
+    timeout: float,
+) -> Readiness:
+    """The lease's ``Ready`` condition from its placements.
+
+    Replicas that are not ready within ``timeout`` seconds (counted from the later of the last
+    placement change and the moment the lease stopped being ready) give ``Ready=False`` with
+    the first lagging provider's reason, e.g. ``PodsUnschedulable``: "prov-a: 2 pod(s)
+    Pending: 0/3 nodes are available: 3 Too many pods."
+    """
+    wanted = 0 if lease.spec.suspend else lease.spec.replicas
+    placed = sum(p.spec.replicas for p in placements)
+    ready = sum(placement_summary(p).ready_replicas for p in placements)
+    if wanted == 0:
+        return Readiness(Gate("Ready", True, "Suspended", "suspended: no replica runs"), None)
+    if placed == 0:
+        return Readiness(Gate("Ready", False, "NotPlaced", "no replica is placed yet"), None)
+    if ready >= wanted:
+        return Readiness(Gate("Ready", True, "AllReplicasReady", f"{ready}/{wanted} ready"), None)
+    current = get_condition(lease.status.conditions if lease.status else None, "Ready")
+    since = [p.metadata.creation_timestamp for p in placements if p.metadata.creation_timestamp]
+    if current is not None and current.status == "False":
+        since.append(current.last_transition_time)
+    waited = (now - max(since)).total_seconds() if since else 0.0
+    if waited < timeout:
+        message = f"{ready}/{wanted} replicas ready; waiting up to {timeout:.0f}s for the rest"
+        return Readiness(Gate("Ready", False, "ReplicasStarting", message), timeout - waited)
+    lagging = sorted(
+        (p for p in placements if placement_summary(p).ready_replicas < p.spec.replicas),
+        key=lambda p: p.spec.provider,
+    )
+    reason = _provider_reason(lagging[0])[0] if lagging else "ReplicasNotReady"
+    message = f"{ready}/{wanted} replicas ready after {waited:.0f}s; " + "; ".join(
+        f"{p.spec.provider}: {_provider_reason(p)[1]}" for p in lagging[:3]
+    )
+    return Readiness(Gate("Ready", False, reason, message), None)
 
 
 def _phase(
-    *, deleting: bool, placed: int, suspended: bool, ready: int, replicas: int, started: bool
+    *, deleting: bool, placed: int, suspended: bool, ready: int, wanted: int, started: bool
 ) -> str:
     if deleting:
         return "Terminating"
@@ -55,7 +129,7 @@ def _phase(
         return "Pending"
     if suspended:
         return "Suspended"
-    if ready >= replicas:
+    if ready >= wanted:
         return "Running"
     if started:
         return "Degraded"
@@ -63,13 +137,13 @@ def _phase(
 
 
 def _conditions(
-    current: Sequence[Mapping[str, Any]] | None,
+    current: Sequence[Condition] | None,
     gates: Sequence[Gate],
     *,
     generation: int | None,
     now: datetime,
-) -> list[JSON]:
-    conditions: list[Condition] = [Condition.model_validate(c) for c in current or ()]
+) -> list[Condition]:
+    conditions = list(current or ())
     for gate in gates:
         status: ConditionStatus = "True" if gate.ok else "False"
         conditions = set_condition(
@@ -81,91 +155,72 @@ def _conditions(
             observed_generation=generation,
             now=now,
         )
-    return [c.to_api() for c in conditions]
+    return conditions
 
 
 def lease_status(
-    lease: Mapping[str, Any],
-    placements: Sequence[Mapping[str, Any]],
+    lease: ComputeLease,
+    placements: Sequence[LeasePlacement],
     gates: Sequence[Gate],
     *,
-    decision: JSON | None,
+    decision: SchedulingDecision | None,
     billing_account: str | None,
     now: datetime,
-) -> JSON:
+) -> ComputeLeaseStatus:
     """The full desired ``status`` of a lease.
 
     Args:
         lease: The lease as served.
-        placements: Its ``LeasePlacement`` objects.
-        gates: Conditions evaluated by the hub this round (others are kept as they are).
+        placements: Its live ``LeasePlacement`` objects, as they will be after this step.
+        gates: Conditions evaluated this round (others are kept as they are).
         decision: A new scheduling decision to record, or ``None`` to keep the current one.
         billing_account: The BillingAccount the lease is billed to, if one selects it.
         now: Current time.
     """
-    spec = lease["spec"]
-    meta = lease["metadata"]
-    current = lease.get("status") or {}
-    replicas = int(spec.get("replicas", 1))
-    summaries = sorted((placement_summary(p) for p in placements), key=lambda s: s["provider"])
-    placed = sum(s["replicas"] for s in summaries)
-    ready = sum(s["readyReplicas"] for s in summaries)
-    started_at = current.get("startedAt")
-    if started_at is None and placed and ready >= replicas > 0:
-        started_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    current = lease.status or ComputeLeaseStatus()
+    spec = lease.spec
+    summaries = sorted((placement_summary(p) for p in placements), key=lambda s: s.provider)
+    placed = sum(s.replicas for s in summaries)
+    ready = sum(s.ready_replicas for s in summaries)
+    started_at = current.started_at
+    if started_at is None and placed and ready >= spec.replicas > 0 and not spec.suspend:
+        started_at = now.replace(microsecond=0)
     phase = _phase(
-        deleting=bool(meta.get("deletionTimestamp")),
+        deleting=lease.metadata.deletion_timestamp is not None,
         placed=placed,
-        suspended=bool(spec.get("suspend", False)),
+        suspended=spec.suspend,
         ready=ready,
-        replicas=replicas,
+        wanted=spec.replicas,
         started=started_at is not None,
     )
-    all_gates = list(gates)
-    if placed:
-        ready_ok = ready >= replicas
-        all_gates.append(
-            Gate(
-                "Ready",
-                ready_ok,
-                "AllReplicasReady" if ready_ok else "ReplicasNotReady",
-                f"{ready}/{replicas} replicas ready",
-            )
-        )
-    else:
-        all_gates.append(Gate("Ready", False, "NotPlaced", "no replica is placed yet"))
-    status: JSON = {
-        "phase": phase,
-        "replicas": replicas,
-        "readyReplicas": ready,
-        "ready": ready_summary(ready, replicas),
-        "providers": ",".join(sorted({s["provider"] for s in summaries})),
-        "placements": summaries,
-        "observedGeneration": meta.get("generation"),
-        "conditions": _conditions(
-            current.get("conditions"), all_gates, generation=meta.get("generation"), now=now
-        ),
-    }
-    if started_at is not None:
-        status["startedAt"] = started_at
-    if billing_account is not None:
-        status["billingAccount"] = billing_account
-    if decision is not None:
-        status["decision"] = decision
-    elif current.get("decision") is not None:
-        status["decision"] = current["decision"]
-    return status
+    generation = lease.metadata.generation
+    return ComputeLeaseStatus(
+        phase=phase,
+        replicas=spec.replicas,
+        ready_replicas=ready,
+        ready=ready_summary(ready, spec.replicas),
+        providers=",".join(sorted({s.provider for s in summaries})),
+        placements=summaries,
+        started_at=started_at,
+        expires_at=current.expires_at,
+        observed_generation=generation,
+        cost=current.cost,
+        decision=decision if decision is not None else current.decision,
+        endpoints=current.endpoints,
+        billing_account=billing_account,
+        conditions=_conditions(current.conditions, gates, generation=generation, now=now),
+    )
 
 
-def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """Whether writing ``desired`` would change anything (ignoring condition timestamps)."""
+def _comparable(status: ComputeLeaseStatus | None) -> dict[str, Any]:
+    data = status.to_api() if status is not None else {}
+    for condition in data.get("conditions") or ():
+        condition.pop("lastTransitionTime", None)
+    if isinstance(data.get("decision"), dict):
+        data["decision"].pop("decidedAt", None)
+    return data
 
-    def strip(status: Mapping[str, Any] | None) -> JSON:
-        data = dict(status or {})
-        data["conditions"] = [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"}
-            for c in data.get("conditions") or ()
-        ]
-        return {k: v for k, v in data.items() if k in desired}
 
-    return strip(current) != strip(desired)
+def status_changed(current: ComputeLeaseStatus | None, desired: ComputeLeaseStatus) -> bool:
+    """Whether writing ``desired`` would change anything (condition/decision times aside)."""
+    return _comparable(current) != _comparable(desired)

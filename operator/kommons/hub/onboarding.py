@@ -1,13 +1,19 @@
 """Onboard a provider on the hub: its namespace, least-privilege RBAC and a scoped kubeconfig.
 
 The agent's hub credentials reach only its own namespace ``kommons-provider-<name>``
-(placements, heartbeat Lease, Events) and its own ``Provider`` (by resource name).
+(placements, its pre-created heartbeat Lease, Events) and its own ``Provider`` (by resource
+name). What the agent may change *inside* those objects is bounded by the admission policies of
+:mod:`kommons.trust.policies`, installed by :func:`install_policies`. The provider's identity and
+standing (region, labels such as the tier) are set here, by the hub admin, never by the agent.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -19,28 +25,75 @@ from kommons.api_names import (
     MANAGER,
     provider_namespace,
 )
-from kommons.kube import Kube
+from kommons.kube import Kube, Resource
 from kommons.kube import resources as r
+from kommons.trust.policies import AGENT_SERVICE_ACCOUNT, HEARTBEAT_LEASE, hub_policy_objects
 
 JSON = dict[str, Any]
-AGENT_SERVICE_ACCOUNT = "kommons-agent"
+__all__ = [
+    "AGENT_SERVICE_ACCOUNT",
+    "HEARTBEAT_LEASE",
+    "Onboarding",
+    "install_policies",
+    "missing_policies",
+    "onboard",
+]
+
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_RESERVED_LABELS = (LABEL_MANAGED_BY, LABEL_PROVIDER)
+
+
+class OnboardingError(ValueError):
+    """The admin's onboarding request is invalid; the message names the field."""
 
 
 @dataclass(frozen=True)
 class Onboarding:
-    """What a hub admin declares when admitting a provider."""
+    """What a hub admin declares when admitting a provider.
+
+    ``region`` and ``labels`` (e.g. ``kommons.io/tier: community``, which pools select on) are
+    the provider's identity on the market: only the hub admin sets them, here.
+    """
 
     provider: str
     region: str
     payout_address: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, value in self.labels.items():
+            if not _LABEL_KEY.fullmatch(key) or len(key) > 316:
+                raise OnboardingError(f"label key {key!r} is not a valid Kubernetes label key")
+            if not _LABEL_VALUE.fullmatch(value):
+                raise OnboardingError(
+                    f"label {key}={value!r}: values are at most 63 letters, digits, '-', '_'"
+                    " or '.', starting and ending with a letter or digit"
+                )
+            if key in _RESERVED_LABELS:
+                raise OnboardingError(f"label {key} is set by Kommons itself; leave it out")
 
 
 def _labels(provider: str) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGER, LABEL_PROVIDER: provider}
 
 
+def parse_labels(pairs: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` (from ``--label``) as a dict; raises :class:`OnboardingError`."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise OnboardingError(f"--label {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def rbac_objects(provider: str) -> list[JSON]:
-    """Namespace, ServiceAccount, Role(+Binding) and ClusterRole(+Binding) for one agent."""
+    """Namespace, ServiceAccount, Role(+Binding), ClusterRole(+Binding), heartbeat Lease."""
     ns = provider_namespace(provider)
     name = f"kommons-provider-{provider}"
     subject = {"kind": "ServiceAccount", "name": AGENT_SERVICE_ACCOUNT, "namespace": ns}
@@ -68,9 +121,12 @@ def rbac_objects(provider: str) -> list[JSON]:
                     "verbs": ["get", "patch", "update"],
                 },
                 {
+                    # Only the heartbeat Lease the hub pre-created: resourceNames cannot limit
+                    # create, so the agent gets no create at all.
                     "apiGroups": ["coordination.k8s.io"],
                     "resources": ["leases"],
-                    "verbs": ["get", "list", "watch", "create", "patch", "update"],
+                    "resourceNames": [HEARTBEAT_LEASE],
+                    "verbs": ["get", "patch", "update"],
                 },
                 {
                     "apiGroups": ["", "events.k8s.io"],
@@ -114,8 +170,29 @@ def rbac_objects(provider: str) -> list[JSON]:
             },
             "subjects": [subject],
         },
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": HEARTBEAT_LEASE, "namespace": ns, "labels": labels},
+            "spec": {},
+        },
     ]
 
+
+VALIDATING_ADMISSION_POLICIES = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    False,
+    "ValidatingAdmissionPolicy",
+)
+VALIDATING_ADMISSION_POLICY_BINDINGS = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    False,
+    "ValidatingAdmissionPolicyBinding",
+)
 
 _KINDS = {
     "Namespace": r.NAMESPACES,
@@ -124,22 +201,64 @@ _KINDS = {
     "RoleBinding": r.ROLE_BINDINGS,
     "ClusterRole": r.CLUSTER_ROLES,
     "ClusterRoleBinding": r.CLUSTER_ROLE_BINDINGS,
+    "Lease": r.LEASES,
+    "ValidatingAdmissionPolicy": VALIDATING_ADMISSION_POLICIES,
+    "ValidatingAdmissionPolicyBinding": VALIDATING_ADMISSION_POLICY_BINDINGS,
 }
 
 
-def onboard(hub: Kube, request: Onboarding, *, token_seconds: int) -> str:
-    """Create (or update) everything a provider needs on the hub; return its kubeconfig text.
+def install_policies(
+    hub: Kube, *, timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep
+) -> list[str]:
+    """Apply the trust-boundary policies, their bindings and the tenant roles; return names.
 
-    The ``Provider`` is created with the declared region and payout address and zero prices;
-    the agent replaces the prices with its own when it registers, and the provider is not
-    schedulable before its agent heartbeats and reports inventory.
+    Waits (up to ``timeout``) until the API server has type-checked every policy
+    (``status.observedGeneration``), and raises if a policy has type-check warnings: a policy
+    that does not compile would refuse every agent write it matches.
     """
-    for body in rbac_objects(request.provider):
+    names = []
+    for body in hub_policy_objects():
         hub.apply(_KINDS[body["kind"]], body)
-    provider = {
+        names.append(f"{body['kind']}/{body['metadata']['name']}")
+    deadline = time.monotonic() + timeout
+    for body in hub_policy_objects():
+        if body["kind"] != "ValidatingAdmissionPolicy":
+            continue
+        while True:
+            current = hub.get(VALIDATING_ADMISSION_POLICIES, body["metadata"]["name"])
+            status = current.get("status") or {}
+            if status.get("observedGeneration") == current["metadata"].get("generation"):
+                warnings = (status.get("typeChecking") or {}).get("expressionWarnings") or []
+                if warnings:
+                    raise RuntimeError(
+                        f"policy {body['metadata']['name']} does not type-check: {warnings}"
+                    )
+                break
+            if time.monotonic() > deadline:
+                break  # no status controller (e.g. no controller manager): enforce anyway
+            sleep(0.2)
+    return names
+
+
+def missing_policies(hub: Kube) -> list[str]:
+    """Trust-boundary policies or bindings not installed on the hub (``kind/name``)."""
+    return [
+        f"{body['kind']}/{body['metadata']['name']}"
+        for body in hub_policy_objects()
+        if body["kind"].startswith("ValidatingAdmissionPolicy")
+        and hub.get_or_none(_KINDS[body["kind"]], body["metadata"]["name"]) is None
+    ]
+
+
+def provider_object(request: Onboarding) -> JSON:
+    """The ``Provider`` as onboarding creates it: admin's region and labels, zero prices."""
+    return {
         "apiVersion": API_VERSION,
         "kind": "Provider",
-        "metadata": {"name": request.provider, "labels": _labels(request.provider)},
+        "metadata": {
+            "name": request.provider,
+            "labels": {**request.labels, **_labels(request.provider)},
+        },
         "spec": {
             "mode": "Pull",
             "region": request.region,
@@ -147,29 +266,49 @@ def onboard(hub: Kube, request: Onboarding, *, token_seconds: int) -> str:
             "pricing": {"cpuCoreHour": "0", "memoryGiBHour": "0"},
         },
     }
+
+
+def onboard(hub: Kube, request: Onboarding, *, token_seconds: int) -> str:
+    """Create (or update) everything a provider needs on the hub; return its kubeconfig text.
+
+    The ``Provider`` is created with the admin's region, labels and payout address and zero
+    prices; the agent replaces the prices (and may replace the payout address) with its own
+    declarations when it registers, and the provider is not schedulable before its agent
+    heartbeats and reports inventory. Onboarding an existing provider again sets its region
+    and the given labels (it removes no label and keeps the agent's declarations).
+    """
+    for body in rbac_objects(request.provider):
+        hub.apply(_KINDS[body["kind"]], body)
+    provider = provider_object(request)
     if hub.get_or_none(r.PROVIDERS, request.provider) is None:
         hub.create(r.PROVIDERS, provider)
-    token = hub.request(
-        "POST",
-        r.SERVICE_ACCOUNTS.path(provider_namespace(request.provider), AGENT_SERVICE_ACCOUNT)
-        + "/token",
-        body={
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": token_seconds},
-        },
-    )["status"]["token"]
-    return agent_kubeconfig(hub, request.provider, str(token))
+    else:
+        hub.patch(
+            r.PROVIDERS,
+            request.provider,
+            {
+                "metadata": {"labels": provider["metadata"]["labels"]},
+                "spec": {"region": request.region},
+            },
+        )
+    token = service_account_token(
+        hub, provider_namespace(request.provider), AGENT_SERVICE_ACCOUNT, seconds=token_seconds
+    )
+    return agent_kubeconfig(hub, request.provider, token)
 
 
 def agent_kubeconfig(hub: Kube, provider: str, token: str) -> str:
     """A kubeconfig for the agent: the hub's server and CA, the agent's token."""
+    return token_kubeconfig(hub, f"kommons-hub-{provider}", token, provider_namespace(provider))
+
+
+def token_kubeconfig(hub: Kube, name: str, token: str, namespace: str) -> str:
+    """A kubeconfig with the hub's server and CA and a bearer ``token`` (agents, tenants)."""
     config = hub.api_client.configuration
     cluster: JSON = {"server": hub.server}
     if config.ssl_ca_cert:
         with open(config.ssl_ca_cert, "rb") as ca:
             cluster["certificate-authority-data"] = base64.b64encode(ca.read()).decode()
-    name = f"kommons-hub-{provider}"
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
@@ -179,14 +318,24 @@ def agent_kubeconfig(hub: Kube, provider: str, token: str) -> str:
             "contexts": [
                 {
                     "name": name,
-                    "context": {
-                        "cluster": "kommons-hub",
-                        "user": name,
-                        "namespace": provider_namespace(provider),
-                    },
+                    "context": {"cluster": "kommons-hub", "user": name, "namespace": namespace},
                 }
             ],
             "current-context": name,
         },
         sort_keys=False,
     )
+
+
+def service_account_token(hub: Kube, namespace: str, name: str, *, seconds: int) -> str:
+    """A TokenRequest token for a ServiceAccount (the hub admin's credentials are used)."""
+    response = hub.request(
+        "POST",
+        r.SERVICE_ACCOUNTS.path(namespace, name) + "/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        },
+    )
+    return str(response["status"]["token"])

@@ -1,70 +1,83 @@
-"""A Provider's phase as the hub sees it, from its heartbeat and spec (pure)."""
+"""A Provider's phase as the hub sees it, from the heartbeats the hub observed (pure).
+
+The time of a heartbeat is the hub's own clock when the agent's heartbeat Lease changed,
+never a timestamp the agent wrote (its clock may be wrong or lying).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
-from kommons.api.common import Condition, set_condition
-from kommons.hub.views import heartbeat_age
+from kommons.api import Provider, ProviderStatus, set_condition
 
-JSON = dict[str, Any]
+ProviderPhase = Literal["Ready", "NotReady", "Unreachable", "Cordoned"]
 
 
 def provider_phase(
-    body: Mapping[str, Any], renew_time: str | None, *, now: datetime, timeout: float
-) -> tuple[str, str, str]:
-    """Phase, reason and message for a Provider.
+    provider: Provider | None,
+    heartbeat_age: float | None,
+    *,
+    timeout: float,
+    invalid: str | None = None,
+) -> tuple[ProviderPhase, str, str]:
+    """Phase, reason and message of a provider.
 
-    ``Cordoned`` when the spec says so; ``Unreachable`` when the heartbeat is older than
-    ``timeout`` (or never came); ``NotReady`` until the agent has reported inventory with at
-    least one Ready node; otherwise ``Ready``.
+    ``Cordoned`` when its spec says so; ``Unreachable`` when the hub has seen no heartbeat
+    for ``timeout`` seconds (or never); ``NotReady`` when its declaration is unusable
+    (``invalid``) or it has not reported Ready nodes yet; otherwise ``Ready``.
+
+    Args:
+        provider: The provider (``None`` is Unreachable: nothing is known).
+        heartbeat_age: Seconds since the hub saw the heartbeat change, ``None`` if never.
+        timeout: Heartbeat timeout in seconds.
+        invalid: Why the provider's declaration cannot be used, if it cannot.
     """
-    status = body.get("status") or {}
-    age = heartbeat_age(renew_time, now)
-    if (body.get("spec") or {}).get("cordoned"):
+    if provider is not None and provider.spec.cordoned:
         return "Cordoned", "Cordoned", "spec.cordoned is true: no new placements"
-    if age is None:
-        return "Unreachable", "NoHeartbeat", "the agent has not sent a heartbeat yet"
-    if age > timeout:
+    if provider is None or heartbeat_age is None:
+        return "Unreachable", "NoHeartbeat", "the hub has not seen a heartbeat from the agent"
+    if heartbeat_age > timeout:
         return (
             "Unreachable",
             "HeartbeatExpired",
-            f"last heartbeat {age:.0f}s ago (timeout {timeout:.0f}s)",
+            f"no heartbeat for {heartbeat_age:.0f}s (timeout {timeout:.0f}s)",
         )
-    if not status.get("available") or not status.get("nodes"):
+    if invalid is not None:
+        return "NotReady", "InvalidDeclaration", f"excluded from scheduling: {invalid}"
+    status = provider.status
+    if status is None or status.available is None or not status.nodes:
         return "NotReady", "NoInventory", "the agent has not reported Ready nodes yet"
-    return "Ready", "HeartbeatFresh", f"heartbeat {max(age, 0):.0f}s ago"
+    return "Ready", "HeartbeatFresh", f"heartbeat seen {max(heartbeat_age, 0):.0f}s ago"
 
 
-def provider_status_patch(
-    body: Mapping[str, Any], renew_time: str | None, *, now: datetime, timeout: float
-) -> JSON | None:
-    """The status fields the hub owns on a Provider, or ``None`` when nothing changed."""
-    status = body.get("status") or {}
-    phase, reason, message = provider_phase(body, renew_time, now=now, timeout=timeout)
+def health_status_patch(
+    provider: Provider,
+    phase: tuple[ProviderPhase, str, str],
+    *,
+    last_heartbeat: datetime | None,
+    now: datetime,
+) -> dict[str, object] | None:
+    """The status fields the hub owns on a Provider, or ``None`` when nothing changed.
+
+    Only a change of phase or reason is written here: the hub does not rewrite the Provider
+    on every heartbeat.
+    """
+    status = provider.status or ProviderStatus()
+    name, reason, message = phase
+    ready = next((c for c in status.conditions or () if c.type == "Ready"), None)
+    if status.phase == name and ready is not None and ready.reason == reason:
+        return None
     conditions = set_condition(
-        [Condition.model_validate(c) for c in status.get("conditions") or ()],
+        status.conditions,
         type_="Ready",
-        status="True" if phase == "Ready" else "False",
+        status="True" if name == "Ready" else "False",
         reason=reason,
         message=message,
-        observed_generation=(body.get("metadata") or {}).get("generation"),
+        observed_generation=provider.metadata.generation,
         now=now,
     )
-    patch: JSON = {
-        "phase": phase,
-        "conditions": [c.to_api() for c in conditions],
-    }
-    if renew_time:
-        patch["lastHeartbeatTime"] = renew_time[:19] + "Z"
-    old_ready: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or () if c.get("type") == "Ready"), {}
-    )
-    unchanged = (
-        status.get("phase") == phase
-        and old_ready.get("reason") == reason
-        and status.get("lastHeartbeatTime") == patch.get("lastHeartbeatTime")
-    )
-    return None if unchanged else patch
+    patch: dict[str, object] = {"phase": name, "conditions": [c.to_api() for c in conditions]}
+    if last_heartbeat is not None:
+        patch["lastHeartbeatTime"] = last_heartbeat.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return patch

@@ -18,7 +18,7 @@ log = logging.getLogger("kommons.hub")
 async def run_hub(options: HubOptions) -> None:
     """Run every hub handler against the hub cluster (cluster-wide)."""
     kube = connect(options.kubeconfig, field_manager="kommons-hub")
-    registry = build_registry(options, kube)
+    registry, _ = build_registry(options, kube)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,15 +1,30 @@
-"""Convert API objects (as the API serves them) into the scheduler's inputs (pure)."""
+"""Convert typed API objects into the scheduler's inputs (pure).
+
+Everything a provider declares (prices, offer, inventory) is validated here before the
+scheduler sees it: a provider whose declaration is unusable becomes a view that is not ready,
+with the reason, and harms no one else.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
 
+from kommons.api import (
+    ComputeLease,
+    LabelSelector,
+    LeasePlacement,
+    Provider,
+    ProviderPool,
+    ResourceSummary,
+)
+from kommons.api import Resources as ApiResources
 from kommons.money import parse_units
 from kommons.quantity import to_bytes, to_millicores
 from kommons.scheduler import (
-    LabelSelector,
+    LabelSelector as SchedulerSelector,
+)
+from kommons.scheduler import (
     LeaseRequest,
     Operator,
     PoolPolicy,
@@ -19,162 +34,183 @@ from kommons.scheduler import (
     Requirement,
     Resources,
     Strategy,
-    placement_key,
 )
 
-JSON = Mapping[str, Any]
 
-
-def parse_time(value: str | None) -> datetime | None:
-    """An API timestamp (Time or MicroTime) as an aware datetime, or ``None``."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def lease_key(body: JSON) -> str:
+def lease_key(lease: ComputeLease) -> str:
     """``namespace/name`` of a lease."""
-    meta = body["metadata"]
-    return f"{meta['namespace']}/{meta['name']}"
+    return f"{lease.metadata.namespace}/{lease.metadata.name}"
 
 
-def label_selector(data: JSON | None) -> LabelSelector | None:
-    """A Kubernetes ``LabelSelector`` object as the scheduler's selector (``None`` if absent)."""
-    if not data:
+def scheduler_selector(selector: LabelSelector | None) -> SchedulerSelector | None:
+    """A Kubernetes ``LabelSelector`` as the scheduler's selector (``None`` if absent)."""
+    if selector is None:
         return None
-    expressions = tuple(
-        Requirement(
-            key=str(e["key"]),
-            operator=Operator(str(e["operator"])),
-            values=frozenset(e.get("values") or ()),
-        )
-        for e in data.get("matchExpressions") or ()
-    )
-    return LabelSelector(
-        match_labels=dict(data.get("matchLabels") or {}), match_expressions=expressions
+    return SchedulerSelector(
+        match_labels=dict(selector.match_labels or {}),
+        match_expressions=tuple(
+            Requirement(key=e.key, operator=Operator(e.operator), values=frozenset(e.values or ()))
+            for e in selector.match_expressions or ()
+        ),
     )
 
 
-def selects(selector: JSON | None, labels: Mapping[str, str], *, empty_selects_all: bool) -> bool:
-    """Whether a ``LabelSelector`` object selects ``labels``.
+def selects(
+    selector: LabelSelector | None, labels: Mapping[str, str], *, empty_selects_all: bool
+) -> bool:
+    """Whether a selector selects ``labels``.
 
     Kubernetes' convention is that an empty selector selects everything; where a missing
-    selector must select nothing (e.g. a BillingAccount), pass ``empty_selects_all=False``.
+    selector must select nothing (a BillingAccount), pass ``empty_selects_all=False``.
     """
-    parsed = label_selector(selector)
-    if parsed is None or (not parsed.match_labels and not parsed.match_expressions):
+    if selector is None or (not selector.match_labels and not selector.match_expressions):
         return empty_selects_all
-    return parsed.matches(labels)
+    return selector.matches(labels)
 
 
-def lease_request(body: JSON) -> LeaseRequest:
+def replica_resources(lease_resources: ApiResources) -> ReplicaResources:
+    """Per-replica resources of a lease or placement spec (``spec.resources``)."""
+    gpu = lease_resources.gpu
+    return ReplicaResources(
+        cpu_milli=to_millicores(lease_resources.cpu),
+        memory_bytes=to_bytes(lease_resources.memory),
+        gpu_count=gpu.count if gpu else 0,
+        gpu_model=gpu.model if gpu else None,
+    )
+
+
+def lease_request(lease: ComputeLease) -> LeaseRequest:
     """The scheduler's view of a ``ComputeLease``."""
-    spec = body["spec"]
-    resources = spec["resources"]
-    gpu = resources.get("gpu") or {}
-    placement = spec.get("placement") or {}
-    price = spec.get("maxPricePerHour")
+    spec = lease.spec
+    placement = spec.placement
     return LeaseRequest(
-        key=lease_key(body),
-        replicas=int(spec.get("replicas", 1)),
-        resources=ReplicaResources(
-            cpu_milli=to_millicores(resources["cpu"]),
-            memory_bytes=to_bytes(resources["memory"]),
-            gpu_count=int(gpu.get("count", 0)),
-            gpu_model=gpu.get("model"),
-        ),
-        max_price_per_hour=parse_units(str(price), rounding="down") if price else None,
-        regions=frozenset(placement.get("regions") or ()),
-        providers=frozenset(placement.get("providers") or ()),
-        spread=bool(placement.get("spread", False)),
+        key=lease_key(lease),
+        replicas=spec.replicas,
+        resources=replica_resources(spec.resources),
+        max_price_per_hour=parse_units(spec.max_price_per_hour, rounding="down"),
+        regions=frozenset(placement.regions or ()) if placement else frozenset(),
+        providers=frozenset(placement.providers or ()) if placement else frozenset(),
+        spread=bool(placement and placement.spread),
     )
 
 
-def pool_policy(body: JSON) -> PoolPolicy:
+def pool_policy(pool: ProviderPool) -> PoolPolicy:
     """The scheduler's view of a ``ProviderPool``."""
-    spec = body.get("spec") or {}
+    spec = pool.spec
     return PoolPolicy(
-        strategy=Strategy(spec.get("strategy", Strategy.LOWEST_PRICE.value)),
-        selector=label_selector(spec.get("providerSelector")),
-        regions=frozenset(spec.get("regions") or ()),
-        min_reputation=float(spec.get("minReputation", 0) or 0),
+        strategy=Strategy(spec.strategy),
+        selector=scheduler_selector(spec.provider_selector),
+        regions=frozenset(spec.regions or ()),
+        min_reputation=spec.min_reputation,
     )
 
 
-def _resources(summary: JSON | None) -> Resources:
-    summary = summary or {}
-    return Resources(
-        cpu_milli=to_millicores(summary.get("cpu") or 0),
-        memory_bytes=to_bytes(summary.get("memory") or 0),
-        gpus={str(m): int(n) for m, n in (summary.get("gpus") or {}).items()},
-    )
+def placement_resources(placement: LeasePlacement, replicas: int | None = None) -> Resources:
+    """What ``replicas`` (default: all) replicas of a placement hold on its provider."""
+    count = placement.spec.replicas if replicas is None else replicas
+    per = replica_resources(placement.spec.resources)
+    return per.as_resources(count, per.gpu_model)
 
 
-def _price(value: object) -> int:
-    return parse_units(str(value), rounding="up") if value is not None else 0
+class InvalidDeclaration(ValueError):
+    """A provider's declaration (prices, inventory) the hub cannot use; the message says why."""
 
 
-def heartbeat_age(renew_time: str | None, now: datetime) -> float | None:
-    """Seconds since the agent last renewed its heartbeat, or ``None`` if it never did."""
-    renewed = parse_time(renew_time)
-    return None if renewed is None else (now - renewed).total_seconds()
+def _summary(summary: ResourceSummary | None, field: str) -> Resources:
+    """An inventory summary as scheduler resources; refuses malformed or negative values."""
+    if summary is None:
+        return Resources()
+    try:
+        cpu = to_millicores(summary.cpu or 0)
+        memory = to_bytes(summary.memory or 0)
+    except (ValueError, ArithmeticError) as exc:
+        raise InvalidDeclaration(f"status.{field} is malformed: {exc}") from exc
+    if summary.pods is None:
+        raise InvalidDeclaration(
+            f"status.{field}.pods is missing: the agent does not report its pod allowance"
+            " (upgrade the agent)"
+        )
+    pods = summary.pods
+    gpus = dict(summary.gpus or {})
+    if cpu < 0 or memory < 0 or pods < 0 or any(n < 0 for n in gpus.values()):
+        raise InvalidDeclaration(f"status.{field} has a negative amount")
+    return Resources(cpu_milli=cpu, memory_bytes=memory, gpus=gpus, pods=pods)
 
 
-def provider_view(body: JSON, *, heartbeat_fresh: bool) -> ProviderView:
-    """The scheduler's view of a ``Provider``.
+def _pricing(provider: Provider) -> Pricing:
+    """A provider's prices in base units; a zero cpu or memory price is refused."""
+    pricing = provider.spec.pricing
+    cpu = parse_units(pricing.cpu_core_hour, rounding="up")
+    memory = parse_units(pricing.memory_gib_hour, rounding="up")
+    if cpu <= 0 or memory <= 0:
+        raise InvalidDeclaration(
+            "quotes a zero price (spec.pricing.cpuCoreHour and memoryGiBHour must be > 0)"
+        )
+    gpus = {m: parse_units(p, rounding="up") for m, p in (pricing.gpu_hour or {}).items()}
+    zero = sorted(m for m, p in gpus.items() if p <= 0)
+    if zero:
+        raise InvalidDeclaration(f"quotes a zero price for gpu {', '.join(zero)}")
+    return Pricing(cpu_core_hour=cpu, memory_gib_hour=memory, gpu_hour=gpus)
 
-    A provider is ready for placements when its heartbeat is fresh, the hub has marked it
-    ``Ready`` and it has reported inventory at least once.
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    """What the hub itself decided about a provider (never taken from the provider)."""
+
+    phase: str
+    """``Ready``, ``NotReady``, ``Unreachable`` or ``Cordoned``."""
+    fresh: bool
+    """Whether the hub observed a heartbeat within the timeout."""
+
+
+def provider_view(
+    provider: Provider, health: ProviderHealth, *, observed_at: float = 0.0
+) -> tuple[ProviderView, str | None]:
+    """The scheduler's view of a ``Provider``, and why it is excluded (``None`` if usable).
+
+    A provider takes placements when the hub saw its heartbeat within the timeout, its phase
+    (as the hub computed it) is ``Ready``, and its declaration is valid: non-zero prices and a
+    well-formed, non-negative inventory. Reputation is the hub's own record.
     """
-    meta = body["metadata"]
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    pricing = spec.get("pricing") or {}
-    phase = str(status.get("phase") or "NotReady")
-    if not heartbeat_fresh and phase != "Cordoned":
-        phase = "Unreachable"
-    name = str(meta["name"])
-    reputation = (status.get("reputation") or {}).get("score", 1.0)
-    return ProviderView(
+    name = str(provider.metadata.name)
+    status = provider.status
+    reputation = status.reputation.score if status and status.reputation else 1.0
+    excluded: str | None = None
+    try:
+        pricing = _pricing(provider)
+        available = _summary(status.available if status else None, "available")
+    except InvalidDeclaration as exc:
+        excluded = str(exc)
+        pricing, available = Pricing(), Resources()
+    phase = health.phase
+    if excluded is not None:
+        phase = f"Invalid: {excluded}"
+    elif status is None or status.available is None:
+        phase = "NotReady: no inventory reported yet"
+    view = ProviderView(
         name=name,
-        region=str(spec.get("region", "")),
-        labels=dict(meta.get("labels") or {}),
-        available=_resources(status.get("available")),
-        pricing=Pricing(
-            cpu_core_hour=_price(pricing.get("cpuCoreHour")),
-            memory_gib_hour=_price(pricing.get("memoryGiBHour")),
-            gpu_hour={str(m): _price(p) for m, p in (pricing.get("gpuHour") or {}).items()},
-        ),
-        ready=heartbeat_fresh and phase == "Ready" and status.get("available") is not None,
+        region=provider.spec.region,
+        labels=dict(provider.metadata.labels or {}),
+        available=available,
+        pricing=pricing,
+        ready=health.fresh and health.phase == "Ready" and not phase.startswith(("Invalid", "Not")),
         phase=phase,
-        cordoned=bool(spec.get("cordoned", False)),
-        reputation=float(reputation),
-        accounted=frozenset(placement_key(k, name) for k in status.get("accountedLeases") or ()),
+        cordoned=provider.spec.cordoned,
+        reputation=min(1.0, max(0.0, float(reputation))),
+        observed_at=observed_at,
     )
-
-
-def placement_resources(placement: JSON) -> Resources:
-    """What a ``LeasePlacement`` holds on its provider: replicas × per-replica resources."""
-    spec = placement["spec"]
-    replicas = int(spec.get("replicas", 0))
-    res = spec.get("resources") or {}
-    gpu = res.get("gpu") or {}
-    count = int(gpu.get("count", 0)) * replicas
-    return Resources(
-        cpu_milli=to_millicores(res.get("cpu") or 0) * replicas,
-        memory_bytes=to_bytes(res.get("memory") or 0) * replicas,
-        gpus={str(gpu.get("model")): count} if count else {},
-    )
+    return view, excluded
 
 
 __all__ = [
-    "heartbeat_age",
-    "label_selector",
+    "InvalidDeclaration",
+    "ProviderHealth",
     "lease_key",
     "lease_request",
-    "parse_time",
     "placement_resources",
     "pool_policy",
     "provider_view",
+    "replica_resources",
+    "scheduler_selector",
     "selects",
 ]

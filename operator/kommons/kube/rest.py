@@ -116,6 +116,14 @@ class Kube:
             content_type=APPLY_PATCH,
         )
 
+    def replace(self, resource: Resource, body: JSON) -> JSON:
+        """Replace an object (PUT) with its ``metadata.resourceVersion`` as precondition.
+
+        A concurrent write makes this fail with :class:`~kommons.kube.errors.Conflict`.
+        """
+        meta = body["metadata"]
+        return self.request("PUT", resource.path(meta.get("namespace"), meta["name"]), body=body)
+
     def patch(
         self,
         resource: Resource,
@@ -131,14 +139,24 @@ class Kube:
             path += f"/{subresource}"
         return self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
-    def delete(self, resource: Resource, name: str, namespace: str | None = None) -> bool:
-        """Delete an object in the background; ``False`` when it was already gone."""
+    def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+    ) -> bool:
+        """Delete an object in the background; ``False`` when it was already gone.
+
+        With ``uid`` the delete applies only to that incarnation of the object (a newer object
+        of the same name answers :class:`~kommons.kube.errors.Conflict`).
+        """
+        body: JSON = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self.request(
-                "DELETE",
-                resource.path(namespace, name),
-                body={"propagationPolicy": "Background"},
-            )
+            self.request("DELETE", resource.path(namespace, name), body=body)
         except NotFound:
             return False
         return True

@@ -1,13 +1,29 @@
 """Pure placement logic of the hub: filters, ranking, reservations. No I/O, no kopf.
 
-The hub converts API objects into the small frozen dataclasses of :mod:`.model`, calls
-:func:`schedule`, records the decision in its :class:`Reservations` ledger, writes the
+The hub keeps a :class:`Market` (providers and holds, updated per watch event), calls
+:meth:`Market.decide` for a lease, :meth:`Market.commit` s the decision, writes the
 ``LeasePlacement`` objects and renders :meth:`Decision.to_status` into
-``ComputeLease.status.decision``. See ``docs/scheduling.md``.
+``ComputeLease.status.decision``. :func:`schedule` with a :class:`Reservations` ledger is the
+reference implementation the market agrees with. See ``docs/scheduling.md``.
 """
 
-from kommons.scheduler.decision import Decision, Placement
-from kommons.scheduler.filters import Candidate, FilterContext, evaluate, fit_count
+from kommons.scheduler.decision import (
+    MAX_REJECTED_SAMPLES,
+    MESSAGE_REASONS,
+    Decision,
+    Placement,
+    pick_samples,
+)
+from kommons.scheduler.filters import (
+    Candidate,
+    FilterContext,
+    RejectionKind,
+    capacity_reason,
+    classify,
+    evaluate,
+    fit_count,
+)
+from kommons.scheduler.market import Market
 from kommons.scheduler.model import (
     LeaseRequest,
     PoolPolicy,
@@ -39,22 +55,28 @@ from kommons.scheduler.selector import LabelSelector, Operator, Requirement, mat
 __all__ = [
     "BALANCED_WEIGHTS",
     "DEFAULT_DECIMALS",
+    "MAX_REJECTED_SAMPLES",
+    "MESSAGE_REASONS",
     "Candidate",
     "Decision",
     "FilterContext",
     "LabelSelector",
     "LeaseRequest",
+    "Market",
     "Operator",
     "Placement",
     "PoolPolicy",
     "Pricing",
     "ProviderView",
+    "RejectionKind",
     "ReplicaResources",
     "Requirement",
     "Reservation",
     "Reservations",
     "Resources",
     "Strategy",
+    "capacity_reason",
+    "classify",
     "effective_available",
     "evaluate",
     "fit_count",
@@ -64,6 +86,7 @@ __all__ = [
     "is_reflected",
     "matches_selector",
     "parse_units",
+    "pick_samples",
     "placement_key",
     "rank",
     "replica_price",

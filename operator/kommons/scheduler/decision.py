@@ -1,13 +1,25 @@
-"""The scheduler's output and its rendering for ``ComputeLease.status.decision``."""
+"""The scheduler's output and its rendering for ``ComputeLease.status.decision``.
+
+A decision is bounded whatever the number of providers: it counts rejections by
+:class:`.RejectionKind` over all providers and keeps at most :data:`MAX_REJECTED_SAMPLES`
+provider → reason samples, picked by :func:`pick_samples`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
+from kommons.scheduler.filters import KIND_ORDER, RejectionKind
 from kommons.scheduler.money import DEFAULT_DECIMALS, format_price
+
+MAX_REJECTED_SAMPLES: Final = 10
+"""Provider → reason samples a decision keeps (``Decision.rejected``)."""
+
+MESSAGE_REASONS: Final = 5
+"""Rejection reasons (and chosen providers) quoted in a decision's one-line message."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +55,28 @@ class Decision:
     chosen: tuple[Placement, ...] = ()
     """Where the replicas go, best-ranked first."""
     rejected: Mapping[str, str] = field(default_factory=dict)
-    """Reason of the first failing filter, for every provider that failed one."""
+    """Samples (at most :data:`MAX_REJECTED_SAMPLES`): provider → reason of the first filter
+    it failed; every kind that occurred is sampled before any kind gets a second sample."""
+    rejected_counts: Mapping[str, int] = field(default_factory=dict)
+    """Rejected providers by :class:`.RejectionKind`, over ALL providers; most frequent
+    first."""
+    rejected_total: int = 0
+    """Rejected providers in all (``considered - feasible``)."""
     scheduled: bool = False
     """True when all ``wanted`` replicas are placed (trivially when ``wanted`` is 0)."""
     message: str = ""
     """One-line human summary, for the ``Scheduled`` condition, Events and logs."""
 
     def __post_init__(self) -> None:
+        if len(self.rejected) > MAX_REJECTED_SAMPLES:
+            raise ValueError(
+                f"Decision.rejected keeps at most {MAX_REJECTED_SAMPLES} samples, "
+                f"got {len(self.rejected)}"
+            )
         object.__setattr__(self, "rejected", MappingProxyType(dict(self.rejected)))
+        object.__setattr__(self, "rejected_counts", MappingProxyType(dict(self.rejected_counts)))
+        total = max(self.rejected_total, sum(self.rejected_counts.values()), len(self.rejected))
+        object.__setattr__(self, "rejected_total", total)
         object.__setattr__(self, "chosen", tuple(self.chosen))
 
     @property
@@ -66,7 +92,8 @@ class Decision:
 
         Returns:
             ``{"considered", "feasible", "chosen": [{"provider", "replicas", "pricePerHour"}],
-            "rejected": {provider: reason}}``; ``pricePerHour`` is per replica.
+            "rejected": {provider: reason} (at most 10 samples), "rejectedCounts": {kind: n}}``;
+            ``pricePerHour`` is per replica.
         """
         return {
             "considered": self.considered,
@@ -80,4 +107,111 @@ class Decision:
                 for p in self.chosen
             ],
             "rejected": dict(self.rejected),
+            "rejectedCounts": dict(self.rejected_counts),
         }
+
+
+def pick_samples(
+    first_names: Mapping[RejectionKind, Sequence[str]],
+    counts: Mapping[RejectionKind, int],
+    limit: int = MAX_REJECTED_SAMPLES,
+) -> list[str]:
+    """Choose which rejected providers a decision quotes.
+
+    Kinds are visited most frequent first (filter order breaking ties) and round-robin: the
+    first provider (by name) of every kind, then the second of every kind, and so on.
+
+    Args:
+        first_names: For every kind with a count, its rejected providers sorted by name (at
+            least ``min(limit, count)`` of them).
+        counts: Rejected providers by kind.
+        limit: Most samples.
+
+    Returns:
+        Provider names, in the order they are quoted.
+    """
+    kinds = ordered_kinds(counts)
+    picked: list[str] = []
+    for depth in range(limit):
+        for kind in kinds:
+            names = first_names[kind]
+            if depth < len(names) and depth < counts[kind]:
+                picked.append(names[depth])
+                if len(picked) == limit:
+                    return picked
+    return picked
+
+
+def ordered_kinds(counts: Mapping[RejectionKind, int]) -> list[RejectionKind]:
+    """Kinds with a positive count, most frequent first, filter order breaking ties."""
+    return sorted(
+        (k for k, n in counts.items() if n > 0), key=lambda k: (-counts[k], KIND_ORDER[k])
+    )
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())
+
+
+def _reasons(samples: Mapping[str, str], counts: Mapping[str, int], total: int) -> str:
+    quoted = [f"{name}: {reason}" for name, reason in list(samples.items())[:MESSAGE_REASONS]]
+    more = total - len(quoted)
+    text = "; ".join([_counts_text(counts), *quoted])
+    return text + (f"; and {more} more" if more else "")
+
+
+def build_decision(
+    *,
+    lease: str,
+    wanted: int,
+    considered: int,
+    feasible: int,
+    capacity: int,
+    chosen: Sequence[Placement],
+    counts: Mapping[RejectionKind, int],
+    samples: Mapping[str, str],
+) -> Decision:
+    """Assemble a :class:`Decision` and its one-line message (shared by every scheduler path).
+
+    Args:
+        lease: ``namespace/name`` of the lease.
+        wanted: Replicas to place.
+        considered: Providers looked at.
+        feasible: Providers that passed every filter.
+        capacity: Replicas the feasible providers could take together.
+        chosen: Placements, best-ranked first (empty unless all ``wanted`` are placed).
+        counts: Rejected providers by kind.
+        samples: Quoted provider → reason, in :func:`pick_samples` order.
+
+    Returns:
+        The decision.
+    """
+    ordered = {str(kind): counts[kind] for kind in ordered_kinds(counts)}
+    total = sum(ordered.values())
+    placed = tuple(chosen)
+    ratio = f"{feasible}/{considered} providers feasible"
+    if wanted == 0:
+        message = f"no replicas missing; {ratio}"
+    elif placed:
+        where = ", ".join(f"{p.provider} ({p.replicas})" for p in placed[:MESSAGE_REASONS])
+        if len(placed) > MESSAGE_REASONS:
+            where += f" and {len(placed) - MESSAGE_REASONS} more provider(s)"
+        message = f"placed {wanted} replica(s) on {where}; {ratio}"
+    elif feasible == 0:
+        message = f"{ratio}: {_reasons(samples, ordered, total)}" if total else ratio
+    else:
+        message = f"{ratio} but they fit only {capacity} of {wanted} replica(s) (all or nothing)"
+        if total:
+            message = f"{message}; rejected: {_reasons(samples, ordered, total)}"
+    return Decision(
+        lease=lease,
+        wanted=wanted,
+        considered=considered,
+        feasible=feasible,
+        chosen=placed,
+        rejected=samples,
+        rejected_counts=ordered,
+        rejected_total=total,
+        scheduled=wanted == 0 or bool(placed),
+        message=message,
+    )

@@ -2,13 +2,16 @@
 
 Filters run in a fixed order and the first one that fails gives the provider's rejection
 reason (the order is the table in ``docs/scheduling.md``). A provider passing them all is
-*feasible* and comes out as a :class:`Candidate` with everything the ranking needs.
+*feasible* and comes out as a :class:`Candidate` with everything the ranking needs. Every
+reason has a :class:`RejectionKind`, the short stable word decisions count rejections by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
 
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources
 from kommons.scheduler.money import format_bytes, format_price, replica_price
@@ -16,6 +19,28 @@ from kommons.scheduler.money import format_bytes, format_price, replica_price
 Formatter = Callable[[int], str]
 """Renders an amount of base units for a reason, e.g. ``functools.partial(format_price,
 decimals=18)``."""
+
+
+class RejectionKind(StrEnum):
+    """Kind of a rejection reason, in filter order (``Decision.rejected_counts`` keys)."""
+
+    NOT_SELECTED = "NotSelected"
+    NOT_READY = "NotReady"
+    CORDONED = "Cordoned"
+    REGION = "Region"
+    NOT_ALLOWED = "NotAllowed"
+    EXCLUDED = "Excluded"
+    REPUTATION = "Reputation"
+    GPU = "Gpu"
+    PRICE = "Price"
+    INSUFFICIENT_GPU = "InsufficientGpu"
+    INSUFFICIENT_CPU = "InsufficientCpu"
+    INSUFFICIENT_MEMORY = "InsufficientMemory"
+    INSUFFICIENT_PODS = "InsufficientPods"
+
+
+KIND_ORDER: dict[RejectionKind, int] = {kind: i for i, kind in enumerate(RejectionKind)}
+"""Position of each kind in filter order (ties between equal counts are broken by it)."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +92,12 @@ def _ratio(value: float, bound: float) -> str:
 
 
 def fit_count(free: Resources, lease: LeaseRequest, gpu_model: str | None) -> int:
-    """How many replicas of ``lease`` fit into ``free`` using gpus of ``gpu_model``."""
+    """How many replicas of ``lease`` fit into ``free`` using gpus of ``gpu_model``.
+
+    Every replica needs its cpu, memory and gpus and exactly one pod slot.
+    """
     need = lease.resources
-    fits = min(free.cpu_milli // need.cpu_milli, free.memory_bytes // need.memory_bytes)
+    fits = min(free.cpu_milli // need.cpu_milli, free.memory_bytes // need.memory_bytes, free.pods)
     if need.gpu_count:
         fits = min(fits, free.gpus.get(gpu_model, 0) // need.gpu_count if gpu_model else 0)
     return fits
@@ -101,18 +129,54 @@ def _gpu_reason(view: ProviderView, free: Resources, model: str | None, wanted: 
     return f"no gpu {wanted}(has: {listing})"
 
 
-def _capacity_reason(free: Resources, lease: LeaseRequest, gpu_model: str | None) -> str:
+EXCLUDED_REASON: Final = "excluded from this decision (being replaced)"
+"""Reason of a provider in the decision's ``exclude``."""
+
+
+def price_reason(price: int, max_price: int, money: Formatter) -> str:
+    """Reason of a provider whose replica price is above the lease's maximum."""
+    return f"price {money(price)}/h > max {money(max_price)}/h"
+
+
+def shortage_reason(
+    kind: RejectionKind, have: int, lease: LeaseRequest, gpu_model: str | None
+) -> str:
+    """Reason of a capacity rejection of ``kind`` with ``have`` free in that dimension."""
     need = lease.resources
-    if need.gpu_count and gpu_model:
-        have = free.gpus.get(gpu_model, 0)
-        if have < need.gpu_count:
-            return f"insufficient gpu {gpu_model} ({have} < {need.gpu_count})"
-    if free.cpu_milli < need.cpu_milli:
-        return f"insufficient cpu ({free.cpu_milli}m free < {need.cpu_milli}m)"
-    return (
-        f"insufficient memory ({format_bytes(free.memory_bytes)} free < "
-        f"{format_bytes(need.memory_bytes)})"
-    )
+    if kind is RejectionKind.INSUFFICIENT_GPU:
+        return f"insufficient gpu {gpu_model} ({have} < {need.gpu_count})"
+    if kind is RejectionKind.INSUFFICIENT_CPU:
+        return f"insufficient cpu ({have}m free < {need.cpu_milli}m)"
+    if kind is RejectionKind.INSUFFICIENT_MEMORY:
+        return (
+            f"insufficient memory ({format_bytes(have)} free < {format_bytes(need.memory_bytes)})"
+        )
+    return f"insufficient pods ({have} free < 1)"
+
+
+def capacity_reason(
+    free: Resources, lease: LeaseRequest, gpu_model: str | None
+) -> tuple[RejectionKind, str]:
+    """Why not even one replica fits: the first short dimension in order gpu, cpu, memory, pods.
+
+    Args:
+        free: Effective free capacity (no replica fits into it).
+        lease: The lease.
+        gpu_model: Gpu model the replicas would use (``None`` without gpus).
+
+    Returns:
+        The kind and the human-readable reason.
+    """
+    need = lease.resources
+    if need.gpu_count and gpu_model and free.gpus.get(gpu_model, 0) < need.gpu_count:
+        kind, have = RejectionKind.INSUFFICIENT_GPU, free.gpus.get(gpu_model, 0)
+    elif free.cpu_milli < need.cpu_milli:
+        kind, have = RejectionKind.INSUFFICIENT_CPU, free.cpu_milli
+    elif free.memory_bytes < need.memory_bytes:
+        kind, have = RejectionKind.INSUFFICIENT_MEMORY, free.memory_bytes
+    else:
+        kind, have = RejectionKind.INSUFFICIENT_PODS, free.pods
+    return kind, shortage_reason(kind, have, lease, gpu_model)
 
 
 def evaluate(view: ProviderView, free: Resources, ctx: FilterContext) -> Candidate | str:
@@ -127,23 +191,46 @@ def evaluate(view: ProviderView, free: Resources, ctx: FilterContext) -> Candida
         A :class:`Candidate` if the provider can take at least one replica, otherwise the
         human-readable reason of the first filter that failed.
     """
+    outcome = classify(view, free, ctx)
+    return outcome if isinstance(outcome, Candidate) else outcome[1]
+
+
+def classify(
+    view: ProviderView, free: Resources, ctx: FilterContext
+) -> Candidate | tuple[RejectionKind, str]:
+    """Run every filter on one provider, as :func:`evaluate`, with the rejection's kind.
+
+    Args:
+        view: The provider.
+        free: Its effective free capacity.
+        ctx: The lease, pool, exclusions and money formatter.
+
+    Returns:
+        A :class:`Candidate`, or the kind and reason of the first filter that failed.
+    """
     lease, pool = ctx.lease, ctx.pool
     if pool.selector is not None and not pool.selector.matches(view.labels):
-        return "not selected by pool"
+        return RejectionKind.NOT_SELECTED, "not selected by pool"
     if not view.ready:
-        return f"not ready (phase {view.phase})"
+        return RejectionKind.NOT_READY, f"not ready (phase {view.phase})"
     if view.cordoned:
-        return "cordoned"
+        return RejectionKind.CORDONED, "cordoned"
     if pool.regions and view.region not in pool.regions:
-        return f"region {view.region} not in pool regions {_names(pool.regions)}"
+        return (
+            RejectionKind.REGION,
+            f"region {view.region} not in pool regions {_names(pool.regions)}",
+        )
     if lease.regions and view.region not in lease.regions:
-        return f"region {view.region} not in {_names(lease.regions)}"
+        return RejectionKind.REGION, f"region {view.region} not in {_names(lease.regions)}"
     if lease.providers and view.name not in lease.providers:
-        return "not in the lease's provider allow-list"
+        return RejectionKind.NOT_ALLOWED, "not in the lease's provider allow-list"
     if view.name in ctx.exclude:
-        return "excluded from this decision (being replaced)"
+        return RejectionKind.EXCLUDED, EXCLUDED_REASON
     if view.reputation < pool.min_reputation:
-        return f"reputation {_ratio(view.reputation, pool.min_reputation)}"
+        return (
+            RejectionKind.REPUTATION,
+            f"reputation {_ratio(view.reputation, pool.min_reputation)}",
+        )
 
     need = lease.resources
     gpu_model: str | None = None
@@ -152,7 +239,7 @@ def evaluate(view: ProviderView, free: Resources, ctx: FilterContext) -> Candida
         gpu_model = need.gpu_model or _resolve_gpu_model(view, free, lease)
         if gpu_model is None or gpu_model not in view.pricing.gpu_hour:
             wanted = f"{need.gpu_model} " if need.gpu_model else ""
-            return _gpu_reason(view, free, gpu_model, wanted)
+            return RejectionKind.GPU, _gpu_reason(view, free, gpu_model, wanted)
         gpu_hour = view.pricing.gpu_hour[gpu_model]
 
     price = replica_price(
@@ -164,9 +251,9 @@ def evaluate(view: ProviderView, free: Resources, ctx: FilterContext) -> Candida
         gpu_hour=gpu_hour,
     )
     if lease.max_price_per_hour is not None and price > lease.max_price_per_hour:
-        return f"price {ctx.money(price)}/h > max {ctx.money(lease.max_price_per_hour)}/h"
+        return RejectionKind.PRICE, price_reason(price, lease.max_price_per_hour, ctx.money)
 
     slots = fit_count(free, lease, gpu_model)
     if slots < 1:
-        return _capacity_reason(free, lease, gpu_model)
+        return capacity_reason(free, lease, gpu_model)
     return Candidate(view=view, free=free, gpu_model=gpu_model, price=price, slots=slots)

@@ -1,8 +1,9 @@
 """Inputs of the scheduler: small frozen dataclasses of integers, converted by the hub.
 
-Units: cpu in millicores, memory in bytes, gpus as ``{model: count}``, money in integer
-settlement-token base units per hour. Constructors validate what the scheduler relies on
-and raise :class:`ValueError` naming the field.
+Units: cpu in millicores, memory in bytes, gpus as ``{model: count}``, pods as pod slots
+(every replica needs exactly one), money in integer settlement-token base units per hour.
+Constructors validate what the scheduler relies on and raise :class:`ValueError` naming the
+field.
 """
 
 from __future__ import annotations
@@ -51,9 +52,13 @@ class Resources:
     """Memory in bytes."""
     gpus: Mapping[str, int] = field(default_factory=dict)
     """Gpus by model (``nvidia.com/gpu.product``)."""
+    pods: int = 0
+    """Pod slots (the nodes' ``pods`` allowance); every replica needs exactly one."""
 
     def __post_init__(self) -> None:
-        _non_negative("Resources", cpu_milli=self.cpu_milli, memory_bytes=self.memory_bytes)
+        _non_negative(
+            "Resources", cpu_milli=self.cpu_milli, memory_bytes=self.memory_bytes, pods=self.pods
+        )
         object.__setattr__(self, "gpus", _frozen_counts("Resources", "gpus", self.gpus))
 
     def minus(self, other: Resources) -> Resources:
@@ -63,6 +68,19 @@ class Resources:
             cpu_milli=max(0, self.cpu_milli - other.cpu_milli),
             memory_bytes=max(0, self.memory_bytes - other.memory_bytes),
             gpus=gpus,
+            pods=max(0, self.pods - other.pods),
+        )
+
+    def plus(self, other: Resources) -> Resources:
+        """Add ``other`` in every dimension."""
+        gpus = dict(self.gpus)
+        for model, count in other.gpus.items():
+            gpus[model] = gpus.get(model, 0) + count
+        return Resources(
+            cpu_milli=self.cpu_milli + other.cpu_milli,
+            memory_bytes=self.memory_bytes + other.memory_bytes,
+            gpus=gpus,
+            pods=self.pods + other.pods,
         )
 
 
@@ -93,7 +111,8 @@ class ProviderView:
     region: str
     """``Provider.spec.region``."""
     available: Resources
-    """Free capacity within the offer, as last reported by the agent."""
+    """Free capacity within the offer, as last reported by the agent (``pods`` = free pod
+    slots of its Ready schedulable nodes)."""
     pricing: Pricing
     """``Provider.spec.pricing`` converted to base units."""
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -143,12 +162,13 @@ class ReplicaResources:
         _non_negative("ReplicaResources", gpu_count=self.gpu_count)
 
     def as_resources(self, replicas: int, gpu_model: str | None) -> Resources:
-        """Resources of ``replicas`` replicas using gpus of ``gpu_model``."""
+        """Resources of ``replicas`` replicas using gpus of ``gpu_model`` (one pod each)."""
         gpus = {gpu_model: self.gpu_count * replicas} if gpu_model and self.gpu_count else {}
         return Resources(
             cpu_milli=self.cpu_milli * replicas,
             memory_bytes=self.memory_bytes * replicas,
             gpus=gpus,
+            pods=replicas,
         )
 
 

@@ -52,17 +52,6 @@ class Reservation:
     """When it was made (hub clock, same clock as ``ProviderView.observed_at``)."""
 
 
-def _add(a: Resources, b: Resources) -> Resources:
-    gpus = dict(a.gpus)
-    for model, count in b.gpus.items():
-        gpus[model] = gpus.get(model, 0) + count
-    return Resources(
-        cpu_milli=a.cpu_milli + b.cpu_milli,
-        memory_bytes=a.memory_bytes + b.memory_bytes,
-        gpus=gpus,
-    )
-
-
 def is_reflected(reservation: Reservation, view: ProviderView, *, settle_seconds: float) -> bool:
     """Tell whether ``view``'s report already includes ``reservation`` (see module rule)."""
     if reservation.key in view.accounted:
@@ -143,7 +132,7 @@ class Reservations:
         held = self._by_provider.setdefault(provider, {})
         previous = held.get(key)
         if previous is not None:
-            resources = _add(previous.resources, resources)
+            resources = previous.resources.plus(resources)
         reservation = Reservation(key=key, provider=provider, resources=resources, created_at=at)
         held[key] = reservation
         return reservation

@@ -3,74 +3,74 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Iterable, Mapping, Sequence
 
-from kommons.scheduler.decision import Decision, Placement
-from kommons.scheduler.filters import Candidate, FilterContext, Formatter, evaluate
+from kommons.scheduler.decision import (
+    MAX_REJECTED_SAMPLES,
+    Decision,
+    Placement,
+    build_decision,
+    pick_samples,
+)
+from kommons.scheduler.filters import Candidate, FilterContext, Formatter, RejectionKind, classify
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Strategy
 from kommons.scheduler.money import format_price
 from kommons.scheduler.reservations import Reservations
 from kommons.scheduler.scoring import rank
 
-MESSAGE_REASONS: Final = 5
-"""Rejection reasons quoted in a decision's one-line message (all are in ``rejected``)."""
 
+def fill(ranked: Iterable[tuple[str, int]], wanted: int) -> dict[str, int]:
+    """As many replicas as fit on the best provider, then the next, and so on.
 
-def _fill(ranked: list[Candidate], wanted: int) -> dict[str, int]:
-    """As many replicas as fit on the best provider, then the next, and so on."""
+    Args:
+        ranked: ``(provider, slots)`` best first; read only as far as needed.
+        wanted: Replicas to place.
+
+    Returns:
+        Replicas by provider, in rank order.
+    """
     counts: dict[str, int] = {}
-    for candidate in ranked:
+    if wanted == 0:
+        return counts
+    for name, slots in ranked:
+        take = min(slots, wanted)
+        counts[name] = take
+        wanted -= take
         if wanted == 0:
             break
-        take = min(candidate.slots, wanted)
-        counts[candidate.name] = take
-        wanted -= take
     return counts
 
 
-def _spread(ranked: list[Candidate], wanted: int, already: Mapping[str, int]) -> dict[str, int]:
-    """One replica at a time to the provider holding fewest of this lease, rank breaking ties."""
-    heap = [(already.get(c.name, 0), index) for index, c in enumerate(ranked)]
+def spread(
+    ranked: Sequence[tuple[str, int]], wanted: int, already: Mapping[str, int]
+) -> dict[str, int]:
+    """One replica at a time to the provider holding fewest of this lease, rank breaking ties.
+
+    Only the best ``wanted + len(already)`` providers can receive a replica (each of the
+    first ``wanted`` providers holding none is served before any provider ranked below them),
+    so callers may pass just that prefix of the ranking.
+
+    Args:
+        ranked: ``(provider, slots)`` best first; together they fit ``wanted``.
+        wanted: Replicas to place.
+        already: Replicas of this lease already on providers.
+
+    Returns:
+        Replicas by provider.
+    """
+    heap = [(already.get(name, 0), index) for index, (name, _) in enumerate(ranked)]
     heapq.heapify(heap)
-    left = {c.name: c.slots for c in ranked}
+    left = [slots for _, slots in ranked]
     counts: dict[str, int] = {}
     while wanted:
         held, index = heapq.heappop(heap)
-        name = ranked[index].name
+        name = ranked[index][0]
         counts[name] = counts.get(name, 0) + 1
-        left[name] -= 1
+        left[index] -= 1
         wanted -= 1
-        if left[name]:
+        if left[index]:
             heapq.heappush(heap, (held + 1, index))
     return counts
-
-
-def _reasons(rejected: Mapping[str, str]) -> str:
-    quoted = [f"{name}: {reason}" for name, reason in list(rejected.items())[:MESSAGE_REASONS]]
-    more = len(rejected) - len(quoted)
-    return "; ".join(quoted) + (f"; and {more} more" if more else "")
-
-
-def _message(
-    *,
-    wanted: int,
-    placed: tuple[Placement, ...],
-    considered: int,
-    feasible: int,
-    capacity: int,
-    rejected: Mapping[str, str],
-) -> str:
-    ratio = f"{feasible}/{considered} providers feasible"
-    if wanted == 0:
-        return f"no replicas missing; {ratio}"
-    if placed:
-        where = ", ".join(f"{p.provider} ({p.replicas})" for p in placed)
-        return f"placed {wanted} replica(s) on {where}; {ratio}"
-    if feasible == 0:
-        return f"{ratio}: {_reasons(rejected)}" if rejected else ratio
-    message = f"{ratio} but they fit only {capacity} of {wanted} replica(s) (all or nothing)"
-    return f"{message}; rejected: {_reasons(rejected)}" if rejected else message
 
 
 def schedule(
@@ -91,7 +91,11 @@ def schedule(
     allocated: without spread as many as fit on the best provider, then the next; with spread
     (``lease.spread`` or strategy ``Spread``) one at a time to the feasible provider holding
     the fewest replicas of this lease. If the feasible providers cannot hold every missing
-    replica, nothing is placed.
+    replica, nothing is placed. Rejections are counted by kind over all providers and at
+    most ``MAX_REJECTED_SAMPLES`` of them are quoted (see :func:`.decision.pick_samples`).
+
+    This is the reference implementation; :class:`.market.Market` decides the same
+    incrementally and much faster.
 
     Args:
         lease: The lease.
@@ -120,43 +124,44 @@ def schedule(
 
     ctx = FilterContext(lease=lease, pool=pool, exclude=frozenset(exclude), money=money)
     candidates: list[Candidate] = []
-    rejected: dict[str, str] = {}
+    counts: dict[RejectionKind, int] = {}
+    first: dict[RejectionKind, dict[str, str]] = {}
     for view in views:
         free = (
             reservations.effective_available(view) if reservations is not None else view.available
         )
-        outcome = evaluate(view, free, ctx)
+        outcome = classify(view, free, ctx)
         if isinstance(outcome, Candidate):
             candidates.append(outcome)
-        else:
-            rejected[view.name] = outcome
+            continue
+        kind, reason = outcome
+        counts[kind] = counts.get(kind, 0) + 1
+        seen = first.setdefault(kind, {})
+        if len(seen) < MAX_REJECTED_SAMPLES:
+            seen[view.name] = reason
 
     wanted = max(0, lease.replicas - sum(already.values()))
     ranked = rank(candidates, pool.strategy)
     capacity = sum(c.slots for c in ranked)
     chosen: tuple[Placement, ...] = ()
     if 0 < wanted <= capacity:
-        spread = lease.spread or pool.strategy is Strategy.SPREAD
-        counts = _spread(ranked, wanted, already) if spread else _fill(ranked, wanted)
+        pairs = [(c.name, c.slots) for c in ranked]
+        spreads = lease.spread or pool.strategy is Strategy.SPREAD
+        placed = spread(pairs, wanted, already) if spreads else fill(pairs, wanted)
         chosen = tuple(
-            Placement(c.name, counts[c.name], c.price, c.gpu_model)
+            Placement(c.name, placed[c.name], c.price, c.gpu_model)
             for c in ranked
-            if counts.get(c.name)
+            if placed.get(c.name)
         )
-    return Decision(
+    sampled = pick_samples({k: list(v) for k, v in first.items()}, counts)
+    reasons = {name: reason for seen in first.values() for name, reason in seen.items()}
+    return build_decision(
         lease=lease.key,
         wanted=wanted,
         considered=len(views),
         feasible=len(candidates),
+        capacity=capacity,
         chosen=chosen,
-        rejected=rejected,
-        scheduled=wanted == 0 or bool(chosen),
-        message=_message(
-            wanted=wanted,
-            placed=chosen,
-            considered=len(views),
-            feasible=len(candidates),
-            capacity=capacity,
-            rejected=rejected,
-        ),
+        counts=counts,
+        samples={name: reasons[name] for name in sampled},
     )

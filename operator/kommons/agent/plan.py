@@ -1,0 +1,541 @@
+"""The agent's decisions, pure: placement → manifests, observed workload → placement status.
+
+The agent's controller step has three parts:
+
+- **Edge.** :func:`parse_placement` turns a kopf body into a :class:`~kommons.api.LeasePlacement`
+  once; a body the agent cannot read raises :class:`InvalidPlacement`, whose message names the
+  fields, and :func:`invalid_status` turns it into a ``Failed`` status instead of a crash loop.
+  :func:`observe_workload` does the same for what the provider cluster shows (a Deployment and
+  its pods), keeping only what the status needs.
+- **Plan.** :func:`desired_manifests` (placement → objects to apply) and
+  :func:`placement_status` (placement + observed workload → ``LeasePlacementStatus``, with the
+  provider-side reason of every replica that is not ready) read nothing but their arguments.
+- **Executor.** :class:`~kommons.agent.provider_cluster.ProviderCluster` applies and deletes;
+  the kopf handlers in :mod:`kommons.agent.runner` write the status :func:`needs_write` allows.
+
+Reasons of the ``Ready`` condition (first match in this order; the message lists every cause,
+counted, without pod names):
+
+======================== ====================================================================
+``AllReplicasReady``     every wanted replica is ready
+``Suspended``            the placement is suspended (no replica wanted)
+``InvalidPlacement``     the placement's body cannot be read (phase ``Failed``)
+``WorkloadMissing``      no Deployment on the provider cluster (the agent applies it again)
+``PodsUnschedulable``    pods whose ``PodScheduled`` condition is False: the provider's
+                         scheduler's message, e.g. "0/3 nodes are available: 3 Too many pods."
+``ErrImagePull`` …       a container waits with a reason that needs the tenant or the provider:
+                         see :data:`WAITING_REASONS`
+``PodsFailed``           pods in phase ``Failed``
+``ReplicaFailure``       the Deployment cannot create pods (e.g. quota exceeded)
+``ContainersNotReady``   anything else (pods starting, readiness probes failing)
+======================== ====================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from kommons.agent.workload import PlacementWork, manifests, target_namespace
+from kommons.api import LeasePlacement, LeasePlacementStatus, get_condition, set_condition
+from kommons.api.placement import PlacementPhase
+from kommons.api_names import PREFIX
+
+JSON = dict[str, Any]
+
+ANNOTATION_LEASE = f"{PREFIX}/lease"
+"""On a placement's ResourceQuota: ``namespace/name`` of its lease (read back by inventory)."""
+ANNOTATION_GPU_MODEL = f"{PREFIX}/gpu-model"
+"""On a placement's ResourceQuota: the leased GPU model (read back by inventory)."""
+
+READY = "Ready"
+"""Type of the condition that carries the provider-side reason."""
+ALL_READY = "AllReplicasReady"
+SUSPENDED = "Suspended"
+INVALID = "InvalidPlacement"
+WORKLOAD_MISSING = "WorkloadMissing"
+UNSCHEDULABLE = "PodsUnschedulable"
+PODS_FAILED = "PodsFailed"
+REPLICA_FAILURE = "ReplicaFailure"
+NOT_READY = "ContainersNotReady"
+
+WAITING_REASONS = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "CrashLoopBackOff",
+    "RunContainerError",
+)
+"""Reasons of a waiting container that do not resolve by waiting; reported as they are."""
+
+REASON_ORDER = (UNSCHEDULABLE, *WAITING_REASONS, PODS_FAILED, REPLICA_FAILURE, NOT_READY)
+"""Which cause names the condition when several are present (the first present wins)."""
+
+MAX_CAUSES = 3
+"""Distinct causes quoted in a message; further ones are counted."""
+MAX_DETAIL = 300
+"""Characters kept of one cause's detail (the scheduler's or kubelet's message)."""
+MAX_INVALID_MESSAGE = 2000
+"""Characters kept of an :class:`InvalidPlacement` message in the status."""
+STATUS_REFRESH = timedelta(seconds=60)
+"""An unchanged status is written again (``lastReportTime``) at most this often."""
+
+
+# --------------------------------------------------------------------------------------
+# Edge: the placement
+# --------------------------------------------------------------------------------------
+
+
+class InvalidPlacement(ValueError):
+    """A LeasePlacement body the agent cannot read; the message names each bad field."""
+
+    def __init__(self, name: str, problems: Sequence[str]) -> None:
+        self.name = name
+        self.problems = tuple(problems)
+        super().__init__(f"placement {name or '<unnamed>'} is invalid: " + "; ".join(self.problems))
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """``field.path: what is wrong`` for every error (paths in the API's camelCase)."""
+    return [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+
+
+def parse_placement(body: Mapping[str, Any]) -> LeasePlacement:
+    """Parse a kopf body (or any API object) into a :class:`~kommons.api.LeasePlacement`.
+
+    ``metadata`` and ``spec`` must be valid; a status that cannot be read (e.g. written by an
+    older agent) is dropped rather than failing the placement, since the agent rewrites it.
+
+    Raises:
+        InvalidPlacement: naming every invalid field (``spec.replicas: ...``).
+    """
+    raw = dict(body)
+    metadata = raw.get("metadata")
+    name = str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""
+    status = raw.pop("status", None)
+    if not isinstance(raw.get("spec"), Mapping):
+        raise InvalidPlacement(name, ["spec: missing or not an object"])
+    try:
+        placement = LeasePlacement.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidPlacement(name, _problems(exc)) from exc
+    if isinstance(status, Mapping):
+        try:
+            placement.status = LeasePlacementStatus.model_validate(dict(status))
+        except ValidationError:
+            placement.status = None
+    return placement
+
+
+def previous_status(body: Mapping[str, Any]) -> LeasePlacementStatus | None:
+    """The status a body carries, or ``None`` when it has none or it cannot be read."""
+    status = body.get("status")
+    if not isinstance(status, Mapping) or not status:
+        return None
+    try:
+        return LeasePlacementStatus.model_validate(dict(status))
+    except ValidationError:
+        return None
+
+
+def generation_of(body: Mapping[str, Any]) -> int | None:
+    """``metadata.generation`` of a body, if it is a non-negative integer."""
+    metadata = body.get("metadata")
+    value = metadata.get("generation") if isinstance(metadata, Mapping) else None
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+# --------------------------------------------------------------------------------------
+# Plan: placement -> manifests
+# --------------------------------------------------------------------------------------
+
+
+def placement_name(placement: LeasePlacement) -> str:
+    """The placement's name (always set on an object read from the API)."""
+    return placement.metadata.name or ""
+
+
+def being_deleted(placement: LeasePlacement) -> bool:
+    """The placement has a deletion timestamp: only its removal remains to be done."""
+    return placement.metadata.deletion_timestamp is not None
+
+
+def wanted_replicas(placement: LeasePlacement) -> int:
+    """Replicas the provider must run: 0 while suspended."""
+    return 0 if placement.spec.suspend else placement.spec.replicas
+
+
+def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> PlacementWork:
+    """What :mod:`kommons.agent.workload` needs from a typed placement."""
+    spec = placement.spec
+    gpu = spec.resources.gpu
+    return PlacementWork(
+        name=placement_name(placement),
+        lease_namespace=spec.lease_ref.namespace,
+        lease_name=spec.lease_ref.name,
+        lease_uid=spec.lease_ref.uid,
+        replicas=spec.replicas,
+        cpu=spec.resources.cpu,
+        memory=spec.resources.memory,
+        gpu_count=gpu.count if gpu else 0,
+        gpu_model=gpu.model if gpu else None,
+        template=spec.template.model_dump(mode="json", by_alias=True, exclude_unset=True),
+        suspend=spec.suspend,
+        runtime_class=runtime_class,
+    )
+
+
+def desired_manifests(placement: LeasePlacement, *, runtime_class: str | None) -> list[JSON]:
+    """Every object of a placement on the provider cluster, in the order to apply them.
+
+    The ResourceQuota carries the lease and GPU model as annotations: the inventory reads the
+    reservations back from the quotas alone.
+    """
+    work = placement_work(placement, runtime_class=runtime_class)
+    objects = manifests(work)
+    for manifest in objects:
+        if manifest["kind"] == "ResourceQuota":
+            manifest["metadata"]["annotations"] = {
+                ANNOTATION_LEASE: f"{work.lease_namespace}/{work.lease_name}",
+                ANNOTATION_GPU_MODEL: work.gpu_model or "",
+            }
+    return objects
+
+
+# --------------------------------------------------------------------------------------
+# Edge: what the provider cluster shows
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the status needs of one pod (no pod name leaves this object)."""
+
+    ready: bool
+    """The pod's Ready condition is True."""
+    cause: str
+    """Reason word of why it is not ready (one of :data:`REASON_ORDER`); ``""`` when ready."""
+    label: str
+    """How the message names the pods of this cause: ``Pending``, ``Failed``, ``not ready`` …"""
+    detail: str
+    """The provider's explanation, normalised so that identical causes compare equal."""
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    """A placement's workload as the provider cluster shows it."""
+
+    exists: bool
+    """The Deployment exists."""
+    replicas: int = 0
+    """Pods that exist: the listed pods, else the Deployment's ``status.replicas``."""
+    ready_replicas: int = 0
+    """Of them, ready: the listed pods' Ready condition, else ``status.readyReplicas``."""
+    replica_failure: str = ""
+    """Message of the Deployment's ``ReplicaFailure`` condition when it is True."""
+    pods: tuple[PodView, ...] = ()
+    """The placement's pods that are not being deleted (listed only when some are not ready)."""
+
+
+_PREEMPTION = re.compile(r"\s*preemption:.*$", re.DOTALL)
+_SCHEDULER_SUMMARY = re.compile(r"^(\d+/\d+ nodes are available: .*?\.)(?:\s|$)", re.DOTALL)
+_POD_FIELD = re.compile(r"\s*\bpod=\S+")
+_FORBIDDEN_POD = re.compile(r'\bpods? "[^"]*" is forbidden: ')
+_GENERATED_NAME = re.compile(r"\bworkload-[a-z0-9]+(?:-[a-z0-9]{5})?\b")
+
+
+def normalise(message: str, *, pod_name: str = "", pod_uid: str = "") -> str:
+    """A provider message without pod names or uids, so identical causes aggregate.
+
+    Keeps of the scheduler's message its first sentence (``0/3 nodes are available: 3 Too many
+    pods.``), dropping what its post-filters append (``preemption: ...``, DRA's ``no new claims
+    to deallocate``); drops kubelet's ``pod=name_ns(uid)``, the
+    ``pods "name" is forbidden:`` prefix of admission errors, and names generated for the
+    workload's ReplicaSets and pods; collapses whitespace; keeps at most :data:`MAX_DETAIL`
+    characters.
+    """
+    text = message
+    for secret in (pod_name, pod_uid):
+        if secret:
+            text = text.replace(secret, "")
+    summary = _SCHEDULER_SUMMARY.match(text)
+    text = summary.group(1) if summary else _PREEMPTION.sub("", text)
+    text = _POD_FIELD.sub("", text)
+    text = _FORBIDDEN_POD.sub("pod creation forbidden: ", text)
+    text = _GENERATED_NAME.sub("workload", text)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def _mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    status = obj.get("status")
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    return {
+        str(c.get("type")): c for c in conditions or () if isinstance(c, Mapping) and c.get("type")
+    }
+
+
+def _container_statuses(status: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for item in status.get(key) or ():
+            if isinstance(item, Mapping):
+                yield item
+
+
+def observe_pod(pod: Mapping[str, Any]) -> PodView:
+    """Classify one pod: ready, or the cause (reason word + detail) of why it is not."""
+    metadata, status = _mapping(pod, "metadata"), _mapping(pod, "status")
+    name, uid = str(metadata.get("name") or ""), str(metadata.get("uid") or "")
+
+    def clean(text: object) -> str:
+        return normalise(str(text or ""), pod_name=name, pod_uid=uid)
+
+    conditions = _conditions(pod)
+    phase = str(status.get("phase") or "Pending")
+    if phase == "Failed":
+        detail = clean(status.get("message") or status.get("reason") or "")
+        for container in _container_statuses(status):
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if not detail and terminated:
+                detail = clean(
+                    f"container {container.get('name')}: "
+                    f"{terminated.get('reason') or 'terminated'}"
+                    f" (exit code {terminated.get('exitCode')})"
+                )
+        return PodView(False, PODS_FAILED, "Failed", detail or "Failed")
+    if conditions.get("Ready", {}).get("status") == "True":
+        return PodView(True, "", "", "")
+    scheduled = conditions.get("PodScheduled", {})
+    if scheduled.get("status") == "False":
+        detail = clean(scheduled.get("message") or scheduled.get("reason") or "Unschedulable")
+        return PodView(False, UNSCHEDULABLE, "Pending", detail)
+    waiting_reason = ""
+    for container in _container_statuses(status):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = str(waiting.get("reason") or "")
+        if reason in WAITING_REASONS:
+            message = clean(waiting.get("message"))
+            detail = f"container {container.get('name')}" + (f": {message}" if message else "")
+            return PodView(False, reason, reason, detail)
+        waiting_reason = waiting_reason or reason
+    ready = conditions.get("Ready", {})
+    detail = clean(ready.get("message") or waiting_reason or ready.get("reason") or phase)
+    return PodView(False, NOT_READY, "not ready", detail)
+
+
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    metadata = obj.get("metadata")
+    return isinstance(metadata, Mapping) and bool(metadata.get("deletionTimestamp"))
+
+
+def observe_workload(
+    deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]] | None = None
+) -> WorkloadView:
+    """What the status needs of a Deployment and, when listed, its pods.
+
+    Without ``pods`` the replica counts are the Deployment's. With them (listed when not every
+    replica was ready), the counts come from the same pods as the reasons, so the status never
+    says "0 replicas" next to "2 pod(s) not ready" while the Deployment's status lags. Pods
+    being deleted are skipped.
+    """
+    if deployment is None:
+        return WorkloadView(exists=False)
+    status = _mapping(deployment, "status")
+    failure = _conditions(deployment).get("ReplicaFailure", {})
+    replica_failure = ""
+    if failure.get("status") == "True":
+        replica_failure = normalise(str(failure.get("message") or failure.get("reason") or ""))
+    if pods is None:
+        return WorkloadView(
+            exists=True,
+            replicas=int(status.get("replicas") or 0),
+            ready_replicas=int(status.get("readyReplicas") or 0),
+            replica_failure=replica_failure,
+        )
+    views = tuple(observe_pod(pod) for pod in pods if not _deleting(pod))
+    return WorkloadView(
+        exists=True,
+        replicas=len(views),
+        ready_replicas=sum(view.ready for view in views),
+        replica_failure=replica_failure,
+        pods=views,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Plan: observed workload -> status
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Phase, and the Ready condition's status, reason and message."""
+
+    phase: PlacementPhase
+    ready: bool
+    reason: str
+    message: str
+
+
+def explain(*, wanted: int, suspended: bool, workload: WorkloadView) -> Readiness:
+    """Why a placement is (not) ready: the table in this module's docstring."""
+    if suspended:
+        return Readiness("Suspended", True, SUSPENDED, "suspended: no replica wanted")
+    if not workload.exists:
+        return Readiness(
+            "Pending",
+            False,
+            WORKLOAD_MISSING,
+            "the workload is not on the provider cluster; the agent applies it again",
+        )
+    ready = workload.ready_replicas
+    if ready >= wanted:
+        return Readiness("Running", True, ALL_READY, f"{ready}/{wanted} replicas ready")
+    causes: Counter[tuple[str, str, str]] = Counter(
+        (pod.cause, pod.label, pod.detail) for pod in workload.pods if not pod.ready
+    )
+    rank = {reason: i for i, reason in enumerate(REASON_ORDER)}
+    ordered = sorted(causes.items(), key=lambda kv: (rank[kv[0][0]], -kv[1], kv[0][2]))
+    parts = [f"{n} pod(s) {label}: {detail}" for (_, label, detail), n in ordered]
+    reasons = [cause for (cause, _, _), _ in ordered]
+    if workload.replica_failure:
+        parts.append(f"pods not created: {workload.replica_failure}")
+        reasons.append(REPLICA_FAILURE)
+    phase: PlacementPhase = "Degraded" if ready > 0 else "Pending"
+    if not parts:
+        return Readiness(phase, False, NOT_READY, f"{ready}/{wanted} replicas ready")
+    reason = min(reasons, key=rank.__getitem__)
+    # The cause that names the condition comes first.
+    first = reasons.index(reason)
+    parts.insert(0, parts.pop(first))
+    shown = parts[:MAX_CAUSES]
+    if len(parts) > MAX_CAUSES:
+        shown.append(f"and {len(parts) - MAX_CAUSES} more cause(s)")
+    return Readiness(phase, False, reason, "; ".join(shown))
+
+
+def _with_ready(
+    previous: LeasePlacementStatus | None,
+    *,
+    ready: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> LeasePlacementStatus:
+    conditions = set_condition(
+        previous.conditions if previous else None,
+        type_=READY,
+        status="True" if ready else "False",
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        now=now,
+    )
+    base = previous.model_copy() if previous else LeasePlacementStatus()
+    return base.model_copy(update={"conditions": conditions, "message": message})
+
+
+def placement_status(
+    placement: LeasePlacement,
+    workload: WorkloadView,
+    *,
+    previous: LeasePlacementStatus | None,
+    now: datetime,
+) -> LeasePlacementStatus:
+    """The status of a placement given its observed workload (``lastReportTime`` = ``now``).
+
+    Args:
+        placement: the placement, parsed at the edge.
+        workload: what the provider cluster shows (:func:`observe_workload`).
+        previous: the status the placement carries (its conditions' transition times are kept).
+        now: the current time (timezone-aware; truncated to seconds).
+    """
+    now = now.replace(microsecond=0)
+    readiness = explain(
+        wanted=wanted_replicas(placement), suspended=placement.spec.suspend, workload=workload
+    )
+    generation = placement.metadata.generation
+    status = _with_ready(
+        previous,
+        ready=readiness.ready,
+        reason=readiness.reason,
+        message=readiness.message,
+        generation=generation,
+        now=now,
+    )
+    return status.model_copy(
+        update={
+            "phase": readiness.phase,
+            "replicas": workload.replicas,
+            "ready_replicas": workload.ready_replicas,
+            "namespace": target_namespace(placement_name(placement)),
+            "observed_generation": generation,
+            "last_report_time": now,
+        }
+    )
+
+
+def invalid_status(
+    error: InvalidPlacement,
+    *,
+    generation: int | None,
+    previous: LeasePlacementStatus | None,
+    now: datetime,
+) -> LeasePlacementStatus:
+    """The status of a placement the agent cannot read: ``Failed``, Ready=False/InvalidPlacement.
+
+    The agent applies nothing for such a placement; what it applied before stays as it was.
+    """
+    now = now.replace(microsecond=0)
+    message = str(error)[:MAX_INVALID_MESSAGE]
+    status = _with_ready(
+        previous, ready=False, reason=INVALID, message=message, generation=generation, now=now
+    )
+    return status.model_copy(
+        update={"phase": "Failed", "observed_generation": generation, "last_report_time": now}
+    )
+
+
+def needs_write(
+    previous: LeasePlacementStatus | None,
+    new: LeasePlacementStatus,
+    *,
+    now: datetime,
+    refresh: timedelta = STATUS_REFRESH,
+) -> bool:
+    """Whether ``new`` is worth a write.
+
+    It is when anything but the report time changed, or the last report is older than
+    ``refresh`` (so ``lastReportTime`` says the agent still looks, at a bounded write rate).
+    """
+    if previous is None or previous.last_report_time is None:
+        return True
+    if now - previous.last_report_time >= refresh:
+        return True
+    ignore = {"last_report_time"}
+    return bool(previous.model_dump(exclude=ignore) != new.model_dump(exclude=ignore))
+
+
+def status_patch(status: LeasePlacementStatus) -> JSON:
+    """The wire form of a status, for a merge patch of the status subresource."""
+    return status.to_api()
+
+
+def ready_condition_reason(status: LeasePlacementStatus | None) -> str:
+    """The Ready condition's reason of a status, ``""`` without one (for logs and tests)."""
+    condition = get_condition(status.conditions if status else None, READY)
+    return condition.reason if condition else ""

@@ -1,0 +1,140 @@
+"""Carry out a :class:`~kommons.hub.plan.LeasePlan`: the hub's only writer of leases and placements.
+
+It knows nothing of the market.
+
+Every write is conditional on what the plan saw, so concurrent writers never silently
+overwrite each other: updates are PUTs carrying the observed ``resourceVersion``, deletes
+carry the observed ``uid``, new placements are created (a name that exists already is a
+conflict, never an overwrite). A conflict stops the step; the caller plans again from the
+fresher object the watch delivers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kommons.api import ComputeLease, LeasePlacement
+from kommons.api_names import FINALIZER_HUB
+from kommons.hub.plan import LeaseEvent, LeasePlan
+from kommons.kube import Conflict, Kube, NotFound
+from kommons.kube import resources as r
+
+log = logging.getLogger("kommons.hub")
+COMPONENT = "kommons-hub"
+"""``reportingComponent`` of the hub's Events."""
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What the executor wrote, for the market view to absorb at once."""
+
+    lease: JSON | None = None
+    """The lease as the API server returned it after the last write to it."""
+    written: list[JSON] = field(default_factory=list)
+    """Placements created or replaced, as returned."""
+    deleted: list[LeasePlacement] = field(default_factory=list)
+    """Placements deleted, or already gone."""
+    conflict: bool = False
+    """A precondition failed: plan again from fresher objects."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Executor:
+    """Writes plans through one :class:`Kube` client."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def execute(self, lease: ComputeLease, plan: LeasePlan) -> Outcome:
+        """Apply ``plan`` for ``lease``; placements first, then the lease's own writes."""
+        outcome = Outcome()
+        for event in plan.events:  # first: whoever sees the new status finds its Event too
+            self.post_event(lease, event)
+        try:
+            self._placements(plan, outcome)
+            self._lease(lease, plan, outcome)
+        except Conflict as exc:
+            log.debug("lease %s: conflict (%s); planning again", lease.metadata.name, exc)
+            outcome.conflict = True
+        return outcome
+
+    def _placements(self, plan: LeasePlan, outcome: Outcome) -> None:
+        for placement in plan.create:
+            body = placement.to_api()
+            namespace = placement.metadata.namespace
+            outcome.written.append(self.kube.create(r.LEASE_PLACEMENTS, body, namespace))
+        for placement in plan.update:
+            outcome.written.append(self.kube.replace(r.LEASE_PLACEMENTS, placement.to_api()))
+        for placement in plan.delete:
+            meta = placement.metadata
+            if meta.deletion_timestamp is None:
+                self.kube.delete(r.LEASE_PLACEMENTS, str(meta.name), meta.namespace, uid=meta.uid)
+            outcome.deleted.append(placement)
+
+    def _lease(self, lease: ComputeLease, plan: LeasePlan, outcome: Outcome) -> None:
+        meta = lease.metadata
+        version = meta.resource_version
+        if plan.add_finalizer or plan.remove_finalizer:
+            finalizers = [f for f in meta.finalizers or () if f != FINALIZER_HUB]
+            if plan.add_finalizer:
+                finalizers.append(FINALIZER_HUB)
+            try:
+                outcome.lease = self.kube.patch(
+                    r.COMPUTE_LEASES,
+                    str(meta.name),
+                    {"metadata": {"finalizers": finalizers, "resourceVersion": version}},
+                    meta.namespace,
+                )
+            except NotFound:
+                return  # the lease is gone: nothing left to write
+            version = outcome.lease["metadata"]["resourceVersion"]
+        if plan.status is not None and not plan.remove_finalizer:
+            body = lease.to_api()
+            body["metadata"] = {
+                "name": meta.name,
+                "namespace": meta.namespace,
+                "resourceVersion": version,
+            }
+            body["status"] = plan.status.to_api()
+            outcome.lease = self.kube.request(
+                "PUT", r.COMPUTE_LEASES.path(meta.namespace, str(meta.name)) + "/status", body=body
+            )
+
+    def post_event(self, lease: ComputeLease, event: LeaseEvent) -> None:
+        """Post an Event on the lease as ``kommons-hub``; failures are logged, not raised."""
+        meta = lease.metadata
+        now = _now()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
+            "involvedObject": {
+                "apiVersion": lease.api_version,
+                "kind": "ComputeLease",
+                "name": meta.name,
+                "namespace": meta.namespace,
+                "uid": meta.uid,
+                "resourceVersion": meta.resource_version,
+            },
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "type": event.type,
+            "firstTimestamp": now[:19] + "Z",
+            "lastTimestamp": now[:19] + "Z",
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+        }
+        try:
+            self.kube.create(r.EVENTS, body, meta.namespace)
+        except Exception as exc:  # an Event is best effort; never fail a step for it
+            log.warning("lease %s/%s: event not posted: %s", meta.namespace, meta.name, exc)

@@ -1,0 +1,411 @@
+"""The hub's in-memory view of the market, updated per watch event (never rebuilt per decision).
+
+It holds the typed objects the hub plans with: leases, their placements, providers (with the
+heartbeat times the hub itself observed), pools, billing accounts and namespace labels, and the
+scheduler's :class:`~kommons.scheduler.Market` with one *hold* per placement whose replicas
+the provider's last inventory report does not include yet.
+
+Everything here is a cache of the API server, rebuildable from a list + watch; its size is
+O(leases + placements + providers + pools + accounts + namespaces), nothing grows otherwise.
+It is used from the hub's event loop thread only (not thread-safe, no locks).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from kommons.api import (
+    BillingAccount,
+    ComputeLease,
+    LeasePlacement,
+    ObjectMeta,
+    Provider,
+    ProviderPool,
+)
+from kommons.hub.plan import World
+from kommons.hub.providers import ProviderPhase, provider_phase
+from kommons.hub.views import (
+    ProviderHealth,
+    lease_key,
+    placement_resources,
+    provider_view,
+    selects,
+)
+from kommons.scheduler import (
+    Decision,
+    LeaseRequest,
+    Market,
+    PoolPolicy,
+    ProviderView,
+    Resources,
+    placement_key,
+)
+
+log = logging.getLogger("kommons.hub")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The last heartbeat change the hub saw.
+
+    The agent's ``renewTime`` value is only compared, never trusted as a time; ``seen_at`` is
+    the hub's clock.
+    """
+
+    renew_time: str
+    seen_at: float
+    """Hub monotonic clock when renewTime last changed."""
+    seen_wall: datetime
+    """Hub wall clock at the same moment (written as ``lastHeartbeatTime``)."""
+
+
+def parse_accounted(entries: Iterable[str]) -> dict[str, int | None]:
+    """Parse ``status.accountedLeases`` entries ``ns/name=replicas``.
+
+    A bare ``ns/name`` (an older agent) counts every replica the placement has.
+    """
+    out: dict[str, int | None] = {}
+    for entry in entries:
+        key, sep, count = entry.partition("=")
+        # A malformed count holds the whole placement (0 reported): never over-commit.
+        out[key] = (int(count) if count.isdigit() else 0) if sep else None
+    return out
+
+
+def _has_capacity_gain(old: ProviderView | None, new: ProviderView) -> bool:
+    """Whether a provider change could let a waiting lease fit (more free or newly ready)."""
+    if old is None:
+        return new.ready
+    if new.ready and not old.ready:
+        return True
+    a, b = old.available, new.available
+    return (
+        b.cpu_milli > a.cpu_milli
+        or b.memory_bytes > a.memory_bytes
+        or b.pods > a.pods
+        or any(n > a.gpus.get(m, 0) for m, n in b.gpus.items())
+        or new.pricing != old.pricing
+        or new.labels != old.labels
+        or (old.cordoned and not new.cordoned)
+    )
+
+
+class MarketView:
+    """Typed cache of everything the hub schedules with (see the module docstring)."""
+
+    def __init__(self, *, heartbeat_timeout: float) -> None:
+        self.heartbeat_timeout = heartbeat_timeout
+        self.market = Market()
+        self.leases: dict[str, ComputeLease] = {}
+        """``namespace/name`` → lease."""
+        self.placements: dict[str, dict[str, LeasePlacement]] = {}
+        """Lease uid → provider → placement."""
+        self.providers: dict[str, Provider] = {}
+        self.excluded: dict[str, str] = {}
+        """Provider name → why its declaration is unusable."""
+        self._malformed: dict[str, str] = {}
+        """Provider name → why its status could not be parsed (it stays excluded)."""
+        self.heartbeats: dict[str, Heartbeat] = {}
+        self.pools: dict[str, ProviderPool] = {}
+        self.accounts: dict[str, BillingAccount] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self._accounted: dict[str, dict[str, int | None]] = {}
+        """Provider → its last report's accounted leases (``ns/name`` → replicas)."""
+        self._placements_on: dict[str, set[str]] = {}
+        """Provider → lease uids with a placement there (to re-hold on each report)."""
+
+    # --- clocks ---------------------------------------------------------------------------
+
+    @staticmethod
+    def monotonic() -> float:
+        """The hub's monotonic clock (seconds)."""
+        return time.monotonic()
+
+    # --- providers and heartbeats ---------------------------------------------------------
+
+    def health(self, name: str, now: float | None = None) -> tuple[ProviderPhase, str, str]:
+        """The phase the hub gives a provider now, with reason and message."""
+        provider = self.providers.get(name)
+        beat = self.heartbeats.get(name)
+        age = None if beat is None else (now or self.monotonic()) - beat.seen_at
+        return provider_phase(
+            provider,
+            age,
+            timeout=self.heartbeat_timeout,
+            invalid=self.excluded.get(name),
+        )
+
+    def _refresh_provider(self, name: str) -> bool:
+        """Rebuild a provider's scheduler view; ``True`` when capacity may have grown."""
+        provider = self.providers.get(name)
+        if provider is None:
+            return False
+        beat = self.heartbeats.get(name)
+        fresh = beat is not None and self.monotonic() - beat.seen_at <= self.heartbeat_timeout
+        # The declaration is judged first, so the phase below sees this report's verdict.
+        view, excluded = provider_view(provider, ProviderHealth(phase="Ready", fresh=fresh))
+        excluded = self._malformed.get(name) or excluded
+        if excluded is None:
+            self.excluded.pop(name, None)
+        else:
+            self.excluded[name] = excluded
+        phase = self.health(name)[0]
+        if excluded is not None:
+            view = replace(view, ready=False, phase=f"Invalid: {excluded}")
+        elif phase != "Ready":
+            view = replace(view, ready=False, phase=phase)
+        old = self.market.get(name)
+        self.market.set_provider(view)
+        self._rehold_provider(name)
+        return _has_capacity_gain(old, view)
+
+    def set_provider(self, body: Mapping[str, Any]) -> bool:
+        """A Provider was added or changed; ``True`` when waiting leases should look again."""
+        name = str(body["metadata"]["name"])
+        self._malformed.pop(name, None)
+        try:
+            provider = Provider.model_validate(body)
+        except ValidationError as exc:
+            # A provider's malformed status must not stop anyone: keep it, excluded.
+            try:
+                provider = Provider.model_validate({k: v for k, v in body.items() if k != "status"})
+            except ValidationError:
+                log.warning("provider %s: unusable object, left out: %s", name, exc)
+                self.remove_provider(name)
+                return False
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            self._malformed[name] = f"status is malformed at {where}: {first['msg']}"
+        self.providers[name] = provider
+        status = provider.status
+        self._accounted[name] = parse_accounted(status.accounted_leases or ()) if status else {}
+        return self._refresh_provider(name)
+
+    def remove_provider(self, name: str) -> None:
+        """A Provider was deleted."""
+        self.providers.pop(name, None)
+        self.excluded.pop(name, None)
+        self._malformed.pop(name, None)
+        self._accounted.pop(name, None)
+        self.heartbeats.pop(name, None)
+        if self.market.get(name) is not None:
+            self.market.remove_provider(name)
+
+    def heartbeat(self, provider: str, renew_time: str) -> bool:
+        """The provider's heartbeat Lease changed; ``True`` when it went from stale to fresh."""
+        old = self.heartbeats.get(provider)
+        if old is not None and old.renew_time == renew_time:
+            return False
+        now = self.monotonic()
+        was_fresh = old is not None and now - old.seen_at <= self.heartbeat_timeout
+        self.heartbeats[provider] = Heartbeat(renew_time, now, datetime.now(UTC))
+        if not was_fresh:
+            return self._refresh_provider(provider)
+        return False
+
+    def refresh_health(self) -> list[str]:
+        """Re-evaluate every provider against the heartbeat timeout.
+
+        Returns:
+            The providers whose readiness flipped (their views were rebuilt).
+        """
+        flipped = []
+        for name in list(self.providers):
+            view = self.market.get(name)
+            phase, _, _ = self.health(name)
+            if view is not None and view.ready != (phase == "Ready"):
+                self._refresh_provider(name)
+                flipped.append(name)
+        return flipped
+
+    # --- placements and holds -------------------------------------------------------------
+
+    def _reported(self, placement: LeasePlacement) -> int:
+        """Replicas of a placement that its provider's last report already subtracts."""
+        ref = placement.spec.lease_ref
+        accounted = self._accounted.get(placement.spec.provider, {})
+        lease = f"{ref.namespace}/{ref.name}"
+        if lease not in accounted:
+            return 0
+        count = accounted[lease]
+        return placement.spec.replicas if count is None else min(count, placement.spec.replicas)
+
+    def _rehold(self, placement: LeasePlacement) -> None:
+        """Hold the part of a placement its provider's report does not include yet."""
+        ref = placement.spec.lease_ref
+        key = placement_key(f"{ref.namespace}/{ref.name}", placement.spec.provider)
+        replicas = placement.spec.replicas - self._reported(placement)
+        if replicas > 0:
+            self.market.hold(
+                key=key,
+                provider=placement.spec.provider,
+                resources=placement_resources(placement, replicas),
+                at=self.monotonic(),
+            )
+        else:
+            self.market.release(key, placement.spec.provider)
+
+    def _rehold_provider(self, provider: str) -> None:
+        for uid in self._placements_on.get(provider, ()):
+            placement = self.placements.get(uid, {}).get(provider)
+            if placement is not None:
+                self._rehold(placement)
+
+    def set_placement(self, placement: LeasePlacement) -> str:
+        """A placement was written or observed; returns its lease's key."""
+        uid = placement.spec.lease_ref.uid
+        provider = placement.spec.provider
+        known = self.placements.get(uid, {}).get(provider)
+        if known is not None and _older(placement.metadata, known.metadata):
+            placement = known
+        self.placements.setdefault(uid, {})[provider] = placement
+        self._placements_on.setdefault(provider, set()).add(uid)
+        self._rehold(placement)
+        ref = placement.spec.lease_ref
+        return f"{ref.namespace}/{ref.name}"
+
+    def remove_placement(self, uid: str, provider: str, lease: str) -> None:
+        """A placement is gone for good: its capacity is free again."""
+        held = self.placements.get(uid)
+        if held is not None:
+            held.pop(provider, None)
+            if not held:
+                del self.placements[uid]
+        on = self._placements_on.get(provider)
+        if on is not None:
+            on.discard(uid)
+            if not on:
+                del self._placements_on[provider]
+        self.market.release(placement_key(lease, provider), provider)
+
+    def settle_holds(self, lease: str, providers: Iterable[str]) -> None:
+        """After a decision was written (or not), hold exactly what its placements need.
+
+        A placement on one of ``providers`` that was not written holds nothing.
+        """
+        body = self.leases.get(lease)
+        placed = self.placements.get(str(body.metadata.uid), {}) if body else {}
+        for provider in providers:
+            placement = placed.get(provider)
+            if placement is None:
+                self.market.release(placement_key(lease, provider), provider)
+            else:
+                self.set_placement(placement)
+
+    def commit(self, decision: Decision, request: LeaseRequest) -> None:
+        """Hold a decision's placements at once, so a burst cannot over-commit a provider."""
+        self.market.commit(decision, request, at=self.monotonic())
+
+    # --- leases ---------------------------------------------------------------------------
+
+    def set_lease(self, lease: ComputeLease) -> str:
+        """A lease was added or changed; returns its key.
+
+        An event older than the lease the view holds (the executor's own write may arrive
+        before the watch delivers the writes it follows) is ignored.
+        """
+        key = lease_key(lease)
+        known = self.leases.get(key)
+        if known is None or not _older(lease.metadata, known.metadata):
+            self.leases[key] = lease
+        return key
+
+    def remove_lease(self, key: str) -> None:
+        """A lease is gone (its placements are removed by their own events)."""
+        self.leases.pop(key, None)
+
+    def billing_account(self, namespace: str) -> str | None:
+        """The BillingAccount that selects ``namespace`` (first by name if several do)."""
+        labels = self.namespaces.get(namespace, {})
+        for name in sorted(self.accounts):
+            selector = self.accounts[name].spec.namespace_selector
+            if selects(selector, labels, empty_selects_all=False):
+                return name
+        return None
+
+    def world(self, lease: ComputeLease, *, ready_timeout: float) -> World:
+        """Everything :func:`~kommons.hub.plan.plan_lease` needs about one lease."""
+        namespace = str(lease.metadata.namespace)
+        return World(
+            placements=list(self.placements.get(str(lease.metadata.uid), {}).values()),
+            pool=self.pools.get(lease.spec.pool_ref.name),
+            account=self.billing_account(namespace),
+            namespace_labels=self.namespaces.get(namespace, {}),
+            market=self,
+            now=datetime.now(UTC),
+            ready_timeout=ready_timeout,
+        )
+
+    # --- MarketReader ---------------------------------------------------------------------
+
+    def decide(
+        self,
+        lease: LeaseRequest,
+        pool: PoolPolicy,
+        *,
+        already_placed: Mapping[str, int],
+        released: frozenset[str],
+    ) -> Decision:
+        """A decision for ``lease``; ``released`` placement keys count as free.
+
+        Released capacity (a placement being replaced) is given back for this one decision and
+        restored right after: nothing else runs in between (one event loop thread).
+        """
+        if not released:
+            return self.market.decide(lease, pool, already_placed=already_placed)
+        by_key = {
+            placement_key(lease.key, p.spec.provider): p for p in self._placements_of_key(lease.key)
+        }
+        restore: list[tuple[ProviderView, LeasePlacement]] = []
+        for key in sorted(released):
+            placement = by_key.get(key)
+            view = self.market.get(placement.spec.provider) if placement else None
+            if placement is None or view is None:
+                continue
+            restore.append((view, placement))
+            self.market.release(key, placement.spec.provider)  # the unreported part
+            reported = self._reported(placement)
+            if reported:  # the part the provider's report already subtracts
+                freed = placement_resources(placement, reported)
+                self.market.set_provider(replace(view, available=_plus(view.available, freed)))
+        try:
+            return self.market.decide(lease, pool, already_placed=already_placed)
+        finally:
+            for view, placement in restore:
+                self.market.set_provider(view)
+                self.set_placement(placement)
+
+    def _placements_of_key(self, key: str) -> list[LeasePlacement]:
+        lease = self.leases.get(key)
+        if lease is None:
+            return []
+        return list(self.placements.get(str(lease.metadata.uid), {}).values())
+
+
+def _older(new: ObjectMeta, known: ObjectMeta) -> bool:
+    """Whether ``new`` is an older version of the same object than ``known``.
+
+    resourceVersions are opaque strings by contract; the API servers Kommons targets serve
+    etcd revisions, which grow. Anything not comparable counts as newer.
+    """
+    a, b = new.resource_version or "", known.resource_version or ""
+    return new.uid == known.uid and a.isdigit() and b.isdigit() and int(a) < int(b)
+
+
+def _plus(a: Resources, b: Resources) -> Resources:
+    gpus = dict(a.gpus)
+    for model, count in b.gpus.items():
+        gpus[model] = gpus.get(model, 0) + count
+    return Resources(
+        cpu_milli=a.cpu_milli + b.cpu_milli,
+        memory_bytes=a.memory_bytes + b.memory_bytes,
+        gpus=gpus,
+        pods=a.pods + b.pods,
+    )

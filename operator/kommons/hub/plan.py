@@ -1,0 +1,359 @@
+"""Decide one step of a ComputeLease: a pure function from (lease, what the hub knows) to a plan.
+
+:func:`plan_lease` reads the world only through its arguments (the lease, its placements, the
+gates' inputs, a read-only :class:`MarketReader` and the clock) and returns a
+:class:`LeasePlan`: placements to create, update and delete, the status to write, Events, and
+the scheduling decision whose capacity the executor holds. It writes nothing.
+
+The branches, in order (``docs/architecture.md`` has the table):
+
+1. deleting: delete every live placement; drop the finalizer once none is left.
+2. gates: pool missing, namespace not admitted by the pool, no BillingAccount, template the
+   agent would refuse: nothing is scheduled, existing placements are kept (fail safe).
+3. stale placements: a placement whose per-replica resources differ from the lease's, or
+   whose locked price is above the lease's ``maxPricePerHour``, is re-placed: its replicas are
+   scheduled again (possibly on the same provider, at that provider's current price, with an
+   Event) and the old placement goes once the new ones are written. If they cannot be placed,
+   the stale placement keeps running and the lease says why.
+4. scale down: the surplus over ``spec.replicas`` leaves the most expensive placements first.
+5. scale up: the missing replicas are scheduled, all or nothing; a provider that already runs
+   some gets more at its placement's locked price.
+6. pass-through changes (template, suspend, expose ...) update placements at their price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from kommons.api import (
+    ComputeLease,
+    ComputeLeaseStatus,
+    LeasePlacement,
+    ProviderPool,
+    SchedulingDecision,
+    template_violations,
+)
+from kommons.api_names import FINALIZER_HUB
+from kommons.hub.lease_status import Gate, lease_status, readiness, status_changed
+from kommons.hub.placements import locked_price, placement_object, placement_spec, same_spec
+from kommons.hub.placements import scale_down as scale_down_counts
+from kommons.hub.views import lease_request, pool_policy, selects
+from kommons.money import format_units
+from kommons.scheduler import Decision, LeaseRequest, PoolPolicy, placement_key
+
+
+class MarketReader(Protocol):
+    """The read-only part of the hub's market view a plan may consult."""
+
+    def decide(
+        self,
+        lease: LeaseRequest,
+        pool: PoolPolicy,
+        *,
+        already_placed: Mapping[str, int],
+        released: frozenset[str],
+    ) -> Decision:
+        """Where the missing replicas of ``lease`` would go.
+
+        ``released`` are placement keys whose capacity counts as free for this decision
+        (placements being replaced).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class LeaseEvent:
+    """A Kubernetes Event to post on the lease."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class World:
+    """What the hub knows around one lease when it plans."""
+
+    placements: Sequence[LeasePlacement]
+    """The lease's placements, deleting ones included."""
+    pool: ProviderPool | None
+    """The lease's pool, if it exists."""
+    account: str | None
+    """The BillingAccount selecting the lease's namespace (first by name), if any."""
+    namespace_labels: Mapping[str, str]
+    """Labels of the lease's namespace."""
+    market: MarketReader
+    """The market view (read only)."""
+    now: datetime
+    """The hub's clock."""
+    ready_timeout: float = 120.0
+    """Seconds replicas may take to become ready before the lease carries the provider's
+    reason."""
+
+
+@dataclass
+class LeasePlan:
+    """What one step of a lease does; the executor carries it out."""
+
+    add_finalizer: bool = False
+    remove_finalizer: bool = False
+    create: list[LeasePlacement] = field(default_factory=list)
+    """New placements (no resourceVersion)."""
+    update: list[LeasePlacement] = field(default_factory=list)
+    """Existing placements with a new spec; metadata (resourceVersion) of the observed one."""
+    delete: list[LeasePlacement] = field(default_factory=list)
+    """Placements to delete, as observed."""
+    status: ComputeLeaseStatus | None = None
+    """The status to write, or ``None`` when it is unchanged."""
+    events: list[LeaseEvent] = field(default_factory=list)
+    decision: Decision | None = None
+    """A scheduling decision whose chosen placements the executor holds in the market."""
+    request: LeaseRequest | None = None
+    """The request ``decision`` was made for."""
+    waiting_for_capacity: bool = False
+    """The lease could not be placed: look again when the market changes."""
+    recheck_after: float | None = None
+    """Plan again after this many seconds even if nothing changes (readiness timeout)."""
+
+    @property
+    def writes(self) -> int:
+        """How many API writes the plan asks for (Events aside)."""
+        return (
+            len(self.create)
+            + len(self.update)
+            + len(self.delete)
+            + int(self.status is not None)
+            + int(self.add_finalizer or self.remove_finalizer)
+        )
+
+
+def gates(lease: ComputeLease, world: World) -> tuple[list[Gate], Gate | None]:
+    """Conditions that must hold before scheduling, and the first one that blocks it."""
+    namespace = str(lease.metadata.namespace)
+    pool_name = lease.spec.pool_ref.name
+    account = world.account
+    payment = (
+        Gate("PaymentOK", True, "BillingAccountFound", f"billed to BillingAccount {account}")
+        if account
+        else Gate(
+            "PaymentOK",
+            False,
+            "NoBillingAccount",
+            f"no BillingAccount selects namespace {namespace}; ask the hub admin to create one"
+            " whose namespaceSelector matches it",
+        )
+    )
+    blocked: Gate | None = None
+    violations = template_violations(lease.spec.template.to_api(), path="spec.template")
+    if world.pool is None:
+        blocked = Gate(
+            "Scheduled", False, "PoolNotFound", f"ProviderPool {pool_name} does not exist"
+        )
+    elif not selects(
+        world.pool.spec.tenant_namespace_selector, world.namespace_labels, empty_selects_all=True
+    ):
+        blocked = Gate(
+            "Scheduled",
+            False,
+            "NotAllowedByPool",
+            f"ProviderPool {pool_name} does not admit namespace {namespace}"
+            " (tenantNamespaceSelector)",
+        )
+    elif account is None:
+        blocked = Gate("Scheduled", False, "NoBillingAccount", payment.message)
+    elif violations:
+        blocked = Gate("Scheduled", False, "InvalidTemplate", "; ".join(violations))
+    return [payment] + ([blocked] if blocked else []), blocked
+
+
+def _stale_reason(placement: LeasePlacement, lease: ComputeLease, request: LeaseRequest) -> str:
+    """Why a placement must be re-placed, or ``""`` when it still fits the lease."""
+    if placement.spec.resources != lease.spec.resources:
+        return "the lease's resources changed"
+    price = locked_price(placement)
+    if request.max_price_per_hour is not None and price > request.max_price_per_hour:
+        return (
+            f"its locked price {format_units(price)}/h is above maxPricePerHour"
+            f" {lease.spec.max_price_per_hour}/h"
+        )
+    return ""
+
+
+def _decision_status(decision: Decision, now: datetime) -> SchedulingDecision:
+    status = SchedulingDecision.model_validate(decision.to_status())
+    return status.model_copy(update={"decided_at": now.replace(microsecond=0)})
+
+
+def _finish(
+    plan: LeasePlan,
+    lease: ComputeLease,
+    world: World,
+    after: Sequence[LeasePlacement],
+    gate_list: list[Gate],
+    decision: SchedulingDecision | None,
+) -> LeasePlan:
+    """Add the lease's status (when it changed) and the readiness re-check to ``plan``."""
+    ready = readiness(lease, after, now=world.now, timeout=world.ready_timeout)
+    desired = lease_status(
+        lease,
+        after,
+        [*gate_list, ready.gate],
+        decision=decision,
+        billing_account=world.account,
+        now=world.now,
+    )
+    if status_changed(lease.status, desired):
+        plan.status = desired
+        previous = lease.status.conditions if lease.status else None
+        old_ready = next((c for c in previous or () if c.type == "Ready"), None)
+        late = ready.gate.reason not in ("ReplicasStarting", "NotPlaced", "AllReplicasReady")
+        if (
+            not ready.gate.ok
+            and late
+            and (old_ready is None or old_ready.reason != ready.gate.reason)
+        ):
+            plan.events.append(LeaseEvent("Warning", ready.gate.reason, ready.gate.message))
+    plan.recheck_after = ready.recheck_after
+    return plan
+
+
+def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
+    """One step of a lease towards its spec (see the module docstring for the branches)."""
+    plan = LeasePlan()
+    finalizers = lease.metadata.finalizers or []
+    live = [p for p in world.placements if p.metadata.deletion_timestamp is None]
+
+    if lease.metadata.deletion_timestamp is not None:
+        plan.delete = live
+        if not world.placements and FINALIZER_HUB in finalizers:
+            plan.remove_finalizer = True
+        elif world.placements:
+            _finish(plan, lease, world, world.placements, [], None)
+            plan.recheck_after = None
+        return plan
+    if FINALIZER_HUB not in finalizers:
+        plan.add_finalizer = True
+
+    gate_list, blocked = gates(lease, world)
+    if blocked is not None:
+        return _finish(plan, lease, world, live, gate_list, None)
+    assert world.pool is not None  # the gates passed
+    assert world.account is not None
+    account = world.account
+    request = lease_request(lease)
+    wanted = lease.spec.replicas
+
+    kept: list[LeasePlacement] = []
+    stale: dict[str, tuple[LeasePlacement, str]] = {}
+    for placement in live:
+        why = _stale_reason(placement, lease, request)
+        if why:
+            stale[placement.spec.provider] = (placement, why)
+        else:
+            kept.append(placement)
+
+    targets = {p.spec.provider: p.spec.replicas for p in kept}
+    if sum(targets.values()) > wanted:
+        targets = scale_down_counts(kept, wanted)
+    missing = wanted - sum(targets.values())
+
+    decision_status: SchedulingDecision | None = None
+    chosen: dict[str, tuple[int, int]] = {}  # provider -> (new replicas, price)
+    scheduled = Gate("Scheduled", True, "Placed", f"{wanted}/{wanted} replicas placed")
+    if missing > 0 and not lease.spec.suspend:
+        released = frozenset(placement_key(request.key, provider) for provider in stale)
+        decision = world.market.decide(
+            request,
+            pool_policy(world.pool),
+            already_placed={p: n for p, n in targets.items() if n},
+            released=released,
+        )
+        decision_status = _decision_status(decision, world.now)
+        if decision.chosen:
+            plan.decision, plan.request = decision, request
+            chosen = {c.provider: (c.replicas, c.price_per_hour) for c in decision.chosen}
+            scheduled = Gate("Scheduled", True, "Placed", decision.message)
+            plan.events.append(LeaseEvent("Normal", "Scheduled", decision.message))
+        else:
+            plan.waiting_for_capacity = True
+            scheduled = Gate("Scheduled", False, "Unschedulable", decision.message)
+            plan.events.append(LeaseEvent("Warning", "Unschedulable", decision.message))
+    elif missing > 0:
+        scheduled = Gate("Scheduled", True, "Suspended", "suspended: missing replicas wait")
+    gate_list.append(scheduled)
+
+    after: list[LeasePlacement] = []
+    for placement in kept:
+        provider = placement.spec.provider
+        replicas = targets[provider] + chosen.pop(provider, (0, 0))[0]
+        if replicas == 0:
+            plan.delete.append(placement)
+            continue
+        desired = placement_spec(
+            lease,
+            provider=provider,
+            replicas=replicas,
+            price_per_hour=locked_price(placement),
+            account=account,
+        )
+        if same_spec(placement.spec, desired):
+            after.append(placement)
+            continue
+        updated = placement.model_copy(update={"spec": desired})
+        plan.update.append(updated)
+        after.append(updated)
+
+    moved: list[str] = []
+    for provider, (replicas, price) in sorted(chosen.items()):
+        if provider in stale:
+            old, why = stale.pop(provider)
+            spec = placement_spec(
+                lease, provider=provider, replicas=replicas, price_per_hour=price, account=account
+            )
+            updated = old.model_copy(update={"spec": spec})
+            plan.update.append(updated)
+            after.append(updated)
+            plan.events.append(
+                LeaseEvent(
+                    "Normal",
+                    "Replaced",
+                    f"placement on {provider} re-placed in place because {why}; price now"
+                    f" {format_units(price)}/h (was {old.spec.price_per_hour}/h)",
+                )
+            )
+            continue
+        new = placement_object(
+            lease, provider=provider, replicas=replicas, price_per_hour=price, account=account
+        )
+        plan.create.append(new)
+        after.append(new)
+        moved.append(provider)
+
+    if plan.decision is not None:
+        for provider, (old, why) in sorted(stale.items()):
+            plan.delete.append(old)
+            plan.events.append(
+                LeaseEvent(
+                    "Normal",
+                    "Replaced",
+                    f"{old.spec.replicas} replica(s) moved from {provider} to"
+                    f" {', '.join(moved) or 'other providers'} because {why}",
+                )
+            )
+    else:
+        for _, (old, why) in sorted(stale.items()):
+            after.append(old)  # fail safe: keep it running until a replacement exists
+            gate_list[-1] = Gate(
+                "Scheduled",
+                False,
+                "ReplacementPending",
+                f"placement on {old.spec.provider} must be re-placed because {why}, but: "
+                f"{gate_list[-1].message}",
+            )
+    return _finish(plan, lease, world, after, gate_list, decision_status)
+
+
+__all__ = ["LeaseEvent", "LeasePlan", "MarketReader", "World", "gates", "plan_lease"]

@@ -1,0 +1,135 @@
+"""Unit tests of the agent's kopf handler bodies (``kommons.agent.runner.Agent``), no cluster.
+
+Behaviour matrix:
+
+- a valid placement -> its manifests applied once, a status written through kopf's patch
+  (phase, readyReplicas, Ready condition, lastReportTime);
+- the same placement reported again with that status and nothing changed -> nothing written;
+- a change on the provider (a replica stops being ready) -> written, with the new reason;
+- a missing workload -> applied again, then reported;
+- a malformed placement -> nothing applied, phase Failed, Ready=False/InvalidPlacement naming
+  the field; reported again unchanged -> nothing written (no write loop);
+- deletion reads only the name (a malformed placement is still removed);
+- a placement being deleted whose workload is gone -> not applied again, nothing written
+  (the removal waits for that namespace to go).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kopf
+
+from kommons.agent.config import AgentConfig
+from kommons.agent.hub_link import HubLink
+from kommons.agent.plan import WorkloadView
+from kommons.agent.provider_cluster import ProviderCluster
+from kommons.agent.runner import Agent, AgentOptions
+from tests.unit.test_agent_plan import body
+
+CONFIG = AgentConfig.model_validate(
+    {
+        "payoutAddress": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "pricing": {"cpuCoreHour": "0.02", "memoryGiBHour": "0.003"},
+    }
+)
+
+
+class FakeCluster:
+    """Records applies; shows a configurable workload."""
+
+    def __init__(self, workload: WorkloadView) -> None:
+        self.workload = workload
+        self.applied: list[list[str]] = []
+        self.removed: list[str] = []
+
+    def apply(self, manifests: list[dict[str, Any]]) -> None:
+        self.applied.append([m["kind"] for m in manifests])
+        if not self.workload.exists:
+            self.workload = WorkloadView(exists=True, replicas=0, ready_replicas=0)
+
+    def observe(self, placement_name: str, *, wanted: int) -> WorkloadView:
+        return self.workload
+
+    def remove(self, placement_name: str) -> bool:
+        self.removed.append(placement_name)
+        return True
+
+
+def agent(cluster: FakeCluster) -> Agent:
+    options = AgentOptions(provider="prov-a", hub_kubeconfig=None, kubeconfig=None, config=CONFIG)
+    return Agent(options, hub=cast(HubLink, object()), cluster=cast(ProviderCluster, cluster))
+
+
+def run(handler: Any, raw: dict[str, Any]) -> dict[str, Any]:
+    """Call a handler with a kopf body and patch; return what it put in ``status``."""
+    patch = kopf.Patch()
+    handler(kopf.Body(raw), patch)
+    return dict(patch.get("status") or {})
+
+
+def ready(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+
+def test_valid_placement_applied_and_reported_once() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    the_agent = agent(cluster)
+    raw = body()
+    status = run(the_agent.apply_placement, raw)
+    assert cluster.applied == [
+        ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "Deployment"]
+    ]
+    assert status["phase"] == "Running"
+    assert status["readyReplicas"] == 2
+    assert ready(status)["reason"] == "AllReplicasReady"
+    assert status["lastReportTime"]
+
+    raw["status"] = status
+    assert run(the_agent.report_placement, raw) == {}  # unchanged: no write
+    assert len(cluster.applied) == 1
+
+    cluster.workload = WorkloadView(exists=True, replicas=2, ready_replicas=1)
+    changed = run(the_agent.report_placement, raw)
+    assert changed["phase"] == "Degraded"
+    assert ready(changed)["reason"] == "ContainersNotReady"
+
+
+def test_missing_workload_is_applied_again() -> None:
+    cluster = FakeCluster(WorkloadView(exists=False))
+    status = run(agent(cluster).report_placement, body())
+    assert len(cluster.applied) == 1
+    assert status["phase"] == "Pending"
+
+
+def test_malformed_placement_fails_at_the_edge_without_a_write_loop() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True))
+    the_agent = agent(cluster)
+    raw = body()
+    raw["spec"]["resources"]["cpu"] = "a lot"
+    status = run(the_agent.apply_placement, raw)
+    assert cluster.applied == []
+    assert status["phase"] == "Failed"
+    assert ready(status)["reason"] == "InvalidPlacement"
+    assert "spec.resources.cpu" in ready(status)["message"]
+    raw["status"] = status
+    assert run(the_agent.report_placement, raw) == {}
+    assert cluster.applied == []
+
+
+def test_a_malformed_placement_is_still_removed() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True))
+    raw = body()
+    del raw["spec"]
+    agent(cluster).remove_placement(kopf.Body(raw))
+    assert cluster.removed == ["web-abc12-prov-a"]
+
+
+def test_a_placement_being_deleted_is_not_applied_again() -> None:
+    cluster = FakeCluster(WorkloadView(exists=False))
+    the_agent = agent(cluster)
+    raw = body()
+    raw["metadata"]["deletionTimestamp"] = "2026-12-01T05:00:00Z"
+    assert run(the_agent.report_placement, raw) == {}
+    assert run(the_agent.apply_placement, raw) == {}
+    assert cluster.applied == []
