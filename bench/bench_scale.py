@@ -152,6 +152,8 @@ def run(bed: Testbed, args: argparse.Namespace) -> JSON:
     apiserver = bed.process("hub/kube-apiserver").pid
     etcd = bed.process("etcd").pid
     pids = {"hub": hub_pid, "hollow": hollow.pid, "apiserver": apiserver, "etcd": etcd}
+    with lock:
+        running_at_window = len(running)
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     writes0 = apiserver_writes(hub)
     hollow0 = read_stats(stats_file)
@@ -185,6 +187,7 @@ def run(bed: Testbed, args: argparse.Namespace) -> JSON:
         "createSeconds": took,
         "createErrors": errors,
         "running": running_end,
+        "runningAtWindowStart": running_at_window,
         "notRunning": len(created) - running_end,
         "runningPerSecond": len(to_running) / to_running[-1]
         if to_running and to_running[-1] > 0
@@ -226,7 +229,10 @@ def report(d: JSON, elapsed: float) -> str:
             ("onboarding (real onboard(), tokens)", sec(phases.get("onboard"))),
             ("then until all Ready on the hub", sec(phases.get("providersReady"))),
             ("leases created", f"{d['created']} in {d['createSeconds']:.0f}s"),
-            ("leases Running", f"{d['running']} ({d['notRunning']} not Running)"),
+            (
+                "leases Running at window start / end",
+                f"{d['runningAtWindowStart']} / {d['running']} ({d['notRunning']} not Running)",
+            ),
             (
                 "half Running after / last after",
                 f"{sec(d['halfRunningAfter'])} / {sec(d['lastRunningAfter'])}",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from kommons.hub.onboarding import install_policies
 from kommons.kube import Kube, KubeError
 from kommons.kube import resources as r
 from kommons.kube.resources import Resource
@@ -333,7 +334,7 @@ def setup_market(hub: Kube, tenants: Sequence[str]) -> None:
 
 
 def start_hub_stack(bed: Testbed, *, heartbeat_timeout: float) -> Stack:
-    """Like ``start_stack``: CRDs, real providers onboarded with their agents, and the hub.
+    """Like ``start_stack``: CRDs, trust policies, real providers and their agents, the hub.
 
     The hub gets ``--heartbeat-timeout`` (the bed's stack uses 10 s for quick tests; with
     hundreds of providers on 2 shared cores a node Lease's 40 s is the fairer setting).
@@ -348,6 +349,7 @@ def start_hub_stack(bed: Testbed, *, heartbeat_timeout: float) -> Stack:
     stack.dir.mkdir(parents=True, exist_ok=True)
     hub = stack.hub_kube()
     install_crds(hub)
+    install_policies(hub)
     stack.onboard_all(hub)
     try:
         stack.start_hub("--heartbeat-timeout", str(heartbeat_timeout))

@@ -6,8 +6,7 @@ Behaviour matrix (case -> expected):
   judgement from their heartbeats and inventory), inventory with 2 nodes' worth of capacity.
 - a hollow agent's client -> the provider's scoped token: 403 on another Provider.
 - a lease restricted to one hollow provider -> placed there, placement Running 2/2 written by
-  the hollow agent, lease Running, the placement listed in the provider's accountedLeases
-  as ns/name=2.
+  the hollow agent, lease Running, ``namespace/name=2`` in the provider's accountedLeases.
 """
 
 from __future__ import annotations
@@ -68,6 +67,8 @@ def test_hollow_providers_register_and_turn_ready(hub: Kube, fleet: Fleet) -> No
     )
     status = hub.get(r.PROVIDERS, names[0])["status"]
     assert status["allocatable"]["cpu"] == "32000m"
+    assert status["allocatable"]["pods"] == 220
+    assert status["available"]["pods"] == 220
     assert status["nodes"] == 2
     assert status["namespace"] == f"kommons-provider-{names[0]}"
     assert fleet.stats.to_json()["writes"]["heartbeat"] >= 1
@@ -98,12 +99,16 @@ def test_lease_on_a_hollow_provider_runs(hub: Kube, fleet: Fleet, tenant: str) -
     assert len(placements) == 1
     status = placements[0]["status"]
     assert (status["phase"], status["replicas"], status["readyReplicas"]) == ("Running", 2, 2)
-    wait_for(
-        lambda: (
-            f"{tenant}/hollow-web=2"
-            in (hub.get(r.PROVIDERS, target)["status"].get("accountedLeases") or [])
-        ),
-        timeout=30,
-        what="the lease in the hollow provider's accountedLeases",
-    )
+
+    def accounted() -> list[str]:
+        return list(hub.get(r.PROVIDERS, target)["status"].get("accountedLeases") or [])
+
+    try:
+        wait_for(
+            lambda: f"{tenant}/hollow-web=2" in accounted(),
+            timeout=30,
+            what="the lease in the hollow provider's accountedLeases",
+        )
+    except Exception as exc:
+        raise AssertionError(f"{exc}: {accounted()}; fleet {fleet.stats.to_json()}") from exc
     hub.delete(r.COMPUTE_LEASES, "hollow-web", tenant)

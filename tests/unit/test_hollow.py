@@ -34,10 +34,12 @@ def test_replicas_beyond_the_pod_allowance_stay_pending_like_kube_scheduler() ->
     assert status["readyReplicas"] == 0
     assert status["conditions"][0]["reason"] == "PodsUnschedulable"
     assert status["message"] == "1 pod(s) Pending: 0/2 nodes are available: 2 Too many pods."
-    inventory = cluster.inventory_status()
-    assert inventory["allocatable"]["pods"] == 220
-    assert inventory["available"]["pods"] == 0
-    assert len(inventory["accountedLeases"]) == 250
+    inventory = cluster.inventory()
+    assert inventory.allocatable.pods == 220
+    assert inventory.available.pods == 0
+    assert inventory.ready_nodes == 2
+    assert len(cluster.accounted_leases()) == 250
+    assert "t/l0=1" in cluster.accounted_leases()
 
 
 def test_freed_capacity_binds_pending_replicas_and_reports_them() -> None:
@@ -68,7 +70,8 @@ def test_cpu_shortage_is_named_and_available_never_negative() -> None:
     assert status is not None
     assert status["phase"] == "Degraded"
     assert "2 Insufficient cpu" in status["message"]
-    assert cluster.inventory_status()["available"]["cpu"] == "0m"
+    assert cluster.inventory().available.cpu_milli == 0
+    assert cluster.inventory().available.pods == 217
 
 
 def test_unchanged_spec_needs_no_new_status_once_written() -> None:

@@ -6,11 +6,13 @@ hub* and nothing towards a provider cluster (it has none):
 - it is onboarded with the real :func:`kommons.hub.onboarding.onboard` (its namespace, RBAC and
   a scoped ServiceAccount token) and every write it makes uses **that token**: the API server
   enforces the same least privilege as for a real agent;
-- it registers its ``Provider`` and renews its heartbeat ``Lease`` through the real agent's
-  :class:`kommons.agent.hub_link.HubLink`;
-- it reports inventory into ``Provider.status`` (``capacity``/``allocatable``/``available``
-  including ``pods``, ``accountedLeases``, ``inventoryTime``, ``nodes`` ...) every few seconds,
-  the fields the real agent's report writes;
+- it registers its declarations (prices) on its ``Provider``, renews its pre-created heartbeat
+  ``Lease`` and reports inventory into ``Provider.status`` (``capacity``/``allocatable``/
+  ``available`` including ``pods``, ``accountedLeases`` as ``namespace/name=replicas``,
+  ``inventoryTime``, ``nodes`` ...) through the real agent's
+  :class:`kommons.agent.hub_link.HubLink` and :class:`kommons.agent.inventory.Inventory`;
+  region and labels (``kommons.io/tier``, ``testbed.kommons.io/hollow``) are the hub admin's,
+  given at onboarding;
 - it "runs" the ``LeasePlacement`` s of its namespace on simulated nodes (first fit per replica
   on cpu, memory and the node's pod allowance, as kube-scheduler would) and writes their status
   after a configurable delay: ``Running`` with ``readyReplicas == replicas`` when the replicas
@@ -55,10 +57,9 @@ import urllib3
 import yaml
 from kubernetes import watch
 
-from kommons import __version__
 from kommons.agent.config import AgentConfig
 from kommons.agent.hub_link import HubLink, now_rfc3339
-from kommons.agent.inventory import Amount
+from kommons.agent.inventory import Amount, Inventory
 from kommons.agent.workload import target_namespace
 from kommons.api.provider import Pricing
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION, provider_namespace
@@ -69,7 +70,7 @@ from kommons.quantity import to_bytes, to_millicores
 
 JSON = dict[str, Any]
 HOLLOW_LABEL = "testbed.kommons.io/hollow"
-"""Label a hollow agent asks for on its Provider (pools may select or avoid hollow ones)."""
+"""Label the hub admin gives a hollow provider at onboarding (pools may select or avoid it)."""
 KUBERNETES_VERSION = "v1.36.3-hollow"
 PAYOUT_ADDRESS = "0x976EA74026E726554dB657fA54763abd0C3a0aa9"
 REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "ap-south")
@@ -198,38 +199,37 @@ class HollowCluster:
 
     # --- what the agent reports ------------------------------------------------------------
 
-    def allocatable(self) -> tuple[Amount, int]:
-        """Sum of the nodes' allocatable resources, and their pod slots."""
-        return (
-            Amount(sum(n.cpu_milli for n in self.nodes), sum(n.memory_bytes for n in self.nodes)),
-            sum(n.pods for n in self.nodes),
+    def allocatable(self) -> Amount:
+        """Sum of the nodes' allocatable resources and pod slots."""
+        return Amount(
+            sum(n.cpu_milli for n in self.nodes),
+            sum(n.memory_bytes for n in self.nodes),
+            pods=sum(n.pods for n in self.nodes),
         )
 
-    def available(self) -> tuple[Amount, int]:
-        """Allocatable minus every placement's replicas (running or pending), at least 0."""
-        allocatable, pods = self.allocatable()
-        held = Amount(
+    def reserved(self) -> Amount:
+        """What the placements hold: replicas × resources, one pod slot per replica."""
+        return Amount(
             sum(p.cpu_milli * p.replicas for p in self.placements.values()),
             sum(p.memory_bytes * p.replicas for p in self.placements.values()),
+            pods=sum(p.replicas for p in self.placements.values()),
         )
-        replicas = sum(p.replicas for p in self.placements.values())
-        return allocatable.minus(held), max(0, pods - replicas)
+
+    def inventory(self) -> Inventory:
+        """The agent's inventory: allocatable minus every placement's replicas, at least 0."""
+        allocatable, reserved = self.allocatable(), self.reserved()
+        return Inventory(
+            capacity=allocatable,
+            allocatable=allocatable,
+            requested=Amount(),
+            reserved=reserved,
+            available=allocatable.minus(reserved),
+            ready_nodes=len(self.nodes),
+        )
 
     def accounted_leases(self) -> list[str]:
-        """Placements the reported availability subtracts: ``namespace/name=replicas``."""
+        """``namespace/name=replicas`` of each placement the available amount subtracts."""
         return sorted(f"{p.lease_key}={p.replicas}" for p in self.placements.values())
-
-    def inventory_status(self) -> JSON:
-        """The inventory fields of ``Provider.status`` (the agent's report)."""
-        allocatable, pods = self.allocatable()
-        available, free_pods = self.available()
-        return {
-            "capacity": _summary(allocatable, pods),
-            "allocatable": _summary(allocatable, pods),
-            "available": _summary(available, free_pods),
-            "accountedLeases": self.accounted_leases(),
-            "nodes": len(self.nodes),
-        }
 
     def placement_status(self, name: str, *, now: float, ready_delay: float) -> JSON | None:
         """The status the agent would write for a placement now (``None`` if unknown)."""
@@ -267,12 +267,6 @@ class HollowCluster:
                 }
             ],
         }
-
-
-def _summary(amount: Amount, pods: int) -> JSON:
-    summary = amount.to_status()
-    summary["pods"] = pods
-    return summary
 
 
 # --------------------------------------------------------------------------- options, stats
@@ -382,16 +376,11 @@ class HollowProvider:
         return self.link.hub
 
     def report(self) -> None:
-        """Write inventory into ``Provider.status`` (the fields of the real agent's report)."""
+        """Write inventory into ``Provider.status`` with the real agent's ``HubLink.report``."""
         with self.lock:
-            status = self.cluster.inventory_status()
-        status.update(
-            inventoryTime=now_rfc3339(),
-            namespace=self.namespace,
-            agentVersion=__version__,
-            kubernetesVersion=KUBERNETES_VERSION,
-        )
-        self.kube.patch(r.PROVIDERS, self.name, {"status": status}, subresource="status")
+            inventory = self.cluster.inventory()
+            leases = self.cluster.accounted_leases()
+        self.link.report(inventory, leases, KUBERNETES_VERSION)
 
     def on_placement(self, event: str, body: Mapping[str, Any], now: float) -> set[str]:
         """Take a watch event of one of this provider's placements; return statuses now due."""
@@ -445,17 +434,8 @@ def _token(kubeconfig_text: str) -> str:
     return str(config["users"][0]["user"]["token"])
 
 
-HOLLOW_LABELS = {"kommons.io/tier": "community", HOLLOW_LABEL: "true"}
-"""Labels the hub admin gives every hollow provider at onboarding."""
-
-
-def hollow_region(index: int) -> str:
-    """The region of the ``index``-th hollow provider (set by the hub admin at onboarding)."""
-    return REGIONS[index % len(REGIONS)]
-
-
 def agent_config(rnd: random.Random) -> AgentConfig:
-    """A hollow provider's declaration: prices random in a fixed range.
+    """A hollow provider's declaration: region in turn, prices random in a fixed range.
 
     cpu 0.022-0.045 per core-hour, memory 0.003-0.005 per GiB-hour: above the bed's cheapest
     real provider (prov-a, 0.02/0.003), so a LowestPrice burst fills the real ones first.
@@ -521,7 +501,7 @@ class Fleet:
         rnd = random.Random(self.options.seed)
         names = self.options.names()
         configs = {name: agent_config(rnd) for name in names}
-        regions = {name: hollow_region(i) for i, name in enumerate(names)}
+        regions = {name: REGIONS[i % len(REGIONS)] for i, name in enumerate(names)}
         shape = [self.options.node] * self.options.nodes
 
         def one(name: str) -> HollowProvider:
@@ -532,7 +512,7 @@ class Fleet:
                     provider=name,
                     region=regions[name],
                     payout_address=PAYOUT_ADDRESS,
-                    labels=HOLLOW_LABELS,
+                    labels={"kommons.io/tier": "community", HOLLOW_LABEL: "true"},
                 ),
                 token_seconds=self.options.token_seconds,
             )
