@@ -181,6 +181,10 @@ class Hub:
 
     # --- providers' health ----------------------------------------------------------------
 
+    def forget_provider(self, name: str) -> None:
+        """A provider was deleted: drop what the hub remembers about it (bounded memory)."""
+        self._recorded.pop(name, None)
+
     def _write_provider_status(self, name: str, patch: dict[str, object]) -> dict[str, Any]:
         return self.kube.patch(r.PROVIDERS, name, {"status": patch}, subresource="status")
 
@@ -321,6 +325,7 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
         hub.ready.set()
         if type == "DELETED":
             view.remove_provider(name)
+            hub.forget_provider(name)
 
     @kopf.on.event(*PLACEMENTS, registry=registry)
     async def placement_deleted(body: kopf.Body, type: str | None, **_: Any) -> None:
