@@ -13,6 +13,8 @@ Behaviour matrix (case -> expected):
   and the lease runs again.
 - replicas that never become ready -> after the hub's ready timeout the lease's Ready
   condition carries the provider's reason (ContainersNotReady) and a Warning Event.
+- a lease deleted after its finalizer was stripped (a tenant can edit its own metadata) ->
+  the hub still deletes its placements and the provider removes the workload.
 """
 
 from __future__ import annotations
@@ -196,3 +198,21 @@ def test_replicas_never_ready_give_the_lease_the_providers_reason(hub: Kube, ten
     assert lease["status"]["phase"] == "Scheduled"
     warnings = [e for e in _events(hub, tenant, "unready") if e["type"] == "Warning"]
     assert any(e["reason"] == "ContainersNotReady" for e in warnings)
+
+
+def test_a_lease_deleted_without_its_finalizer_leaves_no_placement(
+    hub: Kube, tenant: str, provider_kube: Callable[[str], Kube]
+) -> None:
+    hub.create(r.COMPUTE_LEASES, lease_body("stripped", tenant, replicas=1), tenant)
+    lease = wait_lease(hub, tenant, "stripped", lambda x: _phase(x) == "Running", what="Running")
+    uid = lease["metadata"]["uid"]
+    namespace = lease["status"]["placements"][0]["namespace"]
+    # A tenant may edit its own lease's metadata: strip the hub's finalizer, then delete.
+    hub.patch(r.COMPUTE_LEASES, "stripped", {"metadata": {"finalizers": None}}, tenant)
+    hub.delete(r.COMPUTE_LEASES, "stripped", tenant)
+    wait_for(
+        lambda: not hub.list(r.LEASE_PLACEMENTS, label_selector=f"kommons.io/lease-uid={uid}"),
+        timeout=90,
+        what="the orphaned placement to be deleted by the hub",
+    )
+    assert provider_kube("prov-a").get_or_none(r.NAMESPACES, namespace) is None

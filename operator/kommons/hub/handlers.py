@@ -166,6 +166,41 @@ class Hub:
         if plan.recheck_after is not None:
             self.queue.add(key, plan.recheck_after + 0.5)
 
+    async def remove_orphans(self, key: str, uid: str) -> None:
+        """Delete the placements of a lease that is gone although they were not.
+
+        Normally the hub's finalizer keeps a lease until its placements are removed; a lease
+        whose finalizer was stripped by hand goes at once, and its placements would run on.
+        """
+        orphans = [
+            p
+            for p in self.view.placements.get(uid, {}).values()
+            if p.metadata.deletion_timestamp is None
+        ]
+        if not orphans:
+            return
+        log.warning(
+            "lease %s went before its %d placement(s) (finalizer removed?); deleting them",
+            key,
+            len(orphans),
+        )
+        loop = asyncio.get_running_loop()
+        for placement in orphans:
+            meta = placement.metadata
+            try:
+                await loop.run_in_executor(
+                    self.threads,
+                    self._delete_placement,
+                    str(meta.name),
+                    str(meta.namespace),
+                    meta.uid,
+                )
+            except Exception as exc:
+                log.warning("placement %s/%s not deleted: %s", meta.namespace, meta.name, exc)
+
+    def _delete_placement(self, name: str, namespace: str, uid: str | None) -> None:
+        self.kube.delete(r.LEASE_PLACEMENTS, name, namespace, uid=uid)
+
     async def worker(self) -> None:
         """Take leases from the queue, one step each, until cancelled."""
         await self.ready.wait()
@@ -314,6 +349,7 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
             view.remove_lease(key)
             hub.events.forget(key)
             hub.waiting.pop(key, None)
+            await hub.remove_orphans(key, str(body.metadata.uid))
             return
         lease = _parse(ComputeLease, body, "lease")
         if lease is not None:
