@@ -44,7 +44,6 @@ from kommons.scheduler import (
     Market,
     PoolPolicy,
     ProviderView,
-    Resources,
     placement_key,
 )
 
@@ -374,7 +373,7 @@ class MarketView:
             reported = self._reported(placement)
             if reported:  # the part the provider's report already subtracts
                 freed = placement_resources(placement, reported)
-                self.market.set_provider(replace(view, available=_plus(view.available, freed)))
+                self.market.set_provider(replace(view, available=view.available.plus(freed)))
         try:
             return self.market.decide(lease, pool, already_placed=already_placed)
         finally:
@@ -397,15 +396,3 @@ def _older(new: ObjectMeta, known: ObjectMeta) -> bool:
     """
     a, b = new.resource_version or "", known.resource_version or ""
     return new.uid == known.uid and a.isdigit() and b.isdigit() and int(a) < int(b)
-
-
-def _plus(a: Resources, b: Resources) -> Resources:
-    gpus = dict(a.gpus)
-    for model, count in b.gpus.items():
-        gpus[model] = gpus.get(model, 0) + count
-    return Resources(
-        cpu_milli=a.cpu_milli + b.cpu_milli,
-        memory_bytes=a.memory_bytes + b.memory_bytes,
-        gpus=gpus,
-        pods=a.pods + b.pods,
-    )
