@@ -16,10 +16,13 @@ as plain integers and updated only for the provider an event touches. What never
 between reports -- which providers pass the pool's selector, readiness, cordon, regions,
 allow-list and reputation, which gpu model and which replica price a lease shape gets on each
 provider -- is cached per pool/lease shape in small bounded LRU caches, and dropped whenever a
-provider is added, removed or changes one of those attributes. A decision then runs one tight
-loop over the providers that can price the lease (capacity only), ranks just the feasible ones
-with integer keys, and formats reasons only for the at most ``MAX_REJECTED_SAMPLES`` quoted
-providers. Memory is O(providers + holds) plus the bounded caches.
+provider is added, removed or changes one of those attributes. Per lease shape the cache also
+keeps every provider's free slots for that shape (and their counts by shortage, and the
+BinPack/Spread orders), refreshed lazily from a bounded log of free-capacity changes. A
+decision then refits only the providers changed since its shape was last used, reads counts,
+ranks with integer keys only as far as the replicas need, and formats reasons only for the at
+most ``MAX_REJECTED_SAMPLES`` quoted providers. Memory is O(providers + holds) plus the
+bounded caches (O(providers) per cached shape).
 
 It takes the same decisions as :func:`.schedule` given the same providers and the equivalent
 :class:`.Reservations` ledger (a property test checks it on random markets).
