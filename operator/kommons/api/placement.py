@@ -99,8 +99,8 @@ class LeasePlacementStatus(StatusModel):
     )
     metering: dict[str, Any] | None = Field(
         default=None,
-        description="Metering checkpoint written by the agent: per-pod ready intervals and"
-        " monotonic counters (format owned by kommons.metering).",
+        description="Metering checkpoint: per-pod ready intervals and monotonic counters"
+        " (planned, issue 9: written by the agent's metering; unused today).",
     )
     message: str | None = Field(
         default=None,
