@@ -276,7 +276,9 @@ class ComputeLeaseStatus(StatusModel):
         default=None, description="Where exposed ports are reachable."
     )
     billing_account: str | None = Field(
-        default=None, description="The BillingAccount the lease is billed to."
+        default=None,
+        description="The BillingAccount selecting the lease's namespace (nothing is charged yet:"
+        " planned, issue 9).",
     )
     conditions: list[Condition] | None = Field(
         default=None,

@@ -50,7 +50,10 @@ class LeasePlacementSpec(ApiModel):
     price_per_hour: PositiveDecimal = Field(
         description="Price per hour of one replica, locked at placement, in settlement-token units."
     )
-    billing_account: ObjectName = Field(description="The BillingAccount that pays.")
+    billing_account: ObjectName = Field(
+        description="The BillingAccount selecting the lease's namespace (nothing is charged"
+        " yet: planned, issue 9)."
+    )
     suspend: bool = Field(default=False, description="Scale to zero, keep the placement.")
     lease_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation of the lease this reflects."
