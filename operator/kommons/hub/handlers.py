@@ -67,7 +67,9 @@ class HubOptions:
     heartbeat_record_seconds: float = 60.0
     """How often the hub writes a provider's ``lastHeartbeatTime`` while its phase holds."""
     workers: int = 8
-    """Leases planned and written concurrently (decisions themselves are serial)."""
+    """Leases whose writes are in flight at once (decisions themselves are made one at a
+    time). More helps only while the hub's API server has capacity to spare: measured on the
+    bed (docs/performance.md), 32 placed no faster than 8 and slowed every other client."""
 
 
 class EventDeduplicator:
