@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
+from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
 from kommons.hub.plan import LeasePlan, plan_lease
@@ -150,12 +151,12 @@ class Hub:
 
     def _absorb(self, key: str, plan: LeasePlan, outcome: Outcome) -> None:
         for body in outcome.written:
-            self.view.set_placement(LeasePlacement.model_validate(body))
+            self.view.set_placement(parse(LeasePlacement, body))
         if plan.decision is not None:
             # Holds follow the placements as they are now, written or not.
             self.view.settle_holds(key, [c.provider for c in plan.decision.chosen])
         if outcome.lease is not None:
-            self.view.set_lease(ComputeLease.model_validate(outcome.lease))
+            self.view.set_lease(parse(ComputeLease, outcome.lease))
         if outcome.conflict:
             self.queue.add(key, 0.5)
             return
@@ -265,7 +266,7 @@ class Hub:
 
 def _parse(model: Any, body: Mapping[str, Any], what: str) -> Any:
     try:
-        return model.model_validate(body)
+        return parse(model, body)
     except ValidationError as exc:
         name = (body.get("metadata") or {}).get("name")
         log.warning("%s %s: cannot be parsed, ignored: %s", what, name, exc)

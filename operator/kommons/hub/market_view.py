@@ -29,6 +29,7 @@ from kommons.api import (
     Provider,
     ProviderPool,
 )
+from kommons.hub.edge import parse
 from kommons.hub.plan import World
 from kommons.hub.providers import ProviderPhase, provider_phase
 from kommons.hub.views import (
@@ -170,11 +171,11 @@ class MarketView:
         name = str(body["metadata"]["name"])
         self._malformed.pop(name, None)
         try:
-            provider = Provider.model_validate(body)
+            provider = parse(Provider, body)
         except ValidationError as exc:
             # A provider's malformed status must not stop anyone: keep it, excluded.
             try:
-                provider = Provider.model_validate({k: v for k, v in body.items() if k != "status"})
+                provider = parse(Provider, {k: v for k, v in body.items() if k != "status"})
             except ValidationError:
                 log.warning("provider %s: unusable object, left out: %s", name, exc)
                 self.remove_provider(name)
