@@ -236,12 +236,13 @@ def report(d: JSON, elapsed: float) -> str:
                 f"{d['runningAtWindowStart']} / {d['running']} ({d['notRunning']} not Running)",
             ),
             (
-                "half Running after / last after",
-                f"{sec(d['halfRunningAfter'])} / {sec(d['lastRunningAfter'])}",
+                "50% / 90% Running after; last Running after",
+                f"{sec(d['halfRunningAfter'])} / {sec(d['ninetyRunningAfter'])}; "
+                f"{sec(d['lastRunningAfter'])}",
             ),
             ("leases/s Running (burst start → last)", _num(d["runningPerSecond"])),
             (
-                "hub RSS steady / peak",
+                "hub RSS in the window / peak while placing",
                 f"{d['hubRssSteadyMiB']:.0f} / {d['hubRssPeakMiB']:.0f} MiB (target < 300 MiB)",
             ),
             (f"hub CPU steady ({d['window']:.0f} s)", f"{d['hubCpuPercent']:.0f} % of a core"),
