@@ -95,7 +95,7 @@ bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-schedule
 
 .PHONY: bench-quick
 bench-quick: deps ## The benchmarks at small sizes (smoke run, ~6 min); figures only, no assertions.
-	$(PY) bench/bench_scheduler.py
+	$(PY) bench/bench_scheduler.py --quick
 	$(PY) bench/bench_hub.py --quick
 	$(PY) bench/bench_scale.py --quick
 

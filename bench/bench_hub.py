@@ -46,6 +46,7 @@ from benchlib import (
     setup_market,
     start_hub_stack,
     table,
+    time_to_fraction,
     wait_until,
 )
 
@@ -65,6 +66,10 @@ JSON = dict[str, Any]
 TENANT = "bench-hub"
 SCHED_NS = "bench-sched"
 SCHED_LABEL = "kwok-bench"
+
+
+def _per(count: float, seconds: float | None) -> float | None:
+    return count / seconds if seconds else None
 
 
 def _rate(count: int, start: float, stamps: list[float]) -> float | None:
@@ -245,6 +250,12 @@ def _burst(
         "createErrors": errors,
         "placed": len(placed),
         "placedPerSecond": _rate(len(placed), t0, list(placed.values())),
+        "placed50": time_to_fraction(list(placed.values()), t0, len(created), 0.5),
+        "placed90": time_to_fraction(list(placed.values()), t0, len(created), 0.9),
+        "placed100": time_to_fraction(list(placed.values()), t0, len(created), 1.0),
+        "placedPerSecondTo90": _per(
+            len(created) * 0.9, time_to_fraction(list(placed.values()), t0, len(created), 0.9)
+        ),
         "createToPlacementP50": percentile(to_placed, 50),
         "createToPlacementP99": percentile(to_placed, 99),
         "placementToReadyP50": percentile(to_ready, 50),
@@ -265,6 +276,7 @@ def _burst(
         "hollowLagMaxSeconds": stats.get("lagMaxSeconds"),
         "hollowErrors": stats.get("errors"),
         "loadAverage": f"{load_before} → {load_average()}",
+        "watchLists": [w.lists for w in watches],
     }
 
 
@@ -348,6 +360,10 @@ def bench_kube_scheduler(bed: Testbed, args: argparse.Namespace) -> JSON:
             "createErrors": errors,
             "bound": len(b),
             "boundPerSecond": _rate(len(b), t0, list(b.values())),
+            "bound50": time_to_fraction(list(b.values()), t0, len(created), 0.5),
+            "bound90": time_to_fraction(list(b.values()), t0, len(created), 0.9),
+            "bound100": time_to_fraction(list(b.values()), t0, len(created), 1.0),
+            "watchLists": watch.lists,
             "createToBoundP50": percentile(to_bound, 50),
             "createToBoundP99": percentile(to_bound, 99),
             "createToRunningP50": percentile(to_running, 50),
@@ -378,7 +394,11 @@ def report(hub: JSON | None, sched: JSON | None, elapsed: float) -> str:
                 [
                     ("leases created", f"{hub['created']} in {hub['createSeconds']:.1f}s"),
                     ("leases placed", hub["placed"]),
-                    ("leases/s placed", _num(hub["placedPerSecond"])),
+                    (
+                        "leases/s placed (all / first 90%)",
+                        f"{_num(hub['placedPerSecond'])} / {_num(hub['placedPerSecondTo90'])}",
+                    ),
+                    ("50% / 90% / 100% placed after", _secs(hub, "placed")),
                     ("create→placement p50 / p99", _pair(hub, "createToPlacement")),
                     ("placement→Ready p50 / p99", _pair(hub, "placementToReady")),
                     ("create→Running p50 / p99", _pair(hub, "createToRunning")),
@@ -412,6 +432,7 @@ def report(hub: JSON | None, sched: JSON | None, elapsed: float) -> str:
                     ("pods created", f"{sched['created']} in {sched['createSeconds']:.1f}s"),
                     ("pods bound", sched["bound"]),
                     ("pods/s bound", _num(sched["boundPerSecond"])),
+                    ("50% / 90% / 100% bound after", _secs(sched, "bound")),
                     ("create→bound p50 / p99", _pair(sched, "createToBound")),
                     ("create→Running p50 / p99", _pair(sched, "createToRunning")),
                     ("kube-scheduler CPU", f"{sched['schedulerCpuSeconds']:.1f} s"),
@@ -433,6 +454,12 @@ def report(hub: JSON | None, sched: JSON | None, elapsed: float) -> str:
         )
     out.append(f"whole run: {elapsed:.0f}s")
     return "\n\n".join(out)
+
+
+def _secs(data: JSON, key: str) -> str:
+    return " / ".join(
+        "n/a" if data[f"{key}{p}"] is None else f"{data[f'{key}{p}']:.1f} s" for p in (50, 90, 100)
+    )
 
 
 def _num(value: float | None) -> str:

@@ -57,6 +57,15 @@ def load_average() -> str:
 # ----------------------------------------------------------------------------- statistics
 
 
+def time_to_fraction(
+    stamps: Sequence[float], start: float, total: int, fraction: float
+) -> float | None:
+    """Seconds from ``start`` until ``fraction`` of ``total`` things had a stamp (or ``None``)."""
+    need = max(1, int(total * fraction + 0.999999))
+    ordered = sorted(stamps)
+    return ordered[need - 1] - start if len(ordered) >= need else None
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The ``q``-th percentile (nearest rank) of ``values``; ``None`` when empty."""
     if not values:
@@ -181,6 +190,10 @@ class Watch:
     label_selector: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     errors: int = 0
+    """Broken streams (each followed by a new list)."""
+    lists: int = 0
+    """Lists made: 1, plus one per broken stream. Objects found by a later list are stamped at
+    that list's time, so many lists make the latencies upper bounds."""
     ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -212,6 +225,7 @@ class Watch:
                         "GET", self.resource.path(self.namespace), query=self._query()
                     )
                     now = time.monotonic()
+                    self.lists += 1
                     for item in listed.get("items", []):
                         self.on_event("ADDED", item, now)
                     version = str(listed["metadata"]["resourceVersion"])
