@@ -225,7 +225,8 @@ def test_pods_that_never_become_ready_are_containers_not_ready(
         uid,
         lambda p: (
             _ready_condition(p).get("reason") == "ContainersNotReady"
-            and "2 pod(s)" in _ready_condition(p).get("message", "")
+            # the pods are first Pending, then running but not ready: wait for the latter
+            and "2 pod(s) not ready: testbed" in _ready_condition(p).get("message", "")
         ),
         what="placement Ready=False/ContainersNotReady for 2 pods",
     )

@@ -188,7 +188,11 @@ def test_replicas_never_ready_give_the_lease_the_providers_reason(hub: Kube, ten
         hub,
         tenant,
         "unready",
-        lambda lease: _condition(lease, "Ready").get("reason") == "ContainersNotReady",
+        lambda lease: (
+            _condition(lease, "Ready").get("reason") == "ContainersNotReady"
+            # the pods are first Pending, then running but not ready: wait for the latter
+            and "ready=false" in _condition(lease, "Ready").get("message", "")
+        ),
         what="lease Ready=False with the provider's reason",
         timeout=90,
     )
