@@ -6,11 +6,12 @@ have not accounted for yet), runs the same stream of leases through
 * ``Market.decide`` + ``Market.commit`` (what the hub does), and
 * ``schedule(lease, providers, pool, ledger)`` + ``ledger.record`` (the previous path),
 
-for every strategy, and prints decisions per second of CPU time (``time.process_time``) and of
-wall time, the ratio, and whether both took the same decisions on the stream they share. Each
-cell runs for a time budget, so the slow path does fewer decisions. It also prints the cost of
-the market's events (provider report, hold, release) and the market's memory. It asserts
-nothing about time. Run::
+for every strategy (the lease decided 1,000 decisions earlier ends and its holds are
+released, so the market stays in a steady state), and prints decisions per second of CPU time
+(``time.process_time``) and of wall time, the ratio, and whether both took the same decisions
+on the stream they share. Each cell runs for a time budget, so the slow path does fewer
+decisions. It also prints the cost of the market's events (provider report, hold, release) and
+the market's memory. It asserts nothing about time. Run::
 
     .venv/bin/python bench/bench_scheduler.py [--quick] [--sizes 100,1000,5000] [--holds 10000]
 """
@@ -44,6 +45,9 @@ MODELS = ("nvidia-a100", "nvidia-l4", "nvidia-h100")
 REGIONS = ("eu-west", "eu-central", "us-east", "ap-south")
 OBSERVED_AT = 10.0
 """Every provider's last report; holds are made after it, so none is reflected yet."""
+LIVE = 1000
+"""Leases of the stream that stay placed: the one decided LIVE decisions ago ends (its holds
+are released), so the market neither fills up nor empties during a run."""
 
 
 def make_providers(count: int, rnd: random.Random) -> list[ProviderView]:
@@ -131,23 +135,42 @@ class Cell:
         return self.decisions / self.wall if self.wall > 0 else float("inf")
 
 
-def run(step: Callable[[int], tuple[object, ...]], budget: float, most: int) -> Cell:
-    """Call ``step(i)`` for i = 0, 1, ... until ``budget`` seconds of CPU or ``most`` calls."""
+def run(
+    step: Callable[[int], tuple[object, ...]], budget: float, most: int, warmup: int = 0
+) -> tuple[Cell, float]:
+    """Call ``step(i)`` for i = 0, 1, ...: ``warmup`` calls untimed, then timed ones.
+
+    Timed calls go on until ``budget`` seconds of CPU or ``most`` calls in all.
+
+    Returns:
+        The timed figures (outcomes include the warm-up) and the warm-up's CPU seconds.
+    """
     outcomes: list[tuple[object, ...]] = []
     gc.collect()
+    cpu_start = time.process_time()
+    while len(outcomes) < warmup:
+        outcomes.append(step(len(outcomes)))
+    warm = time.process_time() - cpu_start
+    done = len(outcomes)
     start, cpu_start = time.perf_counter(), time.process_time()
     cpu = 0.0
-    while len(outcomes) < most and (len(outcomes) < 3 or cpu < budget):
+    while len(outcomes) < most and (len(outcomes) < done + 3 or cpu < budget):
         outcomes.append(step(len(outcomes)))
         cpu = time.process_time() - cpu_start
     wall = time.perf_counter() - start
-    scheduled = sum(1 for o in outcomes if o and o[0])
-    return Cell(len(outcomes), cpu, wall, scheduled, outcomes)
+    timed = outcomes[done:]
+    scheduled = sum(1 for o in timed if o and o[0])
+    return Cell(len(timed), cpu, wall, scheduled, outcomes), warm
 
 
 def bench_size(
-    size: int, holds_count: int, leases: list[LeaseRequest], budget: float, seed: int
-) -> list[tuple[str, Cell, Cell, int]]:
+    size: int,
+    holds_count: int,
+    leases: list[LeaseRequest],
+    budget: float,
+    seed: int,
+    warmup: int,
+) -> list[tuple[str, Cell, Cell, int, float]]:
     """Both paths for every strategy at one size."""
     rnd = random.Random(seed + size)
     views = make_providers(size, rnd)
@@ -166,6 +189,8 @@ def bench_size(
             lease = leases[i % len(leases)]
             decision = market.decide(lease, pool)
             market.commit(decision, lease, at=OBSERVED_AT + 2 + i)
+            if i >= LIVE:
+                market.release_lease(leases[(i - LIVE) % len(leases)].key)
             return (decision.scheduled, decision.chosen, decision.feasible, decision.message)
 
         ledger = Reservations()
@@ -178,23 +203,45 @@ def bench_size(
             lease = leases[i % len(leases)]
             decision = schedule(lease, views, pool, ledger)
             ledger.record(decision, lease, at=OBSERVED_AT + 2 + i)
+            if i >= LIVE:
+                ledger.release_lease(leases[(i - LIVE) % len(leases)].key)
             return (decision.scheduled, decision.chosen, decision.feasible, decision.message)
 
-        reference = run(old, budget, len(leases))
-        fast = run(new, budget, len(leases))
-        shared = min(reference.decisions, fast.decisions)
+        reference, _ = run(old, budget, len(leases))
+        fast, warm = run(new, budget, len(leases), warmup)
+        shared = min(len(reference.outcomes), len(fast.outcomes))
         agree = sum(1 for a, b in zip(reference.outcomes, fast.outcomes, strict=False) if a == b)
-        rows.append((strategy.value, fast, reference, agree if shared else 0))
+        rows.append((strategy.value, fast, reference, agree if shared else 0, warm))
     return rows
 
 
-def event_costs(size: int, holds_count: int, seed: int) -> dict[str, float]:
-    """Microseconds of CPU per market event, and the market's memory, at one size."""
+def event_costs(
+    size: int, holds_count: int, seed: int, leases: list[LeaseRequest], warmup: int
+) -> dict[str, float]:
+    """Microseconds of CPU per market event, and the market's memory, at one size.
+
+    Memory is measured with the holds, and again after ``warmup`` decisions of the stream
+    (every cache filled for its lease shapes).
+    """
     rnd = random.Random(seed)
     views = make_providers(size, rnd)
     holds = make_holds(views, holds_count, rnd)
     gc.collect()
     tracemalloc.start()
+    sized = Market()
+    for view in views:
+        sized.set_provider(view)
+    for key, provider, resources in holds:
+        sized.hold(key=key, provider=provider, resources=resources, at=OBSERVED_AT + 1)
+    memory = tracemalloc.get_traced_memory()[0]
+    pool = PoolPolicy(strategy=Strategy.BIN_PACK, min_reputation=0.6)
+    for i, lease in enumerate(leases[:warmup]):
+        sized.commit(sized.decide(lease, pool), lease, at=OBSERVED_AT + 2 + i)
+        if i >= LIVE:
+            sized.release_lease(leases[i - LIVE].key)
+    warm_memory = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del sized
     market = Market()
     for view in views:
         market.set_provider(view)
@@ -202,8 +249,6 @@ def event_costs(size: int, holds_count: int, seed: int) -> dict[str, float]:
     for key, provider, resources in holds:
         market.hold(key=key, provider=provider, resources=resources, at=OBSERVED_AT + 1)
     hold_us = (time.process_time() - cpu) / len(holds) * 1e6
-    memory = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
     # a report per provider: new free capacity, observed before the holds (reflects none)
     reports = [
         ProviderView(
@@ -237,6 +282,7 @@ def event_costs(size: int, holds_count: int, seed: int) -> dict[str, float]:
         "hold": hold_us,
         "release": release_us,
         "memory_mib": memory / (1 << 20),
+        "warm_memory_mib": warm_memory / (1 << 20),
     }
 
 
@@ -249,38 +295,52 @@ def main() -> None:
     parser.add_argument("--leases", type=int, default=20_000, help="most decisions per cell")
     parser.add_argument("--budget", type=float, default=None, help="CPU seconds per cell")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="market decisions before timing, to fill the caches of the stream's lease "
+        "shapes (default 2000, 500 with --quick)",
+    )
     args = parser.parse_args()
     budget = args.budget if args.budget is not None else (0.3 if args.quick else 2.0)
+    if args.warmup is None:
+        args.warmup = 500 if args.quick else 2000
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rnd = random.Random(args.seed)
     leases = [make_lease(i, rnd) for i in range(args.leases)]
 
     print(
         f"scheduler core: {args.holds} existing holds, budget {budget}s CPU per cell, "
-        "decisions = decide + commit"
+        f"decisions = decide + commit (+ release of the lease decided {LIVE} before); "
+        f"market timed after {args.warmup} warm-up decisions (CPU seconds in 'warm-up')"
     )
     header = (
         f"{'providers':>9} {'strategy':<12} {'market dec/s':>12} {'(wall)':>9} "
-        f"{'schedule() dec/s':>16} {'(wall)':>9} {'ratio':>7} {'agree':>9} {'scheduled':>10}"
+        f"{'schedule() dec/s':>16} {'(wall)':>9} {'ratio':>7} {'agree':>9} {'scheduled':>10} "
+        f"{'warm-up':>8}"
     )
     print(header)
     print("-" * len(header))
     for size in sizes:
-        for strategy, fast, ref, agree in bench_size(size, args.holds, leases, budget, args.seed):
-            shared = min(fast.decisions, ref.decisions)
+        cells = bench_size(size, args.holds, leases, budget, args.seed, args.warmup)
+        for strategy, fast, ref, agree, warm in cells:
+            shared = min(len(fast.outcomes), len(ref.outcomes))
             print(
                 f"{size:>9} {strategy:<12} {fast.per_cpu_second:>12,.0f} "
                 f"{fast.per_wall_second:>9,.0f} {ref.per_cpu_second:>16,.1f} "
                 f"{ref.per_wall_second:>9,.1f} {fast.per_cpu_second / ref.per_cpu_second:>6,.0f}x "
-                f"{agree:>4}/{shared:<4} {fast.scheduled / fast.decisions:>9.0%}"
+                f"{agree:>4}/{shared:<4} {fast.scheduled / fast.decisions:>9.0%} "
+                f"{warm:>7.2f}s"
             )
     print()
-    print("market events (CPU per call) and memory with the holds:")
+    print("market events (CPU per call) and memory (tracemalloc) with the holds:")
     for size in sizes:
-        costs = event_costs(size, args.holds, args.seed)
+        costs = event_costs(size, args.holds, args.seed, leases, args.warmup)
         print(
             f"{size:>9} providers: report {costs['report']:.1f}us, hold {costs['hold']:.1f}us, "
-            f"release {costs['release']:.1f}us, memory {costs['memory_mib']:.1f} MiB"
+            f"release {costs['release']:.1f}us, memory {costs['memory_mib']:.1f} MiB "
+            f"({costs['warm_memory_mib']:.1f} MiB with the caches after {args.warmup} decisions)"
         )
 
 

@@ -76,7 +76,13 @@ def hub(
         ),
     ] = 120.0,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, help="Leases planned and written concurrently.")
+        int,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Leases whose API writes are in flight at once (decisions are made one at a"
+            " time); more helps only while the hub's API server has capacity to spare.",
+        ),
     ] = 8,
     log_json: JsonLogs = False,
     verbose: Verbose = False,

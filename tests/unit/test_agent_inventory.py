@@ -18,20 +18,32 @@ Behaviour matrix:
   - pods: allocatable pods of Ready schedulable nodes; each counted pod requests one slot;
     reserved pods (replicas of materialised placements, running or not) are subtracted;
     the offer never caps pods; available pods never go below zero.
+  - ``inventory_status``: the inventory fields of ``ProviderStatus`` (pods included);
+    ``inventory_needs_write``: the first report, any change but ``inventoryTime`` (e.g. one
+    more accounted lease or one pod slot less) and a refresh after INVENTORY_REFRESH are
+    written; an unchanged report within the refresh period is not.
   - Property: available never exceeds allocatable, free, or offer - reserved (cpu, memory
     and total GPUs), and is never negative.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kommons.agent.inventory import UNKNOWN_GPU_MODEL, Amount, compute_inventory
+from kommons.agent.inventory import (
+    INVENTORY_REFRESH,
+    UNKNOWN_GPU_MODEL,
+    Amount,
+    compute_inventory,
+    inventory_needs_write,
+    inventory_status,
+)
 from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
-from kommons.api.provider import ResourceSummary
+from kommons.api.provider import ProviderStatus, ResourceSummary
 from kommons.api_names import LABEL_MANAGED_BY, MANAGER
 
 GIB = 1024**3
@@ -257,6 +269,56 @@ def test_the_measured_overload_leaves_no_pod_slot() -> None:
     assert inv.available.pods == 39
     inv = compute_inventory(nodes, [], reserved=Amount(33000, 0, {}, pods=330), offer=None)
     assert inv.available.pods == 0
+
+
+# --- what is written to the hub ------------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
+
+
+def report(inv: Any, leases: list[str], now: datetime) -> ProviderStatus:
+    return inventory_status(
+        inv,
+        leases,
+        namespace="kommons-provider-a",
+        agent_version="1",
+        kubernetes_version="v1",
+        now=now,
+    )
+
+
+def test_inventory_status_is_the_providers_inventory_fields() -> None:
+    inv = compute_inventory([node("a", pods=110)], [], reserved=Amount(pods=3), offer=None)
+    wire = report(inv, ["t/b", "t/a"], NOW).to_api()
+    assert wire["available"]["pods"] == 107
+    assert wire["allocatable"]["pods"] == 110
+    assert wire["accountedLeases"] == ["t/a", "t/b"]
+    assert wire["inventoryTime"] == "2026-12-01T05:00:00Z"
+    assert set(wire) == {
+        "capacity",
+        "allocatable",
+        "available",
+        "accountedLeases",
+        "inventoryTime",
+        "namespace",
+        "nodes",
+        "agentVersion",
+        "kubernetesVersion",
+    }
+
+
+def test_inventory_is_written_on_change_or_refresh_only() -> None:
+    nodes = [node("a", pods=110)]
+    inv = compute_inventory(nodes, [], reserved=Amount(pods=3), offer=None)
+    first = report(inv, ["t/a"], NOW)
+    assert inventory_needs_write(None, first, now=NOW)
+    soon = NOW + timedelta(seconds=5)
+    assert not inventory_needs_write(first, report(inv, ["t/a"], soon), now=soon)
+    assert inventory_needs_write(first, report(inv, ["t/a", "t/b"], soon), now=soon)
+    fuller = compute_inventory(nodes, [], reserved=Amount(pods=4), offer=None)
+    assert inventory_needs_write(first, report(fuller, ["t/a"], soon), now=soon)
+    late = NOW + INVENTORY_REFRESH
+    assert inventory_needs_write(first, report(inv, ["t/a"], late), now=late)
 
 
 # --- compute_inventory: property ------------------------------------------------------

@@ -440,3 +440,24 @@ def test_unknown_released_keys_change_nothing() -> None:
     decision = decide(view, lease(replicas=2), released=released)
     assert decision.chosen == ()
     assert snapshot(view) == before
+
+
+def test_the_edge_drops_managed_fields_and_nothing_else() -> None:
+    from kommons.api import ComputeLease
+    from kommons.hub.edge import lean, parse
+
+    body = {
+        "metadata": {"name": "web", "namespace": "t", "managedFields": [{"manager": "x"}]},
+        "spec": {"poolRef": {"name": "p"}},
+    }
+    assert lean(body) == {"metadata": {"name": "web", "namespace": "t"}, "spec": body["spec"]}
+    assert body["metadata"]["managedFields"] == [{"manager": "x"}]  # the input is not changed
+    lease_spec = {
+        "poolRef": {"name": "p"},
+        "resources": {"cpu": "1", "memory": "1Gi"},
+        "maxPricePerHour": "1",
+        "template": {"spec": {"containers": [{"name": "a", "image": "x"}]}},
+    }
+    lease = parse(ComputeLease, {**body, "spec": lease_spec})
+    assert lease.metadata.name == "web"
+    assert "managedFields" not in lease.to_api()["metadata"]

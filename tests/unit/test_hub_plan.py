@@ -397,3 +397,26 @@ def test_the_hub_finalizer_is_not_kopfs(role: str) -> None:
     settings = kopf.OperatorSettings()
     configure_settings(settings, role=role)
     assert settings.persistence.finalizer != FINALIZER_HUB
+
+
+def test_a_stale_placement_that_is_surplus_is_deleted() -> None:
+    view = market(provider_body("a", cpu_price="0.01", cpu="1"), provider_body("b", cpu="1"))
+    existing = placed(step(lease_of(), view), ready=1)
+    assert sorted(p.spec.provider for p in existing) == ["a", "b"]
+    # b's price is now above the cap, and one replica (on a) is all the lease wants
+    plan = step(lease_of(replicas=1, maxPricePerHour="0.015"), view, placements=existing)
+
+    assert [p.spec.provider for p in plan.delete] == ["b"]
+    assert plan.create == []
+    assert plan.decision is None
+
+
+def test_suspend_reaches_a_placement_waiting_for_replacement() -> None:
+    view = market(provider_body("dear", cpu_price="0.5"))
+    existing = placed(step(lease_of(), view), ready=2)
+    plan = step(lease_of(maxPricePerHour="0.1", suspend=True), view, placements=existing)
+
+    assert [(p.spec.provider, p.spec.suspend) for p in plan.update] == [("dear", True)]
+    assert plan.update[0].spec.price_per_hour == existing[0].spec.price_per_hour
+    assert plan.delete == []
+    assert condition(plan, "Scheduled")[1] != "ReplacementPending"

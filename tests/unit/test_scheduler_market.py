@@ -557,10 +557,10 @@ def test_a_long_run_of_decisions_and_reports_agrees_with_schedule(strategy: Stra
             reputation=rnd.choice([1.0, 0.9, 0.7]),
             cordoned=rnd.random() < 0.05,
             available=Resources(
-                cpu_milli=rnd.randint(2, 32) * 1000,
-                memory_bytes=rnd.randint(4, 64) * GI,
-                gpus={model: rnd.randint(0, 4)},
-                pods=rnd.randint(0, 30),
+                cpu_milli=rnd.randint(1, 16) * 1000,
+                memory_bytes=rnd.randint(2, 32) * GI,
+                gpus={model: rnd.randint(0, 8)},
+                pods=rnd.randint(0, 20),
             ),
             pricing=Pricing(
                 cpu_core_hour=rnd.randint(10_000, 40_000),
@@ -572,8 +572,8 @@ def test_a_long_run_of_decisions_and_reports_agrees_with_schedule(strategy: Stra
     for view in views.values():
         twin.set_provider(view)
     pool = PoolPolicy(strategy=strategy, min_reputation=0.8)
-    for i in range(150):
-        gpu = rnd.random() < 0.2
+    for i in range(200):
+        gpu = rnd.random() < 0.4
         request = LeaseRequest(
             key=f"ns/l{i % 60}",
             replicas=rnd.randint(1, 5),
@@ -605,3 +605,54 @@ def test_a_long_run_of_decisions_and_reports_agrees_with_schedule(strategy: Stra
             )
             twin.set_provider(views[name])
             assert not list(twin.market.holds(name))
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        {"cpu": 3000},
+        {"memory": 3 * GI},
+        {"pods": 3},
+        {"gpus": {"nvidia-l4": 3}},
+    ],
+)
+@pytest.mark.parametrize("gpu", [False, True])
+def test_refit_after_commits_follows_the_scarcest_dimension(
+    limit: dict[str, object], gpu: bool
+) -> None:
+    """The same lease shape decided again after commits: slots come from the refit."""
+    available = {"cpu": 64_000, "memory": 64 * GI, "pods": 64, "gpus": {"nvidia-l4": 64}}
+    available.update(limit)
+    twin = Twin(0.0)
+    twin.set_provider(
+        ProviderView(
+            name="a",
+            region="eu-west",
+            available=Resources(
+                cpu_milli=available["cpu"],  # type: ignore[arg-type]
+                memory_bytes=available["memory"],  # type: ignore[arg-type]
+                pods=available["pods"],  # type: ignore[arg-type]
+                gpus=available["gpus"],  # type: ignore[arg-type]
+            ),
+            pricing=Pricing(cpu_core_hour=1, gpu_hour={"nvidia-l4": 1}),
+        )
+    )
+    for strategy in Strategy:
+        pool = PoolPolicy(strategy=strategy)
+        for i, replicas in enumerate([1, 3, 2, 1, 1]):
+            request = LeaseRequest(
+                key=f"ns/{strategy.value}{i}",
+                replicas=replicas,
+                resources=ReplicaResources(
+                    cpu_milli=1000,
+                    memory_bytes=GI,
+                    gpu_count=1 if gpu else 0,
+                    gpu_model="nvidia-l4" if gpu else None,
+                ),
+            )
+            twin.check(request, pool)
+            decision = twin.market.decide(request, pool)
+            twin.market.commit(decision, request, at=1.0 + i)
+            twin.ledger.record(decision, request, at=1.0 + i)
+        twin.market.release_lease(f"ns/{strategy.value}0")
+        twin.ledger.release_lease(f"ns/{strategy.value}0")

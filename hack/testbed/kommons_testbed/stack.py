@@ -171,6 +171,8 @@ class Stack:
             "10",
             "--retry-seconds",
             "2",
+            "--ready-timeout",
+            "15",
             *extra,
         ]
         return self._record(spawn("hub", argv, self.dir / "logs" / "hub.log"))

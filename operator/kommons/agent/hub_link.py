@@ -8,7 +8,7 @@ from typing import Any
 
 from kommons import __version__
 from kommons.agent.config import AgentConfig
-from kommons.agent.inventory import Inventory
+from kommons.agent.inventory import Inventory, inventory_status
 from kommons.api.provider import ProviderStatus
 from kommons.api_names import provider_namespace
 from kommons.kube import Conflict, Forbidden, Kube, NotFound
@@ -107,19 +107,27 @@ class HubLink:
                 f" (`kommons onboard {self.provider}`), which creates it"
             ) from exc
 
-    def report(self, inventory: Inventory, leases: list[str], kubernetes_version: str) -> None:
-        """Write an inventory report into the Provider's status (only inventory fields)."""
-        status = ProviderStatus(
-            capacity=inventory.capacity.to_summary(),
-            allocatable=inventory.allocatable.to_summary(),
-            available=inventory.available.to_summary(),
-            accounted_leases=leases,
-            inventory_time=datetime.now(UTC).replace(microsecond=0),
+    def report(
+        self, inventory: Inventory, leases: list[str], kubernetes_version: str
+    ) -> ProviderStatus:
+        """Write an inventory report into the Provider's status (only inventory fields).
+
+        Returns:
+            The status written (the caller may compare the next report with it).
+        """
+        status = inventory_status(
+            inventory,
+            leases,
             namespace=self.namespace,
-            nodes=inventory.ready_nodes,
             agent_version=__version__,
             kubernetes_version=kubernetes_version,
+            now=datetime.now(UTC),
         )
+        self.write_inventory(status)
+        return status
+
+    def write_inventory(self, status: ProviderStatus) -> None:
+        """Merge-patch an inventory report into the Provider's status subresource."""
         self.hub.patch(
             r.PROVIDERS, self.provider, {"status": status.to_api()}, subresource="status"
         )

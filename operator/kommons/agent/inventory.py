@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
-from kommons.api.provider import ResourceSummary
+from kommons.api.provider import ProviderStatus, ResourceSummary
 from kommons.api_names import LABEL_MANAGED_BY, MANAGER
 from kommons.quantity import to_bytes as memory_bytes
 from kommons.quantity import to_count as _count
@@ -23,6 +24,8 @@ from kommons.quantity import to_millicores as cpu_milli
 
 JSON = dict[str, Any]
 UNKNOWN_GPU_MODEL = "unknown"
+INVENTORY_REFRESH = timedelta(seconds=30)
+"""An unchanged inventory is written again (``inventoryTime``) at most this often."""
 
 
 @dataclass(frozen=True)
@@ -206,3 +209,46 @@ def compute_inventory(
         gpus_left = max(0, sum(offer.gpus.values()) - sum(reserved.gpus.values()))
         available = free.capped(Amount(left.cpu_milli, left.memory_bytes, {"*": gpus_left}))
     return Inventory(capacity, allocatable, requested, reserved, available, ready_nodes)
+
+
+def inventory_status(
+    inventory: Inventory,
+    leases: list[str],
+    *,
+    namespace: str,
+    agent_version: str,
+    kubernetes_version: str,
+    now: datetime,
+) -> ProviderStatus:
+    """The inventory fields of a Provider's status (what an agent may write there)."""
+    return ProviderStatus(
+        capacity=inventory.capacity.to_summary(),
+        allocatable=inventory.allocatable.to_summary(),
+        available=inventory.available.to_summary(),
+        accounted_leases=sorted(leases),
+        inventory_time=now.replace(microsecond=0),
+        namespace=namespace,
+        nodes=inventory.ready_nodes,
+        agent_version=agent_version,
+        kubernetes_version=kubernetes_version,
+    )
+
+
+def inventory_needs_write(
+    previous: ProviderStatus | None,
+    new: ProviderStatus,
+    *,
+    now: datetime,
+    refresh: timedelta = INVENTORY_REFRESH,
+) -> bool:
+    """Whether an inventory report is worth a write to the hub.
+
+    It is when anything but ``inventoryTime`` changed (capacity, availability, the accounted
+    leases the hub waits for, versions), or the last written report is older than ``refresh``.
+    """
+    if previous is None or previous.inventory_time is None:
+        return True
+    if now - previous.inventory_time >= refresh:
+        return True
+    ignore = {"inventory_time"}
+    return bool(previous.model_dump(exclude=ignore) != new.model_dump(exclude=ignore))

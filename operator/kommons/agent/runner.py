@@ -21,13 +21,15 @@ from typing import Any
 
 import kopf
 
+from kommons import __version__
 from kommons.agent import plan
 from kommons.agent.config import AgentConfig
 from kommons.agent.hub_link import HubLink
-from kommons.agent.inventory import Amount
+from kommons.agent.inventory import Amount, inventory_needs_write, inventory_status
 from kommons.agent.provider_cluster import ProviderCluster
 from kommons.agent.workload import target_namespace
 from kommons.api import LeasePlacement
+from kommons.api.provider import ProviderStatus
 from kommons.api_names import GROUP, VERSION, provider_namespace
 from kommons.kopf_settings import configure_settings
 from kommons.kube import connect
@@ -63,7 +65,11 @@ def offer_amount(config: AgentConfig) -> Amount | None:
 
 
 class Agent:
-    """One provider's agent: the state it needs between handler calls is only its clients."""
+    """One provider's agent.
+
+    Between handler calls it keeps only its clients and the last inventory report it wrote
+    (to skip writing an unchanged one).
+    """
 
     def __init__(
         self,
@@ -84,6 +90,8 @@ class Agent:
         self.cluster = cluster
         self.offer = offer_amount(options.config)
         self.refresh = plan.STATUS_REFRESH
+        self.last_inventory: ProviderStatus | None = None
+        """The last inventory report written (in memory only: a restart writes at once)."""
 
     # --- placements (called from kopf handlers, in worker threads) -------------------------
 
@@ -174,9 +182,20 @@ class Agent:
         self.hub.heartbeat(duration_seconds=int(self.options.config.heartbeat_seconds * 3))
 
     def report_once(self) -> None:
-        """Report inventory to the hub."""
+        """Report inventory to the hub when it changed (or is due for a refresh)."""
         inventory, leases = self.cluster.inventory(self.offer)
-        self.hub.report(inventory, leases, self.cluster.version())
+        now = datetime.now(UTC)
+        status = inventory_status(
+            inventory,
+            leases,
+            namespace=self.hub.namespace,
+            agent_version=__version__,
+            kubernetes_version=self.cluster.version(),
+            now=now,
+        )
+        if inventory_needs_write(self.last_inventory, status, now=now):
+            self.hub.write_inventory(status)
+            self.last_inventory = status
 
 
 async def _every(seconds: float, what: str, work: Any) -> None:

@@ -31,7 +31,7 @@ class BillingAccountSpec(ApiModel):
 
 
 class BillingAccountStatus(StatusModel):
-    """Balance and health of the account."""
+    """Balance and health of the account (planned, issue 9: nothing writes it yet)."""
 
     escrow_balance: StatusDecimal | None = Field(
         default=None, description="Escrow balance on chain, in settlement-token units."

@@ -53,7 +53,7 @@ class SettlementLeaf(StatusModel):
 
 
 class SettlementEpochStatus(StatusModel):
-    """The epoch's settlement: Merkle root, total, transaction."""
+    """The epoch's settlement: Merkle root, total, transaction (planned, issue 9)."""
 
     phase: EpochPhase | None = Field(
         default=None, description="Open, Sealed, Submitted, Confirmed or Failed."

@@ -196,6 +196,11 @@ LEASE_PLACEMENT = KindInfo(
         PrinterColumn("Replicas", ".spec.replicas", "integer", "Replicas to run."),
         PrinterColumn("Ready", ".status.readyReplicas", "integer", "Replicas ready."),
         PrinterColumn("Phase", ".status.phase", description="Phase."),
+        PrinterColumn(
+            "Reason",
+            '.status.conditions[?(@.type=="Ready")].reason',
+            description="Why replicas are (not) ready, as the provider sees it.",
+        ),
         PrinterColumn("Price", ".spec.pricePerHour", description="Locked price.", priority=1),
     ),
 )

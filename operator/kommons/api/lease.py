@@ -51,7 +51,7 @@ class GpuRequest(ApiModel):
 
 
 class Resources(ApiModel):
-    """What one replica reserves, and is billed for while it is ready."""
+    """What one replica reserves (billing: planned, issue 9)."""
 
     cpu: PositiveQuantity = Field(description="CPU per replica, a positive quantity (500m, 4).")
     memory: PositiveQuantity = Field(
@@ -125,7 +125,7 @@ class ComputeLeaseSpec(ApiModel):
         Cel("self == oldSelf", "poolRef is immutable: create a new lease to change the pool"),
     ] = Field(description="The ProviderPool to lease from; immutable.")
     replicas: int = Field(default=1, ge=0, le=1000, description="Number of replicas (0 to 1000).")
-    resources: Resources = Field(description="Resources per replica; what is reserved and billed.")
+    resources: Resources = Field(description="Resources per replica; what is reserved.")
     template: PodTemplate = Field(
         description="The pod every replica runs (a PodTemplateSpec). Fields that escape the"
         " sandbox or the placement are refused."
@@ -143,7 +143,9 @@ class ComputeLeaseSpec(ApiModel):
         default=None, description="Placement preferences: spread, regions, providers."
     )
     suspend: bool = Field(
-        default=False, description="Scale to zero and stop billing, keeping the lease."
+        default=False,
+        description="The agent scales the placements' workloads to zero; the lease and its"
+        " placements stay (billing: planned, issue 9).",
     )
     expose: list[ExposedPort] | None = Field(
         default=None,
@@ -274,7 +276,9 @@ class ComputeLeaseStatus(StatusModel):
         default=None, description="Where exposed ports are reachable."
     )
     billing_account: str | None = Field(
-        default=None, description="The BillingAccount the lease is billed to."
+        default=None,
+        description="The BillingAccount selecting the lease's namespace (nothing is charged yet:"
+        " planned, issue 9).",
     )
     conditions: list[Condition] | None = Field(
         default=None,

@@ -50,7 +50,10 @@ class LeasePlacementSpec(ApiModel):
     price_per_hour: PositiveDecimal = Field(
         description="Price per hour of one replica, locked at placement, in settlement-token units."
     )
-    billing_account: ObjectName = Field(description="The BillingAccount that pays.")
+    billing_account: ObjectName = Field(
+        description="The BillingAccount selecting the lease's namespace (nothing is charged"
+        " yet: planned, issue 9)."
+    )
     suspend: bool = Field(default=False, description="Scale to zero, keep the placement.")
     lease_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation of the lease this reflects."
@@ -99,8 +102,8 @@ class LeasePlacementStatus(StatusModel):
     )
     metering: dict[str, Any] | None = Field(
         default=None,
-        description="Metering checkpoint written by the agent: per-pod ready intervals and"
-        " monotonic counters (format owned by kommons.metering).",
+        description="Metering checkpoint: per-pod ready intervals and monotonic counters"
+        " (planned, issue 9: written by the agent's metering; unused today).",
     )
     message: str | None = Field(
         default=None,

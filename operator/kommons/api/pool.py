@@ -44,7 +44,7 @@ class ProviderPoolSpec(ApiModel):
     strategy: Strategy = Field(
         default="LowestPrice",
         description="Scoring: LowestPrice, Spread (distinct providers), BinPack (fill"
-        " providers) or Balanced (price, spread and reputation).",
+        " providers) or Balanced (price, reputation and headroom).",
     )
     tenant_namespace_selector: LabelSelector | None = Field(
         default=None,
@@ -54,7 +54,7 @@ class ProviderPoolSpec(ApiModel):
 
 
 class ProviderPoolStatus(StatusModel):
-    """Members and capacity of the pool."""
+    """Members and capacity of the pool (nothing writes it yet)."""
 
     providers: list[str] | None = Field(default=None, description="Member providers.")
     ready_providers: int | None = Field(default=None, ge=0, description="Members Ready.")

@@ -41,7 +41,8 @@ class PricingPolicy(ApiModel):
 
     type: Literal["Static", "Utilization"] = Field(
         default="Static",
-        description="Static: list prices. Utilization: prices rise as free capacity falls.",
+        description="Static: list prices. Utilization (planned, issue 11: prices rising as free"
+        " capacity falls) is accepted and not used: list prices apply.",
     )
     max_multiplier: Annotated[
         Decimal,
@@ -51,7 +52,8 @@ class PricingPolicy(ApiModel):
         ),
     ] = Field(
         default="1",
-        description="Utilization only: the highest factor applied to list prices (>= 1).",
+        description="Utilization only: the highest factor applied to list prices (>= 1);"
+        " not used yet (planned, issue 11).",
     )
 
 
@@ -71,7 +73,8 @@ class Pricing(ApiModel):
         default=None,
         alias="storageGiBHour",
         max_length=16,
-        description="Price of one GiB of storage for one hour, by tier.",
+        description="Price of one GiB of storage for one hour, by tier; not used yet"
+        " (planned, issue 11).",
     )
     policy: PricingPolicy | None = Field(default=None, description="Price policy; absent = Static.")
 
@@ -102,10 +105,13 @@ class ProviderSpec(ApiModel):
     mode: Literal["Pull", "Push"] = Field(
         default="Pull",
         description="Pull: an agent in the provider cluster connects to the hub (default)."
-        " Push: the hub runs the agent loop with kubeconfigSecretRef.",
+        " Push (planned, issue 8: the hub runs the agent loop with kubeconfigSecretRef) is"
+        " accepted and ignored.",
     )
     kubeconfig_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Push only: Secret holding a scoped kubeconfig."
+        default=None,
+        description="Push only: Secret holding a scoped kubeconfig; not used yet (planned,"
+        " issue 8).",
     )
     region: LabelValue = Field(description="Region of the cluster, e.g. eu-west.")
     payout_address: Address = Field(
@@ -164,7 +170,11 @@ class ProviderStatus(StatusModel):
         description="Allocatable minus what other pods request and what placements hold,"
         " capped by the offer (pods: not capped by the offer).",
     )
-    reputation: Reputation | None = Field(default=None, description="Track record.")
+    reputation: Reputation | None = Field(
+        default=None,
+        description="Track record: nothing computes it yet (planned, issue 8); the scheduler"
+        " reads score, absent = 1.0.",
+    )
     namespace: str | None = Field(
         default=None, description="The provider's hub namespace, kommons-provider-NAME."
     )
@@ -174,7 +184,9 @@ class ProviderStatus(StatusModel):
         default=None, description="Kubernetes version of the provider cluster."
     )
     inventory_time: datetime | None = Field(
-        default=None, description="When the agent last reported capacity and availability."
+        default=None,
+        description="When the agent last wrote its inventory: on every change, and at least"
+        " every 30 seconds.",
     )
     accounted_leases: list[Annotated[str, Field(max_length=328)]] | None = Field(
         default=None,

@@ -213,7 +213,6 @@ class TemplateRule:
 
 _OTHER_VOLUME = (
     "leased pods can only use emptyDir, configMap, secret, projected and downwardAPI volumes"
-    " (persistent storage: spec.storage)"
 )
 DISALLOWED_VOLUME_SOURCES = (
     "awsElasticBlockStore",
@@ -341,7 +340,7 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
         "pod",
         "activeDeadlineSeconds",
         ABSENT,
-        DEPLOYMENT + ", which does not support it (the lease's spec.duration bounds a lease)",
+        DEPLOYMENT + ", which does not support it (a lease runs until deleted)",
     ),
     TemplateRule(
         "pod", "restartPolicy", one_of("Always"), DEPLOYMENT + ", whose pods always restart"
@@ -410,7 +409,7 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
         "port",
         "hostPort",
         ZERO,
-        "leased pods cannot bind ports on the provider's nodes, use spec.expose instead",
+        "leased pods cannot bind ports on the provider's nodes",
         say="hostPort is not allowed",
     ),
     TemplateRule(
@@ -425,7 +424,7 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
         "volume",
         "hostPath",
         ABSENT,
-        "leased pods cannot mount the provider's node filesystem, use spec.storage or emptyDir",
+        "leased pods cannot mount the provider's node filesystem, use emptyDir",
         say="hostPath volumes are not allowed",
     ),
     *(

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
+from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
 from kommons.hub.plan import LeasePlan, plan_lease
@@ -67,7 +68,9 @@ class HubOptions:
     heartbeat_record_seconds: float = 60.0
     """How often the hub writes a provider's ``lastHeartbeatTime`` while its phase holds."""
     workers: int = 8
-    """Leases planned and written concurrently (decisions themselves are serial)."""
+    """Leases whose writes are in flight at once (decisions themselves are made one at a
+    time). More helps only while the hub's API server has capacity to spare: measured on the
+    bed (docs/performance.md), 32 placed no faster than 8 and slowed every other client."""
 
 
 class EventDeduplicator:
@@ -148,12 +151,12 @@ class Hub:
 
     def _absorb(self, key: str, plan: LeasePlan, outcome: Outcome) -> None:
         for body in outcome.written:
-            self.view.set_placement(LeasePlacement.model_validate(body))
+            self.view.set_placement(parse(LeasePlacement, body))
         if plan.decision is not None:
             # Holds follow the placements as they are now, written or not.
             self.view.settle_holds(key, [c.provider for c in plan.decision.chosen])
         if outcome.lease is not None:
-            self.view.set_lease(ComputeLease.model_validate(outcome.lease))
+            self.view.set_lease(parse(ComputeLease, outcome.lease))
         if outcome.conflict:
             self.queue.add(key, 0.5)
             return
@@ -165,6 +168,41 @@ class Hub:
             self.waiting.pop(key, None)
         if plan.recheck_after is not None:
             self.queue.add(key, plan.recheck_after + 0.5)
+
+    async def remove_orphans(self, key: str, uid: str) -> None:
+        """Delete the placements of a lease that is gone although they were not.
+
+        Normally the hub's finalizer keeps a lease until its placements are removed; a lease
+        whose finalizer was stripped by hand goes at once, and its placements would run on.
+        """
+        orphans = [
+            p
+            for p in self.view.placements.get(uid, {}).values()
+            if p.metadata.deletion_timestamp is None
+        ]
+        if not orphans:
+            return
+        log.warning(
+            "lease %s went before its %d placement(s) (finalizer removed?); deleting them",
+            key,
+            len(orphans),
+        )
+        loop = asyncio.get_running_loop()
+        for placement in orphans:
+            meta = placement.metadata
+            try:
+                await loop.run_in_executor(
+                    self.threads,
+                    self._delete_placement,
+                    str(meta.name),
+                    str(meta.namespace),
+                    meta.uid,
+                )
+            except Exception as exc:
+                log.warning("placement %s/%s not deleted: %s", meta.namespace, meta.name, exc)
+
+    def _delete_placement(self, name: str, namespace: str, uid: str | None) -> None:
+        self.kube.delete(r.LEASE_PLACEMENTS, name, namespace, uid=uid)
 
     async def worker(self) -> None:
         """Take leases from the queue, one step each, until cancelled."""
@@ -180,6 +218,10 @@ class Hub:
                 self.queue.done(key)
 
     # --- providers' health ----------------------------------------------------------------
+
+    def forget_provider(self, name: str) -> None:
+        """A provider was deleted: drop what the hub remembers about it (bounded memory)."""
+        self._recorded.pop(name, None)
 
     def _write_provider_status(self, name: str, patch: dict[str, object]) -> dict[str, Any]:
         return self.kube.patch(r.PROVIDERS, name, {"status": patch}, subresource="status")
@@ -224,7 +266,7 @@ class Hub:
 
 def _parse(model: Any, body: Mapping[str, Any], what: str) -> Any:
     try:
-        return model.model_validate(body)
+        return parse(model, body)
     except ValidationError as exc:
         name = (body.get("metadata") or {}).get("name")
         log.warning("%s %s: cannot be parsed, ignored: %s", what, name, exc)
@@ -310,6 +352,7 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
             view.remove_lease(key)
             hub.events.forget(key)
             hub.waiting.pop(key, None)
+            await hub.remove_orphans(key, str(body.metadata.uid))
             return
         lease = _parse(ComputeLease, body, "lease")
         if lease is not None:
@@ -321,6 +364,7 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
         hub.ready.set()
         if type == "DELETED":
             view.remove_provider(name)
+            hub.forget_provider(name)
 
     @kopf.on.event(*PLACEMENTS, registry=registry)
     async def placement_deleted(body: kopf.Body, type: str | None, **_: Any) -> None:

@@ -29,6 +29,7 @@ from kommons.api import (
     Provider,
     ProviderPool,
 )
+from kommons.hub.edge import parse
 from kommons.hub.plan import World
 from kommons.hub.providers import ProviderPhase, provider_phase
 from kommons.hub.views import (
@@ -44,7 +45,6 @@ from kommons.scheduler import (
     Market,
     PoolPolicy,
     ProviderView,
-    Resources,
     placement_key,
 )
 
@@ -171,11 +171,11 @@ class MarketView:
         name = str(body["metadata"]["name"])
         self._malformed.pop(name, None)
         try:
-            provider = Provider.model_validate(body)
+            provider = parse(Provider, body)
         except ValidationError as exc:
             # A provider's malformed status must not stop anyone: keep it, excluded.
             try:
-                provider = Provider.model_validate({k: v for k, v in body.items() if k != "status"})
+                provider = parse(Provider, {k: v for k, v in body.items() if k != "status"})
             except ValidationError:
                 log.warning("provider %s: unusable object, left out: %s", name, exc)
                 self.remove_provider(name)
@@ -374,7 +374,7 @@ class MarketView:
             reported = self._reported(placement)
             if reported:  # the part the provider's report already subtracts
                 freed = placement_resources(placement, reported)
-                self.market.set_provider(replace(view, available=_plus(view.available, freed)))
+                self.market.set_provider(replace(view, available=view.available.plus(freed)))
         try:
             return self.market.decide(lease, pool, already_placed=already_placed)
         finally:
@@ -397,15 +397,3 @@ def _older(new: ObjectMeta, known: ObjectMeta) -> bool:
     """
     a, b = new.resource_version or "", known.resource_version or ""
     return new.uid == known.uid and a.isdigit() and b.isdigit() and int(a) < int(b)
-
-
-def _plus(a: Resources, b: Resources) -> Resources:
-    gpus = dict(a.gpus)
-    for model, count in b.gpus.items():
-        gpus[model] = gpus.get(model, 0) + count
-    return Resources(
-        cpu_milli=a.cpu_milli + b.cpu_milli,
-        memory_bytes=a.memory_bytes + b.memory_bytes,
-        gpus=gpus,
-        pods=a.pods + b.pods,
-    )

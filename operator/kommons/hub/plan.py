@@ -343,16 +343,24 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
                     f" {', '.join(moved) or 'other providers'} because {why}",
                 )
             )
+    elif missing <= 0:
+        plan.delete.extend(old for old, _ in stale.values())  # surplus: nothing to replace
     else:
         for _, (old, why) in sorted(stale.items()):
-            after.append(old)  # fail safe: keep it running until a replacement exists
-            gate_list[-1] = Gate(
-                "Scheduled",
-                False,
-                "ReplacementPending",
-                f"placement on {old.spec.provider} must be re-placed because {why}, but: "
-                f"{gate_list[-1].message}",
-            )
+            # fail safe: it keeps running until a replacement exists; suspend still reaches it
+            if old.spec.suspend != lease.spec.suspend:
+                spec = old.spec.model_copy(update={"suspend": lease.spec.suspend})
+                old = old.model_copy(update={"spec": spec})
+                plan.update.append(old)
+            after.append(old)
+            if not lease.spec.suspend:
+                gate_list[-1] = Gate(
+                    "Scheduled",
+                    False,
+                    "ReplacementPending",
+                    f"placement on {old.spec.provider} must be re-placed because {why}, but: "
+                    f"{gate_list[-1].message}",
+                )
     return _finish(plan, lease, world, after, gate_list, decision_status)
 
 

@@ -17,7 +17,8 @@ log = logging.getLogger("kommons.hub")
 
 async def run_hub(options: HubOptions) -> None:
     """Run every hub handler against the hub cluster (cluster-wide)."""
-    kube = connect(options.kubeconfig, field_manager="kommons-hub")
+    # one connection per worker thread, plus the health loop and orphan clean-up
+    kube = connect(options.kubeconfig, field_manager="kommons-hub", connections=options.workers + 4)
     registry, _ = build_registry(options, kube)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

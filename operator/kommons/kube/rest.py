@@ -163,19 +163,33 @@ class Kube:
 
 
 def load_api_client(
-    kubeconfig: Path | None, *, context: str | None = None
+    kubeconfig: Path | None, *, context: str | None = None, connections: int | None = None
 ) -> kubernetes.client.ApiClient:
-    """An API client from a kubeconfig file, or from the pod's service account when ``None``."""
+    """An API client from a kubeconfig file, or from the pod's service account when ``None``.
+
+    ``connections`` sizes the HTTP connection pool (default: the client library's, 5 per
+    core); a caller writing from N threads at once wants at least N, or every request beyond
+    the pool opens and discards a TLS connection.
+    """
+    configuration = kubernetes.client.Configuration()
     if kubeconfig is None:
-        configuration = kubernetes.client.Configuration()
         kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return kubernetes.client.ApiClient(configuration)
-    client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig), context=context
-    )
-    return cast(kubernetes.client.ApiClient, client)
+    else:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), context=context, client_configuration=configuration
+        )
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
+    return kubernetes.client.ApiClient(configuration)
 
 
-def connect(kubeconfig: Path | None, *, field_manager: str, context: str | None = None) -> Kube:
+def connect(
+    kubeconfig: Path | None,
+    *,
+    field_manager: str,
+    context: str | None = None,
+    connections: int | None = None,
+) -> Kube:
     """A :class:`Kube` for the cluster named by ``kubeconfig`` (in-cluster when ``None``)."""
-    return Kube(load_api_client(kubeconfig, context=context), field_manager=field_manager)
+    client = load_api_client(kubeconfig, context=context, connections=connections)
+    return Kube(client, field_manager=field_manager)

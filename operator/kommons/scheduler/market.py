@@ -16,10 +16,13 @@ as plain integers and updated only for the provider an event touches. What never
 between reports -- which providers pass the pool's selector, readiness, cordon, regions,
 allow-list and reputation, which gpu model and which replica price a lease shape gets on each
 provider -- is cached per pool/lease shape in small bounded LRU caches, and dropped whenever a
-provider is added, removed or changes one of those attributes. A decision then runs one tight
-loop over the providers that can price the lease (capacity only), ranks just the feasible ones
-with integer keys, and formats reasons only for the at most ``MAX_REJECTED_SAMPLES`` quoted
-providers. Memory is O(providers + holds) plus the bounded caches.
+provider is added, removed or changes one of those attributes. Per lease shape the cache also
+keeps every provider's free slots for that shape (and their counts by shortage, and the
+BinPack/Spread orders), refreshed lazily from a bounded log of free-capacity changes. A
+decision then refits only the providers changed since its shape was last used, reads counts,
+ranks with integer keys only as far as the replicas need, and formats reasons only for the at
+most ``MAX_REJECTED_SAMPLES`` quoted providers. Memory is O(providers + holds) plus the
+bounded caches (O(providers) per cached shape).
 
 It takes the same decisions as :func:`.schedule` given the same providers and the equivalent
 :class:`.Reservations` ledger (a property test checks it on random markets).
@@ -239,6 +242,38 @@ def _first_names(
     else:
         walk = (i for i in by_name if code[i] == value and i < cut and i not in skip)
     return [rows[i].name for i in islice(walk, MAX_REJECTED_SAMPLES)]
+
+
+def _balanced(rows: list[_Row], prices: list[int], slot: list[int], cut: int) -> Iterator[int]:
+    """Feasible positions in Balanced order, lazily (a threshold walk in price order).
+
+    The Balanced key of position ``i`` (``scoring._balanced_costs`` up to a constant, times
+    ``n``, plus the tail rank ``i``) is ``a*p_i - b*q_i - c*s_i + i`` with ``q`` the quantised
+    reputation and ``s`` the slots. Positions are in ascending price, and ``q <= R`` and
+    ``s <= most``, so no position from ``i`` on has a key below ``a*p_i - b*R - c*most``: a
+    computed key under that bound is final and is yielded before looking further. Usually only
+    the cheaper part of the providers is looked at.
+    """
+    n = len(rows)
+    feasible = list(compress(range(cut), slot))
+    if not feasible:
+        return
+    low, high = prices[feasible[0]], prices[feasible[-1]]
+    span = high - low or 1
+    most = max(islice(slot, cut))
+    scale = REPUTATION_SCALE
+    a = _W_PRICE * most * scale * n
+    b = _W_REPUTATION * span * most * n
+    c = _W_HEADROOM * span * scale * n
+    slack = b * scale + c * most
+    heap: list[int] = []
+    for i in feasible:
+        bound = a * prices[i] - slack
+        while heap and heap[0] < bound:
+            yield heapq.heappop(heap) % n
+        heapq.heappush(heap, a * prices[i] - b * rows[i].qrep - c * slot[i] + i)
+    while heap:
+        yield heapq.heappop(heap) % n
 
 
 def _selector_key(selector: LabelSelector | None) -> object:
@@ -636,7 +671,8 @@ class Market:
         end = self._log_base + len(self._log)
         cpu, memory, gpus, model = shape.need
         rows = shape.rows
-        if shape.synced < self._log_base or end - shape.synced > len(rows):
+        # replaying a change costs a dict lookup, mostly a miss; refitting a provider more
+        if shape.synced < self._log_base or end - shape.synced > 4 * len(rows):
             fitted = [_fit(row, cpu, memory, gpus, model) for row in rows]
             shape.slot = [slots for slots, _ in fitted]
             shape.code = [code for _, code in fitted]
@@ -666,22 +702,28 @@ class Market:
                 fits = row.gpus.get(model, 0) // gpus if model is not None else 0
                 if not fits:
                     code = _SHORT_GPU
+                else:
+                    more = row.cpu // cpu
+                    if not more:
+                        code = _SHORT_CPU
+                    elif more < fits:
+                        fits = more
             else:
                 fits = row.cpu // cpu
                 if not fits:
                     code = _SHORT_CPU
             if not code:
-                fits = min(fits, row.cpu // cpu)
-                if not fits:
-                    code = _SHORT_CPU
+                more = row.mem // memory
+                if not more:
+                    code = _SHORT_MEMORY
                 else:
-                    fits = min(fits, row.mem // memory)
-                    if not fits:
-                        code = _SHORT_MEMORY
-                    else:
-                        fits = min(fits, row.pods)
-                        if not fits:
-                            code = _SHORT_PODS
+                    if more < fits:
+                        fits = more
+                    more = row.pods
+                    if not more:
+                        code = _SHORT_PODS
+                    elif more < fits:
+                        fits = more
             if code:
                 fits = 0
             was = slot[i]
@@ -971,25 +1013,15 @@ class Market:
         elif ordered is not None and 2 * cut >= n:
             avoid = skip or set()
             ranked = (i for i in map(_mod, ordered, repeat(n)) if i < cut and i not in avoid)
+        elif strategy is Strategy.BALANCED:
+            ranked = _balanced(rows, prices, slot, cut)
         else:
             fi = list(compress(range(cut), slot))
             fs = list(filter(None, islice(slot, cut)))
             if strategy is Strategy.BIN_PACK:  # (slots, tail)
                 keys = list(map(add, map(mul, fs, repeat(n)), fi))
-            elif strategy is Strategy.SPREAD:  # (-slots, tail)
+            else:  # Spread: (-slots, tail)
                 keys = list(map(sub, fi, map(mul, fs, repeat(n))))
-            else:  # (cost, tail); cost as in scoring._balanced_costs minus a constant
-                feasible_prices = [prices[i] for i in fi]
-                span = max(feasible_prices) - min(feasible_prices) or 1
-                most = max(fs)
-                scale = REPUTATION_SCALE
-                w_price = _W_PRICE * most * scale
-                w_reputation = _W_REPUTATION * span * most
-                w_headroom = _W_HEADROOM * span * scale
-                keys = [
-                    (w_price * p - w_reputation * rows[i].qrep - w_headroom * s) * n + i
-                    for i, s, p in zip(fi, fs, feasible_prices, strict=True)
-                ]
             heapq.heapify(keys)
             ranked = (heapq.heappop(keys) % n for _ in range(len(keys)))
 
