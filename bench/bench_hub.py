@@ -420,6 +420,8 @@ def report(hub: JSON | None, sched: JSON | None, elapsed: float) -> str:
                         "hollow agents: peak RSS, max timer lag",
                         f"{hub['hollowRssPeakMiB']:.0f} MiB, {hub['hollowLagMaxSeconds']} s",
                     ),
+                    ("machine load average (2 cores)", hub["loadAverage"]),
+                    ("watch lists: placements, leases (>1: restarts)", hub["watchLists"]),
                 ],
             )
         )

@@ -10,7 +10,8 @@ hub* and nothing towards a provider cluster (it has none):
   ``Lease`` and reports inventory into ``Provider.status`` (``capacity``/``allocatable``/
   ``available`` including ``pods``, ``accountedLeases`` as ``namespace/name=replicas``,
   ``inventoryTime``, ``nodes`` ...) through the real agent's
-  :class:`kommons.agent.hub_link.HubLink` and :class:`kommons.agent.inventory.Inventory`;
+  :class:`kommons.agent.hub_link.HubLink` and :mod:`kommons.agent.inventory` (checked every
+  ``report_seconds``, written as the agent does: when it changed, or every 30 s);
   region and labels (``kommons.io/tier``, ``testbed.kommons.io/hollow``) are the hub admin's,
   given at onboarding;
 - it "runs" the ``LeasePlacement`` s of its namespace on simulated nodes (first fit per replica
@@ -57,11 +58,12 @@ import urllib3
 import yaml
 from kubernetes import watch
 
+from kommons import __version__
 from kommons.agent.config import AgentConfig
 from kommons.agent.hub_link import HubLink, now_rfc3339
-from kommons.agent.inventory import Amount, Inventory
+from kommons.agent.inventory import Amount, Inventory, inventory_needs_write, inventory_status
 from kommons.agent.workload import target_namespace
-from kommons.api.provider import Pricing
+from kommons.api.provider import Pricing, ProviderStatus
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION, provider_namespace
 from kommons.hub.onboarding import Onboarding, onboard
 from kommons.kube import Kube, KubeError
@@ -369,18 +371,37 @@ class HollowProvider:
         self.cluster = cluster
         self.namespace = provider_namespace(name)
         self.lock = threading.Lock()
+        self.last_inventory: ProviderStatus | None = None
 
     @property
     def kube(self) -> Kube:
         """The provider's scoped hub client."""
         return self.link.hub
 
-    def report(self) -> None:
-        """Write inventory into ``Provider.status`` with the real agent's ``HubLink.report``."""
+    def report(self) -> bool:
+        """Report inventory as the real agent does; ``True`` when a write was made.
+
+        The same pure functions decide: :func:`inventory_status` builds the report and
+        :func:`inventory_needs_write` writes it only when it changed (``inventoryTime`` aside)
+        or the last write is older than the agent's refresh (30 s).
+        """
         with self.lock:
             inventory = self.cluster.inventory()
             leases = self.cluster.accounted_leases()
-        self.link.report(inventory, leases, KUBERNETES_VERSION)
+        now = datetime.now(UTC)
+        status = inventory_status(
+            inventory,
+            leases,
+            namespace=self.namespace,
+            agent_version=__version__,
+            kubernetes_version=KUBERNETES_VERSION,
+            now=now,
+        )
+        if not inventory_needs_write(self.last_inventory, status, now=now):
+            return False
+        self.link.write_inventory(status)
+        self.last_inventory = status
+        return True
 
     def on_placement(self, event: str, body: Mapping[str, Any], now: float) -> set[str]:
         """Take a watch event of one of this provider's placements; return statuses now due."""
@@ -544,12 +565,16 @@ class Fleet:
             heapq.heappush(self._heap, (due, next(self._seq), work))
             self._cond.notify()
 
-    def _every(self, kind: str, seconds: float, offset: float, work: Callable[[], None]) -> None:
+    def _every(
+        self, kind: str, seconds: float, offset: float, work: Callable[[], bool | None]
+    ) -> None:
+        """Run ``work`` every ``seconds``; a write is counted unless it returns ``False``."""
+
         def run(due: float) -> None:
             self.stats.lagged(max(0.0, time.monotonic() - due))
             try:
-                work()
-                self.stats.wrote(kind)
+                if work() is not False:
+                    self.stats.wrote(kind)
             except Exception as exc:  # a failed beat must not stop the next one
                 self.stats.failed(kind, exc)
             following = due + seconds
@@ -700,7 +725,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--node-memory", default="64Gi")
     parser.add_argument("--node-pods", type=int, default=d.node.pods)
     parser.add_argument("--heartbeat-seconds", type=float, default=d.heartbeat_seconds)
-    parser.add_argument("--report-seconds", type=float, default=d.report_seconds)
+    parser.add_argument(
+        "--report-seconds",
+        type=float,
+        default=d.report_seconds,
+        help="how often inventory is checked (written on change or every 30 s, as the agent)",
+    )
     parser.add_argument("--ready-delay", type=float, default=d.ready_delay)
     parser.add_argument("--workers", type=int, default=d.workers)
     parser.add_argument("--duration", type=float, default=d.duration, help="stop after S seconds")
