@@ -58,14 +58,14 @@ stop: venv ## Stop everything `make run` started (bed, operator, agents) and rem
 
 .PHONY: lint
 lint: venv ## ruff check + format check.
-	$(VENV)/bin/ruff check operator hack/testbed tests
-	$(VENV)/bin/ruff format --check operator hack/testbed tests
+	$(VENV)/bin/ruff check operator hack/testbed tests bench
+	$(VENV)/bin/ruff format --check operator hack/testbed tests bench
 	$(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: venv ## Apply ruff fixes and formatting.
-	$(VENV)/bin/ruff check --fix operator hack/testbed tests
-	$(VENV)/bin/ruff format operator hack/testbed tests
+	$(VENV)/bin/ruff check --fix operator hack/testbed tests bench
+	$(VENV)/bin/ruff format operator hack/testbed tests bench
 
 .PHONY: typecheck
 typecheck: venv ## mypy --strict on the packages.
