@@ -130,11 +130,11 @@ class MarketView:
 
     # --- providers and heartbeats ---------------------------------------------------------
 
-    def health(self, name: str, now: float | None = None) -> tuple[ProviderPhase, str, str]:
+    def health(self, name: str) -> tuple[ProviderPhase, str, str]:
         """The phase the hub gives a provider now, with reason and message."""
         provider = self.providers.get(name)
         beat = self.heartbeats.get(name)
-        age = None if beat is None else (now or self.monotonic()) - beat.seen_at
+        age = None if beat is None else self.monotonic() - beat.seen_at
         return provider_phase(
             provider,
             age,
@@ -147,10 +147,9 @@ class MarketView:
         provider = self.providers.get(name)
         if provider is None:
             return False
-        beat = self.heartbeats.get(name)
-        fresh = beat is not None and self.monotonic() - beat.seen_at <= self.heartbeat_timeout
-        # The declaration is judged first, so the phase below sees this report's verdict.
-        view, excluded = provider_view(provider, ProviderHealth(phase="Ready", fresh=fresh))
+        # The declaration is judged first, so the phase below sees this report's verdict; the
+        # phase (heartbeat freshness included) then decides readiness.
+        view, excluded = provider_view(provider, ProviderHealth(phase="Ready", fresh=True))
         excluded = self._malformed.get(name) or excluded
         if excluded is None:
             self.excluded.pop(name, None)
