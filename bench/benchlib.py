@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from kommons.hub.onboarding import install_policies
 from kommons.kube import Kube, KubeError
 from kommons.kube import resources as r
 from kommons.kube.resources import Resource
 from kommons_testbed.bed import Testbed
-from kommons_testbed.stack import Stack, install_crds
+from kommons_testbed.stack import Stack, start_stack
 
 JSON = dict[str, Any]
 TENANT_LABEL = "kommons.io/tenant"
@@ -348,32 +347,14 @@ def setup_market(hub: Kube, tenants: Sequence[str]) -> None:
 
 
 def start_hub_stack(bed: Testbed, *, heartbeat_timeout: float) -> Stack:
-    """Like ``start_stack``: CRDs, trust policies, real providers and their agents, the hub.
+    """The bed's stack (:func:`start_stack`) with the hub's ``--heartbeat-timeout`` set.
 
-    The hub gets ``--heartbeat-timeout`` (the bed's stack uses 10 s for quick tests; with
-    hundreds of providers on 2 shared cores a node Lease's 40 s is the fairer setting).
+    The bed's stack uses 10 s for quick tests; with hundreds of providers on 2 shared cores a
+    node Lease's 40 s is the fairer setting, and providers get 180 s to turn Ready.
     """
-    stack = Stack(
-        bed_dir=bed.dir,
-        hub_kubeconfig=bed.hub.kubeconfig,
-        provider_kubeconfigs={n: h.kubeconfig for n, h in bed.providers.items()},
-        regions={n: bed.state.clusters[n].region or "" for n in bed.providers},
-        bed=bed,
+    return start_stack(
+        bed, hub_args=("--heartbeat-timeout", str(heartbeat_timeout)), ready_timeout=180
     )
-    stack.dir.mkdir(parents=True, exist_ok=True)
-    hub = stack.hub_kube()
-    install_crds(hub)
-    install_policies(hub)
-    stack.onboard_all(hub)
-    try:
-        stack.start_hub("--heartbeat-timeout", str(heartbeat_timeout))
-        for provider in sorted(stack.provider_kubeconfigs):
-            stack.start_agent(provider)
-        stack.wait_providers_ready(timeout=180)
-    except BaseException:
-        stack.down()
-        raise
-    return stack
 
 
 def providers_ready(hub: Kube) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,8 +248,21 @@ class Stack:
         (self.bed_dir / STATE_FILE).unlink(missing_ok=True)
 
 
-def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
-    """Install CRDs and trust policies, onboard providers, start the hub and every agent."""
+def start_stack(
+    bed: Testbed,
+    *,
+    progress: Progress = _quiet,
+    hub_args: Sequence[str] = (),
+    ready_timeout: float = 90.0,
+) -> Stack:
+    """Install CRDs and trust policies, onboard providers, start the hub and every agent.
+
+    Args:
+        bed: The running bed.
+        progress: Called with a line per step.
+        hub_args: Extra ``kommons hub`` options (a later option wins over the defaults).
+        ready_timeout: Seconds to wait for every provider to be ``Ready``.
+    """
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
         raise BedError(f"a Kommons stack is already running on the bed in {bed.dir}; stop it first")
@@ -271,11 +284,11 @@ def start_stack(bed: Testbed, *, progress: Progress = _quiet) -> Stack:
     stack.onboard_all(hub)
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
     try:
-        stack.start_hub()
+        stack.start_hub(*hub_args)
         for provider in sorted(stack.provider_kubeconfigs):
             stack.start_agent(provider)
         progress("started the hub operator and one agent per provider; waiting for them")
-        stack.wait_providers_ready(since=started_at)
+        stack.wait_providers_ready(timeout=ready_timeout, since=started_at)
     except BaseException:
         stack.down()  # leave no orphaned operator or agent behind
         raise
