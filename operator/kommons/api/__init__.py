@@ -47,6 +47,7 @@ from kommons.api.kinds import (
     kind_info,
 )
 from kommons.api.lease import (
+    HISTORY_LIMIT,
     ChosenProvider,
     ComputeLease,
     ComputeLeaseSpec,
@@ -56,6 +57,7 @@ from kommons.api.lease import (
     ExposedPort,
     GpuRequest,
     LeaseCost,
+    LeaseHistoryEntry,
     LeasePhase,
     LeasePlacementSummary,
     PlacementPreferences,
@@ -98,6 +100,7 @@ __all__ = [
     "CATEGORY",
     "COMPUTE_LEASE",
     "GROUP",
+    "HISTORY_LIMIT",
     "KINDS",
     "LEASE_PLACEMENT",
     "PROVIDER",
@@ -125,6 +128,7 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "LeaseCost",
+    "LeaseHistoryEntry",
     "LeasePhase",
     "LeasePlacement",
     "LeasePlacementSpec",

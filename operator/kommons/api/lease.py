@@ -33,6 +33,7 @@ LeasePhase = Literal[
     "Running",
     "Degraded",
     "Suspended",
+    "Succeeded",
     "Expired",
     "Failed",
     "Terminating",
@@ -236,6 +237,24 @@ class Endpoint(StatusModel):
     provider: str | None = Field(default=None, description="Provider serving it.")
 
 
+class LeaseHistoryEntry(StatusModel):
+    """One thing that happened to a lease's placements: a failover, a re-placement, an end."""
+
+    time: datetime = Field(description="When the hub recorded it.")
+    type: str = Field(
+        description="What happened: FailedOver, Replaced, Expired, Succeeded, Failed ..."
+    )
+    provider: str | None = Field(default=None, description="Provider the replicas left.")
+    to: list[str] | None = Field(default=None, description="Providers the replicas went to.")
+    replicas: int | None = Field(default=None, ge=0, description="Replicas concerned.")
+    reason: str | None = Field(default=None, description="CamelCase reason.")
+    message: str | None = Field(default=None, description="Human-readable cause.")
+
+
+HISTORY_LIMIT = 20
+"""At most this many history entries are kept on a lease (the newest)."""
+
+
 class ComputeLeaseStatus(StatusModel):
     """What the hub observed and decided for a lease."""
 
@@ -279,6 +298,17 @@ class ComputeLeaseStatus(StatusModel):
         default=None,
         description="The BillingAccount selecting the lease's namespace (nothing is charged yet:"
         " planned, issue 9).",
+    )
+    last_fencing_token: int | None = Field(
+        default=None,
+        ge=0,
+        description="The highest fencing token the hub issued to this lease's placements.",
+    )
+    history: list[LeaseHistoryEntry] | None = Field(
+        default=None,
+        max_length=HISTORY_LIMIT,
+        description="The newest placement events (failovers, re-placements, ends), in time"
+        " order, at most 20.",
     )
     conditions: list[Condition] | None = Field(
         default=None,

@@ -24,7 +24,14 @@ from kommons.api.lease import ConfigSource, ExposedPort, Resources, StorageReque
 from kommons.api.template import PodTemplate
 
 PlacementPhase = Literal[
-    "Pending", "Materializing", "Running", "Degraded", "Suspended", "Failed", "Terminating"
+    "Pending",
+    "Materializing",
+    "Running",
+    "Degraded",
+    "Suspended",
+    "Succeeded",
+    "Failed",
+    "Terminating",
 ]
 """Phase of a placement as the agent reports it."""
 
@@ -57,6 +64,13 @@ class LeasePlacementSpec(ApiModel):
     suspend: bool = Field(default=False, description="Scale to zero, keep the placement.")
     lease_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation of the lease this reflects."
+    )
+    fencing_token: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fencing token issued by the hub, strictly increasing over all the"
+        " placements a lease ever had. The agent labels the workload with it and removes a"
+        " workload whose placement was superseded (deleted, or replaced by a higher token).",
     )
     expires_at: datetime | None = Field(
         default=None, description="When the lease term ends; absent = until deleted."

@@ -73,6 +73,22 @@ class LeaseEvent:
     message: str
 
 
+PlacementEndKind = Literal["Completed", "Failed", "FailedOver"]
+"""How a placement ended, for the provider's reputation: ``Completed`` (the lease ended,
+shrank, expired or succeeded), ``Failed`` (the workload failed on the provider) or
+``FailedOver`` (the provider became unreachable or never got the replicas ready, so they moved
+elsewhere)."""
+
+
+@dataclass(frozen=True)
+class PlacementEnding:
+    """A placement the plan ends, and how, so the hub can keep the provider's track record."""
+
+    provider: str
+    kind: PlacementEndKind
+    placement_uid: str | None = None
+
+
 @dataclass(frozen=True)
 class World:
     """What the hub knows around one lease when it plans."""
@@ -117,6 +133,8 @@ class LeasePlan:
     """The lease could not be placed: look again when the market changes."""
     recheck_after: float | None = None
     """Plan again after this many seconds even if nothing changes (readiness timeout)."""
+    endings: list[PlacementEnding] = field(default_factory=list)
+    """Placements this plan ends (a subset of ``delete``), for providers' reputation."""
 
     @property
     def writes(self) -> int:
@@ -364,4 +382,13 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     return _finish(plan, lease, world, after, gate_list, decision_status)
 
 
-__all__ = ["LeaseEvent", "LeasePlan", "MarketReader", "World", "gates", "plan_lease"]
+__all__ = [
+    "LeaseEvent",
+    "LeasePlan",
+    "MarketReader",
+    "PlacementEndKind",
+    "PlacementEnding",
+    "World",
+    "gates",
+    "plan_lease",
+]
