@@ -84,11 +84,33 @@ def hub(
             " time); more helps only while the hub's API server has capacity to spare.",
         ),
     ] = 8,
+    reputation_half_life: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds after which observed uptime weighs half in a provider's reputation.",
+        ),
+    ] = 86400.0,
+    reputation_uptime_prior: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Reachable seconds every provider is credited with in its uptime ratio.",
+        ),
+    ] = 3600.0,
+    reputation_write_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Shortest interval between two writes of a provider's status.reputation.",
+        ),
+    ] = 30.0,
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
     """Run the hub operator: schedule leases onto providers and track them."""
     from kommons.hub.handlers import HubOptions
+    from kommons.hub.reputation import ReputationSettings
     from kommons.hub.runner import run_hub
     from kommons.logs import setup_logging
 
@@ -99,6 +121,11 @@ def hub(
         retry_seconds=retry_seconds,
         ready_timeout=ready_timeout,
         workers=workers,
+        reputation=ReputationSettings(
+            half_life_seconds=reputation_half_life,
+            uptime_prior_seconds=reputation_uptime_prior,
+            write_seconds=reputation_write_seconds,
+        ),
     )
     asyncio.run(run_hub(options))
 

@@ -13,8 +13,8 @@ Behaviour matrix:
 - ``provider_view``: name, region, labels, available, prices rounded up (GPU prices too),
   ``observed_at`` passed through; ready only when the hub saw a fresh heartbeat, the hub's
   phase is Ready and inventory was reported (missing → ``NotReady: no inventory reported
-  yet``); the hub's phase is shown otherwise; cordoned flag carried; reputation default 1.0,
-  clamped to [0, 1].
+  yet``); the hub's phase is shown otherwise; cordoned flag carried; reputation default 0.9
+  (a new provider's), clamped to [0, 1].
   Excluded with a reason (and not ready, phase ``Invalid: ...``, no capacity, no prices): a
   zero cpu, memory or gpu price ("quotes a zero price..."); a malformed or negative inventory.
   A sub-unit price rounds up to one base unit and is not zero.
@@ -253,7 +253,7 @@ def test_provider_view_reads_inventory_and_prices() -> None:
     assert view.ready is True
     assert view.phase == "Ready"
     assert view.cordoned is False
-    assert view.reputation == 1.0
+    assert view.reputation == 0.9  # absent: a new provider's score (NEUTRAL_SCORE)
     assert view.observed_at == 12.5
 
 

@@ -142,14 +142,51 @@ class ResourceSummary(StatusModel):
 
 
 class Reputation(StatusModel):
-    """Track record of the provider."""
+    """The hub's record of the provider, computed from what the hub observed.
 
-    score: float = Field(default=1.0, ge=0, le=1, description="Score from 0 to 1.")
-    uptime_ratio: float = Field(
-        default=1.0, ge=0, le=1, description="Share of time the provider was reachable."
+    ``score = uptimeRatio x successRatio`` (docs/reputation.md has the formula and a worked
+    example). Written by the hub only; restored from here when the hub restarts.
+    """
+
+    score: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="uptimeRatio x the Bayesian success ratio of its placements, from 0 to 1;"
+        " a new provider starts at 0.9. Pools leave out providers below minReputation.",
     )
-    completed_leases: int = Field(default=0, ge=0, description="Placements completed.")
-    failed_leases: int = Field(default=0, ge=0, description="Placements lost to provider failure.")
+    uptime_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of the observed time (decaying window, with a prior of reachable"
+        " time) in which the hub saw the provider's heartbeat within the timeout.",
+    )
+    completed_leases: int = Field(
+        default=0, ge=0, description="Placements that ended normally (lease done or scaled down)."
+    )
+    failed_leases: int = Field(
+        default=0, ge=0, description="Placements whose workload failed on the provider."
+    )
+    failovers: int = Field(
+        default=0,
+        ge=0,
+        description="Placements moved elsewhere because the provider was unreachable or its"
+        " replicas never became ready.",
+    )
+    reachable_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Decayed seconds in which the hub saw a fresh heartbeat (the hub's clock).",
+    )
+    unreachable_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Decayed seconds in which the hub saw the heartbeat expired (the hub's clock).",
+    )
+    updated_at: datetime | None = Field(
+        default=None, description="When the hub computed this record (the hub's clock)."
+    )
 
 
 class ProviderStatus(StatusModel):
@@ -172,8 +209,9 @@ class ProviderStatus(StatusModel):
     )
     reputation: Reputation | None = Field(
         default=None,
-        description="Track record: nothing computes it yet (planned, issue 8); the scheduler"
-        " reads score, absent = 1.0.",
+        description="The hub's record of the provider (written by the hub only): uptime from"
+        " the heartbeats the hub observed, placements completed, failed and failed over. The"
+        " scheduler reads score; absent = 0.9, a new provider's score.",
     )
     namespace: str | None = Field(
         default=None, description="The provider's hub namespace, kommons-provider-NAME."

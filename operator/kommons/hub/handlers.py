@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,14 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool
+from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool, Reputation
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
 from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
+from kommons.hub.reputation import ReputationBook, ReputationSettings
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
 from kommons.kube import Kube
@@ -71,6 +72,8 @@ class HubOptions:
     """Leases whose writes are in flight at once (decisions themselves are made one at a
     time). More helps only while the hub's API server has capacity to spare: measured on the
     bed (docs/performance.md), 32 placed no faster than 8 and slowed every other client."""
+    reputation: ReputationSettings = field(default_factory=ReputationSettings)
+    """How providers' reputation is computed and how often it is written."""
 
 
 class EventDeduplicator:
@@ -113,6 +116,8 @@ class Hub:
         """The workers and the health loop (kept so they are not garbage-collected)."""
         self._recorded: dict[str, float] = {}
         """Provider → when its lastHeartbeatTime was last written (hub monotonic clock)."""
+        self.reputation = ReputationBook(options.reputation)
+        """Providers' track records (``status.reputation``), restored on first sight."""
 
     # --- waking -------------------------------------------------------------------------
 
@@ -157,6 +162,8 @@ class Hub:
             self.view.settle_holds(key, [c.provider for c in plan.decision.chosen])
         if outcome.lease is not None:
             self.view.set_lease(parse(ComputeLease, outcome.lease))
+        if plan.endings:
+            self._count_endings(plan, outcome)
         if outcome.conflict:
             self.queue.add(key, 0.5)
             return
@@ -168,6 +175,30 @@ class Hub:
             self.waiting.pop(key, None)
         if plan.recheck_after is not None:
             self.queue.add(key, plan.recheck_after + 0.5)
+
+    # --- reputation -----------------------------------------------------------------------
+
+    def _restore_reputation(self, name: str) -> None:
+        """Start the provider's record from its stored status the first time the hub needs it."""
+        if not self.reputation.knows(name):
+            provider = self.view.providers.get(name)
+            stored = provider.status.reputation if provider and provider.status else None
+            self.reputation.restore(name, stored, now=datetime.now(UTC), at=time.monotonic())
+
+    def _count_endings(self, plan: LeasePlan, outcome: Outcome) -> None:
+        """Count the placements the executor did delete (the book ignores the others)."""
+        for ending in plan.endings:
+            self._restore_reputation(ending.provider)
+        deleted = [str(p.metadata.uid) for p in outcome.deleted if p.metadata.uid]
+        self.reputation.end(plan.endings, deleted, at=time.monotonic())
+
+    def _reputation_due(self, name: str, now: float) -> Reputation | None:
+        """Observe the provider's heartbeat for this tick; its record, if it is worth writing."""
+        self._restore_reputation(name)
+        beat = self.view.heartbeats.get(name)
+        age = None if beat is None else now - beat.seen_at
+        self.reputation.tick(name, age, timeout=self.options.heartbeat_timeout, at=now)
+        return self.reputation.due(name, now=datetime.now(UTC), at=now)
 
     async def remove_orphans(self, key: str, uid: str) -> None:
         """Delete the placements of a lease that is gone although they were not.
@@ -222,6 +253,7 @@ class Hub:
     def forget_provider(self, name: str) -> None:
         """A provider was deleted: drop what the hub remembers about it (bounded memory)."""
         self._recorded.pop(name, None)
+        self.reputation.forget(name)
 
     def _write_provider_status(self, name: str, patch: dict[str, object]) -> dict[str, Any]:
         return self.kube.patch(r.PROVIDERS, name, {"status": patch}, subresource="status")
@@ -247,9 +279,13 @@ class Hub:
                 )
                 if patch is None and record and beat is not None:
                     patch = {"lastHeartbeatTime": beat.seen_wall.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                reputation = self._reputation_due(name, now)
+                if reputation is not None:
+                    patch = {**(patch or {}), "reputation": reputation.to_api()}
                 if patch is None:
                     continue
-                self._recorded[name] = now
+                if "lastHeartbeatTime" in patch:
+                    self._recorded[name] = now
                 try:
                     body = await loop.run_in_executor(
                         self.threads, self._write_provider_status, name, patch
@@ -257,6 +293,8 @@ class Hub:
                 except Exception as exc:
                     log.warning("provider %s: status not written: %s", name, exc)
                     continue
+                if reputation is not None:
+                    self.reputation.written(name, reputation, at=now)
                 if "phase" in patch and provider.status and provider.status.phase != patch["phase"]:
                     log.info("provider %s: %s -> %s", name, provider.status.phase, patch["phase"])
                 if self.view.set_provider(body):

@@ -94,6 +94,7 @@ def _has_capacity_gain(old: ProviderView | None, new: ProviderView) -> bool:
         or new.pricing != old.pricing
         or new.labels != old.labels
         or (old.cordoned and not new.cordoned)
+        or new.reputation > old.reputation  # may pass a pool's minReputation now
     )
 
 

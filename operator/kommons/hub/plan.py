@@ -89,6 +89,11 @@ class PlacementEnding:
     placement_uid: str | None = None
 
 
+def ending(placement: LeasePlacement, kind: PlacementEndKind) -> PlacementEnding:
+    """How ``placement``, which the plan deletes, ended."""
+    return PlacementEnding(placement.spec.provider, kind, placement.metadata.uid)
+
+
 @dataclass(frozen=True)
 class World:
     """What the hub knows around one lease when it plans."""
@@ -246,6 +251,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
 
     if lease.metadata.deletion_timestamp is not None:
         plan.delete = live
+        plan.endings += [ending(p, "Completed") for p in live]  # the lease ended
         if not world.placements and FINALIZER_HUB in finalizers:
             plan.remove_finalizer = True
         elif world.placements:
@@ -309,6 +315,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         replicas = targets[provider] + chosen.pop(provider, (0, 0))[0]
         if replicas == 0:
             plan.delete.append(placement)
+            plan.endings.append(ending(placement, "Completed"))  # scaled down
             continue
         desired = placement_spec(
             lease,
@@ -353,6 +360,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     if plan.decision is not None:
         for provider, (old, why) in sorted(stale.items()):
             plan.delete.append(old)
+            plan.endings.append(ending(old, "Completed"))  # replaced: the lease changed
             plan.events.append(
                 LeaseEvent(
                     "Normal",
@@ -363,6 +371,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             )
     elif missing <= 0:
         plan.delete.extend(old for old, _ in stale.values())  # surplus: nothing to replace
+        plan.endings += [ending(old, "Completed") for old, _ in stale.values()]
     else:
         for _, (old, why) in sorted(stale.items()):
             # fail safe: it keeps running until a replacement exists; suspend still reaches it
@@ -389,6 +398,7 @@ __all__ = [
     "PlacementEndKind",
     "PlacementEnding",
     "World",
+    "ending",
     "gates",
     "plan_lease",
 ]

@@ -19,6 +19,7 @@ from kommons.api import (
     ResourceSummary,
 )
 from kommons.api import Resources as ApiResources
+from kommons.hub.reputation import NEUTRAL_SCORE
 from kommons.money import parse_units
 from kommons.quantity import to_bytes, to_millicores
 from kommons.scheduler import (
@@ -170,11 +171,12 @@ def provider_view(
 
     A provider takes placements when the hub saw its heartbeat within the timeout, its phase
     (as the hub computed it) is ``Ready``, and its declaration is valid: non-zero prices and a
-    well-formed, non-negative inventory. Reputation is the hub's own record.
+    well-formed, non-negative inventory. Reputation is the hub's own record (absent: a new
+    provider's score, :data:`~kommons.hub.reputation.NEUTRAL_SCORE`).
     """
     name = str(provider.metadata.name)
     status = provider.status
-    reputation = status.reputation.score if status and status.reputation else 1.0
+    reputation = status.reputation.score if status and status.reputation else NEUTRAL_SCORE
     excluded: str | None = None
     try:
         pricing = _pricing(provider)

@@ -104,8 +104,8 @@ PROVIDER_STATUS_GUARDS = (
     ),
     Guarded(
         "reputation",
-        "status.reputation is the hub's record of the provider (computed from its track record:"
-        " planned, issue 8); providers cannot set it",
+        "status.reputation is the hub's record of the provider, computed from what the hub"
+        " observed (heartbeats, placements ended); providers cannot set it",
     ),
     Guarded(
         "lastHeartbeatTime",
