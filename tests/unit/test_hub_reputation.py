@@ -283,14 +283,21 @@ def test_writes_are_bounded_and_only_on_change() -> None:
     assert refreshed.reachable_seconds == 670
 
 
-def test_a_restored_record_is_not_rewritten_at_once() -> None:
+def test_a_restored_record_is_rewritten_only_if_it_moved() -> None:
     book = ReputationBook(S)
-    stored = reputation(ReputationRecord(reachable_seconds=500, completed=2), S, NOW)
+    stored = reputation(ReputationRecord(reachable_seconds=500, unreachable_seconds=900), S, NOW)
     book.restore("p", stored, now=NOW, at=0)
-    assert book.due("p", now=NOW, at=1) is None
-    assert book.due("p", now=NOW, at=S.write_seconds + 1) is None  # nothing moved
-    book.forget("p")
-    assert not book.knows("p")
+    assert book.due("p", now=NOW, at=1) is None  # nothing moved
+    assert book.due("p", now=NOW, at=S.refresh_seconds) is not None  # refreshed in time
+
+    # a hub restarted with other settings rewrites the record at once
+    other = ReputationBook(ReputationSettings(uptime_prior_seconds=0))
+    other.restore("p", stored, now=NOW, at=0)
+    due = other.due("p", now=NOW, at=0)
+    assert due is not None
+    assert due.uptime_ratio == round(500 / 1400, 4)
+    other.forget("p")
+    assert not other.knows("p")
 
 
 def test_settings_are_checked() -> None:

@@ -261,7 +261,10 @@ class ReputationBook:
         if provider in self._records:
             return
         self._records[provider] = record_from_status(stored, now=now, settings=self.settings)
-        self._written[provider] = _Written(at if stored is not None else -math.inf, stored)
+        # As if written just long enough ago that a record worth rewriting (say, the settings
+        # changed) goes at once, and one that is not waits for the refresh like any other.
+        since = at - self.settings.write_seconds if stored is not None else -math.inf
+        self._written[provider] = _Written(since, stored)
 
     def tick(
         self, provider: str, heartbeat_age: float | None, *, timeout: float, at: float
