@@ -13,7 +13,8 @@ Behaviour matrix:
   written by the in-hub agent, lease Running.
 - the push agent's hub client (built as the hub builds it: a TokenRequest token for
   ``kommons-provider-prov-c:kommons-agent``) -> forging a placement's spec, another provider's
-  status, its own phase, or creating a placement -> refused, as for a pull agent.
+  status, its own phase, or creating a placement -> refused, as for a pull agent; reading the
+  kubeconfig Secret -> 403 (for a pull agent too).
 - lease deleted -> the workload's namespace on prov-c removed, lease gone.
 - kubeconfigSecretRef.key naming a missing key -> PushAgent=False, reason SecretKeyNotFound,
   message naming the field, Secret and key; the agent stops (no more heartbeats); a key whose
@@ -32,7 +33,7 @@ import pytest
 import yaml
 
 from kommons.hub.push import agent_hub_kube
-from kommons.kube import Forbidden, Invalid, Kube, KubeError, NotFound
+from kommons.kube import Forbidden, Invalid, Kube, KubeError, NotFound, connect
 from kommons.kube import resources as r
 from kommons.kube.credentials import whoami
 from kommons.trust.policies import HEARTBEAT_LEASE
@@ -163,7 +164,9 @@ def test_lease_on_push_provider_runs_there(
     assert "kommons.io/agent" in written["metadata"]["finalizers"]
 
 
-def test_push_agents_hub_client_is_held_to_the_trust_boundary(hub: Kube, lease: JSON) -> None:
+def test_push_agents_hub_client_is_held_to_the_trust_boundary(
+    stack: Stack, hub: Kube, lease: JSON
+) -> None:
     agent, _ = agent_hub_kube(hub, PUSH)  # the client the hub gives its push agent
     assert whoami(agent) == AGENT_USER
     uid = lease["metadata"]["uid"]
@@ -188,6 +191,12 @@ def test_push_agents_hub_client_is_held_to_the_trust_boundary(hub: Kube, lease: 
     assert create.value.status == 403
     after = hub.get(r.LEASE_PLACEMENTS, name, PUSH_NS)
     assert after["spec"] == placement["spec"]
+    # the kubeconfig Secret is the hub's: neither this agent nor a pull agent can read it
+    ref = stack.push_secret_ref(PUSH)
+    pull_agent = connect(stack.agent_kubeconfig("prov-a"), field_manager="forger")
+    for client in (agent, pull_agent):
+        with pytest.raises(Forbidden):
+            client.get(r.SECRETS, ref.name, ref.namespace)
 
 
 def test_deleting_the_lease_removes_the_workload_on_the_push_provider(
@@ -222,10 +231,11 @@ def test_bad_kubeconfig_secret_is_shown_and_fixing_it_restarts_the_agent(
         hub, lambda c: c.get("reason") == "SecretKeyNotFound", "PushAgent=False SecretKeyNotFound"
     )
     assert condition["status"] == "False"
-    assert condition["message"] == (
+    assert condition["message"].startswith(
         f"spec.kubeconfigSecretRef.key: key 'nope' not in Secret {ref.namespace}/{ref.name}"
-        " (its keys: kubeconfig)"
+        " (its keys: "
     )
+    assert "kubeconfig" in condition["message"].split("its keys: ")[1]
     # the agent was stopped before the condition was written: three heartbeat periods (the
     # bed's 2.5 s) pass with no renewal
     stopped = renew_time(hub)
@@ -243,14 +253,17 @@ def test_bad_kubeconfig_secret_is_shown_and_fixing_it_restarts_the_agent(
         {"data": {"closed": base64.b64encode(yaml.safe_dump(doc).encode()).decode()}},
         ref.namespace,
     )
-    use_key("closed")
-    condition = wait_condition(
-        hub, lambda c: c.get("reason") == "ClusterUnreachable", "PushAgent=False unreachable"
-    )
-    assert "spec.kubeconfigSecretRef" in condition["message"]
-    assert "https://127.0.0.1:1" in condition["message"]
-    assert "connection refused" in condition["message"]
+    try:
+        use_key("closed")
+        condition = wait_condition(
+            hub, lambda c: c.get("reason") == "ClusterUnreachable", "PushAgent=False unreachable"
+        )
+        assert "spec.kubeconfigSecretRef" in condition["message"]
+        assert "https://127.0.0.1:1" in condition["message"]
+        assert "connection refused" in condition["message"]
+    finally:
+        use_key(ref.key)
+        hub.patch(r.SECRETS, ref.name, {"data": {"closed": None}}, ref.namespace)
 
-    use_key(ref.key)
     wait_condition(hub, lambda c: c.get("status") == "True", "the push agent restarted")
     wait_heartbeats(hub)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -76,6 +77,8 @@ class PushOptions:
     """Seconds the provider cluster has to answer a probe."""
     unreachable_after: int = 2
     """Consecutive failed probes after which a running agent is stopped."""
+    stop_seconds: float = 10.0
+    """How long the hub, stopping, waits for its push agents to stop."""
 
     @classmethod
     def for_timeout(cls, heartbeat_timeout: float) -> PushOptions:
@@ -204,8 +207,12 @@ class PushAgents:
                     log.exception("push agents: step failed; retrying")
                 await asyncio.sleep(self.options.check_seconds)
         finally:
+            # the hub is stopping: let every agent's kopf stop gracefully, for a bounded time
             for agent in self.agents.values():
                 agent.stop()
+            deadline = time.monotonic() + self.options.stop_seconds
+            for agent in self.agents.values():
+                agent.join(max(0.0, deadline - time.monotonic()))
 
     async def step(self) -> None:
         """One reconciliation of every Push provider."""
