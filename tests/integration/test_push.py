@@ -19,6 +19,9 @@ Behaviour matrix:
 - kubeconfigSecretRef.key naming a missing key -> PushAgent=False, reason SecretKeyNotFound,
   message naming the field, Secret and key; the agent stops (no more heartbeats); a key whose
   kubeconfig reaches no server -> ClusterUnreachable; the right key again -> agent restarted.
+- prov-c's API server stopped -> after two failed probes the agent is stopped
+  (ClusterUnreachable), no heartbeat, the provider Unreachable; started again -> agent back,
+  provider Ready.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from kommons.kube import Forbidden, Invalid, Kube, KubeError, NotFound, connect
 from kommons.kube import resources as r
 from kommons.kube.credentials import whoami
 from kommons.trust.policies import HEARTBEAT_LEASE
+from kommons_testbed.bed import Testbed
 from kommons_testbed.processes import wait_for
 from kommons_testbed.stack import Stack
 from tests.integration.conftest import lease_body, make_namespace, wait_lease
@@ -267,3 +271,29 @@ def test_bad_kubeconfig_secret_is_shown_and_fixing_it_restarts_the_agent(
 
     wait_condition(hub, lambda c: c.get("status") == "True", "the push agent restarted")
     wait_heartbeats(hub)
+
+
+def test_push_cluster_down_stops_the_agent_until_it_answers_again(
+    testbed: Testbed, hub: Kube, push: datetime
+) -> None:
+    wait_condition(hub, lambda c: c.get("status") == "True", "the push agent running")
+    testbed.stop_apiserver(PUSH)
+    try:
+        condition = wait_condition(
+            hub, lambda c: c.get("reason") == "ClusterUnreachable", "PushAgent=False unreachable"
+        )
+        assert testbed.providers[PUSH].server in condition["message"]
+        # the stopped agent heartbeats no more: the hub marks the provider Unreachable
+        wait_for(
+            lambda: (hub.get(r.PROVIDERS, PUSH).get("status") or {}).get("phase") == "Unreachable",
+            timeout=60,
+            what=f"{PUSH} Unreachable while its cluster is down",
+        )
+    finally:
+        testbed.start_apiserver(PUSH)
+    wait_condition(hub, lambda c: c.get("status") == "True", "the push agent back")
+    wait_for(
+        lambda: (hub.get(r.PROVIDERS, PUSH).get("status") or {}).get("phase") == "Ready",
+        timeout=60,
+        what=f"{PUSH} Ready again",
+    )
