@@ -239,9 +239,8 @@ def onboard(
         )
     if push:
         typer.echo(
-            f"the hub runs the agent of {provider}; the provider declares its prices with {out}"
-            f' (kubectl patch provider {provider} --type merge -p \'{{"spec": {{"pricing":'
-            " ...}}') — see docs/push-mode.md"
+            f"the hub runs the agent of {provider} (push mode); the provider declares its prices"
+            f" and offer in its Provider's spec with {out} (docs/push-mode.md)"
         )
     else:
         typer.echo(
