@@ -13,6 +13,8 @@ Behaviour matrix:
 - a good one -> Target with its server; the fingerprint is stable, and changes with the
   kubeconfig, the ref or the offer.
 
+``restart_delay``: doubles per crash in a row, capped.
+
 ``plan_agents``: new target -> start; same fingerprint -> nothing; changed -> stop and start;
 problem or provider gone (deleted / Pull) -> stop.
 
@@ -38,6 +40,7 @@ from kommons.hub.push_plan import (
     kubeconfig_problem,
     plan_agents,
     resolve,
+    restart_delay,
     running_message,
     unreachable,
 )
@@ -222,3 +225,8 @@ def test_unreachable_names_server_secret_and_error() -> None:
         " Secret kommons-system/prov-c-kubeconfig key 'kubeconfig') did not answer:"
         " connection refused"
     )
+
+
+def test_restart_delay_doubles_up_to_a_cap() -> None:
+    assert [restart_delay(n, 5.0) for n in range(8)] == [5, 10, 20, 40, 80, 160, 300, 300]
+    assert restart_delay(1000, 5.0, cap=60) == 60

@@ -43,6 +43,7 @@ from kommons.hub.push_plan import (
     condition_patch,
     plan_agents,
     resolve,
+    restart_delay,
     running_message,
     unreachable,
 )
@@ -59,6 +60,8 @@ from kommons.kube.login import bearer_connection_info
 from kommons.trust.policies import AGENT_SERVICE_ACCOUNT
 
 log = logging.getLogger("kommons.hub.push")
+STABLE_SECONDS = 60.0
+"""An agent that ran this long before dying is restarted without back-off."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,10 @@ class AgentThread:
         self.target = target
         self.prepared = prepared
         self.error: str | None = None
+        self.started = 0.0
+        """When it was started (monotonic)."""
+        self.confirmed = False
+        """Still alive at the supervisor's next check: only then is it reported running."""
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -127,6 +134,7 @@ class AgentThread:
 
     def start(self) -> None:
         """Start the agent loop."""
+        self.started = time.monotonic()
         self._thread.start()
 
     @property
@@ -190,6 +198,11 @@ class PushAgents:
         self._failed_probes: dict[str, int] = {}
         self._failures: dict[str, Problem] = {}
         """Why an agent could not start or died, kept until it runs again."""
+        self._crashes: dict[str, int] = {}
+        """Provider → how many times in a row its agent died soon after starting."""
+        self._not_before: dict[str, tuple[str, float]] = {}
+        """Provider → (fingerprint, monotonic time): a died agent is not started again with the
+        same target before then."""
 
     async def run(self, *, ready: asyncio.Event | None = None) -> None:
         """Reconcile until cancelled (the hub stopping); then stop every agent.
@@ -220,11 +233,20 @@ class PushAgents:
         wanted: dict[str, Resolution] = {}
         for name, provider in providers.items():
             wanted[name] = await asyncio.to_thread(self._resolve, provider)
+        now = time.monotonic()
         for name, agent in list(self.agents.items()):
-            if not agent.alive:
+            if agent.alive:  # it survived a whole check: it runs
+                agent.confirmed = True
+                self._failures.pop(name, None)
+            else:
                 del self.agents[name]
                 why = f"the agent loop stopped: {agent.error}"
                 self._failures[name] = Problem("AgentFailed", why)
+                crashes = 0 if now - agent.started > STABLE_SECONDS else self._crashes.get(name, 0)
+                self._crashes[name] = crashes + 1
+                delay = restart_delay(crashes, self.options.check_seconds)
+                self._not_before[name] = (agent.target.fingerprint, now + delay)
+                log.warning("push agent of provider %s died (%s); restarting later", name, why)
         plan = plan_agents(wanted, {n: a.target.fingerprint for n, a in self.agents.items()})
         for name in plan.stop:
             agent = self.agents.pop(name)
@@ -232,19 +254,23 @@ class PushAgents:
             agent.stop()
             await asyncio.to_thread(agent.join, 30.0)
         for name, target in plan.start.items():
+            died, not_before = self._not_before.get(name, ("", 0.0))
+            if died == target.fingerprint and time.monotonic() < not_before:
+                continue  # it died recently with this very target: back off
             prepared = await asyncio.to_thread(self._prepare, providers[name], target)
             if isinstance(prepared, Problem):
                 self._failures[name] = prepared
                 log.warning("push agent of provider %s not started: %s", name, prepared.message)
                 continue
-            self._failures.pop(name, None)
             agent = AgentThread(name, target, prepared)
             agent.start()
             self.agents[name] = agent
-        for name in set(self._probes) - set(providers):
-            self._probes.pop(name, None)
-            self._failed_probes.pop(name, None)
-            self._failures.pop(name, None)
+        remembered = set(self._probes) | set(self._failures) | set(self._not_before)
+        for name in remembered - set(providers):  # no longer a push provider: forget it
+            for memory in (self._probes, self._failed_probes, self._failures):
+                memory.pop(name, None)
+            self._crashes.pop(name, None)
+            self._not_before.pop(name, None)
         await self._write_conditions(wanted)
 
     # --- reading the world (in threads) -------------------------------------------------
@@ -337,9 +363,9 @@ class PushAgents:
         if isinstance(resolution, Problem):
             return ("False", resolution.reason, resolution.message)
         agent = self.agents.get(name)
-        if agent is not None:
+        if agent is not None and agent.confirmed:
             return ("True", "AgentRunning", running_message(agent.target, agent.prepared.username))
-        failure = self._failures.get(name)
+        failure = self._failures.get(name)  # kept while a restarted agent is not confirmed
         if failure is not None:
             return ("False", failure.reason, failure.message)
         return ("False", "AgentStarting", "the hub is starting this provider's agent")

@@ -184,6 +184,11 @@ def plan_agents(wanted: Mapping[str, Resolution], running: Mapping[str, str]) ->
     return plan
 
 
+def restart_delay(crashes: int, base: float, *, cap: float = 300.0) -> float:
+    """Seconds before restarting an agent that died ``crashes`` times in a row before (doubling)."""
+    return float(min(cap, base * 2 ** min(crashes, 16)))
+
+
 def running_message(target: Target, username: str) -> str:
     """The condition message of a running in-hub agent: where it reaches and as whom."""
     return (
