@@ -203,6 +203,22 @@ def onboard(
             " pools select providers on them and the agent cannot change them.",
         ),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="Pull: the provider runs `kommons agent`. Push: the hub runs the agent itself,"
+            " with the provider cluster's kubeconfig from --kubeconfig-secret (docs/push-mode.md).",
+            case_sensitive=False,
+        ),
+    ] = "Pull",
+    kubeconfig_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="Push only: NAMESPACE/NAME[:KEY] of the Secret on the hub holding the provider"
+            " cluster's kubeconfig (KEY defaults to kubeconfig); keep it where only the hub can"
+            " read it.",
+        ),
+    ] = None,
     kubeconfig: KubeconfigOption = None,
     token_hours: Annotated[int, typer.Option(help="Lifetime of the agent's token.")] = 24 * 365,
 ) -> None:
@@ -212,19 +228,25 @@ def onboard(
         OnboardingError,
         missing_policies,
         parse_labels,
+        parse_secret_ref,
     )
     from kommons.hub.onboarding import onboard as do_onboard
     from kommons.kube import KubeError, connect
 
+    push = mode.lower() == "push"
+    if mode.lower() not in ("pull", "push"):
+        raise typer.BadParameter(f"{mode!r}: use Pull or Push", param_hint="--mode")
     try:
         request = Onboarding(
             provider=provider,
             region=region,
             payout_address=payout_address,
             labels=parse_labels(label or []),
+            mode="Push" if push else "Pull",
+            kubeconfig_secret=parse_secret_ref(kubeconfig_secret) if kubeconfig_secret else None,
         )
     except OnboardingError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--label") from exc
+        raise typer.BadParameter(str(exc)) from exc
     hub_kube = connect(_default_kubeconfig(kubeconfig), field_manager="kommons-onboard")
     try:
         text = do_onboard(hub_kube, request, token_seconds=token_hours * 3600)
@@ -242,9 +264,15 @@ def onboard(
             " agents can rewrite their placements and Provider; run `kommons install-policies`",
             err=True,
         )
-    typer.echo(
-        f"next: kommons agent --provider {provider} --hub-kubeconfig {out} --config AGENT.yaml"
-    )
+    if push:
+        typer.echo(
+            f"the hub runs the agent of {provider} (push mode); the provider declares its prices"
+            f" and offer in its Provider's spec with {out} (docs/push-mode.md)"
+        )
+    else:
+        typer.echo(
+            f"next: kommons agent --provider {provider} --hub-kubeconfig {out} --config AGENT.yaml"
+        )
 
 
 @app.command("install-policies")

@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     directory: Path = (args.dir or default_dir()).resolve()
-    return run(directory, providers=args.providers, progress=_say)
+    return run(directory, providers=args.providers, progress=_say, push=args.push or ())
 
 
 def cmd_hollow(args: argparse.Namespace) -> int:
@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bed + Kommons stack (hub, agents) + examples/, shown Running (make run)",
     )
     run.add_argument("--providers", type=int, default=3, help="provider clusters (default 3)")
+    run.add_argument(
+        "--push",
+        action="append",
+        metavar="PROVIDER",
+        help="onboard PROVIDER in push mode: the hub runs its agent (repeat; e.g. prov-c)",
+    )
     run.set_defaults(func=cmd_run)
     hollow = sub.add_parser(
         "hollow",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kommons.kube import resources as r
@@ -34,14 +34,14 @@ def _bed(directory: Path, providers: int, progress: Progress) -> Testbed:
     return Testbed.up(directory, providers=providers, progress=progress)
 
 
-def _stack(bed: Testbed, progress: Progress) -> Stack:
+def _stack(bed: Testbed, progress: Progress, push: Sequence[str] = ()) -> Stack:
     stack = Stack.load(bed.dir, bed)
     if stack is not None and all(stack.alive(name) for name in stack.processes):
         progress("reusing the running hub operator and agents")
         return stack
     if stack is not None:
         stack.down()
-    return start_stack(bed, progress=progress)
+    return start_stack(bed, progress=progress, push=push)
 
 
 def kubectl(bed: Testbed, *args: str) -> str:
@@ -50,11 +50,21 @@ def kubectl(bed: Testbed, *args: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
 
-def run(directory: Path, *, providers: int, progress: Progress, timeout: float = 120.0) -> int:
-    """Bring everything up, apply the examples, wait for the leases to run, show them."""
+def run(
+    directory: Path,
+    *,
+    providers: int,
+    progress: Progress,
+    timeout: float = 120.0,
+    push: Sequence[str] = (),
+) -> int:
+    """Bring everything up, apply the examples, wait for the leases to run, show them.
+
+    ``push`` names providers onboarded in push mode (the hub runs their agents).
+    """
     started = time.monotonic()
     bed = _bed(directory, providers, progress)
-    stack = _stack(bed, progress)
+    stack = _stack(bed, progress, push)
     progress(kubectl(bed, "apply", "-f", str(EXAMPLES)).strip())
     hub = stack.hub_kube()
 

@@ -7,6 +7,7 @@ fixture. Processes are started with :func:`processes.spawn` and recorded in
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
@@ -18,6 +19,9 @@ from typing import Any
 
 import yaml
 
+from kommons.agent.config import load_config
+from kommons.agent.hub_link import HubLink
+from kommons.api.common import SecretKeyRef
 from kommons.hub.onboarding import Onboarding, install_policies, onboard
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
@@ -30,6 +34,8 @@ EXAMPLE_PROVIDERS = REPO / "examples" / "providers"
 STATE_FILE = "stack.json"
 Progress = Callable[[str], None]
 
+PUSH_SECRET_NAMESPACE = "kommons-system"
+"""Where the bed's hub admin keeps push providers' kubeconfig Secrets (only the hub reads it)."""
 PROVIDER_LABELS = {"kommons.io/tier": "community"}
 """Labels the bed's hub admin gives every provider at onboarding (``kommons onboard --label``)."""
 _GENERATED_CONFIG = {
@@ -72,6 +78,8 @@ class Stack:
     provider_kubeconfigs: dict[str, Path]
     regions: dict[str, str]
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    push: set[str] = field(default_factory=set)
+    """Providers onboarded in push mode: the hub runs their agents, no process of their own."""
     bed: Testbed | None = None
     """The bed, which adopts the stack's processes so ``make testbed-down`` stops them too."""
 
@@ -92,6 +100,7 @@ class Stack:
             "hubKubeconfig": str(self.hub_kubeconfig),
             "providerKubeconfigs": {k: str(v) for k, v in self.provider_kubeconfigs.items()},
             "regions": self.regions,
+            "push": sorted(self.push),
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
         (self.bed_dir / STATE_FILE).write_text(json.dumps(data, indent=2))
@@ -109,6 +118,7 @@ class Stack:
             provider_kubeconfigs={k: Path(v) for k, v in data["providerKubeconfigs"].items()},
             regions=dict(data["regions"]),
             processes={k: ProcessRecord.from_json(v) for k, v in data["processes"].items()},
+            push=set(data.get("push") or ()),
             bed=bed,
         )
 
@@ -135,26 +145,84 @@ class Stack:
         return self.dir / f"{provider}.hub.kubeconfig"
 
     def onboard_all(self, hub: Kube) -> None:
-        """Onboard every provider of the bed (idempotent).
-
-        As a hub admin does: the region (the bed's) and the labels (:data:`PROVIDER_LABELS`)
-        are the admin's; only the payout address is taken from the agent's config.
-        """
+        """Onboard every provider of the bed (idempotent), those in :attr:`push` in push mode."""
         for provider in sorted(self.provider_kubeconfigs):
-            config = yaml.safe_load(self.agent_config(provider).read_text())
-            text = onboard(
-                hub,
-                Onboarding(
-                    provider=provider,
-                    region=self.regions.get(provider) or "eu-west",
-                    payout_address=str(config["payoutAddress"]),
-                    labels=PROVIDER_LABELS,
-                ),
-                token_seconds=7 * 24 * 3600,
-            )
-            path = self.agent_kubeconfig(provider)
-            path.write_text(text)
-            path.chmod(0o600)
+            self.onboard(hub, provider, push=provider in self.push)
+
+    def onboard(self, hub: Kube, provider: str, *, push: bool = False) -> None:
+        """Onboard one provider, as a hub admin does (idempotent).
+
+        The region (the bed's) and the labels (:data:`PROVIDER_LABELS`) are the admin's; only
+        the payout address is taken from the agent's config. In push mode the admin first
+        stores the provider cluster's kubeconfig in a Secret on the hub
+        (:meth:`push_secret_ref`), and the provider then declares its prices with the scoped
+        hub kubeconfig onboarding wrote (no agent of its own does it).
+        """
+        config = yaml.safe_load(self.agent_config(provider).read_text())
+        ref = self.store_push_kubeconfig(hub, provider) if push else None
+        text = onboard(
+            hub,
+            Onboarding(
+                provider=provider,
+                region=self.regions.get(provider) or "eu-west",
+                payout_address=str(config["payoutAddress"]),
+                labels=PROVIDER_LABELS,
+                mode="Push" if push else "Pull",
+                kubeconfig_secret=ref,
+            ),
+            token_seconds=7 * 24 * 3600,
+        )
+        path = self.agent_kubeconfig(provider)
+        path.write_text(text)
+        path.chmod(0o600)
+        if push:
+            scoped = connect(path, field_manager=f"kommons-agent-{provider}")
+            HubLink(scoped, provider, load_config(self.agent_config(provider))).register()
+
+    @staticmethod
+    def push_secret_ref(provider: str) -> SecretKeyRef:
+        """The Secret the bed keeps a push provider's kubeconfig in."""
+        return SecretKeyRef(
+            namespace=PUSH_SECRET_NAMESPACE, name=f"{provider}-kubeconfig", key="kubeconfig"
+        )
+
+    def store_push_kubeconfig(self, hub: Kube, provider: str) -> SecretKeyRef:
+        """Put the provider cluster's (self-contained) kubeconfig in a Secret on the hub."""
+        ref = self.push_secret_ref(provider)
+        hub.apply(
+            r.NAMESPACES,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ref.namespace}},
+        )
+        text = self.provider_kubeconfigs[provider].read_text()
+        hub.apply(
+            r.SECRETS,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": ref.name, "namespace": ref.namespace},
+                "type": "Opaque",
+                "data": {ref.key: base64.b64encode(text.encode()).decode()},
+            },
+        )
+        return ref
+
+    def use_push(self, provider: str) -> None:
+        """Switch a running provider to push mode: stop its agent process, onboard it as Push."""
+        name = f"agent-{provider}"
+        if name in self.processes:
+            stop(self.processes.pop(name), timeout=15)
+            if self.bed is not None:
+                self.bed.disown(name)
+        self.push.add(provider)
+        self.save()
+        self.onboard(self.hub_kube(), provider, push=True)
+
+    def use_pull(self, provider: str) -> None:
+        """Switch a provider back to pull mode: onboard it as Pull, start its agent process."""
+        self.onboard(self.hub_kube(), provider, push=False)
+        self.push.discard(provider)
+        self.save()
+        self.start_agent(provider)
 
     # --- processes ------------------------------------------------------------------------
 
@@ -254,6 +322,7 @@ def start_stack(
     progress: Progress = _quiet,
     hub_args: Sequence[str] = (),
     ready_timeout: float = 90.0,
+    push: Sequence[str] = (),
 ) -> Stack:
     """Install CRDs and trust policies, onboard providers, start the hub and every agent.
 
@@ -262,6 +331,8 @@ def start_stack(
         progress: Called with a line per step.
         hub_args: Extra ``kommons hub`` options (a later option wins over the defaults).
         ready_timeout: Seconds to wait for every provider to be ``Ready``.
+        push: Providers onboarded in push mode: their kubeconfig goes into a Secret on the
+            hub, which runs their agents; no agent process is started for them.
     """
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
@@ -271,8 +342,12 @@ def start_stack(
         hub_kubeconfig=bed.hub.kubeconfig,
         provider_kubeconfigs={name: handle.kubeconfig for name, handle in bed.providers.items()},
         regions={name: bed.state.clusters[name].region or "" for name in bed.providers},
+        push=set(push),
         bed=bed,
     )
+    unknown = stack.push - set(stack.provider_kubeconfigs)
+    if unknown:
+        raise BedError(f"push providers {sorted(unknown)} are not providers of the bed")
     stack.dir.mkdir(parents=True, exist_ok=True)
     hub = stack.hub_kube()
     started = time.monotonic()
@@ -285,9 +360,10 @@ def start_stack(
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
     try:
         stack.start_hub(*hub_args)
-        for provider in sorted(stack.provider_kubeconfigs):
+        for provider in sorted(set(stack.provider_kubeconfigs) - stack.push):
             stack.start_agent(provider)
-        progress("started the hub operator and one agent per provider; waiting for them")
+        pushed = f" (push mode, run by the hub: {', '.join(sorted(stack.push))})" if push else ""
+        progress(f"started the hub operator and one agent per provider{pushed}; waiting for them")
         stack.wait_providers_ready(timeout=ready_timeout, since=started_at)
     except BaseException:
         stack.down()  # leave no orphaned operator or agent behind

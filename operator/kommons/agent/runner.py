@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,8 +209,21 @@ async def _every(seconds: float, what: str, work: Any) -> None:
         await asyncio.sleep(seconds)
 
 
-def build_registry(agent: Agent) -> kopf.OperatorRegistry:
-    """The kopf handlers of one agent."""
+Login = Callable[[], kopf.ConnectionInfo]
+"""Where kopf gets its hub credentials (called again when they expire or are refused)."""
+
+
+def build_registry(
+    agent: Agent, *, login: Login | None = None, embedded: bool = False
+) -> kopf.OperatorRegistry:
+    """The kopf handlers of one agent.
+
+    Args:
+        agent: The agent whose methods the handlers call.
+        login: The hub credentials; default: ``agent.options.hub_kubeconfig``.
+        embedded: The agent runs inside another program (the hub, push mode): kopf must never
+            kill the process when this agent stops.
+    """
     registry = kopf.OperatorRegistry()
     hub_kubeconfig = agent.options.hub_kubeconfig
     report_seconds = agent.options.config.report_seconds
@@ -219,10 +233,12 @@ def build_registry(agent: Agent) -> kopf.OperatorRegistry:
         configure_settings(settings, role="agent")
         # The agent's RBAC reaches one namespace: no cluster-wide scans of namespaces or CRDs.
         settings.scanning.disabled = True
+        if embedded:
+            settings.process.ultimate_exiting_timeout = None
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(hub_kubeconfig)
+    def login_handler(**_: Any) -> kopf.ConnectionInfo:
+        return login() if login is not None else connection_info(hub_kubeconfig)
 
     @kopf.on.resume(*PLACEMENTS, registry=registry)
     @kopf.on.create(*PLACEMENTS, registry=registry)
@@ -241,18 +257,27 @@ def build_registry(agent: Agent) -> kopf.OperatorRegistry:
     return registry
 
 
-async def run_agent(options: AgentOptions) -> None:
-    """Register, then run handlers and periodic work until SIGINT/SIGTERM."""
-    agent = Agent(options)
-    await asyncio.to_thread(agent.hub.register)
-    log.info("registered provider %s on the hub", options.provider)
+async def serve(
+    agent: Agent,
+    stop: asyncio.Event,
+    *,
+    login: Login | None = None,
+    register: bool = True,
+    embedded: bool = False,
+) -> None:
+    """The agent loop, the same in both modes, until ``stop`` is set.
+
+    Register (pull mode: write the agent's declarations), heartbeat, then run the placement
+    handlers (kopf, watching only the provider's hub namespace) and the periodic heartbeat and
+    inventory report. Pull mode runs it as ``kommons agent`` (:func:`run_agent`); push mode
+    runs it inside the hub, in a thread of its own (:mod:`kommons.hub.push`).
+    """
+    if register:
+        await asyncio.to_thread(agent.hub.register)
+        log.info("registered provider %s on the hub", agent.options.provider)
     await asyncio.to_thread(agent.heartbeat_once)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    registry = build_registry(agent)
-    config = options.config
+    registry = build_registry(agent, login=login, embedded=embedded)
+    config = agent.options.config
     tasks = [
         asyncio.create_task(_every(config.heartbeat_seconds, "heartbeat", agent.heartbeat_once)),
         asyncio.create_task(_every(config.report_seconds, "inventory report", agent.report_once)),
@@ -260,7 +285,7 @@ async def run_agent(options: AgentOptions) -> None:
     operator = asyncio.create_task(
         kopf.operator(
             registry=registry,
-            namespaces=[provider_namespace(options.provider)],
+            namespaces=[provider_namespace(agent.options.provider)],
             standalone=True,
             stop_flag=stop,
         )
@@ -271,3 +296,13 @@ async def run_agent(options: AgentOptions) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await operator
+
+
+async def run_agent(options: AgentOptions) -> None:
+    """Pull mode: register, then run the agent loop until SIGINT/SIGTERM."""
+    agent = Agent(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(agent, stop)

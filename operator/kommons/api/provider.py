@@ -105,13 +105,15 @@ class ProviderSpec(ApiModel):
     mode: Literal["Pull", "Push"] = Field(
         default="Pull",
         description="Pull: an agent in the provider cluster connects to the hub (default)."
-        " Push (planned, issue 8: the hub runs the agent loop with kubeconfigSecretRef) is"
-        " accepted and ignored.",
+        " Push: the hub runs the same agent loop itself, reaching the provider cluster with the"
+        " kubeconfig of kubeconfigSecretRef and acting on the hub as the provider's agent"
+        " ServiceAccount; condition PushAgent says whether it runs, and if not, why.",
     )
     kubeconfig_secret_ref: SecretKeyRef | None = Field(
         default=None,
-        description="Push only: Secret holding a scoped kubeconfig; not used yet (planned,"
-        " issue 8).",
+        description="Push only: the Secret on the hub holding the provider cluster's kubeconfig"
+        " (self-contained: inline certificates and token, no exec or file references); keep"
+        " it in a namespace only the hub can read. A change of it restarts the agent.",
     )
     region: LabelValue = Field(description="Region of the cluster, e.g. eu-west.")
     payout_address: Address = Field(
@@ -238,7 +240,8 @@ class ProviderStatus(StatusModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Conditions: Ready, Heartbeat ...",
+        description="Conditions: Ready (health as the hub sees it); PushAgent (push mode: is the"
+        " hub running this provider's agent, and if not, why).",
         json_schema_extra=CONDITIONS_EXTRA,
     )
 

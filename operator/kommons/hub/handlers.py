@@ -35,6 +35,7 @@ from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
 from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
+from kommons.hub.push import PushAgents, PushOptions
 from kommons.hub.reputation import ReputationBook, ReputationSettings
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
@@ -326,6 +327,9 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         hub.tasks = [asyncio.create_task(hub.worker()) for _ in range(options.workers)]
         hub.tasks.append(asyncio.create_task(hub.health_loop()))
+        # Push providers' agents run here, so only in the acting hub (kommons.hub.push).
+        push = PushAgents(kube, view, PushOptions.for_timeout(options.heartbeat_timeout))
+        hub.tasks.append(asyncio.create_task(push.run(ready=hub.ready)))
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

@@ -14,10 +14,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import ValidationError
 
+from kommons.api.common import SecretKeyRef
 from kommons.api_names import (
     API_VERSION,
     LABEL_MANAGED_BY,
@@ -56,15 +58,26 @@ class Onboarding:
     """What a hub admin declares when admitting a provider.
 
     ``region`` and ``labels`` (e.g. ``kommons.io/tier: community``, which pools select on) are
-    the provider's identity on the market: only the hub admin sets them, here.
+    the provider's identity on the market: only the hub admin sets them, here. ``mode`` Push
+    (with ``kubeconfig_secret``, the Secret on the hub holding the provider cluster's
+    kubeconfig) makes the hub run the provider's agent itself (docs/push-mode.md).
     """
 
     provider: str
     region: str
     payout_address: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    mode: Literal["Pull", "Push"] = "Pull"
+    kubeconfig_secret: SecretKeyRef | None = None
 
     def __post_init__(self) -> None:
+        if self.mode == "Push" and self.kubeconfig_secret is None:
+            raise OnboardingError(
+                "--kubeconfig-secret NAMESPACE/NAME[:KEY] is required with --mode Push: the hub"
+                " needs the provider cluster's kubeconfig"
+            )
+        if self.mode == "Pull" and self.kubeconfig_secret is not None:
+            raise OnboardingError("--kubeconfig-secret is only for --mode Push")
         for key, value in self.labels.items():
             if not _LABEL_KEY.fullmatch(key) or len(key) > 316:
                 raise OnboardingError(f"label key {key!r} is not a valid Kubernetes label key")
@@ -75,6 +88,19 @@ class Onboarding:
                 )
             if key in _RESERVED_LABELS:
                 raise OnboardingError(f"label {key} is set by Kommons itself; leave it out")
+
+
+def parse_secret_ref(text: str) -> SecretKeyRef:
+    """``NAMESPACE/NAME[:KEY]`` (from ``--kubeconfig-secret``); KEY defaults to ``kubeconfig``."""
+    where, _, key = text.partition(":")
+    namespace, sep, name = where.partition("/")
+    if not sep or not namespace or not name:
+        raise OnboardingError(f"--kubeconfig-secret {text!r}: expected NAMESPACE/NAME[:KEY]")
+    try:
+        return SecretKeyRef(namespace=namespace, name=name, key=key or "kubeconfig")
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise OnboardingError(f"--kubeconfig-secret {text!r}: {problems}") from exc
 
 
 def _labels(provider: str) -> dict[str, str]:
@@ -260,12 +286,20 @@ def provider_object(request: Onboarding) -> JSON:
             "labels": {**request.labels, **_labels(request.provider)},
         },
         "spec": {
-            "mode": "Pull",
+            **_mode_fields(request),
             "region": request.region,
             "payoutAddress": request.payout_address,
             "pricing": {"cpuCoreHour": "0", "memoryGiBHour": "0"},
         },
     }
+
+
+def _mode_fields(request: Onboarding, *, patch: bool = False) -> JSON:
+    """``mode`` and ``kubeconfigSecretRef`` (in a merge patch, ``None`` removes the ref)."""
+    ref = request.kubeconfig_secret
+    if ref is None:
+        return {"mode": request.mode, "kubeconfigSecretRef": None} if patch else {"mode": "Pull"}
+    return {"mode": request.mode, "kubeconfigSecretRef": ref.to_api()}
 
 
 def onboard(hub: Kube, request: Onboarding, *, token_seconds: int) -> str:
@@ -274,8 +308,8 @@ def onboard(hub: Kube, request: Onboarding, *, token_seconds: int) -> str:
     The ``Provider`` is created with the admin's region, labels and payout address and zero
     prices; the agent replaces the prices (and may replace the payout address) with its own
     declarations when it registers, and the provider is not schedulable before its agent
-    heartbeats and reports inventory. Onboarding an existing provider again sets its region
-    and the given labels (it removes no label and keeps the agent's declarations).
+    heartbeats and reports inventory. Onboarding an existing provider again sets its region,
+    mode and the given labels (it removes no label and keeps the agent's declarations).
     """
     for body in rbac_objects(request.provider):
         hub.apply(_KINDS[body["kind"]], body)
@@ -288,7 +322,7 @@ def onboard(hub: Kube, request: Onboarding, *, token_seconds: int) -> str:
             request.provider,
             {
                 "metadata": {"labels": provider["metadata"]["labels"]},
-                "spec": {"region": request.region},
+                "spec": {"region": request.region, **_mode_fields(request, patch=True)},
             },
         )
     token = service_account_token(

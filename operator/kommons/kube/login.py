@@ -1,13 +1,14 @@
-"""Kopf's credentials for a cluster named by a kubeconfig file (the hub, for hub and agent)."""
+"""Kopf's credentials: from a kubeconfig file (hub, pull agent) or a bearer token (push agent)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import kopf
 import kubernetes.client
 
-from kommons.kube.rest import load_api_client
+from kommons.kube.rest import Kube, load_api_client
 
 
 def connection_info(kubeconfig: Path | None) -> kopf.ConnectionInfo:
@@ -26,5 +27,24 @@ def connection_info(kubeconfig: Path | None) -> kopf.ConnectionInfo:
         private_key_path=config.key_file,
         scheme="Bearer" if token else None,
         token=token,
+        default_namespace=None,
+    )
+
+
+def bearer_connection_info(
+    base: Kube, token: str, *, expiration: datetime | None = None
+) -> kopf.ConnectionInfo:
+    """Kopf's credentials for ``base``'s API server (URL and CA) with only a bearer ``token``.
+
+    ``expiration`` tells kopf when to log in again (it calls the login handler anew).
+    """
+    config = base.api_client.configuration
+    return kopf.ConnectionInfo(
+        server=str(config.host),
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        scheme="Bearer",
+        token=token,
+        expiration=expiration,
         default_namespace=None,
     )
