@@ -32,6 +32,18 @@ from kommons.api import (
 AGENT_READY = "Ready"
 """Condition type on a placement's status with the provider-side reason."""
 
+TENANT_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+    }
+)
+"""Not-ready reasons the tenant causes (its image or its configuration): re-placing the
+replicas elsewhere would not help, so the lease shows them (``Failed``/``Degraded``) instead."""
+
 
 @dataclass(frozen=True)
 class Gate:
