@@ -5,9 +5,10 @@ Behaviour matrix (situation -> outcome):
 - term: no duration -> no expiresAt; started -> startedAt + duration; not started and placed
   -> provisional now + duration, kept until it starts; nothing placed -> none.
 - re-check: the readiness timeout or the end of the term, whichever is first.
-- the term passes -> phase Expired, every placement deleted with a Completed ending, a
-  history entry Expired, an Event, the lease kept (finalizer kept); next steps stay Expired
-  and place nothing, with no new history entry.
+- the term passes -> first the record (phase Expired, a history entry Expired, an Event,
+  nothing deleted yet), then, once written, every placement deleted with a Completed ending,
+  the lease kept (finalizer kept); next steps stay Expired and place nothing, with no new
+  history entry. A Job's end likewise: the record first, then the deletions.
 - before the term ends -> placements carry expiresAt; the plan re-checks at expiresAt.
 - Job shares: completions split in proportion to replicas, each share >= its replicas.
 - Job lease: every placement Succeeded -> Succeeded (Completed endings, counts kept); one
@@ -17,8 +18,9 @@ Behaviour matrix (situation -> outcome):
   replica is ready for a tenant reason past the timeout (placements kept), Scheduled for a
   provider-side reason.
 - suspend: suspended placements hold no capacity in the market view.
-- resume: the old provider still has room -> the placement goes back (suspend false, locked
-  price kept), its capacity held by the plan's decision, Event Resumed; no room any more ->
+- resume: the old provider still has room (counting what its report still reserves for the
+  placement) -> the placement goes back (suspend false, locked price kept), its capacity held
+  by the plan's decision, Event Resumed; no room any more ->
   re-placed on another provider (old one deleted with a Completed ending); no room anywhere
   -> the old one stays suspended and the lease says why.
 """
@@ -60,6 +62,14 @@ def ready_condition(reason: str, message: str = "", ok: bool = False) -> dict[st
         "message": message,
         "lastTransitionTime": "2026-12-01T11:00:00Z",
     }
+
+
+def written(lease: ComputeLease, plan: LeasePlan) -> ComputeLease:
+    """The lease after the executor wrote the plan's status."""
+    assert plan.status is not None
+    body = lease.to_api()
+    body["status"] = plan.status.to_api()
+    return ComputeLease.model_validate(body)
 
 
 def first_step(lease: ComputeLease, view: MarketView, *, ready: int = 2) -> list[LeasePlacement]:
@@ -141,13 +151,13 @@ def test_term_end_deletes_every_placement_and_keeps_the_lease_expired() -> None:
     view = market(provider_body("p1", cpu="1"), provider_body("p2", cpu="1"))
     lease, placements = expired_lease_and_placements(view)
     assert len(placements) == 2
-    plan = step(lease, view, placements=placements, now=NOW + timedelta(seconds=21))
-    assert plan.delete == placements
-    endings = [(e.provider, e.kind) for e in plan.endings]
-    assert endings == [("p1", "Completed"), ("p2", "Completed")]
-    assert not plan.remove_finalizer
+    later = NOW + timedelta(seconds=21)
+    plan = step(lease, view, placements=placements, now=later)
+    # first the record: phase, history, Event; nothing deleted yet
+    assert plan.delete == []
     assert not plan.create
     assert plan.decision is None
+    assert plan.recheck_after is not None
     assert plan.status is not None
     assert plan.status.phase == "Expired"
     assert plan.status.placements == []
@@ -155,16 +165,21 @@ def test_term_end_deletes_every_placement_and_keeps_the_lease_expired() -> None:
         ("Expired", "TermEnded", 2)
     ]
     assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Expired")]
+    # then, once it is written, the placements go
+    cleanup = step(written(lease, plan), view, placements=placements, now=later)
+    assert cleanup.delete == placements
+    endings = [(e.provider, e.kind) for e in cleanup.endings]
+    assert endings == [("p1", "Completed"), ("p2", "Completed")]
+    assert not cleanup.remove_finalizer
+    assert cleanup.status is None
+    assert cleanup.events == []
 
 
 def test_an_expired_lease_stays_expired_and_places_nothing() -> None:
     view = market(provider_body("p1"))
     lease, placements = expired_lease_and_placements(view)
     plan = step(lease, view, placements=placements, now=NOW + timedelta(seconds=21))
-    assert plan.status is not None
-    body = lease.to_api()
-    body["status"] = plan.status.to_api()
-    expired = ComputeLease.model_validate(body)
+    expired = written(lease, plan)
     later = step(expired, MarketView(heartbeat_timeout=30), now=NOW + timedelta(hours=1))
     assert later.create == []
     assert later.decision is None
@@ -214,8 +229,10 @@ def test_job_lease_succeeds_when_every_placement_completed() -> None:
     running = [done[0], with_status(placements[1], phase="Running", succeeded=1, readyReplicas=1)]
     assert step(lease, view, placements=running).delete == []
     plan = step(lease, view, placements=done)
-    assert plan.delete == done
-    assert {e.kind for e in plan.endings} == {"Completed"}
+    assert plan.delete == []
+    cleanup = step(written(lease, plan), view, placements=done)
+    assert cleanup.delete == done
+    assert {e.kind for e in cleanup.endings} == {"Completed"}
     assert plan.status is not None
     assert (plan.status.phase, plan.status.succeeded, plan.status.failed) == ("Succeeded", 4, 2)
     assert [h.type for h in plan.status.history or []] == ["Succeeded"]
@@ -231,7 +248,9 @@ def test_job_lease_fails_with_the_providers_reason() -> None:
         conditions=[ready_condition("BackoffLimitExceeded", "the Job failed: backoff limit")],
     )
     plan = step(lease, view, placements=[placements[0], failed])
-    assert [(e.provider, e.kind) for e in plan.endings] == [("p1", "Completed"), ("p2", "Failed")]
+    cleanup = step(written(lease, plan), view, placements=[placements[0], failed])
+    endings = [(e.provider, e.kind) for e in cleanup.endings]
+    assert endings == [("p1", "Completed"), ("p2", "Failed")]
     assert plan.status is not None
     assert plan.status.phase == "Failed"
     ready = next(c for c in plan.status.conditions or [] if c.type == "Ready")
@@ -365,6 +384,18 @@ def test_resume_goes_back_where_it_still_fits() -> None:
     ]
     assert plan.decision is not None
     assert [(c.provider, c.replicas) for c in plan.decision.chosen] == [("p1", 2)]
+    assert ("Normal", "Resumed") in [(e.type, e.reason) for e in plan.events]
+
+
+def test_resume_counts_the_room_the_providers_report_still_reserves_for_it() -> None:
+    view = market(provider_body("p1", cpu="4"), provider_body("p2", cpu="4"))
+    _, suspended = suspended_placement(view)
+    report = provider_body("p1", cpu="1")  # quota not shrunk yet: its 2 cpu still counted
+    report["status"]["accountedLeases"] = ["team-a/web=2"]
+    view.set_provider(report)
+    plan = resume(view, suspended)
+    assert plan.create == []
+    assert [(p.spec.provider, p.spec.suspend) for p in plan.update] == [("p1", False)]
     assert ("Normal", "Resumed") in [(e.type, e.reason) for e in plan.events]
 
 

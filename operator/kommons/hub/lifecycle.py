@@ -4,10 +4,12 @@
 ``lifecycle`` there):
 
 - **End** (:func:`lease_end`). A lease whose term passed (``status.expiresAt``), whose Job
-  completed on every provider, or whose Job failed on one, *ends*: every placement is deleted
-  (each with a :class:`~kommons.hub.plan.PlacementEnding`), the lease keeps its record with
-  phase ``Expired``, ``Succeeded`` or ``Failed``, a history entry and an Event. An ended lease
-  stays ended (:func:`ended`): the hub never places it again; create a new lease.
+  completed on every provider, or whose Job failed on one, *ends*: first its record is written
+  (phase ``Expired``, ``Succeeded`` or ``Failed``, a history entry, an Event), then, in the next
+  step, every placement is deleted (each with a :class:`~kommons.hub.plan.PlacementEnding`).
+  In that order, a lost status write can never leave a finished Job without placements, which
+  would look like a lease to place again. An ended lease stays ended (:func:`ended`): the hub
+  never places it again; create a new lease.
 - **Resume** (:func:`resume_check`). A placement suspended while its lease no longer is goes
   back to its provider when that provider still has room for it (one decision per provider,
   held like any decision), and is re-placed elsewhere otherwise.
@@ -39,7 +41,7 @@ from kommons.api import (
     ready_summary,
     set_condition,
 )
-from kommons.scheduler import Decision, LeaseRequest, Placement, PoolPolicy
+from kommons.scheduler import Decision, LeaseRequest, Placement, PoolPolicy, placement_key
 
 EndPhase = Literal["Expired", "Succeeded", "Failed"]
 """The phases a lease ends in."""
@@ -201,11 +203,13 @@ def lease_end(
         assert status is not None
         assert status.phase in ("Expired", "Succeeded", "Failed")
         ready = get_condition(status.conditions, "Ready")
+        last = next((h for h in reversed(status.history or ()) if h.type == status.phase), None)
         return End(
             status.phase,
             ready.reason if ready else status.phase,
             ready.message if ready else "",
             new=False,
+            failed_provider=last.provider if last is not None else None,
         )
     placed = bool(placements)
     expires = expires_at(lease, placed=placed, now=now)
@@ -362,8 +366,9 @@ def resume_check(
 
     A suspended placement holds no capacity, so others may have taken its room meanwhile. One
     decision per placement, restricted to its provider and its replicas (the lease's regions,
-    price cap and the pool still apply); the chosen ones are merged into one decision for the
-    hub to hold.
+    price cap and the pool still apply), counting as free what the provider's last report
+    still reserves for this very placement (the agent may not have shrunk its quota yet); the
+    chosen ones are merged into one decision for the hub to hold.
     """
     chosen: list[Placement] = []
     back: list[str] = []
@@ -377,7 +382,9 @@ def resume_check(
         alone = replace(
             request, replicas=placement.spec.replicas, providers=frozenset({provider}), spread=False
         )
-        decision = market.decide(alone, pool, already_placed={}, released=frozenset())
+        # what the provider's report still counts for this placement is its own room
+        own = frozenset({placement_key(request.key, provider)})
+        decision = market.decide(alone, pool, already_placed={}, released=own)
         if decision.chosen:
             first = first or decision
             chosen.extend(decision.chosen)

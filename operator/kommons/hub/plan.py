@@ -263,19 +263,21 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     if FINALIZER_HUB not in finalizers:
         plan.add_finalizer = True
 
-    # --- lifecycle: the term passed or the Job finished: delete everything, keep the record
+    # --- lifecycle: the term passed or the Job finished: keep the record, delete everything
     end = lifecycle.lease_end(lease, live, now=world.now)
     if end is not None:
+        desired_end = lifecycle.ended_status(lease, live, end, now=world.now)
+        plan.status = desired_end if status_changed(lease.status, desired_end) else None
+        if end.new:  # the record first: the next step (this write's event) deletes
+            kind: Literal["Normal", "Warning"] = "Warning" if end.phase == "Failed" else "Normal"
+            plan.events.append(LeaseEvent(kind, end.phase, end.message))
+            plan.recheck_after = 1.0
+            return plan
         plan.delete = live
         plan.endings = [
             PlacementEnding(p.spec.provider, lifecycle.ending_kind(p, end), p.metadata.uid)
             for p in live
         ]
-        desired_end = lifecycle.ended_status(lease, live, end, now=world.now)
-        plan.status = desired_end if status_changed(lease.status, desired_end) else None
-        if end.new:
-            kind: Literal["Normal", "Warning"] = "Warning" if end.phase == "Failed" else "Normal"
-            plan.events.append(LeaseEvent(kind, end.phase, end.message))
         return plan
     # --- end lifecycle
 
