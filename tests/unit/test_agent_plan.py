@@ -289,9 +289,11 @@ def test_manifests_in_order_with_annotated_quota() -> None:
     assert objects[4]["metadata"]["namespace"] == objects[0]["metadata"]["name"]
 
 
-def test_suspended_placement_keeps_its_quota_and_runs_nothing() -> None:
+def test_suspended_placement_releases_its_quota_and_runs_nothing() -> None:
     objects = plan.desired_manifests(placement(replicas=3, suspend=True), runtime_class=None)
-    assert objects[1]["spec"]["hard"]["pods"] == "3"  # the slots stay reserved
+    hard = objects[1]["spec"]["hard"]
+    # the reservation goes back to the market: the inventory reads it from the quota
+    assert (hard["pods"], hard["requests.cpu"], hard["requests.memory"]) == ("0", "0", "0")
     assert objects[4]["spec"]["replicas"] == 0
 
 

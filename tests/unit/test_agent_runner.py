@@ -48,7 +48,7 @@ class FakeCluster:
         if not self.workload.exists:
             self.workload = WorkloadView(exists=True, replicas=0, ready_replicas=0)
 
-    def observe(self, placement_name: str, *, wanted: int) -> WorkloadView:
+    def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
         return self.workload
 
     def remove(self, placement_name: str) -> bool:

@@ -29,6 +29,11 @@ counted, without pod names):
 ``ReplicaFailure``       the Deployment cannot create pods (e.g. quota exceeded)
 ``ContainersNotReady``   anything else (pods starting, readiness probes failing)
 ======================== ====================================================================
+
+A run-to-completion placement (``spec.job``) runs a ``Job``: phase ``Succeeded`` with reason
+``JobComplete`` once it completed; phase ``Failed`` with the reason of the Job's ``Failed``
+condition (``BackoffLimitExceeded`` …) and the failed pods' causes once it failed; otherwise
+the table above, for the pods still to run (at most the completions left).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,6 +69,9 @@ UNSCHEDULABLE = "PodsUnschedulable"
 PODS_FAILED = "PodsFailed"
 REPLICA_FAILURE = "ReplicaFailure"
 NOT_READY = "ContainersNotReady"
+JOB_COMPLETE = "JobComplete"
+JOB_FAILED = "JobFailed"
+"""Reason when a failed Job's condition carries none."""
 
 WAITING_REASONS = (
     "ErrImagePull",
@@ -190,6 +198,8 @@ def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> P
         template=spec.template.model_dump(mode="json", by_alias=True, exclude_unset=True),
         suspend=spec.suspend,
         runtime_class=runtime_class,
+        completions=spec.job.completions if spec.job else None,
+        backoff_limit=spec.job.backoff_limit if spec.job else 6,
     )
 
 
@@ -243,6 +253,16 @@ class WorkloadView:
     """Message of the Deployment's ``ReplicaFailure`` condition when it is True."""
     pods: tuple[PodView, ...] = ()
     """The placement's pods that are not being deleted (listed only when some are not ready)."""
+    job: bool = False
+    """The workload is a Job (run to completion)."""
+    succeeded: int = 0
+    """A Job's pods that succeeded."""
+    failed: int = 0
+    """A Job's pods that failed."""
+    complete: bool = False
+    """The Job's ``Complete`` condition is True."""
+    failure: tuple[str, str] | None = None
+    """The Job's ``Failed`` condition (reason, message) when it is True."""
 
 
 _PREEMPTION = re.compile(r"\s*preemption:.*$", re.DOTALL)
@@ -375,6 +395,45 @@ def observe_workload(
     )
 
 
+def observe_job(
+    job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]] | None = None
+) -> WorkloadView:
+    """What the status needs of a Job and, when listed, its pods (succeeded ones skipped).
+
+    Counts come from the Job's status (``active``, ``ready``, ``succeeded``, ``failed``); with
+    ``pods``, the ready count and the reasons come from the pods that did not succeed.
+    """
+    if job is None:
+        return WorkloadView(exists=False, job=True)
+    status = _mapping(job, "status")
+    conditions = _conditions(job)
+    failed = conditions.get("Failed", {})
+    failure = None
+    if failed.get("status") == "True":
+        failure = (
+            str(failed.get("reason") or JOB_FAILED),
+            normalise(str(failed.get("message") or "")),
+        )
+    base = WorkloadView(
+        exists=True,
+        replicas=int(status.get("active") or 0),
+        ready_replicas=int(status.get("ready") or 0),
+        job=True,
+        succeeded=int(status.get("succeeded") or 0),
+        failed=int(status.get("failed") or 0),
+        complete=conditions.get("Complete", {}).get("status") == "True",
+        failure=failure,
+    )
+    if pods is None:
+        return base
+    views = tuple(
+        observe_pod(pod)
+        for pod in pods
+        if not _deleting(pod) and _mapping(pod, "status").get("phase") != "Succeeded"
+    )
+    return replace(base, ready_replicas=sum(view.ready for view in views), pods=views)
+
+
 # --------------------------------------------------------------------------------------
 # Plan: observed workload -> status
 # --------------------------------------------------------------------------------------
@@ -394,6 +453,13 @@ def explain(*, wanted: int, suspended: bool, workload: WorkloadView) -> Readines
     """Why a placement is (not) ready: the table in this module's docstring."""
     if suspended:
         return Readiness("Suspended", True, SUSPENDED, "suspended: no replica wanted")
+    if workload.job and workload.complete:
+        return Readiness("Succeeded", True, JOB_COMPLETE, f"{workload.succeeded} pod(s) succeeded")
+    if workload.job and workload.failure is not None:
+        reason, detail = workload.failure
+        failed = _explain_pods(workload)
+        message = "; ".join([f"the Job failed: {detail or reason}", *failed[:MAX_CAUSES]])
+        return Readiness("Failed", False, reason, message)
     if not workload.exists:
         return Readiness(
             "Pending",
@@ -404,6 +470,18 @@ def explain(*, wanted: int, suspended: bool, workload: WorkloadView) -> Readines
     ready = workload.ready_replicas
     if ready >= wanted:
         return Readiness("Running", True, ALL_READY, f"{ready}/{wanted} replicas ready")
+    return _not_ready(wanted, workload)
+
+
+def _explain_pods(workload: WorkloadView) -> list[str]:
+    """``N pod(s) <label>: <detail>`` per distinct cause of the pods that are not ready."""
+    causes = Counter((pod.cause, pod.label, pod.detail) for pod in workload.pods if not pod.ready)
+    return [f"{n} pod(s) {label}: {detail}" for (_, label, detail), n in causes.most_common()]
+
+
+def _not_ready(wanted: int, workload: WorkloadView) -> Readiness:
+    """Why fewer than ``wanted`` replicas are ready: the first cause of :data:`REASON_ORDER`."""
+    ready = workload.ready_replicas
     causes: Counter[tuple[str, str, str]] = Counter(
         (pod.cause, pod.label, pod.detail) for pod in workload.pods if not pod.ready
     )
@@ -465,9 +543,10 @@ def placement_status(
         now: the current time (timezone-aware; truncated to seconds).
     """
     now = now.replace(microsecond=0)
-    readiness = explain(
-        wanted=wanted_replicas(placement), suspended=placement.spec.suspend, workload=workload
-    )
+    wanted = wanted_replicas(placement)
+    if placement.spec.job is not None:  # the pods still to run: at most the completions left
+        wanted = min(wanted, max(0, placement.spec.job.completions - workload.succeeded))
+    readiness = explain(wanted=wanted, suspended=placement.spec.suspend, workload=workload)
     generation = placement.metadata.generation
     status = _with_ready(
         previous,
@@ -485,6 +564,8 @@ def placement_status(
             "namespace": target_namespace(placement_name(placement)),
             "observed_generation": generation,
             "last_report_time": now,
+            "succeeded": workload.succeeded if workload.job else None,
+            "failed": workload.failed if workload.job else None,
         }
     )
 

@@ -16,6 +16,7 @@ from kommons.agent.plan import (
     ANNOTATION_GPU_MODEL,
     ANNOTATION_LEASE,
     WorkloadView,
+    observe_job,
     observe_workload,
 )
 from kommons.agent.workload import GPU_RESOURCE, WORKLOAD_NAME, target_namespace
@@ -33,6 +34,7 @@ _BY_KIND = {
     "LimitRange": r.LIMIT_RANGES,
     "NetworkPolicy": r.NETWORK_POLICIES,
     "Deployment": r.DEPLOYMENTS,
+    "Job": r.JOBS,
 }
 
 
@@ -47,13 +49,23 @@ class ProviderCluster:
         for manifest in manifests:
             self.kube.apply(_BY_KIND[manifest["kind"]], manifest)
 
-    def observe(self, placement_name: str, *, wanted: int) -> WorkloadView:
-        """A placement's Deployment, and its pods when not all wanted replicas are ready.
+    def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
+        """A placement's Deployment (or Job), and its pods when not all wanted are ready.
 
-        One GET of the Deployment per call; one LIST of the placement's pods (by label, in its
+        One GET of the workload per call; one LIST of the placement's pods (by label, in its
         namespace) only when there is something to explain.
         """
         namespace = target_namespace(placement_name)
+        if job:
+            found = self.kube.get_or_none(r.JOBS, WORKLOAD_NAME, namespace)
+            seen = observe_job(found)
+            explained = seen.complete or (seen.ready_replicas >= wanted and not seen.failure)
+            if found is None or explained:
+                return seen
+            pods = self.kube.list(
+                r.PODS, namespace, label_selector=f"{LABEL_PLACEMENT}={placement_name}"
+            )
+            return observe_job(found, pods)
         deployment = self.kube.get_or_none(r.DEPLOYMENTS, WORKLOAD_NAME, namespace)
         if deployment is None:
             return observe_workload(None)

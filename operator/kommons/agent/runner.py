@@ -142,12 +142,13 @@ class Agent:
     def _report(self, placement: LeasePlacement, body: kopf.Body, patch: kopf.Patch) -> None:
         name = plan.placement_name(placement)
         wanted = plan.wanted_replicas(placement)
-        workload = self.cluster.observe(name, wanted=wanted)
+        job = placement.spec.job is not None
+        workload = self.cluster.observe(name, wanted=wanted, job=job)
         if not workload.exists:
             log.warning("workload of placement %s is missing; materialising it again", name)
             runtime_class = self.options.config.runtime_class_name
             self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
-            workload = self.cluster.observe(name, wanted=wanted)
+            workload = self.cluster.observe(name, wanted=wanted, job=job)
         previous = plan.previous_status(body)
         now = datetime.now(UTC)
         status = plan.placement_status(placement, workload, previous=previous, now=now)

@@ -3,8 +3,10 @@
 Per placement the agent creates a dedicated namespace (Pod Security ``restricted``), a
 ``ResourceQuota`` and a ``LimitRange`` equal to what was leased, a default-deny
 ``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges, and the
-workload as a ``Deployment``. The template is sanitised again here: the agent never trusts
-the hub blindly, and whatever the hub sent, nothing privileged reaches the provider.
+workload as a ``Deployment`` (a ``batch/v1`` ``Job`` for a run-to-completion placement). A
+suspended placement's quota is zero: what it reserved is the market's again until it resumes.
+The template is sanitised again here: the agent never trusts the hub blindly, and whatever
+the hub sent, nothing privileged reaches the provider.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ AGENT_ADDITIONS: frozenset[str] = frozenset(
         "spec.nodeSelector",
         f"spec.nodeSelector.{GPU_PRODUCT_LABEL}",
         "spec.runtimeClassName",
+        "spec.restartPolicy",  # Never, for a Job's pods (a Job lease may not set it)
     }
     | {
         f"spec.{kind}[].{field}"
@@ -123,6 +126,10 @@ class PlacementWork:
     suspend: bool = False
     runtime_class: str | None = None
     """Sandbox runtime class the provider configured (e.g. ``gvisor``), if any."""
+    completions: int | None = None
+    """Run to completion: successful pods the Job needs (``None``: a Deployment)."""
+    backoff_limit: int = 6
+    """A Job's failed pods retried before it fails."""
 
 
 def target_namespace(placement_name: str) -> str:
@@ -175,15 +182,20 @@ def _times(quantity: str, replicas: int) -> str:
 
 
 def resource_quota(work: PlacementWork) -> JSON:
-    """A quota equal to what was leased: replicas × per-replica resources, and no more pods."""
+    """A quota equal to what was leased: replicas × per-replica resources, and no more pods.
+
+    Zero while suspended: the inventory reads reservations from the quotas, so a suspended
+    placement's capacity goes back to the market.
+    """
+    replicas = 0 if work.suspend else work.replicas
     hard: dict[str, str] = {
-        "pods": str(work.replicas),
-        "requests.cpu": _times(work.cpu, work.replicas),
-        "limits.cpu": _times(work.cpu, work.replicas),
-        "requests.memory": _times(work.memory, work.replicas),
-        "limits.memory": _times(work.memory, work.replicas),
-        f"limits.{EPHEMERAL_STORAGE}": _times(EPHEMERAL_STORAGE_PER_REPLICA, work.replicas),
-        f"requests.{GPU_RESOURCE}": str(work.gpu_count * work.replicas),
+        "pods": str(replicas),
+        "requests.cpu": _times(work.cpu, replicas),
+        "limits.cpu": _times(work.cpu, replicas),
+        "requests.memory": _times(work.memory, replicas),
+        "limits.memory": _times(work.memory, replicas),
+        f"limits.{EPHEMERAL_STORAGE}": _times(EPHEMERAL_STORAGE_PER_REPLICA, replicas),
+        f"requests.{GPU_RESOURCE}": str(work.gpu_count * replicas),
         "services.loadbalancers": "0",
         "services.nodeports": "0",
         "persistentvolumeclaims": "0",
@@ -389,6 +401,37 @@ def deployment(work: PlacementWork) -> JSON:
     }
 
 
+def job(work: PlacementWork) -> JSON:
+    """The run-to-completion workload: a Job of ``completions`` pods, ``replicas`` at a time.
+
+    Its pods run with ``restartPolicy: Never`` (a failed pod counts against ``backoffLimit``);
+    ``suspend`` is the Job's own (its running pods are removed, and it resumes later).
+    """
+    template = sanitised_pod_template(work)
+    template["spec"]["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": WORKLOAD_NAME,
+            "namespace": target_namespace(work.name),
+            "labels": _labels(work),
+        },
+        "spec": {
+            "parallelism": work.replicas,
+            "completions": work.completions,
+            "backoffLimit": work.backoff_limit,
+            "suspend": work.suspend,
+            "template": template,
+        },
+    }
+
+
+def workload(work: PlacementWork) -> JSON:
+    """The placement's workload: a Job when it runs to completion, else a Deployment."""
+    return job(work) if work.completions is not None else deployment(work)
+
+
 def manifests(work: PlacementWork) -> list[JSON]:
     """Every object of a placement, in the order they must be applied."""
     return [
@@ -396,5 +439,5 @@ def manifests(work: PlacementWork) -> list[JSON]:
         resource_quota(work),
         limit_range(work),
         network_policy(work),
-        deployment(work),
+        workload(work),
     ]

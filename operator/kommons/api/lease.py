@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from kommons.api.common import (
     API_VERSION,
@@ -23,6 +23,7 @@ from kommons.api.common import (
     Resource,
     StatusDecimal,
     StatusModel,
+    cel_rules,
     list_map,
 )
 from kommons.api.template import PodTemplate
@@ -112,6 +113,52 @@ class StorageRequest(ApiModel):
     )
 
 
+class JobSpec(ApiModel):
+    """A run-to-completion workload: the lease ends when its pods have succeeded enough times.
+
+    ``spec.replicas`` is the Job's parallelism (pods running at once).
+    """
+
+    completions: int = Field(
+        ge=1,
+        le=10000,
+        description="Successful pod completions that finish the lease (1 to 10000); at least"
+        " spec.replicas.",
+    )
+    backoff_limit: int = Field(
+        default=6,
+        ge=0,
+        le=100,
+        description="Failed pods retried before the lease ends Failed (0 to 100, default 6),"
+        " per provider the lease runs on.",
+    )
+
+
+JOB_RULES = cel_rules(
+    Cel(
+        "!has(self.job) || self.job.completions >= self.replicas",
+        "spec.job.completions must be at least spec.replicas: replicas is the Job's"
+        " parallelism, and replicas beyond completions would reserve capacity no pod uses",
+        field_path=".job.completions",
+    ),
+    Cel(
+        "!has(self.job) || !has(self.template.spec.restartPolicy)",
+        "spec.template.spec.restartPolicy must be unset for a Job lease: its pods run with"
+        " restartPolicy Never and are retried up to spec.job.backoffLimit times",
+        field_path=".template.spec.restartPolicy",
+    ),
+    Cel(
+        "has(self.job) == has(oldSelf.job) && (!has(self.job) || (self.job == oldSelf.job"
+        " && self.replicas == oldSelf.replicas && self.resources == oldSelf.resources"
+        " && self.template == oldSelf.template))",
+        "spec.job cannot be added or removed, and a Job lease's job, replicas, resources and"
+        " template are immutable (a started Job cannot change): create a new lease",
+        reason="FieldValueForbidden",
+    ),
+)
+"""Admission rules of Job-style leases (on ``ComputeLeaseSpec``)."""
+
+
 class PoolRef(ApiModel):
     """The ProviderPool a lease draws from."""
 
@@ -120,6 +167,8 @@ class PoolRef(ApiModel):
 
 class ComputeLeaseSpec(ApiModel):
     """What a tenant rents: replicas of a pod, from a pool, under a price cap."""
+
+    model_config = ConfigDict(json_schema_extra=JOB_RULES)
 
     pool_ref: Annotated[
         PoolRef,
@@ -133,7 +182,15 @@ class ComputeLeaseSpec(ApiModel):
     )
     duration: Duration | None = Field(
         default=None,
-        description="Lease term, e.g. 2h or 1d12h; absent = until deleted.",
+        description="Lease term, e.g. 2h or 1d12h, counted from startedAt (from the first"
+        " placement while no replica has started yet); when it ends the lease is Expired, its"
+        " workload removed and the lease kept for the record. Absent = until deleted.",
+    )
+    job: JobSpec | None = Field(
+        default=None,
+        description="Run to completion (a batch/v1 Job per provider) instead of running until"
+        " deleted: the lease ends Succeeded after job.completions successful pods, or Failed"
+        " once a provider's Job exceeds job.backoffLimit. Immutable.",
     )
     max_price_per_hour: PositiveDecimal = Field(
         description="Most the tenant pays per hour for one replica (its cpu, memory and gpu at"
@@ -145,8 +202,9 @@ class ComputeLeaseSpec(ApiModel):
     )
     suspend: bool = Field(
         default=False,
-        description="The agent scales the placements' workloads to zero; the lease and its"
-        " placements stay (billing: planned, issue 9).",
+        description="The agent scales the placements' workloads to zero and their reserved"
+        " capacity is released to the market; the lease and its placements stay. false"
+        " resumes, on the same providers when they still have room, elsewhere otherwise.",
     )
     expose: list[ExposedPort] | None = Field(
         default=None,
@@ -260,8 +318,8 @@ class ComputeLeaseStatus(StatusModel):
 
     phase: LeasePhase | None = Field(
         default=None,
-        description="Pending, Scheduled, Running, Degraded, Suspended, Expired, Failed or"
-        " Terminating.",
+        description="Pending, Scheduled, Running, Degraded, Suspended, Succeeded, Expired,"
+        " Failed or Terminating (docs/lifecycle.md says when each is shown).",
     )
     replicas: int | None = Field(
         default=None, ge=0, description="Replicas currently placed on providers."
@@ -284,6 +342,10 @@ class ComputeLeaseStatus(StatusModel):
     expires_at: datetime | None = Field(
         default=None, description="When the lease term ends (startedAt + duration)."
     )
+    succeeded: int | None = Field(
+        default=None, ge=0, description="Job leases: pods that completed successfully."
+    )
+    failed: int | None = Field(default=None, ge=0, description="Job leases: pods that failed.")
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status reflects."
     )

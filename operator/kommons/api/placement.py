@@ -20,7 +20,7 @@ from kommons.api.common import (
     StatusModel,
     list_map,
 )
-from kommons.api.lease import ConfigSource, ExposedPort, Resources, StorageRequest
+from kommons.api.lease import ConfigSource, ExposedPort, JobSpec, Resources, StorageRequest
 from kommons.api.template import PodTemplate
 
 PlacementPhase = Literal[
@@ -75,6 +75,11 @@ class LeasePlacementSpec(ApiModel):
     expires_at: datetime | None = Field(
         default=None, description="When the lease term ends; absent = until deleted."
     )
+    job: JobSpec | None = Field(
+        default=None,
+        description="Run to completion as a batch/v1 Job: this provider's share of the lease's"
+        " completions, its backoffLimit; replicas is the parallelism. Absent = a Deployment.",
+    )
     expose: list[ExposedPort] | None = Field(
         default=None,
         max_length=16,
@@ -102,10 +107,15 @@ class LeasePlacementStatus(StatusModel):
 
     phase: PlacementPhase | None = Field(
         default=None,
-        description="Pending, Materializing, Running, Degraded, Suspended, Failed or Terminating.",
+        description="Pending, Materializing, Running, Degraded, Suspended, Succeeded (a Job"
+        " completed), Failed or Terminating.",
     )
     replicas: int | None = Field(default=None, ge=0, description="Replicas that exist.")
     ready_replicas: int | None = Field(default=None, ge=0, description="Replicas ready.")
+    succeeded: int | None = Field(
+        default=None, ge=0, description="Job placements: pods that completed successfully."
+    )
+    failed: int | None = Field(default=None, ge=0, description="Job placements: pods that failed.")
     namespace: str | None = Field(
         default=None, description="Namespace of the workload on the provider cluster."
     )
@@ -131,6 +141,7 @@ class LeasePlacementStatus(StatusModel):
     conditions: list[Condition] | None = Field(
         default=None,
         description="Conditions: Ready, whose reason is AllReplicasReady, Suspended,"
+        " JobComplete, BackoffLimitExceeded (or another reason of the Job's Failed condition),"
         " InvalidPlacement, WorkloadMissing, PodsUnschedulable, ErrImagePull,"
         " ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError, PodsFailed,"
         " ReplicaFailure or ContainersNotReady.",

@@ -1,8 +1,17 @@
 """A ComputeLease's status from its placements and the hub's gates (pure, typed).
 
-Phase rules (in order): deleting → ``Terminating``; nothing placed → ``Pending``; suspended →
-``Suspended``; every replica ready → ``Running``; fewer ready after having run → ``Degraded``;
-otherwise (placed, never all ready yet) ``Scheduled``.
+Phase rules (in order; :func:`lease_phase`): deleting → ``Terminating``; nothing placed →
+``Pending``; suspended → ``Suspended``; every replica ready → ``Running``; no replica ready and
+the ``Ready`` reason (given only after the ready timeout) is the tenant's
+(:data:`TENANT_REASONS`) → ``Failed``; fewer ready after having run (``startedAt``) →
+``Degraded``; otherwise (placed, never all ready yet) ``Scheduled``. The end phases
+``Expired``, ``Succeeded`` and a Job's ``Failed`` are :mod:`kommons.hub.lifecycle`'s.
+
+``Failed`` of a long-running lease is a status, not an end: its placements stay, so fixing the
+template (a new image) recovers it.
+
+A Job placement counts all its replicas ready while its Job runs as it should (its ``Ready``
+condition is True) and once it completed: a Job's pods finish and go, by design.
 
 The ``Ready`` condition carries the provider's own reason (e.g. ``PodsUnschedulable`` with
 "pods Pending: Too many pods") once replicas have not been ready for ``ready_timeout``: a lease
@@ -32,6 +41,18 @@ from kommons.api import (
 AGENT_READY = "Ready"
 """Condition type on a placement's status with the provider-side reason."""
 
+TENANT_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+    }
+)
+"""Not-ready reasons the tenant causes (its image or its configuration): re-placing the
+replicas elsewhere would not help, so the lease shows them (``Failed``/``Degraded``) instead."""
+
 
 @dataclass(frozen=True)
 class Gate:
@@ -56,10 +77,15 @@ class Readiness:
 def placement_summary(placement: LeasePlacement) -> LeasePlacementSummary:
     """One entry of ``status.placements``."""
     status = placement.status
+    ready = min(placement.spec.replicas, (status.ready_replicas or 0) if status else 0)
+    if placement.spec.job is not None and status is not None:
+        condition = get_condition(status.conditions, AGENT_READY)
+        if status.phase == "Succeeded" or (condition is not None and condition.status == "True"):
+            ready = placement.spec.replicas
     return LeasePlacementSummary(
         provider=placement.spec.provider,
         replicas=placement.spec.replicas,
-        ready_replicas=min(placement.spec.replicas, (status.ready_replicas or 0) if status else 0),
+        ready_replicas=ready,
         price_per_hour=placement.spec.price_per_hour,
         placed_at=placement.metadata.creation_timestamp,
         namespace=status.namespace if status else None,
@@ -120,9 +146,27 @@ def readiness(
     return Readiness(Gate("Ready", False, reason, message), None)
 
 
-def _phase(
-    *, deleting: bool, placed: int, suspended: bool, ready: int, wanted: int, started: bool
+def lease_phase(
+    *,
+    deleting: bool,
+    placed: int,
+    suspended: bool,
+    ready: int,
+    wanted: int,
+    started: bool,
+    ready_reason: str = "",
 ) -> str:
+    """The phase of a lease that has not ended (the module docstring's rules).
+
+    Args:
+        deleting: The lease has a deletion timestamp.
+        placed: Replicas placed.
+        suspended: ``spec.suspend``.
+        ready: Replicas ready.
+        wanted: ``spec.replicas``.
+        started: All replicas were ready once (``status.startedAt`` is set).
+        ready_reason: The reason of the lease's ``Ready`` condition.
+    """
     if deleting:
         return "Terminating"
     if placed == 0:
@@ -131,6 +175,8 @@ def _phase(
         return "Suspended"
     if ready >= wanted:
         return "Running"
+    if ready == 0 and ready_reason in TENANT_REASONS:
+        return "Failed"
     if started:
         return "Degraded"
     return "Scheduled"
@@ -185,13 +231,15 @@ def lease_status(
     started_at = current.started_at
     if started_at is None and placed and ready >= spec.replicas > 0 and not spec.suspend:
         started_at = now.replace(microsecond=0)
-    phase = _phase(
+    ready_gate = next((g for g in gates if g.type == "Ready"), None)
+    phase = lease_phase(
         deleting=lease.metadata.deletion_timestamp is not None,
         placed=placed,
         suspended=spec.suspend,
         ready=ready,
         wanted=spec.replicas,
         started=started_at is not None,
+        ready_reason=ready_gate.reason if ready_gate and not ready_gate.ok else "",
     )
     generation = lease.metadata.generation
     return ComputeLeaseStatus(

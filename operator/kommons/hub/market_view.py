@@ -238,10 +238,15 @@ class MarketView:
         return placement.spec.replicas if count is None else min(count, placement.spec.replicas)
 
     def _rehold(self, placement: LeasePlacement) -> None:
-        """Hold the part of a placement its provider's report does not include yet."""
+        """Hold the part of a placement its provider's report does not include yet.
+
+        A suspended placement holds nothing: its capacity is the market's until it resumes
+        (the agent shrinks its quota to zero, so the provider's report frees it too).
+        """
         ref = placement.spec.lease_ref
         key = placement_key(f"{ref.namespace}/{ref.name}", placement.spec.provider)
-        replicas = placement.spec.replicas - self._reported(placement)
+        replicas = 0 if placement.spec.suspend else placement.spec.replicas
+        replicas -= self._reported(placement)
         if replicas > 0:
             self.market.hold(
                 key=key,

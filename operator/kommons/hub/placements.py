@@ -5,8 +5,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
-from kommons.api import ComputeLease, LeasePlacement, LeasePlacementSpec, LeaseRef, ObjectMeta
+from kommons.api import (
+    ComputeLease,
+    JobSpec,
+    LeasePlacement,
+    LeasePlacementSpec,
+    LeaseRef,
+    ObjectMeta,
+)
 from kommons.api_names import (
     LABEL_LEASE_NAME,
     LABEL_LEASE_NAMESPACE,
@@ -43,9 +51,20 @@ def placement_name(lease: ComputeLease) -> str:
 
 
 def placement_spec(
-    lease: ComputeLease, *, provider: str, replicas: int, price_per_hour: int, account: str
+    lease: ComputeLease,
+    *,
+    provider: str,
+    replicas: int,
+    price_per_hour: int,
+    account: str,
+    expires_at: datetime | None = None,
+    job: JobSpec | None = None,
 ) -> LeasePlacementSpec:
-    """The spec of the placement putting ``replicas`` of ``lease`` on ``provider``."""
+    """The spec of the placement putting ``replicas`` of ``lease`` on ``provider``.
+
+    ``expires_at`` is the lease's term end and ``job`` this provider's share of a Job lease
+    (:mod:`kommons.hub.lifecycle`).
+    """
     meta = lease.metadata
     copied = {name: getattr(lease.spec, name) for name in SPEC_FIELDS_COPIED}
     return LeasePlacementSpec(
@@ -55,12 +74,21 @@ def placement_spec(
         price_per_hour=format_units(price_per_hour),
         billing_account=account,
         lease_generation=meta.generation,
+        expires_at=expires_at,
+        job=job,
         **copied,
     )
 
 
 def placement_object(
-    lease: ComputeLease, *, provider: str, replicas: int, price_per_hour: int, account: str
+    lease: ComputeLease,
+    *,
+    provider: str,
+    replicas: int,
+    price_per_hour: int,
+    account: str,
+    expires_at: datetime | None = None,
+    job: JobSpec | None = None,
 ) -> LeasePlacement:
     """A new ``LeasePlacement`` for ``replicas`` of ``lease`` on ``provider``."""
     meta = lease.metadata
@@ -82,6 +110,8 @@ def placement_object(
             replicas=replicas,
             price_per_hour=price_per_hour,
             account=account,
+            expires_at=expires_at,
+            job=job,
         ),
     )
 

@@ -19,6 +19,11 @@ The branches, in order (``docs/architecture.md`` has the table):
 5. scale up: the missing replicas are scheduled, all or nothing; a provider that already runs
    some gets more at its placement's locked price.
 6. pass-through changes (template, suspend, expose ...) update placements at their price.
+
+The lease's life (:mod:`kommons.hub.lifecycle`, hooks marked ``lifecycle``): a lease whose
+term passed or whose Job finished ends (placements deleted, the lease kept with phase
+``Expired``, ``Succeeded`` or ``Failed``) right after branch 1; a resumed lease's suspended
+placements go back where they still fit and are re-placed (branch 3) where they do not.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from kommons.api import (
     template_violations,
 )
 from kommons.api_names import FINALIZER_HUB
+from kommons.hub import lifecycle
 from kommons.hub.lease_status import Gate, lease_status, readiness, status_changed
 from kommons.hub.placements import locked_price, placement_object, placement_spec, same_spec
 from kommons.hub.placements import scale_down as scale_down_counts
@@ -228,6 +234,7 @@ def _finish(
         billing_account=world.account,
         now=world.now,
     )
+    desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
     if status_changed(lease.status, desired):
         plan.status = desired
         previous = lease.status.conditions if lease.status else None
@@ -239,7 +246,8 @@ def _finish(
             and (old_ready is None or old_ready.reason != ready.gate.reason)
         ):
             plan.events.append(LeaseEvent("Warning", ready.gate.reason, ready.gate.message))
-    plan.recheck_after = ready.recheck_after
+    # lifecycle: look again at the readiness timeout or the end of the term, whichever is first
+    plan.recheck_after = lifecycle.recheck(ready.recheck_after, desired.expires_at, now=world.now)
     return plan
 
 
@@ -261,6 +269,23 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     if FINALIZER_HUB not in finalizers:
         plan.add_finalizer = True
 
+    # --- lifecycle: the term passed or the Job finished: keep the record, delete everything
+    end = lifecycle.lease_end(lease, live, now=world.now)
+    if end is not None:
+        desired_end = lifecycle.ended_status(lease, live, end, now=world.now)
+        plan.status = desired_end if status_changed(lease.status, desired_end) else None
+        if end.new:  # the record first: the next step (this write's event) deletes
+            kind: Literal["Normal", "Warning"] = "Warning" if end.phase == "Failed" else "Normal"
+            plan.events.append(LeaseEvent(kind, end.phase, end.message))
+            plan.recheck_after = 1.0
+            return plan
+        plan.delete = live
+        # A Job over its backoffLimit failed by its pods' exit codes, which the hub cannot
+        # tell from the tenant's own code failing: it does not count against the provider.
+        plan.endings = [ending(p, "Completed") for p in live]
+        return plan
+    # --- end lifecycle
+
     gate_list, blocked = gates(lease, world)
     if blocked is not None:
         return _finish(plan, lease, world, live, gate_list, None)
@@ -270,10 +295,16 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     request = lease_request(lease)
     wanted = lease.spec.replicas
 
+    # lifecycle: a resumed lease's suspended placements go back only where they still fit
+    resume = lifecycle.resume_check(
+        lifecycle.resuming(lease, live), request, pool_policy(world.pool), world.market
+    )
+    unfit = dict(resume.unfit or {})
+
     kept: list[LeasePlacement] = []
     stale: dict[str, tuple[LeasePlacement, str]] = {}
     for placement in live:
-        why = _stale_reason(placement, lease, request)
+        why = _stale_reason(placement, lease, request) or unfit.get(placement.spec.provider, "")
         if why:
             stale[placement.spec.provider] = (placement, why)
         else:
@@ -309,6 +340,13 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         scheduled = Gate("Scheduled", True, "Suspended", "suspended: missing replicas wait")
     gate_list.append(scheduled)
 
+    # lifecycle: the term's end and each provider's share of a Job go on every placement
+    final = dict(targets)
+    for provider, (replicas, _) in chosen.items():
+        final[provider] = final.get(provider, 0) + replicas
+    expiry = lifecycle.expires_at(lease, placed=bool(live or chosen), now=world.now)
+    shares = lifecycle.job_shares(lease.spec.job, final)
+
     after: list[LeasePlacement] = []
     for placement in kept:
         provider = placement.spec.provider
@@ -323,6 +361,8 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             replicas=replicas,
             price_per_hour=locked_price(placement),
             account=account,
+            expires_at=expiry,
+            job=shares.get(provider),
         )
         if same_spec(placement.spec, desired):
             after.append(placement)
@@ -336,7 +376,13 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         if provider in stale:
             old, why = stale.pop(provider)
             spec = placement_spec(
-                lease, provider=provider, replicas=replicas, price_per_hour=price, account=account
+                lease,
+                provider=provider,
+                replicas=replicas,
+                price_per_hour=price,
+                account=account,
+                expires_at=expiry,
+                job=shares.get(provider),
             )
             updated = old.model_copy(update={"spec": spec})
             plan.update.append(updated)
@@ -351,7 +397,13 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             )
             continue
         new = placement_object(
-            lease, provider=provider, replicas=replicas, price_per_hour=price, account=account
+            lease,
+            provider=provider,
+            replicas=replicas,
+            price_per_hour=price,
+            account=account,
+            expires_at=expiry,
+            job=shares.get(provider),
         )
         plan.create.append(new)
         after.append(new)
@@ -375,7 +427,8 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     else:
         for _, (old, why) in sorted(stale.items()):
             # fail safe: it keeps running until a replacement exists; suspend still reaches it
-            if old.spec.suspend != lease.spec.suspend:
+            # (lifecycle: a suspended one that no longer fits stays suspended meanwhile)
+            if old.spec.suspend != lease.spec.suspend and old.spec.provider not in unfit:
                 spec = old.spec.model_copy(update={"suspend": lease.spec.suspend})
                 old = old.model_copy(update={"spec": spec})
                 plan.update.append(old)
@@ -388,6 +441,11 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
                     f"placement on {old.spec.provider} must be re-placed because {why}, but: "
                     f"{gate_list[-1].message}",
                 )
+    # lifecycle: hold the capacity of the placements that resume where they were
+    if resume.decision is not None:
+        plan.decision = lifecycle.merge_decisions(plan.decision, resume.decision)
+        plan.request = request
+        plan.events.append(LeaseEvent("Normal", "Resumed", resume.decision.message))
     return _finish(plan, lease, world, after, gate_list, decision_status)
 
 

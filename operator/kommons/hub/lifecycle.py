@@ -1,0 +1,428 @@
+"""The whole life of a lease, pure: its term, suspend and resume, run-to-completion, its end.
+
+:func:`kommons.hub.plan.plan_lease` calls these at three points (each hook is marked
+``lifecycle`` there):
+
+- **End** (:func:`lease_end`). A lease whose term passed (``status.expiresAt``), whose Job
+  completed on every provider, or whose Job failed on one, *ends*: first its record is written
+  (phase ``Expired``, ``Succeeded`` or ``Failed``, a history entry, an Event), then, in the next
+  step, every placement is deleted (each with a :class:`~kommons.hub.plan.PlacementEnding`).
+  In that order, a lost status write can never leave a finished Job without placements, which
+  would look like a lease to place again. An ended lease stays ended (:func:`ended`): the hub
+  never places it again; create a new lease.
+- **Resume** (:func:`resume_check`). A placement suspended while its lease no longer is goes
+  back to its provider when that provider still has room for it (one decision per provider,
+  held like any decision), and is re-placed elsewhere otherwise.
+- **Status** (:func:`running_status`). ``expiresAt``, the Job counters, and the time of the
+  next re-check (the readiness timeout or the end of the term, whichever comes first).
+
+The term: ``expiresAt = startedAt + duration``. A lease none of whose replicas has started yet
+has a provisional ``expiresAt`` counted from its first placement, so a lease that never
+starts does not hold capacity past its term either; it moves to ``startedAt + duration`` when
+the replicas start. Suspended time counts (a term is wall-clock time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal, Protocol
+
+from kommons.api import (
+    HISTORY_LIMIT,
+    ComputeLease,
+    ComputeLeaseStatus,
+    JobSpec,
+    LeaseHistoryEntry,
+    LeasePlacement,
+    get_condition,
+    parse_duration,
+    ready_summary,
+    set_condition,
+)
+from kommons.scheduler import Decision, LeaseRequest, Placement, PoolPolicy, placement_key
+
+EndPhase = Literal["Expired", "Succeeded", "Failed"]
+"""The phases a lease ends in."""
+JOB_COMPLETE = "JobComplete"
+"""Ready reason of a Job placement whose Job completed (agent side)."""
+INVALID_PLACEMENT = "InvalidPlacement"
+"""Ready reason of a placement the agent could not read: the hub's doing, not the Job's."""
+
+
+class ResumeReader(Protocol):
+    """The part of the market view a resume check consults."""
+
+    def decide(
+        self,
+        lease: LeaseRequest,
+        pool: PoolPolicy,
+        *,
+        already_placed: Mapping[str, int],
+        released: frozenset[str],
+    ) -> Decision:
+        """Where ``lease``'s missing replicas would go (see :class:`~kommons.hub.plan.World`)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------
+# The term
+# --------------------------------------------------------------------------------------
+
+
+def expires_at(lease: ComputeLease, *, placed: bool, now: datetime) -> datetime | None:
+    """When the lease's term ends (``None``: no ``duration``, or nothing placed yet).
+
+    ``startedAt + duration`` once the replicas started; before, the provisional end already
+    recorded, or ``now + duration`` when the lease is placed for the first time.
+    """
+    if lease.spec.duration is None:
+        return None
+    term = parse_duration(lease.spec.duration)
+    status = lease.status
+    if status is not None and status.started_at is not None:
+        return status.started_at + term
+    if status is not None and status.expires_at is not None:
+        return status.expires_at
+    return now.replace(microsecond=0) + term if placed else None
+
+
+def recheck(ready_after: float | None, expires: datetime | None, *, now: datetime) -> float | None:
+    """Seconds until the hub must look at the lease again: readiness timeout or term end."""
+    candidates = [ready_after] if ready_after is not None else []
+    if expires is not None:
+        candidates.append(max(0.0, (expires - now).total_seconds()))
+    return min(candidates) if candidates else None
+
+
+# --------------------------------------------------------------------------------------
+# Job-style leases
+# --------------------------------------------------------------------------------------
+
+
+def job_shares(job: JobSpec | None, replicas: Mapping[str, int]) -> dict[str, JobSpec]:
+    """Each provider's share of a Job lease's completions, in proportion to its replicas.
+
+    Admission keeps ``completions >= replicas``, so every provider's share is at least its
+    replicas (its parallelism); the remainder goes to the providers with most replicas first
+    (then by name). Providers with no replicas get nothing.
+    """
+    if job is None:
+        return {}
+    live = {p: n for p, n in replicas.items() if n > 0}
+    total = sum(live.values())
+    if total == 0:
+        return {}
+    shares = {p: job.completions * n // total for p, n in live.items()}
+    left = job.completions - sum(shares.values())
+    for provider in sorted(live, key=lambda p: (-live[p], p)):
+        if left <= 0:
+            break
+        shares[provider] += 1
+        left -= 1
+    return {
+        p: JobSpec(completions=max(n, live[p]), backoff_limit=job.backoff_limit)
+        for p, n in shares.items()
+    }
+
+
+def _ready_reason(placement: LeasePlacement) -> tuple[str, str]:
+    status = placement.status
+    condition = get_condition(status.conditions if status else None, "Ready")
+    if condition is None:
+        return "", (status.message or "") if status else ""
+    return condition.reason, condition.message
+
+
+def job_failed(placement: LeasePlacement) -> bool:
+    """A Job placement whose Job failed on its provider (e.g. ``BackoffLimitExceeded``)."""
+    status = placement.status
+    return (
+        placement.spec.job is not None
+        and status is not None
+        and status.phase == "Failed"
+        and _ready_reason(placement)[0] != INVALID_PLACEMENT
+    )
+
+
+def job_succeeded(placement: LeasePlacement) -> bool:
+    """A Job placement whose Job completed on its provider."""
+    status = placement.status
+    return placement.spec.job is not None and status is not None and status.phase == "Succeeded"
+
+
+def job_counts(placements: Sequence[LeasePlacement]) -> tuple[int, int]:
+    """Pods that succeeded and failed, summed over a Job lease's placements."""
+    succeeded = sum((p.status.succeeded or 0) if p.status else 0 for p in placements)
+    failed = sum((p.status.failed or 0) if p.status else 0 for p in placements)
+    return succeeded, failed
+
+
+# --------------------------------------------------------------------------------------
+# The end of a lease
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class End:
+    """Why a lease ends (or ended), and how the hub tells it."""
+
+    phase: EndPhase
+    reason: str
+    """CamelCase reason: TermEnded, JobComplete, BackoffLimitExceeded ..."""
+    message: str
+    new: bool
+    """The lease ends in this step (``False``: it ended before; only leftovers go)."""
+    failed_provider: str | None = None
+    """The provider whose Job failed (its placement ends ``Failed``)."""
+
+
+def ended(lease: ComputeLease) -> bool:
+    """Whether the lease reached its end before: ``Expired``, ``Succeeded``, or a Job ``Failed``.
+
+    A long-running lease shown ``Failed`` (a tenant-caused reason) has not ended: a template
+    fix recovers it.
+    """
+    phase = lease.status.phase if lease.status else None
+    return phase in ("Expired", "Succeeded") or (phase == "Failed" and lease.spec.job is not None)
+
+
+def lease_end(
+    lease: ComputeLease, placements: Sequence[LeasePlacement], *, now: datetime
+) -> End | None:
+    """Whether the lease ends in this step, or ended before; ``None`` while it runs on.
+
+    Args:
+        lease: The lease as served.
+        placements: Its live placements.
+        now: The hub's clock.
+    """
+    status = lease.status
+    if ended(lease):
+        assert status is not None
+        assert status.phase in ("Expired", "Succeeded", "Failed")
+        ready = get_condition(status.conditions, "Ready")
+        last = next((h for h in reversed(status.history or ()) if h.type == status.phase), None)
+        return End(
+            status.phase,
+            ready.reason if ready else status.phase,
+            ready.message if ready else "",
+            new=False,
+            failed_provider=last.provider if last is not None else None,
+        )
+    placed = bool(placements)
+    expires = expires_at(lease, placed=placed, now=now)
+    if expires is not None and now >= expires:
+        return End(
+            "Expired",
+            "TermEnded",
+            f"the lease term ({lease.spec.duration}) ended at {expires.isoformat()}; its"
+            " workload was removed",
+            new=True,
+        )
+    if lease.spec.job is None or not placed:
+        return None
+    for placement in sorted(placements, key=lambda p: p.spec.provider):
+        if job_failed(placement):
+            reason, message = _ready_reason(placement)
+            return End(
+                "Failed",
+                reason or "JobFailed",
+                f"the Job failed on {placement.spec.provider}: {message or 'no message'}",
+                new=True,
+                failed_provider=placement.spec.provider,
+            )
+    if sum(p.spec.replicas for p in placements) >= lease.spec.replicas and all(
+        job_succeeded(p) for p in placements
+    ):
+        succeeded, _ = job_counts(placements)
+        return End(
+            "Succeeded",
+            JOB_COMPLETE,
+            f"the Job completed: {succeeded} pod(s) succeeded on"
+            f" {', '.join(sorted(p.spec.provider for p in placements))}",
+            new=True,
+        )
+    return None
+
+
+def with_history(
+    history: Sequence[LeaseHistoryEntry] | None, entry: LeaseHistoryEntry
+) -> list[LeaseHistoryEntry]:
+    """``history`` plus ``entry``, keeping the newest :data:`~kommons.api.HISTORY_LIMIT`."""
+    return [*(history or ()), entry][-HISTORY_LIMIT:]
+
+
+def ended_status(
+    lease: ComputeLease, placements: Sequence[LeasePlacement], end: End, *, now: datetime
+) -> ComputeLeaseStatus:
+    """The status of a lease that ends (or ended): its record, with no placement left.
+
+    ``Ready`` is False with the end's reason; the Job counters and ``expiresAt`` are kept; a
+    history entry is added when the lease ends in this step.
+    """
+    current = lease.status or ComputeLeaseStatus()
+    now = now.replace(microsecond=0)
+    generation = lease.metadata.generation
+    conditions = set_condition(
+        current.conditions,
+        type_="Ready",
+        status="False",
+        reason=end.reason,
+        message=end.message,
+        observed_generation=generation,
+        now=now,
+    )
+    succeeded, failed = current.succeeded, current.failed
+    history = current.history
+    if end.new:
+        if lease.spec.job is not None:
+            succeeded, failed = job_counts(placements)
+        entry = LeaseHistoryEntry(
+            time=now,
+            type=end.phase,
+            provider=end.failed_provider,
+            replicas=sum(p.spec.replicas for p in placements),
+            reason=end.reason,
+            message=end.message,
+        )
+        history = with_history(history, entry)
+    return current.model_copy(
+        update={
+            "phase": end.phase,
+            "replicas": 0,
+            "ready_replicas": 0,
+            "ready": ready_summary(0, lease.spec.replicas),
+            "providers": "",
+            "placements": [],
+            "succeeded": succeeded,
+            "failed": failed,
+            "observed_generation": generation,
+            "history": history,
+            "conditions": conditions,
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------
+# While the lease runs
+# --------------------------------------------------------------------------------------
+
+
+def running_status(
+    lease: ComputeLease,
+    placements: Sequence[LeasePlacement],
+    status: ComputeLeaseStatus,
+    *,
+    now: datetime,
+) -> ComputeLeaseStatus:
+    """``status`` with the lifecycle's fields: ``expiresAt`` and, for a Job, its counters."""
+    update: dict[str, object] = {
+        "expires_at": expires_at(lease, placed=bool(placements), now=now),
+    }
+    if lease.spec.job is not None:
+        succeeded, failed = job_counts(placements)
+        update |= {"succeeded": succeeded, "failed": failed}
+    return status.model_copy(update=update)
+
+
+# --------------------------------------------------------------------------------------
+# Resume
+# --------------------------------------------------------------------------------------
+
+
+def resuming(lease: ComputeLease, placements: Sequence[LeasePlacement]) -> list[LeasePlacement]:
+    """Placements still suspended although their lease is not (anymore)."""
+    if lease.spec.suspend:
+        return []
+    return [p for p in placements if p.spec.suspend]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Which suspended placements go back to their providers, and which must move."""
+
+    decision: Decision | None
+    """One decision holding the capacity of every placement that goes back."""
+    back: tuple[str, ...] = ()
+    """Providers that take their placement back."""
+    unfit: Mapping[str, str] | None = None
+    """Provider → why its suspended placement cannot go back (it is re-placed)."""
+
+
+def resume_check(
+    placements: Sequence[LeasePlacement],
+    request: LeaseRequest,
+    pool: PoolPolicy,
+    market: ResumeReader,
+) -> Resume:
+    """Whether each resuming placement still fits its provider, as the market stands now.
+
+    A suspended placement holds no capacity, so others may have taken its room meanwhile. One
+    decision per placement, restricted to its provider and its replicas (the lease's regions,
+    price cap and the pool still apply), counting as free what the provider's last report
+    still reserves for this very placement (the agent may not have shrunk its quota yet); the
+    chosen ones are merged into one decision for the hub to hold.
+    """
+    chosen: list[Placement] = []
+    back: list[str] = []
+    unfit: dict[str, str] = {}
+    first: Decision | None = None
+    for placement in sorted(placements, key=lambda p: p.spec.provider):
+        provider = placement.spec.provider
+        if request.providers and provider not in request.providers:
+            unfit[provider] = f"{provider} is no longer in spec.placement.providers"
+            continue
+        alone = replace(
+            request, replicas=placement.spec.replicas, providers=frozenset({provider}), spread=False
+        )
+        # what the provider's report still counts for this placement is its own room
+        own = frozenset({placement_key(request.key, provider)})
+        decision = market.decide(alone, pool, already_placed={}, released=own)
+        if decision.chosen:
+            first = first or decision
+            chosen.extend(decision.chosen)
+            back.append(provider)
+        else:
+            why = decision.rejected.get(provider) or decision.message
+            unfit[provider] = f"{provider} no longer has room for it ({why})"
+    merged = None
+    if first is not None:
+        merged = replace(
+            first,
+            wanted=sum(c.replicas for c in chosen),
+            chosen=tuple(chosen),
+            message=f"resumed on {', '.join(back)}",
+        )
+    return Resume(merged, tuple(back), unfit)
+
+
+def merge_decisions(a: Decision | None, b: Decision | None) -> Decision | None:
+    """One decision holding the capacity of both (``b``'s chosen added to ``a``'s)."""
+    if a is None or b is None:
+        return a or b
+    return replace(a, wanted=a.wanted + b.wanted, chosen=(*a.chosen, *b.chosen))
+
+
+__all__ = [
+    "JOB_COMPLETE",
+    "End",
+    "EndPhase",
+    "Resume",
+    "ResumeReader",
+    "ended",
+    "ended_status",
+    "expires_at",
+    "job_counts",
+    "job_failed",
+    "job_shares",
+    "job_succeeded",
+    "lease_end",
+    "merge_decisions",
+    "recheck",
+    "resume_check",
+    "resuming",
+    "running_status",
+    "with_history",
+]
