@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "crds"
 EXAMPLE_PROVIDERS = REPO / "examples" / "providers"
 STATE_FILE = "stack.json"
+HUB_NAMESPACE = "kommons-system"
+HUB_LEASE = "kommons-hub"
+"""The hub replicas' election Lease (``kommons hub`` defaults)."""
 Progress = Callable[[str], None]
 
 PROVIDER_LABELS = {"kommons.io/tier": "community"}
@@ -156,10 +159,43 @@ class Stack:
             path.write_text(text)
             path.chmod(0o600)
 
+    # --- HA hub (leader election): replicas, the Lease --------------------------------------
+
+    def hub_names(self) -> list[str]:
+        """The stack's hub processes: ``hub``, or the replicas ``hub-a``, ``hub-b`` and so on."""
+        return sorted(n for n in self.processes if n == "hub" or n.startswith("hub-"))
+
+    def start_hubs(self, replicas: int, *extra: str) -> list[ProcessRecord]:
+        """Start ``replicas`` hub processes: ``hub`` alone, or ``hub-a``, ``hub-b`` … (HA).
+
+        Each replica's ``--identity`` is its process name, so the Lease names who leads.
+        """
+        if replicas == 1:
+            return [self.start_hub(*extra)]
+        return [self.start_hub(*extra, name=f"hub-{chr(ord('a') + i)}") for i in range(replicas)]
+
+    def leader(self) -> str | None:
+        """The identity holding the hub's election Lease (``None``: none, or released)."""
+        body = self.hub_kube().get_or_none(r.LEASES, HUB_LEASE, HUB_NAMESPACE)
+        holder = ((body or {}).get("spec") or {}).get("holderIdentity")
+        return str(holder) if holder else None
+
+    def stop_hubs(self) -> None:
+        """Stop every hub process gracefully (each releases the Lease) and forget it."""
+        for name in self.hub_names():
+            stop(self.processes.pop(name), timeout=30)
+            if self.bed is not None:
+                self.bed.disown(name)
+        self.save()
+
     # --- processes ------------------------------------------------------------------------
 
-    def start_hub(self, *extra: str) -> ProcessRecord:
-        """Start the hub operator (``kommons hub``)."""
+    def start_hub(self, *extra: str, name: str = "hub") -> ProcessRecord:
+        """Start the hub operator (``kommons hub``) as process (and Lease identity) ``name``.
+
+        The identity is stable across restarts: a ``hub`` restarted after a crash finds the
+        Lease in its own name and leads at once instead of waiting for it to expire.
+        """
         argv = [
             sys.executable,
             "-m",
@@ -173,9 +209,11 @@ class Stack:
             "2",
             "--ready-timeout",
             "15",
+            "--identity",
+            name,
             *extra,
         ]
-        return self._record(spawn("hub", argv, self.dir / "logs" / "hub.log"))
+        return self._record(spawn(name, argv, self.dir / "logs" / f"{name}.log"))
 
     def start_agent(self, provider: str) -> ProcessRecord:
         """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig."""
@@ -197,7 +235,7 @@ class Stack:
         return self._record(spawn(f"agent-{provider}", argv, log))
 
     def kill(self, name: str) -> None:
-        """SIGKILL one of the stack's processes (``hub`` or ``agent-<provider>``): a crash."""
+        """SIGKILL one of the stack's processes (``hub``, ``hub-a`` or ``agent-<p>``): a crash."""
         kill(self.processes[name])
 
     def stop(self, name: str) -> None:
@@ -241,7 +279,7 @@ class Stack:
 
     def down(self) -> None:
         """Stop every process of the stack (agents first, then the hub)."""
-        for name in sorted(self.processes, key=lambda n: n == "hub"):
+        for name in sorted(self.processes, key=lambda n: n == "hub" or n.startswith("hub-")):
             stop(self.processes[name], timeout=15)
             if self.bed is not None:
                 self.bed.disown(name)
@@ -254,6 +292,7 @@ def start_stack(
     progress: Progress = _quiet,
     hub_args: Sequence[str] = (),
     ready_timeout: float = 90.0,
+    hub_replicas: int = 1,
 ) -> Stack:
     """Install CRDs and trust policies, onboard providers, start the hub and every agent.
 
@@ -262,6 +301,8 @@ def start_stack(
         progress: Called with a line per step.
         hub_args: Extra ``kommons hub`` options (a later option wins over the defaults).
         ready_timeout: Seconds to wait for every provider to be ``Ready``.
+        hub_replicas: 1 starts ``hub``; more start ``hub-a``, ``hub-b`` … of which the one
+            holding the election Lease acts.
     """
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
@@ -284,10 +325,10 @@ def start_stack(
     stack.onboard_all(hub)
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
     try:
-        stack.start_hub(*hub_args)
+        stack.start_hubs(hub_replicas, *hub_args)
         for provider in sorted(stack.provider_kubeconfigs):
             stack.start_agent(provider)
-        progress("started the hub operator and one agent per provider; waiting for them")
+        progress(f"started {hub_replicas} hub replica(s) and one agent per provider; waiting")
         stack.wait_providers_ready(timeout=ready_timeout, since=started_at)
     except BaseException:
         stack.down()  # leave no orphaned operator or agent behind
