@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import signal
-from typing import Any
 
 import kopf
 
@@ -104,17 +103,28 @@ async def _run_operator(options: HubOptions, stop: asyncio.Event, *, user_agent:
     )
     registry, hub = build_registry(options, kube)
 
-    @kopf.on.startup(registry=registry)
-    async def own_signals(**_: Any) -> None:
-        # kopf installs its own SIGINT/SIGTERM handlers when it starts; ours stop the hub's
-        # workers first (below), then kopf.
+    started = asyncio.Event()
+
+    async def own_signals() -> None:
+        # kopf installs its own SIGINT/SIGTERM handlers as it starts; once it has, take them
+        # back, so a signal stops the hub's workers first (below), then kopf, without
+        # kopf's 5 s wait for them.
+        await started.wait()
         _on_signals(stop)
 
     log.info("hub starting against %s", kube.server)
+    signals = asyncio.create_task(own_signals())
     operator = asyncio.create_task(
-        kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop)
+        kopf.operator(
+            registry=registry,
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=started,
+        )
     )
     await asyncio.wait([operator, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+    signals.cancel()
     try:
         for task in hub.tasks:  # the workers and the health loop: no new steps from now on
             task.cancel()
