@@ -6,7 +6,9 @@
 2. ``--rounds`` times: SIGKILL the replica holding the Lease; at once create a one-replica
    probe lease. Stamped from the kill: the standby holds the Lease (polled every 50 ms), the
    probe's placement is written (the new leader acts), the probe is Running. The killed
-   replica is restarted and stands by.
+   replica is restarted and stands by. The Lease step is the new leader's own
+   ``acquireTime`` minus the time of the signal (one machine, one clock); the others are polled
+   every 50 ms, each in its own thread.
 3. The same with SIGTERM (the leader releases the Lease on its way out).
 
 Prints p50/max per step; asserts nothing about time. Stops the bed it started.
@@ -20,8 +22,11 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +47,7 @@ from kommons.kube import Kube
 from kommons.kube import resources as r
 from kommons_testbed.bed import Testbed
 from kommons_testbed.processes import wait_for
-from kommons_testbed.stack import Stack, start_stack
+from kommons_testbed.stack import HUB_LEASE, HUB_NAMESPACE, Stack, start_stack
 from kommons_testbed.state import load_state
 
 TENANT = "bench-takeover"
@@ -56,21 +61,6 @@ LABELS = {
     "placement": "new leader wrote the probe's placement",
     "running": "probe lease Running",
 }
-
-
-def _last_run(stack: Stack, name: str) -> str:
-    path = stack.dir / "logs" / f"{name}.log"
-    text = path.read_text() if path.exists() else ""
-    return text.rsplit("campaigns for Lease", 1)[-1]
-
-
-def _standing_by(stack: Stack, name: str) -> None:
-    wait_for(
-        lambda: "waits for the Lease" in _last_run(stack, name),
-        timeout=120,
-        what=f"{name} to stand by",
-        every=0.2,
-    )
 
 
 def _leader(stack: Stack) -> str:
@@ -89,11 +79,30 @@ def _probe(hub: Kube, name: str) -> JSON:
     return hub.create(r.COMPUTE_LEASES, body, TENANT)
 
 
-def one_round(stack: Stack, hub: Kube, *, how: str, index: int, limit: float) -> dict[str, float]:
+def _poll(
+    check: Callable[[], float | None], step: str, seen: dict[str, float], deadline: float
+) -> None:
+    """Call ``check`` every 50 ms until it returns a time (stored under ``step``)."""
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except Exception as exc:  # the hub's API server is busy: keep polling
+            say(f"({step}: poll failed: {exc})")
+            value = None
+        if value is not None:
+            seen[step] = value
+            return
+        time.sleep(0.05)
+
+
+def one_round(
+    stack: Stack, hub: Kube, runs: dict[str, int], *, how: str, index: int, limit: float
+) -> dict[str, float]:
     """Stop the leader (``kill`` or ``stop``), create a probe; seconds to each step."""
     leader = _leader(stack)
     standby = next(n for n in REPLICAS if n != leader)
-    _standing_by(stack, standby)
+    stack.wait_standing_by(standby, after_runs=runs.get(standby, 0))
+    started_wall = datetime.now(UTC)
     started = time.monotonic()
     if how == "kill":
         stack.kill(leader)
@@ -101,29 +110,39 @@ def one_round(stack: Stack, hub: Kube, *, how: str, index: int, limit: float) ->
         stack.stop(leader)
     stopped = time.monotonic() - started
     probe = _probe(hub, f"probe-{how}-{index}-{RUN}")
-    uid = probe["metadata"]["uid"]
+    uid, name = probe["metadata"]["uid"], probe["metadata"]["name"]
+
+    def lease_taken() -> float | None:
+        spec = hub.get(r.LEASES, HUB_LEASE, HUB_NAMESPACE).get("spec") or {}
+        if spec.get("holderIdentity") != standby or not spec.get("acquireTime"):
+            return None
+        # the new leader's own stamp (same machine, same clock): no polling delay in it
+        acquired = datetime.fromisoformat(str(spec["acquireTime"]).replace("Z", "+00:00"))
+        return (acquired - started_wall).total_seconds()
+
+    def placed() -> float | None:
+        found = hub.list(r.LEASE_PLACEMENTS, label_selector=f"{LABEL_LEASE_UID}={uid}")
+        return time.monotonic() - started if found else None
+
+    def running() -> float | None:
+        status = hub.get(r.COMPUTE_LEASES, name, TENANT).get("status") or {}
+        return time.monotonic() - started if status.get("phase") == "Running" else None
+
     seen: dict[str, float] = {}
-    while len(seen) < len(STEPS) and time.monotonic() - started < limit:
-        now = time.monotonic() - started
-        try:
-            if "lease" not in seen and stack.leader() == standby:
-                seen["lease"] = now
-            if "placement" not in seen and hub.list(
-                r.LEASE_PLACEMENTS, label_selector=f"{LABEL_LEASE_UID}={uid}"
-            ):
-                seen["placement"] = now
-            if "running" not in seen:
-                status = hub.get(r.COMPUTE_LEASES, probe["metadata"]["name"], TENANT).get("status")
-                if (status or {}).get("phase") == "Running":
-                    seen["running"] = now
-        except Exception as exc:  # the hub's API server is busy: keep polling
-            say(f"(poll failed: {exc})")
-        time.sleep(0.05)
+    pollers = [
+        threading.Thread(target=_poll, args=(check, step, seen, started + limit))
+        for step, check in (("lease", lease_taken), ("placement", placed), ("running", running))
+    ]
+    for poller in pollers:
+        poller.start()
+    for poller in pollers:
+        poller.join()
     say(
         f"{how} {leader} ({stopped:.1f}s to stop): "
         + ", ".join(f"{k} {seen[k]:.1f}s" for k in STEPS if k in seen)
     )
-    stack.start_hub(name=leader)  # back as the standby
+    runs[leader] = len(stack.hub_runs(leader))
+    stack.start_hub(name=leader)  # back as the standby (waited for in the next round)
     return seen
 
 
@@ -137,9 +156,12 @@ def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         hub.apply(r.COMPUTE_LEASES, body)
     say(f"{args.leases} suspended leases for the new leader to list; pool {POOL}")
     results: dict[str, Any] = {}
+    runs: dict[str, int] = {}
+    """Replica → its runs before its latest restart (to wait for the new run to stand by)."""
     for how in ("kill", "stop"):
         rounds = [
-            one_round(stack, hub, how=how, index=i, limit=args.limit) for i in range(args.rounds)
+            one_round(stack, hub, runs, how=how, index=i, limit=args.limit)
+            for i in range(args.rounds)
         ]
         results[how] = {step: [r_[step] for r_ in rounds if step in r_] for step in STEPS} | {
             "rounds": len(rounds)

@@ -23,7 +23,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,9 +42,8 @@ MANAGER = "kommons-hub@"
 
 def _log(stack: Stack, name: str) -> str:
     """The log of the replica's latest run (logs are appended across restarts)."""
-    path: Path = stack.dir / "logs" / f"{name}.log"
-    text = path.read_text() if path.exists() else ""
-    return text.rsplit("campaigns for Lease", 1)[-1]
+    runs = stack.hub_runs(name)
+    return runs[-1] if runs else ""
 
 
 def _wait_leader(stack: Stack, among: tuple[str, ...], *, timeout: float = 60.0) -> str:
@@ -183,12 +181,9 @@ def test_sigkill_mid_burst_standby_takes_over_nothing_lost_or_doubled(
     assert any(standby in _hub_writers(lease) for lease in leases)
     assert max(workloads.values()) == 1
 
+    runs = len(pair.hub_runs(leader))
     pair.start_hub(name=leader)  # the old leader comes back: it stands by
-    wait_for(
-        lambda: "waits for the Lease" in _log(pair, leader),
-        timeout=60,
-        what=f"restarted {leader} to stand by",
-    )
+    pair.wait_standing_by(leader, after_runs=runs)
     assert pair.leader() == standby
     assert takeover < 60, "sanity deadline: lease duration 15 s + retry 2 s + a loaded machine"
 
@@ -199,11 +194,7 @@ def test_sigterm_releases_the_lease_and_the_standby_takes_over_at_once(
     hub = pair.hub_kube()
     leader = _wait_leader(pair, REPLICAS)
     standby = next(n for n in REPLICAS if n != leader)
-    wait_for(
-        lambda: "waits for the Lease" in _log(pair, standby),
-        timeout=60,
-        what=f"{standby} to stand by",
-    )
+    pair.wait_standing_by(standby)
     before = hub.get(r.LEASES, HUB_LEASE, HUB_NAMESPACE)["spec"]
     started = time.monotonic()
     pair.stop(leader)

@@ -31,6 +31,10 @@ STATE_FILE = "stack.json"
 HUB_NAMESPACE = "kommons-system"
 HUB_LEASE = "kommons-hub"
 """The hub replicas' election Lease (``kommons hub`` defaults)."""
+HUB_RUN_MARK = "campaigns for Lease"
+STANDBY_MARK = "waits for the Lease"
+LEADER_MARK = "acquired"
+"""What a hub replica logs when it starts, stands by, leads (``kommons.hub.leader``)."""
 Progress = Callable[[str], None]
 
 PROVIDER_LABELS = {"kommons.io/tier": "community"}
@@ -179,6 +183,22 @@ class Stack:
         body = self.hub_kube().get_or_none(r.LEASES, HUB_LEASE, HUB_NAMESPACE)
         holder = ((body or {}).get("spec") or {}).get("holderIdentity")
         return str(holder) if holder else None
+
+    def hub_runs(self, name: str) -> list[str]:
+        """A hub replica's log cut into its runs (logs are appended across restarts)."""
+        path = self.dir / "logs" / f"{name}.log"
+        text = path.read_text() if path.exists() else ""
+        return text.split(HUB_RUN_MARK)[1:]
+
+    def wait_standing_by(self, name: str, *, after_runs: int = 0, timeout: float = 120) -> None:
+        """Wait until run number ``after_runs + 1`` (or later) of a replica stands by."""
+
+        def standing_by() -> bool:
+            runs = self.hub_runs(name)
+            last = runs[-1] if len(runs) > after_runs else ""
+            return STANDBY_MARK in last and LEADER_MARK not in last
+
+        wait_for(standing_by, timeout=timeout, what=f"hub replica {name} to stand by", every=0.2)
 
     def stop_hubs(self) -> None:
         """Stop every hub process gracefully (each releases the Lease) and forget it."""
