@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
+    ACCOUNT,
     POOL,
     lease_body,
     load_average,
@@ -169,6 +170,20 @@ def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def cleanup(stack: Stack) -> None:
+    """Remove what the bench created on an attached bed (its account bills every tenant)."""
+    hub = stack.hub_kube()
+    hub.delete(r.NAMESPACES, TENANT)  # the hub finalizes the leases and their placements
+    wait_for(
+        lambda: hub.get_or_none(r.NAMESPACES, TENANT) is None,
+        timeout=300,
+        what=f"namespace {TENANT} to be gone",
+        every=1.0,
+    )
+    hub.delete(r.PROVIDER_POOLS, POOL)
+    hub.delete(r.BILLING_ACCOUNTS, ACCOUNT)
+
+
 def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) -> str:
     """The tables."""
     out = []
@@ -231,6 +246,12 @@ def main() -> int:
         results = run(stack, args)
     finally:
         if stack is not None:
+            if args.attach:
+                say(f"removing namespace {TENANT}, pool {POOL} and account {ACCOUNT}")
+                try:
+                    cleanup(stack)
+                except Exception as exc:  # keep going: the stack must stop anyway
+                    say(f"clean-up incomplete: {exc}")
             stack.down()
         save_logs(bed)
         if not args.attach:
