@@ -34,6 +34,7 @@ HUB_LEASE = "kommons-hub"
 HUB_RUN_MARK = "campaigns for Lease"
 STANDBY_MARK = "waits for the Lease"
 LEADER_MARK = "acquired"
+LOST_MARK = "leadership lost"
 """What a hub replica logs when it starts, stands by, leads (``kommons.hub.leader``)."""
 Progress = Callable[[str], None]
 
@@ -199,6 +200,19 @@ class Stack:
             return STANDBY_MARK in last and LEADER_MARK not in last
 
         wait_for(standing_by, timeout=timeout, what=f"hub replica {name} to stand by", every=0.2)
+
+    def restart_lost_hubs(self) -> list[str]:
+        """Restart the hub replicas that exited because they lost the Lease (as a pod would be).
+
+        Only those: a replica killed on purpose stays down until its test restarts it.
+        """
+        restarted = []
+        for name in self.hub_names():
+            runs = self.hub_runs(name)
+            if not self.alive(name) and runs and LOST_MARK in runs[-1]:
+                self.start_hub(name=name)
+                restarted.append(name)
+        return restarted
 
     def stop_hubs(self) -> None:
         """Stop every hub process gracefully (each releases the Lease) and forget it."""
