@@ -105,16 +105,62 @@ def hub(
             help="Shortest interval between two writes of a provider's status.reputation.",
         ),
     ] = 30.0,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            help="Act only while holding the hub's coordination.k8s.io Lease (run two or more"
+            " replicas for HA; on by default so a second replica can never act too)."
+        ),
+    ] = True,
+    leader_namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="Namespace of the election Lease (default: $POD_NAMESPACE, the pod's"
+            " namespace, else kommons-system; created if missing)."
+        ),
+    ] = None,
+    leader_lease_name: Annotated[str, typer.Option(help="Name of the election Lease.")] = (
+        "kommons-hub"
+    ),
+    leader_lease_duration: Annotated[
+        float,
+        typer.Option(help="Seconds a standby waits for a silent leader before taking over."),
+    ] = 15.0,
+    leader_renew_deadline: Annotated[
+        float,
+        typer.Option(help="Seconds the leader may fail to renew before it exits (status 3)."),
+    ] = 10.0,
+    leader_retry_period: Annotated[
+        float, typer.Option(help="Seconds between two attempts to acquire or renew.")
+    ] = 2.0,
+    identity: Annotated[
+        str | None,
+        typer.Option(help="This replica's holder identity (default: <hostname>_<pid>)."),
+    ] = None,
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
     """Run the hub operator: schedule leases onto providers and track them."""
     from kommons.hub.handlers import HubOptions
+    from kommons.hub.leader import ElectionOptions, default_identity, default_namespace
     from kommons.hub.reputation import ReputationSettings
     from kommons.hub.runner import run_hub
     from kommons.logs import setup_logging
 
     setup_logging(json_format=log_json, verbose=verbose)
+    election: ElectionOptions | None = None
+    if leader_elect:
+        try:
+            election = ElectionOptions(
+                identity=identity or default_identity(),
+                namespace=leader_namespace or default_namespace(),
+                name=leader_lease_name,
+                lease_duration=leader_lease_duration,
+                renew_deadline=leader_renew_deadline,
+                retry_period=leader_retry_period,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
     options = HubOptions(
         kubeconfig=_default_kubeconfig(kubeconfig),
         heartbeat_timeout=heartbeat_timeout,
@@ -127,7 +173,7 @@ def hub(
             write_seconds=reputation_write_seconds,
         ),
     )
-    asyncio.run(run_hub(options))
+    asyncio.run(run_hub(options, election))
 
 
 @app.command()

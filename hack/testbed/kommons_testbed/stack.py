@@ -32,6 +32,14 @@ REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "crds"
 EXAMPLE_PROVIDERS = REPO / "examples" / "providers"
 STATE_FILE = "stack.json"
+HUB_NAMESPACE = "kommons-system"
+HUB_LEASE = "kommons-hub"
+"""The hub replicas' election Lease (``kommons hub`` defaults)."""
+HUB_RUN_MARK = "campaigns for Lease"
+STANDBY_MARK = "waits for the Lease"
+LEADER_MARK = "acquired"
+LOST_MARK = "leadership lost"
+"""What a hub replica logs when it starts, stands by, leads (``kommons.hub.leader``)."""
 Progress = Callable[[str], None]
 
 PUSH_SECRET_NAMESPACE = "kommons-system"
@@ -224,10 +232,72 @@ class Stack:
         self.save()
         self.start_agent(provider)
 
+    # --- HA hub (leader election): replicas, the Lease --------------------------------------
+
+    def hub_names(self) -> list[str]:
+        """The stack's hub processes: ``hub``, or the replicas ``hub-a``, ``hub-b`` and so on."""
+        return sorted(n for n in self.processes if n == "hub" or n.startswith("hub-"))
+
+    def start_hubs(self, replicas: int, *extra: str) -> list[ProcessRecord]:
+        """Start ``replicas`` hub processes: ``hub`` alone, or ``hub-a``, ``hub-b`` … (HA).
+
+        Each replica's ``--identity`` is its process name, so the Lease names who leads.
+        """
+        if replicas == 1:
+            return [self.start_hub(*extra)]
+        return [self.start_hub(*extra, name=f"hub-{chr(ord('a') + i)}") for i in range(replicas)]
+
+    def leader(self) -> str | None:
+        """The identity holding the hub's election Lease (``None``: none, or released)."""
+        body = self.hub_kube().get_or_none(r.LEASES, HUB_LEASE, HUB_NAMESPACE)
+        holder = ((body or {}).get("spec") or {}).get("holderIdentity")
+        return str(holder) if holder else None
+
+    def hub_runs(self, name: str) -> list[str]:
+        """A hub replica's log cut into its runs (logs are appended across restarts)."""
+        path = self.dir / "logs" / f"{name}.log"
+        text = path.read_text() if path.exists() else ""
+        return text.split(HUB_RUN_MARK)[1:]
+
+    def wait_standing_by(self, name: str, *, after_runs: int = 0, timeout: float = 120) -> None:
+        """Wait until run number ``after_runs + 1`` (or later) of a replica stands by."""
+
+        def standing_by() -> bool:
+            runs = self.hub_runs(name)
+            last = runs[-1] if len(runs) > after_runs else ""
+            return STANDBY_MARK in last and LEADER_MARK not in last
+
+        wait_for(standing_by, timeout=timeout, what=f"hub replica {name} to stand by", every=0.2)
+
+    def restart_lost_hubs(self) -> list[str]:
+        """Restart the hub replicas that exited because they lost the Lease (as a pod would be).
+
+        Only those: a replica killed on purpose stays down until its test restarts it.
+        """
+        restarted = []
+        for name in self.hub_names():
+            runs = self.hub_runs(name)
+            if not self.alive(name) and runs and LOST_MARK in runs[-1]:
+                self.start_hub(name=name)
+                restarted.append(name)
+        return restarted
+
+    def stop_hubs(self) -> None:
+        """Stop every hub process gracefully (each releases the Lease) and forget it."""
+        for name in self.hub_names():
+            stop(self.processes.pop(name), timeout=30)
+            if self.bed is not None:
+                self.bed.disown(name)
+        self.save()
+
     # --- processes ------------------------------------------------------------------------
 
-    def start_hub(self, *extra: str) -> ProcessRecord:
-        """Start the hub operator (``kommons hub``)."""
+    def start_hub(self, *extra: str, name: str = "hub") -> ProcessRecord:
+        """Start the hub operator (``kommons hub``) as process (and Lease identity) ``name``.
+
+        The identity is stable across restarts: a ``hub`` restarted after a crash finds the
+        Lease in its own name and leads at once instead of waiting for it to expire.
+        """
         argv = [
             sys.executable,
             "-m",
@@ -241,9 +311,11 @@ class Stack:
             "2",
             "--ready-timeout",
             "15",
+            "--identity",
+            name,
             *extra,
         ]
-        return self._record(spawn("hub", argv, self.dir / "logs" / "hub.log"))
+        return self._record(spawn(name, argv, self.dir / "logs" / f"{name}.log"))
 
     def start_agent(self, provider: str) -> ProcessRecord:
         """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig."""
@@ -265,7 +337,7 @@ class Stack:
         return self._record(spawn(f"agent-{provider}", argv, log))
 
     def kill(self, name: str) -> None:
-        """SIGKILL one of the stack's processes (``hub`` or ``agent-<provider>``): a crash."""
+        """SIGKILL one of the stack's processes (``hub``, ``hub-a`` or ``agent-<p>``): a crash."""
         kill(self.processes[name])
 
     def stop(self, name: str) -> None:
@@ -309,7 +381,7 @@ class Stack:
 
     def down(self) -> None:
         """Stop every process of the stack (agents first, then the hub)."""
-        for name in sorted(self.processes, key=lambda n: n == "hub"):
+        for name in sorted(self.processes, key=lambda n: n == "hub" or n.startswith("hub-")):
             stop(self.processes[name], timeout=15)
             if self.bed is not None:
                 self.bed.disown(name)
@@ -323,6 +395,7 @@ def start_stack(
     hub_args: Sequence[str] = (),
     ready_timeout: float = 90.0,
     push: Sequence[str] = (),
+    hub_replicas: int = 1,
 ) -> Stack:
     """Install CRDs and trust policies, onboard providers, start the hub and every agent.
 
@@ -333,6 +406,8 @@ def start_stack(
         ready_timeout: Seconds to wait for every provider to be ``Ready``.
         push: Providers onboarded in push mode: their kubeconfig goes into a Secret on the
             hub, which runs their agents; no agent process is started for them.
+        hub_replicas: 1 starts ``hub``; more start ``hub-a``, ``hub-b`` … of which the one
+            holding the election Lease acts.
     """
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
@@ -364,6 +439,10 @@ def start_stack(
             stack.start_agent(provider)
         pushed = f" (push mode, run by the hub: {', '.join(sorted(stack.push))})" if push else ""
         progress(f"started the hub operator and one agent per provider{pushed}; waiting for them")
+        stack.start_hubs(hub_replicas, *hub_args)
+        for provider in sorted(stack.provider_kubeconfigs):
+            stack.start_agent(provider)
+        progress(f"started {hub_replicas} hub replica(s) and one agent per provider; waiting")
         stack.wait_providers_ready(timeout=ready_timeout, since=started_at)
     except BaseException:
         stack.down()  # leave no orphaned operator or agent behind

@@ -163,13 +163,18 @@ class Kube:
 
 
 def load_api_client(
-    kubeconfig: Path | None, *, context: str | None = None, connections: int | None = None
+    kubeconfig: Path | None,
+    *,
+    context: str | None = None,
+    connections: int | None = None,
+    user_agent: str | None = None,
 ) -> kubernetes.client.ApiClient:
     """An API client from a kubeconfig file, or from the pod's service account when ``None``.
 
     ``connections`` sizes the HTTP connection pool (default: the client library's, 5 per
     core); a caller writing from N threads at once wants at least N, or every request beyond
-    the pool opens and discards a TLS connection.
+    the pool opens and discards a TLS connection. ``user_agent`` (``name/version``) names the
+    writer in ``managedFields`` of what it creates, updates or patches (the part before ``/``).
     """
     configuration = kubernetes.client.Configuration()
     if kubeconfig is None:
@@ -180,7 +185,10 @@ def load_api_client(
         )
     if connections is not None:
         configuration.connection_pool_maxsize = connections
-    return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.client.ApiClient(configuration)
+    if user_agent is not None:
+        client.user_agent = user_agent
+    return client
 
 
 def connect(
@@ -189,7 +197,10 @@ def connect(
     field_manager: str,
     context: str | None = None,
     connections: int | None = None,
+    user_agent: str | None = None,
 ) -> Kube:
     """A :class:`Kube` for the cluster named by ``kubeconfig`` (in-cluster when ``None``)."""
-    client = load_api_client(kubeconfig, context=context, connections=connections)
+    client = load_api_client(
+        kubeconfig, context=context, connections=connections, user_agent=user_agent
+    )
     return Kube(client, field_manager=field_manager)
