@@ -32,6 +32,17 @@ from kommons.api import (
 AGENT_READY = "Ready"
 """Condition type on a placement's status with the provider-side reason."""
 
+TENANT_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+    }
+)
+"""Not-ready reasons caused by the tenant's workload: re-placing elsewhere would not help."""
+
 
 @dataclass(frozen=True)
 class Gate:

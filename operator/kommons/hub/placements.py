@@ -43,9 +43,18 @@ def placement_name(lease: ComputeLease) -> str:
 
 
 def placement_spec(
-    lease: ComputeLease, *, provider: str, replicas: int, price_per_hour: int, account: str
+    lease: ComputeLease,
+    *,
+    provider: str,
+    replicas: int,
+    price_per_hour: int,
+    account: str,
+    fencing_token: int | None = None,
 ) -> LeasePlacementSpec:
-    """The spec of the placement putting ``replicas`` of ``lease`` on ``provider``."""
+    """The spec of the placement putting ``replicas`` of ``lease`` on ``provider``.
+
+    ``fencing_token`` is the hub's token for it (see :mod:`kommons.hub.failover`).
+    """
     meta = lease.metadata
     copied = {name: getattr(lease.spec, name) for name in SPEC_FIELDS_COPIED}
     return LeasePlacementSpec(
@@ -55,12 +64,19 @@ def placement_spec(
         price_per_hour=format_units(price_per_hour),
         billing_account=account,
         lease_generation=meta.generation,
+        fencing_token=fencing_token,
         **copied,
     )
 
 
 def placement_object(
-    lease: ComputeLease, *, provider: str, replicas: int, price_per_hour: int, account: str
+    lease: ComputeLease,
+    *,
+    provider: str,
+    replicas: int,
+    price_per_hour: int,
+    account: str,
+    fencing_token: int | None = None,
 ) -> LeasePlacement:
     """A new ``LeasePlacement`` for ``replicas`` of ``lease`` on ``provider``."""
     meta = lease.metadata
@@ -82,6 +98,7 @@ def placement_object(
             replicas=replicas,
             price_per_hour=price_per_hour,
             account=account,
+            fencing_token=fencing_token,
         ),
     )
 
