@@ -190,6 +190,7 @@ def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> P
         template=spec.template.model_dump(mode="json", by_alias=True, exclude_unset=True),
         suspend=spec.suspend,
         runtime_class=runtime_class,
+        fencing_token=spec.fencing_token,
     )
 
 

@@ -24,6 +24,7 @@ import kopf
 from kommons import __version__
 from kommons.agent import plan
 from kommons.agent.config import AgentConfig
+from kommons.agent.fencing import orphaned
 from kommons.agent.hub_link import HubLink
 from kommons.agent.inventory import Amount, inventory_needs_write, inventory_status
 from kommons.agent.provider_cluster import ProviderCluster
@@ -39,6 +40,8 @@ from kommons.quantity import to_millicores as cpu_milli
 
 log = logging.getLogger("kommons.agent")
 PLACEMENTS = (GROUP, VERSION, "leaseplacements")
+SWEEP_SECONDS = 30.0
+"""How often the agent removes workloads whose placement is gone from the hub (and at start)."""
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,30 @@ class Agent:
     # --- periodic work --------------------------------------------------------------------
 
     def heartbeat_once(self) -> None:
-        """Renew the heartbeat Lease."""
+        """Renew the heartbeat Lease, only while the provider cluster answers.
+
+        A heartbeat says "this provider can run workloads": an agent whose own API server is
+        down stops heartbeating, so the hub fails its replicas over (docs/failover.md).
+        """
+        try:
+            self.cluster.version()
+        except Exception as exc:
+            log.warning("provider cluster unreachable, heartbeat withheld: %s", exc)
+            return
         self.hub.heartbeat(duration_seconds=int(self.options.config.heartbeat_seconds * 3))
+
+    def sweep_once(self) -> list[str]:
+        """Remove workload namespaces whose placement the hub no longer has (fencing).
+
+        Namespaces are listed before placements, so one made for a new placement is never
+        taken for an orphan. Returns the namespaces removed.
+        """
+        namespaces = self.cluster.workload_namespaces()
+        gone = orphaned(namespaces, self.hub.placements())
+        for name in gone:
+            log.warning("removing workload namespace %s: its placement is gone from the hub", name)
+            self.cluster.remove_namespace(name)
+        return gone
 
     def report_once(self) -> None:
         """Report inventory to the hub when it changed (or is due for a refresh)."""
@@ -256,6 +281,7 @@ async def run_agent(options: AgentOptions) -> None:
     tasks = [
         asyncio.create_task(_every(config.heartbeat_seconds, "heartbeat", agent.heartbeat_once)),
         asyncio.create_task(_every(config.report_seconds, "inventory report", agent.report_once)),
+        asyncio.create_task(_every(SWEEP_SECONDS, "orphan sweep", agent.sweep_once)),
     ]
     operator = asyncio.create_task(
         kopf.operator(

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kommons.agent.fencing import LABEL_FENCING_TOKEN
 from kommons.api.template import (
     EPHEMERAL_STORAGE_PER_REPLICA,
     KOMMONS_LABEL_PREFIX,
@@ -123,6 +124,8 @@ class PlacementWork:
     suspend: bool = False
     runtime_class: str | None = None
     """Sandbox runtime class the provider configured (e.g. ``gvisor``), if any."""
+    fencing_token: int | None = None
+    """The hub's fencing token of the placement (labels the namespace; see agent.fencing)."""
 
 
 def target_namespace(placement_name: str) -> str:
@@ -161,6 +164,8 @@ def namespace(work: PlacementWork) -> JSON:
         "pod-security.kubernetes.io/enforce-version": "latest",
         "pod-security.kubernetes.io/warn": "restricted",
     }
+    if work.fencing_token is not None:
+        labels[LABEL_FENCING_TOKEN] = str(work.fencing_token)
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
