@@ -177,8 +177,12 @@ class Stack:
         ]
         return self._record(spawn("hub", argv, self.dir / "logs" / "hub.log"))
 
-    def start_agent(self, provider: str) -> ProcessRecord:
-        """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig."""
+    def start_agent(self, provider: str, *, hub_kubeconfig: Path | None = None) -> ProcessRecord:
+        """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig.
+
+        ``hub_kubeconfig`` replaces that kubeconfig (e.g. one going through a
+        :class:`~kommons_testbed.proxy.TcpProxy`).
+        """
         argv = [
             sys.executable,
             "-m",
@@ -189,7 +193,7 @@ class Stack:
             "--config",
             str(self.agent_config(provider)),
             "--hub-kubeconfig",
-            str(self.agent_kubeconfig(provider)),
+            str(hub_kubeconfig or self.agent_kubeconfig(provider)),
             "--kubeconfig",
             str(self.provider_kubeconfigs[provider]),
         ]
