@@ -174,7 +174,11 @@ class Agent:
         Reads only the name, so even a placement the agent cannot parse is cleaned up.
         """
         name = str(body["metadata"]["name"])
-        if not self.cluster.remove(name):
+        try:
+            gone = self.cluster.remove(name)
+        except Exception as exc:  # the provider cluster is unreachable: try again soon
+            raise kopf.TemporaryError(f"removing placement {name}: {exc}", delay=3) from exc
+        if not gone:
             raise kopf.TemporaryError(f"waiting for namespace of placement {name} to go", delay=1)
         log.info("removed placement %s from the provider cluster", name)
 
