@@ -88,16 +88,18 @@ verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against
 	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
 
 .PHONY: bench
-bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers; ~30 min.
+bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover; ~45 min.
 	$(PY) bench/bench_scheduler.py
 	$(PY) bench/bench_hub.py
 	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_failover.py
 
 .PHONY: bench-quick
-bench-quick: deps ## The benchmarks at small sizes (smoke run, ~6 min); figures only, no assertions.
+bench-quick: deps ## The benchmarks at small sizes (smoke run, ~11 min); figures only, no assertions.
 	$(PY) bench/bench_scheduler.py --quick
 	$(PY) bench/bench_hub.py --quick
 	$(PY) bench/bench_scale.py --quick
+	$(PY) bench/bench_failover.py --quick
 
 .PHONY: test
 test: deps lint typecheck verify-crds ## Everything CI runs: lint, typecheck, verify-crds, then the whole suite.
