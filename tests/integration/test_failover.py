@@ -1,7 +1,8 @@
 """Failover, fencing and bounded deletion on the real bed (hub + 3 provider clusters).
 
-The hub runs with the bed's short heartbeat timeout (10 s) and ``--replace-after 20``. Leases
-land on prov-a (the cheapest); each scenario takes prov-a away in a different way:
+The hub is restarted for this module with short timeouts (``--heartbeat-timeout 10
+--replace-after 20``) and with the bed's defaults afterwards. Leases land on prov-a (the
+cheapest); each scenario takes prov-a away in a different way:
 
 - **API server stopped**: prov-a's kube-apiserver is stopped (its agent runs on and withholds
   heartbeats), then started again;
@@ -41,6 +42,7 @@ from tests.integration.conftest import lease_body, wait_lease
 
 LOST = "prov-a"
 PROVIDERS = ("prov-a", "prov-b", "prov-c")
+HEARTBEAT_TIMEOUT = "10"
 REPLACE_AFTER = "20"
 FAILOVER_TIMEOUT = 180.0
 """Generous deadline for the bed (2 shared cores); the timing itself is measured in
@@ -49,9 +51,9 @@ bench/bench_failover.py."""
 
 @pytest.fixture(scope="module", autouse=True)
 def failover_hub(stack: Stack) -> Iterator[Stack]:
-    """The hub restarted with a short ``--replace-after``; the default hub again afterwards."""
+    """The hub restarted with short timeouts; the bed's default hub again afterwards."""
     stack.stop("hub")
-    stack.start_hub("--replace-after", REPLACE_AFTER)
+    stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT, "--replace-after", REPLACE_AFTER)
     stack.wait_providers_ready(timeout=120)
     try:
         yield stack

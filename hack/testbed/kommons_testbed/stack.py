@@ -159,7 +159,12 @@ class Stack:
     # --- processes ------------------------------------------------------------------------
 
     def start_hub(self, *extra: str) -> ProcessRecord:
-        """Start the hub operator (``kommons hub``)."""
+        """Start the hub operator (``kommons hub``).
+
+        The heartbeat timeout is the product's default (30 s), so an agent restarted by a test
+        (which can take 15 s on a loaded machine) is not failed over; failover tests pass a
+        shorter one in ``extra`` (a later option wins).
+        """
         argv = [
             sys.executable,
             "-m",
@@ -168,7 +173,7 @@ class Stack:
             "--kubeconfig",
             str(self.hub_kubeconfig),
             "--heartbeat-timeout",
-            "10",
+            "30",
             "--retry-seconds",
             "2",
             "--ready-timeout",
