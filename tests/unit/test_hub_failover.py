@@ -157,11 +157,14 @@ def test_unreachable_provider_is_kept_when_nothing_else_fits() -> None:
 
 def test_stuck_replicas_move_after_replace_after_with_the_provider_reason() -> None:
     view = market(provider_body("p1", cpu_price="0.01"), provider_body("p2"))
-    stuck = [unschedulable(p) for p in placed(step(lease_of(), view), created="2026-12-01T11:59:00Z")]
+    first = placed(step(lease_of(), view), created="2026-12-01T11:59:00Z")
+    stuck = [unschedulable(p) for p in first]
 
     early = fo_step(lease_of(), view, stuck, replace_after=300)
-    assert early.create == [] and early.delete == []
-    assert early.recheck_after is not None and early.recheck_after <= 240.0
+    assert early.create == []
+    assert early.delete == []
+    assert early.recheck_after is not None
+    assert early.recheck_after <= 240.0
 
     late = fo_step(lease_of(), view, stuck, now=NOW + timedelta(minutes=5), replace_after=300)
     assert [p.spec.provider for p in late.create] == ["p2"]
@@ -179,7 +182,8 @@ def test_tenant_reasons_are_never_re_placed() -> None:
         for p in placed(step(lease_of(), view), created="2026-12-01T11:59:00Z")
     ]
     plan = fo_step(lease_of(), view, stuck, now=NOW + timedelta(hours=1), replace_after=300)
-    assert plan.create == [] and plan.delete == []
+    assert plan.create == []
+    assert plan.delete == []
 
 
 def test_history_of_replacement_keeps_the_lease_away_from_that_provider() -> None:
