@@ -88,17 +88,19 @@ verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against
 	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
 
 .PHONY: bench
-bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, HA takeover; ~35 min.
+bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover; ~50 min.
 	$(PY) bench/bench_scheduler.py
 	$(PY) bench/bench_hub.py
 	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_failover.py
 	$(PY) bench/bench_takeover.py
 
 .PHONY: bench-quick
-bench-quick: deps ## The benchmarks at small sizes (smoke run, ~8 min); figures only, no assertions.
+bench-quick: deps ## The benchmarks at small sizes (smoke run, ~13 min); figures only, no assertions.
 	$(PY) bench/bench_scheduler.py --quick
 	$(PY) bench/bench_hub.py --quick
 	$(PY) bench/bench_scale.py --quick
+	$(PY) bench/bench_failover.py --quick
 	$(PY) bench/bench_takeover.py --quick
 
 .PHONY: test

@@ -59,8 +59,19 @@ def version() -> None:
 def hub(
     kubeconfig: KubeconfigOption = None,
     heartbeat_timeout: Annotated[
-        float, typer.Option(help="Seconds without a heartbeat before a provider is Unreachable.")
+        float,
+        typer.Option(
+            help="Seconds without a heartbeat before a provider is Unreachable and its"
+            " replicas fail over (shorter: faster failover, more false alarms; docs/failover.md)."
+        ),
     ] = 20.0,
+    replace_after: Annotated[
+        float,
+        typer.Option(
+            help="Seconds replicas may stay not ready for a provider-side reason before they"
+            " are re-placed on another provider."
+        ),
+    ] = 300.0,
     retry_seconds: Annotated[
         float,
         typer.Option(
@@ -164,6 +175,7 @@ def hub(
     options = HubOptions(
         kubeconfig=_default_kubeconfig(kubeconfig),
         heartbeat_timeout=heartbeat_timeout,
+        replace_after=replace_after,
         retry_seconds=retry_seconds,
         ready_timeout=ready_timeout,
         workers=workers,

@@ -365,7 +365,7 @@ def test_replicas_not_ready_carry_the_provider_reason_after_the_timeout() -> Non
     assert condition(early, "Ready")[:2] == ("False", "ReplicasStarting")
     assert early.recheck_after == pytest.approx(60.0)
 
-    late = step(lease_of(), view, placements=waiting, now=NOW + timedelta(minutes=5))
+    late = step(lease_of(), view, placements=waiting, now=NOW + timedelta(minutes=3))
     status, reason, message = condition(late, "Ready")
     assert (status, reason) == ("False", "PodsUnschedulable")
     assert "p1: 2 pod(s) Pending: 0/3 nodes are available: 3 Too many pods." in message

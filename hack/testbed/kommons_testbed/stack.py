@@ -297,6 +297,10 @@ class Stack:
 
         The identity is stable across restarts: a ``hub`` restarted after a crash finds the
         Lease in its own name and leads at once instead of waiting for it to expire.
+
+        The heartbeat timeout is the product's default (30 s), so an agent restarted by a test
+        (which can take 15 s on a loaded machine) is not failed over; failover tests pass a
+        shorter one in ``extra`` (a later option wins).
         """
         argv = [
             sys.executable,
@@ -306,7 +310,7 @@ class Stack:
             "--kubeconfig",
             str(self.hub_kubeconfig),
             "--heartbeat-timeout",
-            "10",
+            "30",
             "--retry-seconds",
             "2",
             "--ready-timeout",
@@ -317,8 +321,12 @@ class Stack:
         ]
         return self._record(spawn(name, argv, self.dir / "logs" / f"{name}.log"))
 
-    def start_agent(self, provider: str) -> ProcessRecord:
-        """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig."""
+    def start_agent(self, provider: str, *, hub_kubeconfig: Path | None = None) -> ProcessRecord:
+        """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig.
+
+        ``hub_kubeconfig`` replaces that kubeconfig (e.g. one going through a
+        :class:`~kommons_testbed.proxy.TcpProxy`).
+        """
         argv = [
             sys.executable,
             "-m",
@@ -329,7 +337,7 @@ class Stack:
             "--config",
             str(self.agent_config(provider)),
             "--hub-kubeconfig",
-            str(self.agent_kubeconfig(provider)),
+            str(hub_kubeconfig or self.agent_kubeconfig(provider)),
             "--kubeconfig",
             str(self.provider_kubeconfigs[provider]),
         ]

@@ -107,6 +107,14 @@ class HubLink:
                 f" (`kommons onboard {self.provider}`), which creates it"
             ) from exc
 
+    def placements(self) -> dict[str, int | None]:
+        """The placements the hub has for this provider: name → fencing token."""
+        out: dict[str, int | None] = {}
+        for body in self.hub.list(r.LEASE_PLACEMENTS, self.namespace):
+            token = (body.get("spec") or {}).get("fencingToken")
+            out[str(body["metadata"]["name"])] = token if isinstance(token, int) else None
+        return out
+
     def report(
         self, inventory: Inventory, leases: list[str], kubernetes_version: str
     ) -> ProviderStatus:

@@ -200,6 +200,7 @@ def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> P
         runtime_class=runtime_class,
         completions=spec.job.completions if spec.job else None,
         backoff_limit=spec.job.backoff_limit if spec.job else 6,
+        fencing_token=spec.fencing_token,
     )
 
 

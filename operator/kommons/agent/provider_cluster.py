@@ -87,6 +87,16 @@ class ProviderCluster:
             return True
         return False
 
+    def workload_namespaces(self) -> list[JSON]:
+        """Every namespace on the cluster that materialises a Kommons placement."""
+        return self.kube.list(
+            r.NAMESPACES, label_selector=f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_PLACEMENT}"
+        )
+
+    def remove_namespace(self, name: str) -> None:
+        """Delete one workload namespace (and so everything in it); gone already is fine."""
+        self.kube.delete(r.NAMESPACES, name)
+
     def reserved(self) -> tuple[Amount, list[str]]:
         """What materialised placements hold, read from their quotas, and their lease keys.
 

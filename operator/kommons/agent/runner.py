@@ -25,6 +25,7 @@ import kopf
 from kommons import __version__
 from kommons.agent import plan
 from kommons.agent.config import AgentConfig
+from kommons.agent.fencing import orphaned
 from kommons.agent.hub_link import HubLink
 from kommons.agent.inventory import Amount, inventory_needs_write, inventory_status
 from kommons.agent.provider_cluster import ProviderCluster
@@ -40,6 +41,8 @@ from kommons.quantity import to_millicores as cpu_milli
 
 log = logging.getLogger("kommons.agent")
 PLACEMENTS = (GROUP, VERSION, "leaseplacements")
+SWEEP_SECONDS = 30.0
+"""How often the agent removes workloads whose placement is gone from the hub (and at start)."""
 
 
 @dataclass(frozen=True)
@@ -173,15 +176,41 @@ class Agent:
         Reads only the name, so even a placement the agent cannot parse is cleaned up.
         """
         name = str(body["metadata"]["name"])
-        if not self.cluster.remove(name):
+        try:
+            gone = self.cluster.remove(name)
+        except Exception as exc:  # the provider cluster is unreachable: try again soon
+            raise kopf.TemporaryError(f"removing placement {name}: {exc}", delay=3) from exc
+        if not gone:
             raise kopf.TemporaryError(f"waiting for namespace of placement {name} to go", delay=1)
         log.info("removed placement %s from the provider cluster", name)
 
     # --- periodic work --------------------------------------------------------------------
 
     def heartbeat_once(self) -> None:
-        """Renew the heartbeat Lease."""
+        """Renew the heartbeat Lease, only while the provider cluster answers.
+
+        A heartbeat says "this provider can run workloads": an agent whose own API server is
+        down stops heartbeating, so the hub fails its replicas over (docs/failover.md).
+        """
+        try:
+            self.cluster.version()
+        except Exception as exc:
+            log.warning("provider cluster unreachable, heartbeat withheld: %s", exc)
+            return
         self.hub.heartbeat(duration_seconds=int(self.options.config.heartbeat_seconds * 3))
+
+    def sweep_once(self) -> list[str]:
+        """Remove workload namespaces whose placement the hub no longer has (fencing).
+
+        Namespaces are listed before placements, so one made for a new placement is never
+        taken for an orphan. Returns the namespaces removed.
+        """
+        namespaces = self.cluster.workload_namespaces()
+        gone = orphaned(namespaces, self.hub.placements())
+        for name in gone:
+            log.warning("removing workload namespace %s: its placement is gone from the hub", name)
+            self.cluster.remove_namespace(name)
+        return gone
 
     def report_once(self) -> None:
         """Report inventory to the hub when it changed (or is due for a refresh)."""
@@ -282,6 +311,7 @@ async def serve(
     tasks = [
         asyncio.create_task(_every(config.heartbeat_seconds, "heartbeat", agent.heartbeat_once)),
         asyncio.create_task(_every(config.report_seconds, "inventory report", agent.report_once)),
+        asyncio.create_task(_every(SWEEP_SECONDS, "orphan sweep", agent.sweep_once)),
     ]
     operator = asyncio.create_task(
         kopf.operator(

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kommons.agent.fencing import LABEL_FENCING_TOKEN
 from kommons.api.template import (
     EPHEMERAL_STORAGE_PER_REPLICA,
     KOMMONS_LABEL_PREFIX,
@@ -130,6 +131,8 @@ class PlacementWork:
     """Run to completion: successful pods the Job needs (``None``: a Deployment)."""
     backoff_limit: int = 6
     """A Job's failed pods retried before it fails."""
+    fencing_token: int | None = None
+    """The hub's fencing token of the placement (labels the namespace; see agent.fencing)."""
 
 
 def target_namespace(placement_name: str) -> str:
@@ -168,6 +171,8 @@ def namespace(work: PlacementWork) -> JSON:
         "pod-security.kubernetes.io/enforce-version": "latest",
         "pod-security.kubernetes.io/warn": "restricted",
     }
+    if work.fencing_token is not None:
+        labels[LABEL_FENCING_TOKEN] = str(work.fencing_token)
     return {
         "apiVersion": "v1",
         "kind": "Namespace",

@@ -59,7 +59,12 @@ class HubOptions:
 
     kubeconfig: Path | None
     heartbeat_timeout: float = 20.0
-    """Seconds without a heartbeat (as the hub observed it) before a provider is Unreachable."""
+    """Seconds without a heartbeat (as the hub observed it) before a provider is Unreachable
+    and its placements fail over (docs/failover.md: shorter detects sooner, but a slow agent
+    is flipped more often)."""
+    replace_after: float = 300.0
+    """Seconds replicas may stay not ready for a provider-side reason before they are
+    re-placed on another provider (docs/failover.md)."""
     retry_seconds: float = 30.0
     """The longest a lease waiting for capacity backs off between two attempts."""
     provider_check_seconds: float = 3.0
@@ -135,7 +140,11 @@ class Hub:
         lease = self.view.leases.get(key)
         if lease is None:
             return
-        world = self.view.world(lease, ready_timeout=self.options.ready_timeout)
+        world = self.view.world(
+            lease,
+            ready_timeout=self.options.ready_timeout,
+            replace_after=self.options.replace_after,
+        )
         started = time.perf_counter()
         plan = plan_lease(lease, world)
         if plan.decision is not None and plan.request is not None:
@@ -264,8 +273,12 @@ class Hub:
         await self.ready.wait()
         loop = asyncio.get_running_loop()
         while True:
-            if self.view.refresh_health():
+            flipped = self.view.refresh_health()
+            if flipped:
                 self.wake_waiting()
+            for name in flipped:  # failover: plan the leases of a provider that flipped
+                for key in self.view.leases_on(name):
+                    self.queue.add(key)
             for name, provider in list(self.view.providers.items()):
                 beat = self.view.heartbeats.get(name)
                 now = time.monotonic()

@@ -335,18 +335,44 @@ class MarketView:
                 return name
         return None
 
-    def world(self, lease: ComputeLease, *, ready_timeout: float) -> World:
+    def world(
+        self, lease: ComputeLease, *, ready_timeout: float, replace_after: float = 300.0
+    ) -> World:
         """Everything :func:`~kommons.hub.plan.plan_lease` needs about one lease."""
         namespace = str(lease.metadata.namespace)
+        placements = list(self.placements.get(str(lease.metadata.uid), {}).values())
         return World(
-            placements=list(self.placements.get(str(lease.metadata.uid), {}).values()),
+            placements=placements,
             pool=self.pools.get(lease.spec.pool_ref.name),
             account=self.billing_account(namespace),
             namespace_labels=self.namespaces.get(namespace, {}),
             market=self,
             now=datetime.now(UTC),
             ready_timeout=ready_timeout,
+            unreachable=self.unreachable({p.spec.provider for p in placements}),
+            replace_after=replace_after,
         )
+
+    # --- failover (kommons.hub.failover) ----------------------------------------------------
+
+    def unreachable(self, providers: Iterable[str]) -> dict[str, str]:
+        """Those of ``providers`` the hub sees ``Unreachable`` (or deleted) → why."""
+        out = {}
+        for name in providers:
+            phase, _, message = self.health(name)
+            if phase == "Unreachable":
+                out[name] = message
+        return out
+
+    def leases_on(self, provider: str) -> list[str]:
+        """Keys of the leases with a placement on ``provider`` (to plan them on a flip)."""
+        keys = []
+        for uid in self._placements_on.get(provider, ()):
+            placement = self.placements.get(uid, {}).get(provider)
+            if placement is not None:
+                ref = placement.spec.lease_ref
+                keys.append(f"{ref.namespace}/{ref.name}")
+        return keys
 
     # --- MarketReader ---------------------------------------------------------------------
 
@@ -357,14 +383,17 @@ class MarketView:
         *,
         already_placed: Mapping[str, int],
         released: frozenset[str],
+        exclude: frozenset[str] = frozenset(),
     ) -> Decision:
         """A decision for ``lease``; ``released`` placement keys count as free.
+
+        ``exclude`` are providers this decision must not use (failover).
 
         Released capacity (a placement being replaced) is given back for this one decision and
         restored right after: nothing else runs in between (one event loop thread).
         """
         if not released:
-            return self.market.decide(lease, pool, already_placed=already_placed)
+            return self.market.decide(lease, pool, already_placed=already_placed, exclude=exclude)
         by_key = {
             placement_key(lease.key, p.spec.provider): p for p in self._placements_of_key(lease.key)
         }
@@ -381,7 +410,7 @@ class MarketView:
                 freed = placement_resources(placement, reported)
                 self.market.set_provider(replace(view, available=view.available.plus(freed)))
         try:
-            return self.market.decide(lease, pool, already_placed=already_placed)
+            return self.market.decide(lease, pool, already_placed=already_placed, exclude=exclude)
         finally:
             for view, placement in restore:
                 self.market.set_provider(view)

@@ -59,11 +59,13 @@ def placement_spec(
     account: str,
     expires_at: datetime | None = None,
     job: JobSpec | None = None,
+    fencing_token: int | None = None,
 ) -> LeasePlacementSpec:
     """The spec of the placement putting ``replicas`` of ``lease`` on ``provider``.
 
     ``expires_at`` is the lease's term end and ``job`` this provider's share of a Job lease
-    (:mod:`kommons.hub.lifecycle`).
+    (:mod:`kommons.hub.lifecycle`); ``fencing_token`` is the hub's token for it
+    (:mod:`kommons.hub.failover`).
     """
     meta = lease.metadata
     copied = {name: getattr(lease.spec, name) for name in SPEC_FIELDS_COPIED}
@@ -76,6 +78,7 @@ def placement_spec(
         lease_generation=meta.generation,
         expires_at=expires_at,
         job=job,
+        fencing_token=fencing_token,
         **copied,
     )
 
@@ -89,6 +92,7 @@ def placement_object(
     account: str,
     expires_at: datetime | None = None,
     job: JobSpec | None = None,
+    fencing_token: int | None = None,
 ) -> LeasePlacement:
     """A new ``LeasePlacement`` for ``replicas`` of ``lease`` on ``provider``."""
     meta = lease.metadata
@@ -112,6 +116,7 @@ def placement_object(
             account=account,
             expires_at=expires_at,
             job=job,
+            fencing_token=fencing_token,
         ),
     )
 

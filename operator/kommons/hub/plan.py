@@ -24,10 +24,16 @@ The lease's life (:mod:`kommons.hub.lifecycle`, hooks marked ``lifecycle``): a l
 term passed or whose Job finished ends (placements deleted, the lease kept with phase
 ``Expired``, ``Succeeded`` or ``Failed``) right after branch 1; a resumed lease's suspended
 placements go back where they still fit and are re-placed (branch 3) where they do not.
+Failover (:mod:`kommons.hub.failover`) hooks into 1 and 3: a deleted lease does not wait for
+placements on Unreachable providers (bounded deletion), and a placement on an Unreachable
+provider, or one whose replicas stay not ready for a provider-side reason, is one more stale
+placement, re-placed away from that provider (history, ``Relocated`` condition, Warning Event,
+``endings``). Every placement written carries a fencing token.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,13 +42,14 @@ from typing import Literal, Protocol
 from kommons.api import (
     ComputeLease,
     ComputeLeaseStatus,
+    LeaseHistoryEntry,
     LeasePlacement,
     ProviderPool,
     SchedulingDecision,
     template_violations,
 )
 from kommons.api_names import FINALIZER_HUB
-from kommons.hub import lifecycle
+from kommons.hub import failover, lifecycle
 from kommons.hub.lease_status import Gate, lease_status, readiness, status_changed
 from kommons.hub.placements import locked_price, placement_object, placement_spec, same_spec
 from kommons.hub.placements import scale_down as scale_down_counts
@@ -61,11 +68,12 @@ class MarketReader(Protocol):
         *,
         already_placed: Mapping[str, int],
         released: frozenset[str],
+        exclude: frozenset[str] = frozenset(),
     ) -> Decision:
         """Where the missing replicas of ``lease`` would go.
 
         ``released`` are placement keys whose capacity counts as free for this decision
-        (placements being replaced).
+        (placements being replaced); ``exclude`` are providers not to use.
         """
         ...
 
@@ -119,6 +127,11 @@ class World:
     ready_timeout: float = 120.0
     """Seconds replicas may take to become ready before the lease carries the provider's
     reason."""
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+    """Providers of the lease's placements that the hub sees ``Unreachable`` → why."""
+    replace_after: float = 300.0
+    """Seconds replicas may stay not ready for a provider-side reason before they are
+    re-placed on another provider."""
 
 
 @dataclass
@@ -223,8 +236,15 @@ def _finish(
     after: Sequence[LeasePlacement],
     gate_list: list[Gate],
     decision: SchedulingDecision | None,
+    *,
+    history: Sequence[LeaseHistoryEntry] = (),
+    token: int = 0,
 ) -> LeasePlan:
-    """Add the lease's status (when it changed) and the readiness re-check to ``plan``."""
+    """Add the lease's status (when it changed) and the re-checks to ``plan``.
+
+    ``history`` is appended to ``status.history``; ``token`` is the highest fencing token
+    issued (``status.lastFencingToken`` never goes down).
+    """
     ready = readiness(lease, after, now=world.now, timeout=world.ready_timeout)
     desired = lease_status(
         lease,
@@ -235,6 +255,14 @@ def _finish(
         now=world.now,
     )
     desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
+    current = lease.status
+    last_token = max(token, (current.last_fencing_token or 0) if current else 0)
+    desired = desired.model_copy(
+        update={
+            "history": failover.with_history(current.history if current else None, history),
+            "last_fencing_token": last_token or None,
+        }
+    )
     if status_changed(lease.status, desired):
         plan.status = desired
         previous = lease.status.conditions if lease.status else None
@@ -246,8 +274,13 @@ def _finish(
             and (old_ready is None or old_ready.reason != ready.gate.reason)
         ):
             plan.events.append(LeaseEvent("Warning", ready.gate.reason, ready.gate.message))
-    # lifecycle: look again at the readiness timeout or the end of the term, whichever is first
-    plan.recheck_after = lifecycle.recheck(ready.recheck_after, desired.expires_at, now=world.now)
+    # look again at the readiness timeout, the end of the term (lifecycle) or when a placement
+    # becomes due for re-placement (failover), whichever is first
+    waits = [
+        lifecycle.recheck(ready.recheck_after, desired.expires_at, now=world.now),
+        failover.recheck_after(lease, after, now=world.now, replace_after=world.replace_after),
+    ]
+    plan.recheck_after = min((w for w in waits if w is not None), default=None)
     return plan
 
 
@@ -260,10 +293,12 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     if lease.metadata.deletion_timestamp is not None:
         plan.delete = live
         plan.endings += [ending(p, "Completed") for p in live]  # the lease ended
-        if not world.placements and FINALIZER_HUB in finalizers:
+        # bounded deletion: placements on Unreachable providers are deleted, not waited for
+        waited = [p for p in world.placements if not failover.abandonable(p, world.unreachable)]
+        if not waited and FINALIZER_HUB in finalizers:
             plan.remove_finalizer = True
-        elif world.placements:
-            _finish(plan, lease, world, world.placements, [], None)
+        elif waited:
+            _finish(plan, lease, world, waited, [], None)
             plan.recheck_after = None
         return plan
     if FINALIZER_HUB not in finalizers:
@@ -309,6 +344,17 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             stale[placement.spec.provider] = (placement, why)
         else:
             kept.append(placement)
+    moving = failover.moves(
+        lease,
+        kept,
+        unreachable=world.unreachable,
+        now=world.now,
+        replace_after=world.replace_after,
+    )
+    for provider, move in moving.items():
+        stale[provider] = (move.placement, move.message)
+    kept = [p for p in kept if p.spec.provider not in moving]
+    tokens = itertools.count(failover.token_base(lease, world.placements) + 1)
 
     targets = {p.spec.provider: p.spec.replicas for p in kept}
     if sum(targets.values()) > wanted:
@@ -320,11 +366,13 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     scheduled = Gate("Scheduled", True, "Placed", f"{wanted}/{wanted} replicas placed")
     if missing > 0 and not lease.spec.suspend:
         released = frozenset(placement_key(request.key, provider) for provider in stale)
+        avoid = failover.avoided(lease, world.placements) | frozenset(moving)
         decision = world.market.decide(
             request,
             pool_policy(world.pool),
             already_placed={p: n for p, n in targets.items() if n},
             released=released,
+            exclude=avoid - {p for p, n in targets.items() if n},
         )
         decision_status = _decision_status(decision, world.now)
         if decision.chosen:
@@ -363,6 +411,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             account=account,
             expires_at=expiry,
             job=shares.get(provider),
+            fencing_token=placement.spec.fencing_token or next(tokens),
         )
         if same_spec(placement.spec, desired):
             after.append(placement)
@@ -383,6 +432,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
                 account=account,
                 expires_at=expiry,
                 job=shares.get(provider),
+                fencing_token=old.spec.fencing_token or next(tokens),
             )
             updated = old.model_copy(update={"spec": spec})
             plan.update.append(updated)
@@ -404,14 +454,25 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             account=account,
             expires_at=expiry,
             job=shares.get(provider),
+            fencing_token=next(tokens),
         )
         plan.create.append(new)
         after.append(new)
         moved.append(provider)
 
+    history: list[LeaseHistoryEntry] = []
     if plan.decision is not None:
+        to = [c.provider for c in plan.decision.chosen]
         for provider, (old, why) in sorted(stale.items()):
             plan.delete.append(old)
+            gone = moving.get(provider)
+            if gone is not None:  # failover: superseded now that its replacement is written
+                message = failover.event_message(gone, to)
+                plan.endings.append(PlacementEnding(provider, "FailedOver", old.metadata.uid))
+                history.append(failover.history_entry(gone, to=to, now=world.now))
+                plan.events.append(LeaseEvent("Warning", gone.kind, message))
+                gate_list.append(Gate(failover.RELOCATED, True, gone.kind, message))
+                continue
             plan.endings.append(ending(old, "Completed"))  # replaced: the lease changed
             plan.events.append(
                 LeaseEvent(
@@ -446,7 +507,11 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         plan.decision = lifecycle.merge_decisions(plan.decision, resume.decision)
         plan.request = request
         plan.events.append(LeaseEvent("Normal", "Resumed", resume.decision.message))
-    return _finish(plan, lease, world, after, gate_list, decision_status)
+    issued = [p.spec.fencing_token or 0 for p in (*plan.create, *plan.update)]
+    token = max([failover.token_base(lease, world.placements), *issued])
+    return _finish(
+        plan, lease, world, after, gate_list, decision_status, history=history, token=token
+    )
 
 
 __all__ = [
