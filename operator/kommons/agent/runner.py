@@ -143,6 +143,11 @@ class Agent:
         wanted = plan.wanted_replicas(placement)
         workload = self.cluster.observe(name, wanted=wanted)
         if not workload.exists:
+            # The body may be stale (a timer's copy of a placement deleted since): only a
+            # placement still live on the hub gets its workload back, or it would be orphaned.
+            if not self.hub.placement_live(name, placement.metadata.uid):
+                log.info("placement %s is gone or deleting on the hub; not re-applying", name)
+                return
             log.warning("workload of placement %s is missing; materialising it again", name)
             runtime_class = self.options.config.runtime_class_name
             self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
