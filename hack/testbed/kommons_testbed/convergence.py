@@ -291,7 +291,7 @@ def wait_converged(
     *,
     deadline: float,
     progress: Callable[[str], None],
-    every: float = 5.0,
+    every: float = 15.0,
 ) -> tuple[Report, float]:
     """Check until no violation is left or ``deadline`` seconds passed.
 
@@ -300,8 +300,12 @@ def wait_converged(
     """
     started = time.monotonic()
     said = 0.0
+    report = Report([Violation("wrong-state", "market", "not checked yet")])
     while True:
-        report = check(expected, collect(hub, providers, namespace))
+        try:
+            report = check(expected, collect(hub, providers, namespace))
+        except Exception as exc:  # an overloaded API server times out: look again later
+            progress(f"listing failed, trying again: {exc}")
         waited = time.monotonic() - started
         if report.ok or waited > deadline:
             return report, waited
