@@ -260,13 +260,12 @@ def _lease_state(
 
 
 def collect(hub: Kube, providers: Mapping[str, Kube], namespace: str) -> Snapshot:
-    """List what :func:`check` reads: the tenant's leases and placements, providers' objects."""
+    """List what :func:`check` reads: the tenant's leases and placements, providers' objects.
+
+    Providers first: a workload namespace is made after its placement, so a placement created
+    between the two listings is never mistaken for an orphan's missing owner.
+    """
     selector = f"{LABEL_LEASE_NAMESPACE}={namespace}"
-    placements = [
-        p
-        for p in hub.list(r.LEASE_PLACEMENTS, label_selector=selector)
-        if str(_meta(p).get("namespace", "")).startswith(PROVIDER_NAMESPACE_PREFIX)
-    ]
     objs: dict[str, ProviderObjects] = {}
     kommons = f"{LABEL_MANAGED_BY}={MANAGER},{selector}"
     for name, kube in sorted(providers.items()):
@@ -275,6 +274,11 @@ def collect(hub: Kube, providers: Mapping[str, Kube], namespace: str) -> Snapsho
             deployments=kube.list(r.DEPLOYMENTS, label_selector=kommons),
             pods=kube.list(r.PODS, label_selector=kommons),
         )
+    placements = [
+        p
+        for p in hub.list(r.LEASE_PLACEMENTS, label_selector=selector)
+        if str(_meta(p).get("namespace", "")).startswith(PROVIDER_NAMESPACE_PREFIX)
+    ]
     return Snapshot(
         namespace=namespace,
         leases=hub.list(r.COMPUTE_LEASES, namespace),
