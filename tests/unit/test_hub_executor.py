@@ -7,18 +7,24 @@ Behaviour matrix (case -> expected):
   resourceVersion the finalizer patch returned;
 - the lease is gone when the finalizer is added -> nothing else is written (no placement of a
   lease that no longer exists);
-- a lease being deleted with nothing left -> the finalizer is removed, no status written.
+- a lease being deleted with nothing left -> the finalizer is removed, no status written;
+- a placement update conflicting because the agent reported status meanwhile (same uid,
+  same generation) -> read again and PUT on the fresh resourceVersion, keeping the fresh
+  metadata; conflicting because the spec changed, the object was replaced or is deleting ->
+  stays a conflict (plan again).
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from kommons.api import ComputeLease
+import pytest
+
+from kommons.api import ComputeLease, LeasePlacement
 from kommons.api_names import FINALIZER_HUB
 from kommons.hub.executor import Executor
 from kommons.hub.plan import LeasePlan
-from kommons.kube import Kube, NotFound
+from kommons.kube import Conflict, Kube, NotFound
 from kommons.kube import resources as r
 from tests.unit.test_hub_plan import lease_body, market, provider_body, step
 
@@ -94,3 +100,64 @@ def test_deleted_lease_with_nothing_left_drops_the_finalizer_only() -> None:
     kube = RecordingKube()
     Executor(cast(Kube, kube)).execute(lease, plan)
     assert kube.calls == ["patch computeleases finalizers=[]"]
+
+
+class ConflictingKube(RecordingKube):
+    """The first PUT of a placement conflicts; GET serves ``fresh``."""
+
+    def __init__(self, fresh: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.fresh = fresh
+        self.put_versions: list[str] = []
+
+    def replace(self, resource: Any, body: dict[str, Any]) -> Any:
+        self.put_versions.append(str(body["metadata"].get("resourceVersion")))
+        if len(self.put_versions) == 1:
+            raise Conflict(409, "Conflict", "the object has been modified", "PUT", "p")
+        return body
+
+    def get_or_none(self, resource: Any, name: str, namespace: str | None = None) -> Any:
+        self.calls.append("get")
+        return self.fresh
+
+
+def scale_plan() -> tuple[ComputeLease, LeasePlan, dict[str, Any]]:
+    """A lease scaled from 2 to 3 on its one provider: the plan updates that placement."""
+    view = market(provider_body("cheap"))
+    lease = ComputeLease.model_validate(lease_body())
+    first = step(lease, view)
+    placement = first.create[0].to_api()
+    placement["metadata"].update(uid="p-0", resourceVersion="7", generation=1)
+    observed = LeasePlacement.model_validate(placement)
+    raw = lease_body()
+    raw["spec"]["replicas"] = 3
+    raw["metadata"]["generation"] = 2
+    plan = step(ComputeLease.model_validate(raw), view, placements=[observed])
+    plan.events = []
+    assert [p.spec.replicas for p in plan.update] == [3]
+    return ComputeLease.model_validate(raw), plan, placement
+
+
+def test_update_conflicting_with_a_status_report_is_put_again_on_the_fresh_version() -> None:
+    lease, plan, placement = scale_plan()
+    fresh = {**placement, "metadata": {**placement["metadata"], "resourceVersion": "9"}}
+    fresh["metadata"]["annotations"] = {"agent.kommons.io/kopf-managed": "yes"}
+    kube = ConflictingKube(fresh)
+    outcome = Executor(cast(Kube, kube)).execute(lease, plan)
+    assert kube.put_versions == ["7", "9"]
+    assert not outcome.conflict
+    assert outcome.written[0]["spec"]["replicas"] == 3
+    assert outcome.written[0]["metadata"]["annotations"] == {"agent.kommons.io/kopf-managed": "yes"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"generation": 2}, {"uid": "another"}, {"deletionTimestamp": "2026-12-01T12:00:00Z"}],
+)
+def test_update_conflicting_with_a_spec_change_stays_a_conflict(change: dict[str, Any]) -> None:
+    lease, plan, placement = scale_plan()
+    fresh = {**placement, "metadata": {**placement["metadata"], "resourceVersion": "9", **change}}
+    kube = ConflictingKube(fresh)
+    outcome = Executor(cast(Kube, kube)).execute(lease, plan)
+    assert kube.put_versions == ["7"]
+    assert outcome.conflict

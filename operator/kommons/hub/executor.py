@@ -87,12 +87,40 @@ class Executor:
             namespace = placement.metadata.namespace
             outcome.written.append(self.kube.create(r.LEASE_PLACEMENTS, body, namespace))
         for placement in plan.update:
-            outcome.written.append(self.kube.replace(r.LEASE_PLACEMENTS, placement.to_api()))
+            outcome.written.append(self._replace(placement))
         for placement in plan.delete:
             meta = placement.metadata
             if meta.deletion_timestamp is None:
                 self.kube.delete(r.LEASE_PLACEMENTS, str(meta.name), meta.namespace, uid=meta.uid)
             outcome.deleted.append(placement)
+
+    def _replace(self, placement: LeasePlacement) -> JSON:
+        """PUT a placement's new spec, conditional on the spec the plan was made from.
+
+        The agent's status reports (and kopf's annotations) bump the placement's
+        resourceVersion without touching its spec; on a busy hub the watch lags behind them, so
+        a PUT with the observed version could conflict forever while the agent keeps reporting.
+        On a conflict the placement is read again: the same object whose spec is unchanged
+        (same ``generation``) gets the PUT again on top of the fresh version; anything else
+        stays a conflict (plan again).
+        """
+        body = placement.to_api()
+        try:
+            return self.kube.replace(r.LEASE_PLACEMENTS, body)
+        except Conflict:
+            meta = placement.metadata
+            fresh = self.kube.get_or_none(r.LEASE_PLACEMENTS, str(meta.name), meta.namespace)
+            fresh_meta = (fresh or {}).get("metadata") or {}
+            if (
+                fresh is None
+                or fresh_meta.get("uid") != meta.uid
+                or fresh_meta.get("generation") != meta.generation
+                or fresh_meta.get("deletionTimestamp")
+            ):
+                raise
+            fresh["spec"] = body["spec"]
+            fresh.pop("status", None)
+            return self.kube.replace(r.LEASE_PLACEMENTS, fresh)
 
     def _finalizers(
         self, lease: ComputeLease, plan: LeasePlan, outcome: Outcome, version: str | None
