@@ -7,6 +7,7 @@ Behaviour matrix (case -> expected):
   before its creation round or after its deletion.
 - every round kills at least one agent; kills fall inside the round; restarts are short.
 - ``expected_state`` folds create/scale/suspend/resume/delete in order.
+- ``kommons-testbed chaos --plan-only`` prints the same plan, without a bed.
 - a converged snapshot -> no violation.
 - each violation kind is detected: a lost lease; two Deployments / two placements / too many
   pods for one lease (duplicate); a workload namespace whose placement is gone (orphan);
@@ -255,3 +256,28 @@ def test_deleted_lease_with_placement_left_and_spec_drift() -> None:
     details = {v.detail for v in check(EXPECTED, snap).violations if v.kind == "wrong-state"}
     assert "deleted, 1 placement(s) left" in details
     assert any("spec asks replicas=3 suspend=False" in d for d in details)
+
+
+def test_cli_prints_the_plan_without_a_bed(tmp_path: Any, capsys: Any) -> None:
+    from kommons_testbed.cli import main
+
+    code = main(
+        [
+            "--dir",
+            str(tmp_path),
+            "chaos",
+            "--seed",
+            "5",
+            "--rounds",
+            "2",
+            "--leases",
+            "4",
+            "--plan-only",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("chaos plan: seed 5, 2 rounds of 12s, 4 leases")
+    assert "round  2:" in out
+    plan = make_plan(seed=5, rounds=2, leases=4, providers=("prov-a", "prov-b", "prov-c"))
+    assert format_plan(plan) in out
