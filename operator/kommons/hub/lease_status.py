@@ -1,8 +1,8 @@
 """A ComputeLease's status from its placements and the hub's gates (pure, typed).
 
-Phase rules (in order): deleting → ``Terminating``; nothing placed → ``Pending``; suspended →
-``Suspended``; every replica ready → ``Running``; fewer ready after having run → ``Degraded``;
-otherwise (placed, never all ready yet) ``Scheduled``.
+Phase rules (in order): deleting → ``Terminating``; suspended → ``Suspended`` (placed or not:
+it asks for no replica); nothing placed → ``Pending``; every replica ready → ``Running``; fewer
+ready after having run → ``Degraded``; otherwise (placed, never all ready yet) ``Scheduled``.
 
 The ``Ready`` condition carries the provider's own reason (e.g. ``PodsUnschedulable`` with
 "pods Pending: Too many pods") once replicas have not been ready for ``ready_timeout``: a lease
@@ -125,10 +125,10 @@ def _phase(
 ) -> str:
     if deleting:
         return "Terminating"
-    if placed == 0:
-        return "Pending"
     if suspended:
         return "Suspended"
+    if placed == 0:
+        return "Pending"
     if ready >= wanted:
         return "Running"
     if started:
