@@ -7,6 +7,8 @@ Behaviour matrix:
 - the same placement reported again with that status and nothing changed -> nothing written;
 - a change on the provider (a replica stops being ready) -> written, with the new reason;
 - a missing workload -> applied again, then reported;
+- a missing workload of a placement gone (or deleting) on the hub, seen through a stale body
+  (a kopf timer's copy) -> not applied again, nothing written (it would be an orphan);
 - a malformed placement -> nothing applied, phase Failed, Ready=False/InvalidPlacement naming
   the field; reported again unchanged -> nothing written (no write loop);
 - deletion reads only the name (a malformed placement is still removed);
@@ -56,9 +58,22 @@ class FakeCluster:
         return True
 
 
-def agent(cluster: FakeCluster) -> Agent:
+class FakeHub:
+    """Answers whether a placement is live on the hub."""
+
+    def __init__(self, live: bool = True) -> None:
+        self.live = live
+        self.asked: list[str] = []
+
+    def placement_live(self, name: str, uid: str | None) -> bool:
+        self.asked.append(name)
+        return self.live
+
+
+def agent(cluster: FakeCluster, hub: FakeHub | None = None) -> Agent:
     options = AgentOptions(provider="prov-a", hub_kubeconfig=None, kubeconfig=None, config=CONFIG)
-    return Agent(options, hub=cast(HubLink, object()), cluster=cast(ProviderCluster, cluster))
+    link = cast(HubLink, hub or FakeHub())
+    return Agent(options, hub=link, cluster=cast(ProviderCluster, cluster))
 
 
 def run(handler: Any, raw: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +115,15 @@ def test_missing_workload_is_applied_again() -> None:
     status = run(agent(cluster).report_placement, body())
     assert len(cluster.applied) == 1
     assert status["phase"] == "Pending"
+
+
+def test_missing_workload_of_a_placement_gone_on_the_hub_is_not_applied_again() -> None:
+    cluster = FakeCluster(WorkloadView(exists=False))
+    hub = FakeHub(live=False)
+    status = run(agent(cluster, hub).report_placement, body())
+    assert hub.asked == ["web-abc12-prov-a"]
+    assert cluster.applied == []
+    assert status == {}
 
 
 def test_malformed_placement_fails_at_the_edge_without_a_write_loop() -> None:

@@ -2,9 +2,9 @@
 
 Behaviour matrix:
 
-- phase, in order: deleting → Terminating; nothing placed → Pending; suspended → Suspended;
-  every replica ready → Running; fewer ready after having run → Degraded (even none);
-  otherwise Scheduled (placed but never all ready yet).
+- phase, in order: deleting → Terminating; suspended → Suspended (placed or not); nothing
+  placed → Pending; every replica ready → Running; fewer ready after having run → Degraded
+  (even none); otherwise Scheduled (placed but never all ready yet).
 - ``startedAt``: set (to the second) the first time every replica is ready, then kept (even
   when degraded); never while suspended.
 - summaries: one per placement, sorted by provider; ``providers`` column is the sorted set;
@@ -153,7 +153,7 @@ def cond(status: ComputeLeaseStatus, type_: str) -> Any:
         ({"deleting": True}, [], False, "Terminating"),
         ({}, [], False, "Pending"),
         ({}, [], True, "Pending"),
-        ({"suspend": True}, [], False, "Pending"),
+        ({"suspend": True}, [], False, "Suspended"),  # suspended before it was placed
         ({"suspend": True}, [placement("p1", 2, 2)], False, "Suspended"),
         ({}, [placement("p1", 1, 1), placement("p2", 1, 1)], False, "Running"),
         ({}, [placement("p1", 2, 1)], False, "Scheduled"),

@@ -58,6 +58,14 @@ def cmd_hollow(args: argparse.Namespace) -> int:
     return hollow.run_from_args(hollow.build_parser().parse_args(args.rest), args.dir)
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """Print a seeded churn's plan; run it on the bed and check convergence (docs/chaos.md)."""
+    from kommons_testbed import chaos_run  # imports the product package; only `chaos` needs it
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    return chaos_run.run((args.dir or default_dir()).resolve(), args, _say)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop the bed's processes by pid and remove its directory."""
     directory: Path = (args.dir or default_dir()).resolve()
@@ -127,6 +135,19 @@ def _print_summary(bed: Testbed) -> None:
         _say(f"all clusters: kubectl --kubeconfig {state.merged_kubeconfig} --context <name> ...")
 
 
+def _add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, required=True, help="the churn's seed")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds (default 20)")
+    parser.add_argument("--leases", type=int, default=500, help="leases created (default 500)")
+    parser.add_argument(
+        "--round-seconds", type=float, default=12.0, help="length of a round (default 12)"
+    )
+    parser.add_argument(
+        "--deadline", type=float, default=900.0, help="seconds to wait for convergence"
+    )
+    parser.add_argument("--plan-only", action="store_true", help="print the plan; touch no bed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     parser = argparse.ArgumentParser(
@@ -176,7 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hollow.add_argument("rest", nargs="*")
     hollow.set_defaults(func=cmd_hollow)
-    for p in (up, down, status, env, run):
+    chaos = sub.add_parser(
+        "chaos",
+        help="seeded churn of leases with SIGKILLs of hub and agents, then a convergence check",
+    )
+    _add_chaos_arguments(chaos)
+    chaos.set_defaults(func=cmd_chaos)
+    for p in (up, down, status, env, run, chaos):
         p.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 

@@ -115,6 +115,17 @@ class HubLink:
             out[str(body["metadata"]["name"])] = token if isinstance(token, int) else None
         return out
 
+    def placement_live(self, name: str, uid: str | None) -> bool:
+        """Whether placement ``name`` (that very object: ``uid``) is on the hub, not deleting.
+
+        A fresh read, for decisions a stale watch body must not make (re-creating a workload).
+        """
+        body = self.hub.get_or_none(r.LEASE_PLACEMENTS, name, self.namespace)
+        if body is None:
+            return False
+        meta = body.get("metadata") or {}
+        return not meta.get("deletionTimestamp") and (uid is None or meta.get("uid") == uid)
+
     def report(
         self, inventory: Inventory, leases: list[str], kubernetes_version: str
     ) -> ProviderStatus:

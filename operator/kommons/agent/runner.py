@@ -148,6 +148,11 @@ class Agent:
         job = placement.spec.job is not None
         workload = self.cluster.observe(name, wanted=wanted, job=job)
         if not workload.exists:
+            # The body may be stale (a timer's copy of a placement deleted since): only a
+            # placement still live on the hub gets its workload back, or it would be orphaned.
+            if not self.hub.placement_live(name, placement.metadata.uid):
+                log.info("placement %s is gone or deleting on the hub; not re-applying", name)
+                return
             log.warning("workload of placement %s is missing; materialising it again", name)
             runtime_class = self.options.config.runtime_class_name
             self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))

@@ -54,13 +54,28 @@ class Executor:
         self.kube = kube
 
     def execute(self, lease: ComputeLease, plan: LeasePlan) -> Outcome:
-        """Apply ``plan`` for ``lease``; placements first, then the lease's own writes."""
+        """Apply ``plan`` for ``lease``.
+
+        Order: Events; a finalizer to add (before any placement is created); placements;
+        then the finalizer to remove, or the status.
+        """
         outcome = Outcome()
         for event in plan.events:  # first: whoever sees the new status finds its Event too
             self.post_event(lease, event)
         try:
+            version = lease.metadata.resource_version
+            if plan.add_finalizer:
+                # Before any placement exists: from now on a deleted lease waits for its
+                # placements. Added after them, a lease deleted in between (or a hub killed in
+                # between) would vanish at once and leave its placements running.
+                version = self._finalizers(lease, plan, outcome, version)
+                if outcome.lease is None:
+                    return outcome  # the lease is gone: write nothing for it
             self._placements(plan, outcome)
-            self._lease(lease, plan, outcome)
+            if plan.remove_finalizer:
+                self._finalizers(lease, plan, outcome, version)
+            elif plan.status is not None:
+                self._status(lease, plan, outcome, version)
         except Conflict as exc:
             log.debug("lease %s: conflict (%s); planning again", lease.metadata.name, exc)
             outcome.conflict = True
@@ -72,41 +87,75 @@ class Executor:
             namespace = placement.metadata.namespace
             outcome.written.append(self.kube.create(r.LEASE_PLACEMENTS, body, namespace))
         for placement in plan.update:
-            outcome.written.append(self.kube.replace(r.LEASE_PLACEMENTS, placement.to_api()))
+            outcome.written.append(self._replace(placement))
         for placement in plan.delete:
             meta = placement.metadata
             if meta.deletion_timestamp is None:
                 self.kube.delete(r.LEASE_PLACEMENTS, str(meta.name), meta.namespace, uid=meta.uid)
             outcome.deleted.append(placement)
 
-    def _lease(self, lease: ComputeLease, plan: LeasePlan, outcome: Outcome) -> None:
+    def _replace(self, placement: LeasePlacement) -> JSON:
+        """PUT a placement's new spec, conditional on the spec the plan was made from.
+
+        The agent's status reports (and kopf's annotations) bump the placement's
+        resourceVersion without touching its spec; on a busy hub the watch lags behind them, so
+        a PUT with the observed version could conflict forever while the agent keeps reporting.
+        On a conflict the placement is read again: the same object whose spec is unchanged
+        (same ``generation``) gets the PUT again on top of the fresh version; anything else
+        stays a conflict (plan again).
+        """
+        body = placement.to_api()
+        try:
+            return self.kube.replace(r.LEASE_PLACEMENTS, body)
+        except Conflict:
+            meta = placement.metadata
+            fresh = self.kube.get_or_none(r.LEASE_PLACEMENTS, str(meta.name), meta.namespace)
+            fresh_meta = (fresh or {}).get("metadata") or {}
+            if (
+                fresh is None
+                or fresh_meta.get("uid") != meta.uid
+                or fresh_meta.get("generation") != meta.generation
+                or fresh_meta.get("deletionTimestamp")
+            ):
+                raise
+            fresh["spec"] = body["spec"]
+            fresh.pop("status", None)
+            return self.kube.replace(r.LEASE_PLACEMENTS, fresh)
+
+    def _finalizers(
+        self, lease: ComputeLease, plan: LeasePlan, outcome: Outcome, version: str | None
+    ) -> str | None:
+        """Add or remove the hub's finalizer; the lease's new resourceVersion."""
         meta = lease.metadata
-        version = meta.resource_version
-        if plan.add_finalizer or plan.remove_finalizer:
-            finalizers = [f for f in meta.finalizers or () if f != FINALIZER_HUB]
-            if plan.add_finalizer:
-                finalizers.append(FINALIZER_HUB)
-            try:
-                outcome.lease = self.kube.patch(
-                    r.COMPUTE_LEASES,
-                    str(meta.name),
-                    {"metadata": {"finalizers": finalizers, "resourceVersion": version}},
-                    meta.namespace,
-                )
-            except NotFound:
-                return  # the lease is gone: nothing left to write
-            version = outcome.lease["metadata"]["resourceVersion"]
-        if plan.status is not None and not plan.remove_finalizer:
-            body = lease.to_api()
-            body["metadata"] = {
-                "name": meta.name,
-                "namespace": meta.namespace,
-                "resourceVersion": version,
-            }
-            body["status"] = plan.status.to_api()
-            outcome.lease = self.kube.request(
-                "PUT", r.COMPUTE_LEASES.path(meta.namespace, str(meta.name)) + "/status", body=body
+        finalizers = [f for f in meta.finalizers or () if f != FINALIZER_HUB]
+        if plan.add_finalizer:
+            finalizers.append(FINALIZER_HUB)
+        try:
+            outcome.lease = self.kube.patch(
+                r.COMPUTE_LEASES,
+                str(meta.name),
+                {"metadata": {"finalizers": finalizers, "resourceVersion": version}},
+                meta.namespace,
             )
+        except NotFound:
+            return version  # the lease is gone: nothing left to write
+        return str(outcome.lease["metadata"]["resourceVersion"])
+
+    def _status(
+        self, lease: ComputeLease, plan: LeasePlan, outcome: Outcome, version: str | None
+    ) -> None:
+        assert plan.status is not None
+        meta = lease.metadata
+        body = lease.to_api()
+        body["metadata"] = {
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "resourceVersion": version,
+        }
+        body["status"] = plan.status.to_api()
+        outcome.lease = self.kube.request(
+            "PUT", r.COMPUTE_LEASES.path(meta.namespace, str(meta.name)) + "/status", body=body
+        )
 
     def post_event(self, lease: ComputeLease, event: LeaseEvent) -> None:
         """Post an Event on the lease as ``kommons-hub``; failures are logged, not raised."""

@@ -1,11 +1,12 @@
 """A ComputeLease's status from its placements and the hub's gates (pure, typed).
 
-Phase rules (in order; :func:`lease_phase`): deleting → ``Terminating``; nothing placed →
-``Pending``; suspended → ``Suspended``; every replica ready → ``Running``; no replica ready and
-the ``Ready`` reason (given only after the ready timeout) is the tenant's
-(:data:`TENANT_REASONS`) → ``Failed``; fewer ready after having run (``startedAt``) →
-``Degraded``; otherwise (placed, never all ready yet) ``Scheduled``. The end phases
-``Expired``, ``Succeeded`` and a Job's ``Failed`` are :mod:`kommons.hub.lifecycle`'s.
+Phase rules (in order; :func:`lease_phase`): deleting → ``Terminating``; suspended →
+``Suspended`` (placed or not: it asks for no replica); nothing placed → ``Pending``; every
+replica ready → ``Running``; no replica ready and the ``Ready`` reason (given only after the
+ready timeout) is the tenant's (:data:`TENANT_REASONS`) → ``Failed``; fewer ready after having
+run (``startedAt``) → ``Degraded``; otherwise (placed, never all ready yet) ``Scheduled``.
+The end phases ``Expired``, ``Succeeded`` and a Job's ``Failed`` are
+:mod:`kommons.hub.lifecycle`'s.
 
 ``Failed`` of a long-running lease is a status, not an end: its placements stay, so fixing the
 template (a new image) recovers it.
@@ -169,10 +170,10 @@ def lease_phase(
     """
     if deleting:
         return "Terminating"
-    if placed == 0:
-        return "Pending"
     if suspended:
         return "Suspended"
+    if placed == 0:
+        return "Pending"
     if ready >= wanted:
         return "Running"
     if ready == 0 and ready_reason in TENANT_REASONS:
