@@ -442,15 +442,13 @@ def start_stack(
     stack.onboard_all(hub)
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
     try:
-        stack.start_hub(*hub_args)
+        stack.start_hubs(hub_replicas, *hub_args)
         for provider in sorted(set(stack.provider_kubeconfigs) - stack.push):
             stack.start_agent(provider)
         pushed = f" (push mode, run by the hub: {', '.join(sorted(stack.push))})" if push else ""
-        progress(f"started the hub operator and one agent per provider{pushed}; waiting for them")
-        stack.start_hubs(hub_replicas, *hub_args)
-        for provider in sorted(stack.provider_kubeconfigs):
-            stack.start_agent(provider)
-        progress(f"started {hub_replicas} hub replica(s) and one agent per provider; waiting")
+        progress(
+            f"started {hub_replicas} hub replica(s) and one agent per provider{pushed}; waiting"
+        )
         stack.wait_providers_ready(timeout=ready_timeout, since=started_at)
     except BaseException:
         stack.down()  # leave no orphaned operator or agent behind
