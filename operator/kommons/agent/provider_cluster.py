@@ -101,7 +101,7 @@ class ProviderCluster:
         """What materialised placements hold, read from their quotas, and their lease keys.
 
         A quota's ``pods`` is the placement's replicas: each holds a pod slot whether its pod
-        runs, is pending or is suspended.
+        runs or is pending. A suspended placement's quota is zero, so it holds nothing.
         """
         total = Amount()
         leases: list[str] = []
