@@ -133,7 +133,11 @@ def test_reputation_drops_with_downtime_and_gates_min_reputation(
     )
     assert down["unreachableSeconds"] > 0
     assert down["score"] < MIN_REPUTATION
-    assert down["score"] == pytest.approx(0.9 * down["uptimeRatio"], abs=2e-4)
+    # leases other tests left on the victim fail over meanwhile: each counts against it
+    completed, failed = down.get("completedLeases", 0), down.get("failedLeases", 0)
+    ended = completed + failed + down.get("failovers", 0)
+    success = (completed + 9) / (ended + 10)
+    assert down["score"] == pytest.approx(success * down["uptimeRatio"], abs=2e-4)
     for provider in OTHERS:  # (a loaded bed may make the hub miss a heartbeat or two)
         assert reputation_of(hub, provider)["uptimeRatio"] >= 0.95
         assert reputation_of(hub, provider)["score"] > MIN_REPUTATION
