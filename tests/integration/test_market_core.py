@@ -199,7 +199,10 @@ def test_replicas_never_ready_give_the_lease_the_providers_reason(hub: Kube, ten
     ready = _condition(lease, "Ready")
     assert ready["status"] == "False"
     assert "prov-a: 1 pod(s) not ready: testbed.kommons.io/ready=false" in ready["message"]
-    assert lease["status"]["phase"] == "Scheduled"
+    # The test bed's pod is Ready for a moment before its readiness "probe" fails; if the hub saw
+    # that moment the lease started (startedAt) and is Degraded now, otherwise it never ran.
+    started = bool(lease["status"].get("startedAt"))
+    assert lease["status"]["phase"] == ("Degraded" if started else "Scheduled")
     warnings = [e for e in _events(hub, tenant, "unready") if e["type"] == "Warning"]
     assert any(e["reason"] == "ContainersNotReady" for e in warnings)
 

@@ -250,10 +250,37 @@ class LeaseCost(StatusModel):
     """What the lease has cost so far."""
 
     accrued: StatusDecimal = Field(
-        default="0", description="Accrued cost in settlement-token units."
+        default="0",
+        description="Accrued cost in settlement-token units: settled plus the usage of the"
+        " epochs not settled yet (never decreases).",
+    )
+    settled: StatusDecimal | None = Field(
+        default=None,
+        description="Cost of the epochs already settled on chain, in settlement-token units.",
     )
     last_metered_at: datetime | None = Field(
         default=None, description="End of the last metered interval."
+    )
+
+
+class LeaseUsage(StatusModel):
+    """Metered usage of one placement in one settlement epoch, as the hub accepted it.
+
+    Written by the hub only, set (never added to) from the provider's reports clipped to what
+    the hub observed; frozen once the epoch is sealed, folded into ``cost.settled`` and dropped
+    once the epoch is confirmed on chain.
+    """
+
+    epoch_id: int = Field(ge=0, description="The SettlementEpoch's spec.epochId.")
+    provider: str = Field(description="Provider that ran the replicas.")
+    placement_uid: str = Field(description="UID of the LeasePlacement metered.")
+    billing_account: str = Field(description="BillingAccount charged.")
+    ready_seconds: int = Field(
+        ge=0, description="Replica-seconds ready within the epoch that the hub accepted."
+    )
+    amount: StatusDecimal = Field(
+        description="ready_seconds × the placement's locked price per replica-hour / 3600,"
+        " rounded down to the token's base unit, in settlement-token units."
     )
 
 
@@ -350,6 +377,12 @@ class ComputeLeaseStatus(StatusModel):
         default=None, ge=0, description="metadata.generation this status reflects."
     )
     cost: LeaseCost | None = Field(default=None, description="Accrued cost.")
+    usage: list[LeaseUsage] | None = Field(
+        default=None,
+        max_length=512,
+        description="Metered usage per (epoch, placement) of the epochs not yet confirmed on"
+        " chain.",
+    )
     decision: SchedulingDecision | None = Field(
         default=None, description="The scheduler's last decision."
     )
