@@ -23,6 +23,7 @@ from kommons.kube import Kube, KubeError
 from kommons.kube import resources as r
 from kommons.kube.resources import Resource
 from kommons_testbed.bed import Testbed
+from kommons_testbed.manifests import apply_market, apply_namespace, exists, lease_manifest
 from kommons_testbed.stack import Stack, start_stack
 
 JSON = dict[str, Any]
@@ -272,78 +273,25 @@ class Watch:
 
 def lease_body(name: str, namespace: str, *, cpu: str = "100m", memory: str = "64Mi") -> JSON:
     """A one-replica ComputeLease that Pod Security ``restricted`` admits."""
-    return {
-        "apiVersion": "kommons.io/v1alpha1",
-        "kind": "ComputeLease",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "poolRef": {"name": POOL},
-            "replicas": 1,
-            "resources": {"cpu": cpu, "memory": memory},
-            "maxPricePerHour": "5.00",
-            "template": {
-                "metadata": {"labels": {"app": "bench"}},
-                "spec": {
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "registry.k8s.io/pause:3.10",
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    return lease_manifest(
+        name,
+        namespace,
+        pool=POOL,
+        cpu=cpu,
+        memory=memory,
+        image="registry.k8s.io/pause:3.10",
+        labels={"app": "bench"},
+    )
 
 
 def setup_market(hub: Kube, tenants: Sequence[str]) -> None:
     """A pool of every provider (LowestPrice), a billing account, the tenant namespaces."""
-    hub.apply(
-        r.PROVIDER_POOLS,
-        {
-            "apiVersion": "kommons.io/v1alpha1",
-            "kind": "ProviderPool",
-            "metadata": {"name": POOL},
-            "spec": {
-                "strategy": "LowestPrice",
-                "tenantNamespaceSelector": {
-                    "matchExpressions": [{"key": TENANT_LABEL, "operator": "Exists"}]
-                },
-            },
-        },
-    )
-    hub.apply(
-        r.BILLING_ACCOUNTS,
-        {
-            "apiVersion": "kommons.io/v1alpha1",
-            "kind": "BillingAccount",
-            "metadata": {"name": ACCOUNT},
-            "spec": {
-                "address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-                "namespaceSelector": {
-                    "matchExpressions": [{"key": TENANT_LABEL, "operator": "Exists"}]
-                },
-            },
-        },
+    selector = exists(TENANT_LABEL)
+    apply_market(
+        hub, pool=POOL, strategy="LowestPrice", tenants=selector, account=ACCOUNT, billed=selector
     )
     for tenant in tenants:
-        hub.apply(
-            r.NAMESPACES,
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": tenant, "labels": {TENANT_LABEL: tenant}},
-            },
-        )
+        apply_namespace(hub, tenant, {TENANT_LABEL: tenant})
 
 
 def start_hub_stack(bed: Testbed, *, heartbeat_timeout: float) -> Stack:

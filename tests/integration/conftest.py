@@ -16,6 +16,7 @@ import pytest
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
 from kommons_testbed.bed import Testbed
+from kommons_testbed.manifests import lease_manifest
 from kommons_testbed.processes import wait_for
 from kommons_testbed.stack import Stack, start_stack
 
@@ -114,38 +115,18 @@ def lease_body(
     max_price: str = "5.00",
     pool: str = POOL,
 ) -> dict[str, Any]:
-    """A restricted-compliant ComputeLease."""
-    resources: dict[str, Any] = {"cpu": cpu, "memory": memory}
-    if gpu:
-        resources["gpu"] = gpu
-    return {
-        "apiVersion": "kommons.io/v1alpha1",
-        "kind": "ComputeLease",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "poolRef": {"name": pool},
-            "replicas": replicas,
-            "resources": resources,
-            "maxPricePerHour": max_price,
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "nginxinc/nginx-unprivileged:1.27-alpine",
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                                "runAsNonRoot": True,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
-                        }
-                    ]
-                },
-            },
-        },
-    }
+    """A restricted-compliant ComputeLease (pods labelled ``app: <name>``)."""
+    return lease_manifest(
+        name,
+        namespace,
+        pool=pool,
+        replicas=replicas,
+        cpu=cpu,
+        memory=memory,
+        gpu=gpu,
+        max_price=max_price,
+        labels={"app": name},
+    )
 
 
 def wait_lease(

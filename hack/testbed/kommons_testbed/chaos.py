@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 from kommons.kube import Conflict, Kube, NotFound
 from kommons.kube import resources as r
+from kommons_testbed.manifests import apply_market, apply_namespace, exists, lease_manifest
 
 OpKind = Literal["create", "scale", "suspend", "resume", "delete"]
 Progress = Callable[[str], None]
@@ -229,67 +230,16 @@ def format_plan(plan: ChaosPlan) -> str:
 
 def lease_body(name: str, namespace: str, *, replicas: int) -> dict[str, Any]:
     """A tiny restricted-compliant lease of the chaos pool (10m cpu, 16Mi per replica)."""
-    return {
-        "apiVersion": "kommons.io/v1alpha1",
-        "kind": "ComputeLease",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "poolRef": {"name": POOL},
-            "replicas": replicas,
-            "resources": {"cpu": "10m", "memory": "16Mi"},
-            "maxPricePerHour": "5.00",
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "nginxinc/nginx-unprivileged:1.27-alpine",
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                                "runAsNonRoot": True,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
-                        }
-                    ]
-                }
-            },
-        },
-    }
+    return lease_manifest(name, namespace, pool=POOL, replicas=replicas, cpu="10m", memory="16Mi")
 
 
 def prepare(hub: Kube, namespace: str) -> None:
     """The chaos pool (strategy Spread), billing account and tenant namespace (idempotent)."""
-    selector = {"matchExpressions": [{"key": CHAOS_LABEL, "operator": "Exists"}]}
-    hub.apply(
-        r.PROVIDER_POOLS,
-        {
-            "apiVersion": "kommons.io/v1alpha1",
-            "kind": "ProviderPool",
-            "metadata": {"name": POOL},
-            "spec": {"strategy": "Spread", "tenantNamespaceSelector": selector},
-        },
+    selector = exists(CHAOS_LABEL)
+    apply_market(
+        hub, pool=POOL, strategy="Spread", tenants=selector, account=ACCOUNT, billed=selector
     )
-    hub.apply(
-        r.BILLING_ACCOUNTS,
-        {
-            "apiVersion": "kommons.io/v1alpha1",
-            "kind": "BillingAccount",
-            "metadata": {"name": ACCOUNT},
-            "spec": {
-                "address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-                "namespaceSelector": selector,
-            },
-        },
-    )
-    hub.apply(
-        r.NAMESPACES,
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {CHAOS_LABEL: "yes"}},
-        },
-    )
+    apply_namespace(hub, namespace, {CHAOS_LABEL: "yes"})
 
 
 class StackControl(Protocol):
