@@ -61,12 +61,23 @@ def test_churn_with_kills_converges(
 
     kubes = {name: provider_kube(name) for name in providers}
     report, converge = wait_converged(
-        expected, hub, kubes, namespace, deadline=CONVERGE_DEADLINE, progress=_say
+        expected,
+        hub,
+        kubes,
+        namespace,
+        deadline=CONVERGE_DEADLINE,
+        progress=_say,
+        between=stack.restart_lost_hubs,
     )
     _say(
-        f"churn {figures.seconds:.0f}s, {figures.ops} ops, {figures.kills} kills;"
+        f"churn {figures.seconds:.0f}s, {figures.ops} ops, {figures.kills} kills,"
+        f" {len(figures.hub_restarts)} restarts after a lost Lease;"
         f" converged in {converge:.0f}s; end state {lease_states(expected)};"
         f" violations {report.counts}"
     )
-    assert report.ok, f"not converged after {converge:.0f}s:\n{report.describe(limit=40)}"
+    exited = [name for name in stack.processes if not stack.alive(name)]
+    assert report.ok, (
+        f"not converged after {converge:.0f}s (processes exited since: {exited or 'none'}):\n"
+        f"{report.describe(limit=40)}"
+    )
     assert report.counts == {"lost": 0, "duplicate": 0, "orphan": 0, "wrong-state": 0}

@@ -254,6 +254,9 @@ class StackControl(Protocol):
     def start_agent(self, provider: str) -> object:
         """Start one provider's agent."""
 
+    def restart_lost_hubs(self) -> list[str]:
+        """Restart hub replicas that exited on losing the Lease (what a Deployment does)."""
+
 
 @dataclass
 class RunFigures:
@@ -263,6 +266,8 @@ class RunFigures:
     failed_ops: list[str] = field(default_factory=list)
     """Tenant writes the API server refused (``op: error``); each is retried once."""
     kills: int = 0
+    hub_restarts: list[str] = field(default_factory=list)
+    """Hub replicas that exited on losing the Lease and were restarted, as a pod would be."""
     seconds: float = 0.0
 
 
@@ -352,6 +357,9 @@ class ChaosRunner:
             future.result()
         for target in sorted(down):  # pragma: no cover - every kill has its restart above
             self._restart(target)
+        for name in self.stack.restart_lost_hubs():
+            self.progress(f"{name} had exited on losing the Lease: restarted (as a pod would be)")
+            self.figures.hub_restarts.append(name)
         rest = start + self.plan.round_seconds - time.monotonic()
         if rest > 0:
             time.sleep(rest)

@@ -70,10 +70,17 @@ def run(directory: Path, args: argparse.Namespace, progress: Progress) -> int:
         }
         expected = expected_state(plan)
         report, took = wait_converged(
-            expected, hub, kubes, namespace, deadline=args.deadline, progress=progress
+            expected,
+            hub,
+            kubes,
+            namespace,
+            deadline=args.deadline,
+            progress=progress,
+            between=stack.restart_lost_hubs,
         )
         progress(
-            f"churn {done.seconds:.0f}s, {done.ops} ops, {done.kills} kills; "
+            f"churn {done.seconds:.0f}s, {done.ops} ops, {done.kills} kills,"
+            f" {len(done.hub_restarts)} restarts after a lost Lease; "
             f"{'converged' if report.ok else 'NOT converged'} after {took:.0f}s;"
             f" end state {lease_states(expected)}"
         )

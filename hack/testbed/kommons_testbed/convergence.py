@@ -296,8 +296,12 @@ def wait_converged(
     deadline: float,
     progress: Callable[[str], None],
     every: float = 15.0,
+    between: Callable[[], object] = lambda: None,
 ) -> tuple[Report, float]:
     """Check until no violation is left or ``deadline`` seconds passed.
+
+    ``between`` runs after each check that found violations (e.g. restart hub replicas that
+    exited on losing the Lease, as their Deployment would).
 
     Returns:
         The last report and the seconds waited. Progress is reported every 30 s.
@@ -316,4 +320,5 @@ def wait_converged(
         if waited - said >= 30:
             progress(f"[{waited:5.0f}s] not converged yet: {report.describe(limit=5)}")
             said = waited
+        between()
         time.sleep(every)

@@ -367,11 +367,16 @@ class LeaderElector:
         return max(0.5, self.last_renew + self.options.renew_deadline - now)
 
     async def step(self) -> Decision:
-        """Read the Lease, decide, write; returns the decision taken."""
+        """Read the Lease, decide, write (in the API thread); returns the decision taken."""
+        decision: Decision = await self._call(self.step_blocking)
+        return decision
+
+    def step_blocking(self) -> Decision:
+        """:meth:`step` in the calling thread (the API thread: never the event loop)."""
         now = time.monotonic()
         timeout = self._timeout(now)
         try:
-            record = await self._call(lambda: self.lock.get(timeout=timeout))
+            record = self.lock.get(timeout=timeout)
         except Exception as exc:
             return self._failed(f"reading the Lease failed: {exc}")
         now = time.monotonic()
@@ -393,7 +398,7 @@ class LeaderElector:
         written = decision.record
         sent = time.monotonic()
         try:
-            await self._call(lambda: self.lock.write(written, timeout=self._timeout(sent)))
+            self.lock.write(written, timeout=self._timeout(sent))
         except Conflict:
             return self._failed("another replica wrote the Lease first")
         except Exception as exc:
@@ -449,10 +454,25 @@ class LeaderElector:
         return False
 
     async def keep(self) -> None:
-        """Renew every ``retry_period`` until cancelled (``on_lost`` is called on failure)."""
-        while True:
-            await asyncio.sleep(self.options.retry_period)
-            await self.step()
+        """Renew every ``retry_period`` until cancelled (``on_lost`` is called on failure).
+
+        The renewals run in the API thread, not on the event loop: like client-go's renew
+        goroutine, they go on while the loop is busy (a restarted hub catching up on hundreds
+        of leases), so a busy leader is not mistaken for a dead one. A leader that cannot
+        renew (API server gone, thread starved) still stops at the deadline (deadman).
+        """
+        stopped = threading.Event()
+        renewing = asyncio.get_running_loop().run_in_executor(
+            self._thread, self._renew_until, stopped
+        )
+        try:
+            await asyncio.shield(renewing)
+        finally:
+            stopped.set()
+
+    def _renew_until(self, stopped: threading.Event) -> None:
+        while not stopped.wait(self.options.retry_period):
+            self.step_blocking()
 
     async def release(self) -> bool:
         """Hand the Lease over at once (holder emptied); ``True`` when written."""
