@@ -1,9 +1,10 @@
 """Failover on the real bed: time to run again elsewhere, and the heartbeat timeout's trade-off.
 
 1. **Failover time.** A bed (hub + 3 provider clusters, no chain) and the Kommons stack with
-   the hub's *default* ``--heartbeat-timeout`` (30 s). ``--leases`` one-replica leases land on
-   the cheapest provider; its kube-apiserver is stopped (its agent then withholds heartbeats)
-   at t0. Reported per lease: t0 → the lease ``Running`` with no replica on that provider
+   the hub's *default* ``--heartbeat-timeout`` (``HubOptions.heartbeat_timeout``, 20 s).
+   ``--leases`` one-replica leases land on the cheapest provider; its kube-apiserver is
+   stopped (its agent then withholds heartbeats) at t0. Reported per lease: t0 → the lease
+   ``Running`` with no replica on that provider
    (p50/p99/max), and t0 → the hub marking the provider ``Unreachable`` (detection). The API
    server is started again and the time until every stale workload on it is removed
    (fencing) is reported. ``--rounds`` repeats this on whichever provider holds the leases.
@@ -37,6 +38,7 @@ from typing import Any
 from benchlib import lease_body, percentile, save_logs, say, setup_market, table
 
 from kommons.api_names import LABEL_MANAGED_BY, LABEL_PLACEMENT, MANAGER, provider_namespace
+from kommons.hub.handlers import HubOptions
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
 from kommons_testbed.bed import Testbed
@@ -44,6 +46,8 @@ from kommons_testbed.stack import Stack, start_stack
 
 TENANT = "bench-failover"
 HEARTBEAT_LEASE = "kommons-agent"
+DEFAULT_TIMEOUT = HubOptions(kubeconfig=None).heartbeat_timeout
+"""The hub's default ``--heartbeat-timeout``: the failover rounds measure what users get."""
 
 
 def _seconds(value: float | None) -> str:
@@ -268,7 +272,8 @@ def report(rounds: list[dict[str, Any]], trade: dict[str, Any] | None, elapsed: 
         out.append(
             table(
                 f"failover round {n}: {res['leases']} one-replica leases, {res['provider']}'s"
-                " kube-apiserver stopped, default --heartbeat-timeout 30 s",
+                " kube-apiserver stopped, default --heartbeat-timeout"
+                f" {DEFAULT_TIMEOUT:.0f} s",
                 [
                     ("leases running elsewhere", f"{res['moved']}/{res['leases']}"),
                     ("detection (stop -> Unreachable)", _seconds(res["detection"])),
@@ -330,7 +335,9 @@ def main() -> int:
     trade = None
     try:
         # the hub's defaults, except the lease-retry back-off the bed shortens
-        stack = start_stack(bed, hub_args=("--heartbeat-timeout", "30"), ready_timeout=180)
+        stack = start_stack(
+            bed, hub_args=("--heartbeat-timeout", f"{DEFAULT_TIMEOUT:g}"), ready_timeout=180
+        )
         try:
             if not args.skip_failover:
                 rounds = bench_failover(bed, stack, args)

@@ -55,7 +55,6 @@ LEASED_RESOURCES = (
     "the agent gives every container one replica's spec.resources as requests and limits,"
     " set spec.resources instead"
 )
-DEPLOYMENT = "leased replicas run as a Deployment on the provider"
 RUNTIME = "the provider's container runtime decides it for leased pods"
 FORBIDDEN = "FieldValueForbidden"
 
@@ -340,10 +339,15 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
         "pod",
         "activeDeadlineSeconds",
         ABSENT,
-        DEPLOYMENT + ", which does not support it (a lease runs until deleted)",
+        "the agent decides how long pods run: a lease until it expires (spec.duration) or is"
+        " deleted, a Job lease (spec.job) until its completions or backoffLimit",
     ),
     TemplateRule(
-        "pod", "restartPolicy", one_of("Always"), DEPLOYMENT + ", whose pods always restart"
+        "pod",
+        "restartPolicy",
+        one_of("Always"),
+        "the agent sets it (Always for a Deployment lease, Never for a Job lease with"
+        " spec.job): leave it unset",
     ),
     # --- pod security context (closed)
     TemplateRule("podSecurityContext", "runAsNonRoot", NOT_FALSE, RESTRICTED),
