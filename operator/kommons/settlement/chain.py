@@ -638,10 +638,10 @@ def deploy(w3: Web3, key: str | PrivateKey, name: str, *args: Any) -> ChecksumAd
 
 
 def deploy_token(
-    w3: Web3, key: str | PrivateKey, *, name: str = "Kommons Test Token"
+    w3: Web3, key: str | PrivateKey, *, name: str = "Kommons Test Token", decimals: int = 6
 ) -> ChecksumAddress:
     """Deploy a :file:`contracts/TestToken.sol` (anyone may mint; tests and the bed only)."""
-    return deploy(w3, key, "TestToken", name, "KTT")
+    return deploy(w3, key, "TestToken", name, "KTT", decimals)
 
 
 def deploy_settlement(
