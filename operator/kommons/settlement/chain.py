@@ -431,6 +431,26 @@ class SettlementChain:
         """The chain id (31337 on anvil)."""
         return int(_call("reading the chain id", lambda: self.w3.eth.chain_id))
 
+    def events(self, name: str, *, from_block: int = 0) -> list[dict[str, Any]]:
+        """The contract's ``name`` events (e.g. ``Claimed``) from ``from_block`` on.
+
+        Each is its arguments by name plus ``blockNumber`` and ``transactionHash``.
+        """
+        event = self.contract.events[name]()
+
+        def fetch() -> list[dict[str, Any]]:
+            logs = event.get_logs(from_block=from_block)
+            return [
+                {
+                    **{k: _plain(v) for k, v in entry["args"].items()},
+                    "blockNumber": int(entry["blockNumber"]),
+                    "transactionHash": "0x" + bytes(entry["transactionHash"]).hex(),
+                }
+                for entry in logs
+            ]
+
+        return _call(f"reading {name} events", fetch)
+
     # --- transactions -------------------------------------------------------------------
 
     def _signer(self) -> PrivateKey:
