@@ -35,6 +35,7 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import (
+    BlockNotFound,
     ContractCustomError,
     ContractLogicError,
     ContractPanicError,
@@ -426,6 +427,24 @@ class SettlementChain:
     def block_number(self) -> int:
         """The latest block number."""
         return int(_call("reading the block number", lambda: self.w3.eth.block_number))
+
+    def block_hash(self, number: int) -> str | None:
+        """The hash of block ``number`` on the node's current chain (None: not there yet)."""
+
+        def fetch() -> str | None:
+            try:
+                block = self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+            return "0x" + bytes(block["hash"]).hex()
+
+        return _call(f"reading block {number}", fetch)
+
+    def confirmations(self, receipt: TxReceipt) -> int:
+        """Blocks on top of ``receipt``'s, its own included; 0 when a reorg removed its block."""
+        if self.block_hash(receipt.block_number) != receipt.block_hash:
+            return 0
+        return max(0, self.block_number() - receipt.block_number + 1)
 
     def chain_id(self) -> int:
         """The chain id (31337 on anvil)."""
