@@ -8,7 +8,8 @@ Behaviour matrix (issue 9, "Contract tests on anvil"):
 - a signed commit broadcast twice is one transaction; two commits of one epoch mined in the same
   block (signed while neither was mined) → the second fails on chain, the epoch holds the first;
   a receipt's confirmations count blocks on top of it and drop to 0 when a reorg (anvil
-  snapshot/revert) removes its block;
+  snapshot/revert) removes its block; a pending commit is replaced (same nonce) only by one with
+  higher fees (``replacement-underpriced`` otherwise);
 - claim debits escrow, credits earnings (Claimed); a double claim → AlreadyClaimed; a wrong proof
   → InvalidProof; a claim above escrow → InsufficientEscrow, still claimable after a top-up;
 - withdrawEarnings pays the token (EarningsWithdrawn, the provider's ERC-20 balance rises).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kommons.settlement.chain import ContractRevert, SettlementChain
+from kommons.settlement.chain import ChainError, ContractRevert, SettlementChain
 from kommons.settlement.merkle import LeafValue, build_tree
 from kommons_testbed import anvil
 from kommons_testbed.handles import ChainHandle
@@ -210,3 +211,17 @@ def test_an_epoch_is_committed_once_whatever_is_sent(chain: Chain) -> None:
     assert operator.epoch_root(10) == root_a
     assert operator.epoch_total(10) == 1
     assert operator.last_epoch_id() == 10
+    # a pending commit is replaced only by one paying more (same nonce)
+    pending = operator.sign_commit(12, root_a, 1)
+    operator.send(pending)
+    same_fee = operator.sign_commit(12, root_b, 2, nonce=pending.nonce)
+    with pytest.raises(ChainError) as exc:
+        operator.send(same_fee)
+    assert exc.value.kind == "replacement-underpriced"
+    assert not exc.value.transient
+    bumped = operator.sign_commit(12, root_b, 2, nonce=pending.nonce, fee_percent=150)
+    operator.send(bumped)
+    anvil.mine(chain.handle)
+    assert operator.wait_receipt(bumped.hash).ok
+    assert operator.receipt(pending.hash) is None
+    assert operator.epoch_root(12) == root_b
