@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool, Reputation
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
+from kommons.hub.chain_options import ChainOptions
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
@@ -80,6 +81,8 @@ class HubOptions:
     bed (docs/performance.md), 32 placed no faster than 8 and slowed every other client."""
     reputation: ReputationSettings = field(default_factory=ReputationSettings)
     """How providers' reputation is computed and how often it is written."""
+    chain: ChainOptions | None = None
+    """Where to settle (``--chain-rpc`` …); None: settlement and the payment guard are off."""
 
 
 class EventDeduplicator:
