@@ -74,7 +74,10 @@ from kommons.api.placement import (
     LeasePlacementSpec,
     LeasePlacementStatus,
     LeaseRef,
+    PlacementMetering,
     PlacementPhase,
+    PodMetering,
+    ReadyInterval,
 )
 from kommons.api.pool import (
     STRATEGIES,
@@ -84,6 +87,7 @@ from kommons.api.pool import (
     Strategy,
 )
 from kommons.api.provider import (
+    Outage,
     Offer,
     Pricing,
     PricingPolicy,
@@ -137,6 +141,10 @@ __all__ = [
     "LeasePlacementSpec",
     "LeasePlacementStatus",
     "LeasePlacementSummary",
+    "Outage",
+    "PlacementMetering",
+    "PodMetering",
+    "ReadyInterval",
     "LeaseRef",
     "LeaseUsage",
     "LocalObjectReference",
