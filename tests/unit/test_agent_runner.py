@@ -44,6 +44,7 @@ class FakeCluster:
         self.workload = workload
         self.applied: list[list[str]] = []
         self.removed: list[str] = []
+        self.pod_list: list[dict[str, Any]] = []
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
@@ -52,6 +53,9 @@ class FakeCluster:
 
     def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
         return self.workload
+
+    def pods(self, placement_name: str) -> list[dict[str, Any]]:
+        return self.pod_list
 
     def remove(self, placement_name: str) -> bool:
         self.removed.append(placement_name)

@@ -204,7 +204,7 @@ def _store(
         complete_since=instant(complete) if complete is not None else None,
         ready_seconds=total,
         retired_seconds=retired,
-        pods=kept or None,
+        pods=kept,  # [] not None: a merge patch must replace the list, not keep it
     )
 
 
