@@ -8,8 +8,11 @@ its heartbeat is seen again the window closes at that moment. The newest
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from kommons.api.provider import OUTAGE_LIMIT, Outage
 from kommons.metering.timeline import instant, seconds
@@ -47,3 +50,22 @@ def outages_after(
 def windows(current: Sequence[Outage] | None) -> list[tuple[int, int | None]]:
     """Outage windows as Unix seconds, for :class:`~kommons.metering.acceptance.Facts`."""
     return [(seconds(o.start), seconds(o.end) if o.end else None) for o in current or ()]
+
+
+_OUTAGES = TypeAdapter(list[Outage])
+
+
+def parse_outages(body: Mapping[str, Any]) -> list[Outage] | None:
+    """``status.outages`` of a Provider body; ``None`` when absent or unreadable.
+
+    Read on its own, so a provider whose (agent-written) inventory is malformed cannot make
+    the hub forget its outages.
+    """
+    status = body.get("status")
+    raw = status.get("outages") if isinstance(status, Mapping) else None
+    if raw is None:
+        return None
+    try:
+        return _OUTAGES.validate_python(raw)
+    except ValidationError:
+        return None
