@@ -143,15 +143,18 @@ def advance(
         pod = pods.setdefault(sample.uid, _Pod(sample.uid))
         ready = sample.ready and sample.deleting_at is None
         if ready and sample.since is not None:
-            if pod.since == sample.since:
-                continue
+            if pod.since == max(sample.since, pod.floor()):
+                continue  # still ready (the same interval)
             if pod.since is not None:  # not ready and ready again between two looks
                 pod.close(min(last_seen, sample.since))
-            pod.since = sample.since
+            pod.since = max(sample.since, pod.floor())
             changed = True
         elif pod.since is not None:
-            ends = [t for t in (sample.since, sample.deleting_at) if t is not None]
-            end = min(ends) if ends else last_seen
+            if sample.ready:  # still Ready, but being deleted
+                end = sample.deleting_at if sample.deleting_at is not None else last_seen
+            else:
+                ends = [t for t in (sample.since, sample.deleting_at) if t is not None]
+                end = min(ends) if ends else last_seen
             pod.close(min(end, at))
             changed = True
     for uid, pod in pods.items():
