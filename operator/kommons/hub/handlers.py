@@ -61,6 +61,9 @@ PLACEMENTS = (GROUP, VERSION, "leaseplacements")
 POOLS = (GROUP, VERSION, "providerpools")
 ACCOUNTS = (GROUP, VERSION, "billingaccounts")
 EPOCHS = (GROUP, VERSION, "settlementepochs")
+EPOCH_MEMORY = 168
+"""Settled (Confirmed/Failed) epochs the hub keeps in memory, the newest: a week of hourly
+epochs. Open, Sealed and Submitted epochs are always kept."""
 HEARTBEAT_LEASE = "kommons-agent"
 """Name of the heartbeat ``coordination.k8s.io/Lease`` in each provider's hub namespace."""
 
@@ -258,6 +261,9 @@ class Hub:
         if self.epochs.get(epoch.spec.epoch_id) == new:
             return False
         self.epochs[epoch.spec.epoch_id] = new
+        settled = sorted(i for i, e in self.epochs.items() if e.phase in ("Confirmed", "Failed"))
+        for old in settled[: max(0, len(settled) - EPOCH_MEMORY)]:
+            del self.epochs[old]  # folded long ago (every lease is re-metered on a change)
         return True
 
     def meter_all(self) -> None:

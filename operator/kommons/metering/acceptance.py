@@ -79,7 +79,15 @@ def accepted_by_epoch(
 ) -> dict[int, int]:
     """Accepted replica-seconds of the placement in each epoch (every epoch listed)."""
     spans = accepted_spans(metering, facts)
-    return {e.epoch_id: capped_overlap(spans, facts.replicas, (e.start, e.end)) for e in epochs}
+    if not spans:
+        return {e.epoch_id: 0 for e in epochs}
+    low, high = min(a for a, _ in spans), max(b for _, b in spans)
+    return {
+        e.epoch_id: capped_overlap(spans, facts.replicas, (e.start, e.end))
+        if e.end > low and e.start < high
+        else 0
+        for e in epochs
+    }
 
 
 def complete_from(metering: PlacementMetering) -> int:
