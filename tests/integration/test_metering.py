@@ -18,6 +18,9 @@ transitions on the provider clusters, read independently of Kommons' code.
   (seeded) and restarted; the totals still equal the ground truth. A pod flips at most once
   while the agent is down: two flips of one pod unseen by the agent cannot be told from the
   pod alone, and are billed conservatively (docs/metering.md).
+- **metering finalizer** (:func:`test_placement_left_behind_by_its_lease_is_released_when_its_
+  agent_returns`): a lease deleted while its provider is Unreachable goes at once; its
+  placement waits for the agent, then the hub releases its ``kommons.io/metering`` finalizer.
 """
 
 from __future__ import annotations
@@ -526,3 +529,61 @@ def test_sigkill_of_agent_and_hub_loses_and_doubles_nothing(
         stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT)
         _delete_epochs(hub, epochs)
         hub.delete(r.COMPUTE_LEASES, name, tenant)
+
+
+# --- the metering finalizer when the lease went first ---------------------------------------
+
+
+def test_placement_left_behind_by_its_lease_is_released_when_its_agent_returns(
+    hub: Kube, tenant: str, stack: Stack
+) -> None:
+    """Bounded deletion: a lease does not wait for an Unreachable provider's placement.
+
+    That placement keeps the agent's finalizer and the hub's ``kommons.io/metering``; when the
+    agent returns and removes its own, the hub releases the placement although its lease is gone.
+    """
+    name = "left-behind"
+    hub.create(r.COMPUTE_LEASES, lease_body(name, tenant, replicas=1), tenant)
+    lease = wait_lease(
+        hub,
+        tenant,
+        name,
+        lambda b: (b.get("status") or {}).get("phase") == "Running",
+        what="lease Running",
+        timeout=DEADLINE,
+    )
+    uid = lease["metadata"]["uid"]
+    assert lease["status"]["placements"][0]["provider"] == LOST
+    stack.kill(f"agent-{LOST}")
+    try:
+        wait_for(
+            lambda: (hub.get(r.PROVIDERS, LOST).get("status") or {}).get("phase") == "Unreachable",
+            timeout=DEADLINE,
+            what="prov-a Unreachable",
+            every=0.5,
+        )
+        hub.delete(r.COMPUTE_LEASES, name, tenant)
+        wait_for(
+            lambda: hub.get_or_none(r.COMPUTE_LEASES, name, tenant) is None,
+            timeout=DEADLINE,
+            what="the lease to go without waiting for prov-a",
+            every=0.5,
+        )
+        left = _placement(hub, uid, LOST)
+        assert left["metadata"].get("deletionTimestamp")
+        assert "kommons.io/metering" in left["metadata"]["finalizers"]
+    finally:
+        stack.start_agent(LOST)
+    wait_for(
+        lambda: (
+            not hub.list(
+                r.LEASE_PLACEMENTS,
+                provider_namespace(LOST),
+                label_selector=f"{LABEL_LEASE_UID}={uid}",
+            )
+        ),
+        timeout=DEADLINE,
+        what="the left-behind placement to be released and gone",
+        every=0.5,
+    )
+    stack.wait_providers_ready(timeout=120)
