@@ -21,6 +21,7 @@ transitions on the provider clusters, read independently of Kommons' code.
 - **metering finalizer** (:func:`test_placement_left_behind_by_its_lease_is_released_when_its_
   agent_returns`): a lease deleted while its provider is Unreachable goes at once; its
   placement waits for the agent, then the hub releases its ``kommons.io/metering`` finalizer.
+- **trust**: an agent's own credentials cannot rewrite ``Provider.status.outages``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 import pytest
 
 from kommons.api_names import LABEL_LEASE_UID, LABEL_PLACEMENT, provider_namespace
-from kommons.kube import Kube
+from kommons.kube import Forbidden, Invalid, Kube, connect
 from kommons.kube import resources as r
 from kommons.money import format_units, parse_units, prorate
 from kommons_testbed.pods import READY_ANNOTATION
@@ -587,3 +588,13 @@ def test_placement_left_behind_by_its_lease_is_released_when_its_agent_returns(
         every=0.5,
     )
     stack.wait_providers_ready(timeout=120)
+
+
+def test_an_agent_cannot_write_its_outages(hub: Kube, stack: Stack) -> None:
+    """Outage windows are the hub's record: the provider's own credentials cannot erase them."""
+    agent = connect(stack.agent_kubeconfig(LOST), field_manager="forger")
+    before = (hub.get(r.PROVIDERS, LOST).get("status") or {}).get("outages")
+    with pytest.raises((Invalid, Forbidden)) as refused:
+        agent.patch(r.PROVIDERS, LOST, {"status": {"outages": []}}, subresource="status")
+    assert "status.outages" in str(refused.value)
+    assert (hub.get(r.PROVIDERS, LOST).get("status") or {}).get("outages") == before
