@@ -171,3 +171,8 @@ def test_deletion_ends_billing_of_a_placement() -> None:
     done = run(lease(), [placement(deleting=50, observed=400)])
     assert done.status is not None
     assert (done.status.usage or [])[0].ready_seconds == 40
+
+
+def test_a_lease_never_metered_gets_no_cost_written() -> None:
+    assert run(lease(), []).status is None
+    assert run(lease(), [placement(ready_since=None)]).status is None

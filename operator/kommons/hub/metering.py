@@ -111,7 +111,9 @@ def meter(
     current = lease.status or ComputeLeaseStatus()
     base = planned if planned is not None else current
     book = ledger(current.usage, current.cost, reports(placements, outages, now=now), epochs)
-    desired = base.model_copy(update={"usage": book.usage or None, "cost": book.cost})
+    nothing = not book.usage and current.cost is None and book.cost.accrued == "0"
+    cost = None if nothing else book.cost  # a lease never metered shows no cost (no write)
+    desired = base.model_copy(update={"usage": book.usage or None, "cost": cost})
     keep = False
     if lease.metadata.deletion_timestamp is not None:
         waiting = awaiting_settlement(book.usage, epochs)
