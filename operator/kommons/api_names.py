@@ -15,6 +15,9 @@ FINALIZER_HUB = f"{PREFIX}/placements"
 Not kopf's finalizer (``kommons.io/<role>``, see :mod:`kommons.kopf_settings`): kopf removes
 its own finalizer from objects it has no deletion handler for.
 """
+FINALIZER_METERING = f"{PREFIX}/metering"
+"""The hub's finalizer on a LeasePlacement: its final metering checkpoint is ingested into the
+lease's ledger before it goes (removed by the hub once only it is left)."""
 LABEL_LEASE_UID = f"{PREFIX}/lease-uid"
 LABEL_LEASE_NAME = f"{PREFIX}/lease-name"
 LABEL_LEASE_NAMESPACE = f"{PREFIX}/lease-namespace"

@@ -256,6 +256,14 @@ def agent(
             dir_okay=False,
         ),
     ] = None,
+    metering_report_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Write each placement's metering checkpoint at least this often (seconds)"
+            " while a pod is ready; every pod transition is written at once.",
+        ),
+    ] = 30.0,
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
@@ -272,6 +280,7 @@ def agent(
             hub_kubeconfig=hub_kubeconfig,
             kubeconfig=kubeconfig,
             config=load_config(config),
+            metering_report_seconds=metering_report_seconds,
         )
         asyncio.run(run_agent(options))
     except (ConfigError, RegistrationError) as exc:

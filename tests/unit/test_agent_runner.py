@@ -18,6 +18,7 @@ Behaviour matrix:
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import kopf
@@ -44,6 +45,7 @@ class FakeCluster:
         self.workload = workload
         self.applied: list[list[str]] = []
         self.removed: list[str] = []
+        self.pod_list: list[dict[str, Any]] = []
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
@@ -52,6 +54,9 @@ class FakeCluster:
 
     def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
         return self.workload
+
+    def pods(self, placement_name: str) -> list[dict[str, Any]]:
+        return self.pod_list
 
     def remove(self, placement_name: str) -> bool:
         self.removed.append(placement_name)
@@ -157,3 +162,57 @@ def test_a_placement_being_deleted_is_not_applied_again() -> None:
     assert run(the_agent.report_placement, raw) == {}
     assert run(the_agent.apply_placement, raw) == {}
     assert cluster.applied == []
+
+
+# --- metering (kommons.metering.accounting through the agent) -------------------------------
+
+
+def _pod(uid: str, ready: bool, since: str) -> dict[str, Any]:
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    condition["lastTransitionTime"] = since
+    return {"metadata": {"uid": uid}, "status": {"conditions": [condition]}}
+
+
+class MeteringHub(FakeHub):
+    """Also records final metering checkpoints."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metering: list[dict[str, Any]] = []
+
+    def write_metering(self, name: str, metering: Any) -> None:
+        self.metering.append(metering.to_api())
+
+
+def _ago(seconds: int) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_report_writes_the_checkpoint_on_transitions_only() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=1, ready_replicas=1))
+    start, stop = _ago(60), _ago(18)
+    cluster.pod_list = [_pod("p1", True, start)]
+    the_agent = agent(cluster)
+    raw = body()
+    status = run(the_agent.apply_placement, raw)
+    assert status["metering"]["pods"] == [{"uid": "p1", "readySince": start, "readySeconds": 0}]
+    raw["status"] = status
+    assert run(the_agent.report_placement, raw) == {}  # no transition, not due yet
+    cluster.pod_list = [_pod("p1", False, stop)]
+    changed = run(the_agent.report_placement, raw)
+    assert changed["metering"]["readySeconds"] == 42
+    assert changed["metering"]["pods"][0]["intervals"] == [{"start": start, "end": stop}]
+
+
+def test_removal_writes_a_final_checkpoint_first() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=1, ready_replicas=1))
+    cluster.pod_list = [_pod("p1", True, "2026-01-01T00:00:00Z")]
+    hub = MeteringHub()
+    the_agent = agent(cluster, hub)
+    raw = body()
+    raw["status"] = run(the_agent.apply_placement, raw)
+    the_agent.remove_placement(kopf.Body(raw))
+    (final,) = hub.metering
+    assert not any(p.get("readySince") for p in final["pods"])
+    assert final["readySeconds"] > 0
+    assert cluster.removed

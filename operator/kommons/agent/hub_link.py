@@ -9,6 +9,7 @@ from typing import Any
 from kommons import __version__
 from kommons.agent.config import AgentConfig
 from kommons.agent.inventory import Inventory, inventory_status
+from kommons.api.placement import PlacementMetering
 from kommons.api.provider import ProviderStatus
 from kommons.api_names import provider_namespace
 from kommons.kube import Conflict, Forbidden, Kube, NotFound
@@ -149,4 +150,14 @@ class HubLink:
         """Merge-patch an inventory report into the Provider's status subresource."""
         self.hub.patch(
             r.PROVIDERS, self.provider, {"status": status.to_api()}, subresource="status"
+        )
+
+    def write_metering(self, name: str, metering: PlacementMetering) -> None:
+        """Merge-patch a placement's metering checkpoint into its status subresource."""
+        self.hub.patch(
+            r.LEASE_PLACEMENTS,
+            name,
+            {"status": {"metering": metering.to_api()}},
+            self.namespace,
+            subresource="status",
         )

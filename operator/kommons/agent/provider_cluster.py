@@ -77,6 +77,13 @@ class ProviderCluster:
         )
         return observe_workload(deployment, pods)
 
+    def pods(self, placement_name: str) -> list[JSON]:
+        """Every pod of a placement's workload (one LIST by label, in its namespace)."""
+        namespace = target_namespace(placement_name)
+        return self.kube.list(
+            r.PODS, namespace, label_selector=f"{LABEL_PLACEMENT}={placement_name}"
+        )
+
     def remove(self, placement_name: str) -> bool:
         """Delete a placement's namespace; ``True`` once it is completely gone."""
         name = target_namespace(placement_name)

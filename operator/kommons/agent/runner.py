@@ -30,12 +30,13 @@ from kommons.agent.hub_link import HubLink
 from kommons.agent.inventory import Amount, inventory_needs_write, inventory_status
 from kommons.agent.provider_cluster import ProviderCluster
 from kommons.agent.workload import target_namespace
-from kommons.api import LeasePlacement
+from kommons.api import LeasePlacement, LeasePlacementStatus
 from kommons.api.provider import ProviderStatus
 from kommons.api_names import GROUP, VERSION, provider_namespace
 from kommons.kopf_settings import configure_settings
 from kommons.kube import connect
 from kommons.kube.login import connection_info
+from kommons.metering import accounting
 from kommons.quantity import to_bytes as memory_bytes
 from kommons.quantity import to_millicores as cpu_milli
 
@@ -53,6 +54,9 @@ class AgentOptions:
     hub_kubeconfig: Path | None
     kubeconfig: Path | None
     config: AgentConfig
+    metering_report_seconds: float = 30.0
+    """The metering checkpoint is written at least this often while a pod is ready (and on
+    every pod transition)."""
 
 
 def offer_amount(config: AgentConfig) -> Amount | None:
@@ -160,6 +164,7 @@ class Agent:
         previous = plan.previous_status(body)
         now = datetime.now(UTC)
         status = plan.placement_status(placement, workload, previous=previous, now=now)
+        status = self._metered(name, status, previous, now)
         if not plan.needs_write(previous, status, now=now, refresh=self.refresh):
             return
         reason = plan.ready_condition_reason(status)
@@ -175,13 +180,52 @@ class Agent:
             )
         patch.status.update(plan.status_patch(status))
 
+    def _metered(
+        self,
+        name: str,
+        status: LeasePlacementStatus,
+        previous: LeasePlacementStatus | None,
+        now: datetime,
+    ) -> LeasePlacementStatus:
+        """``status`` with the metering checkpoint advanced from the pods, when it is due.
+
+        Advanced from the checkpoint last written (the body's), so a restart computes the same.
+        """
+        before = previous.metering if previous else None
+        samples = accounting.sample_pods(self.cluster.pods(name))
+        metering, changed = accounting.advance(before, samples, now=now)
+        report = self.options.metering_report_seconds
+        if not accounting.due(before, changed=changed, now=now, report_seconds=report):
+            return status
+        return status.model_copy(update={"metering": metering})
+
+    def final_metering(self, body: kopf.Body) -> None:
+        """Before a placement's workload goes: write its checkpoint with every interval closed.
+
+        Pods still Ready are closed now (the hub clips at the placement's deletion); pods
+        already gone end when last seen. Written only while some interval is open.
+        """
+        name = str(body["metadata"]["name"])
+        previous = plan.previous_status(body)
+        before = previous.metering if previous else None
+        if not accounting.any_open(before):
+            return
+        now = datetime.now(UTC)
+        pods = self.cluster.pods(name)
+        metering, _ = accounting.advance(before, accounting.sample_pods(pods), now=now)
+        metering = accounting.close_all(metering, now=now)
+        self.hub.write_metering(name, metering)
+        log.info("placement %s: final metering written (%ds ready)", name, metering.ready_seconds)
+
     def remove_placement(self, body: kopf.Body) -> None:
         """Remove a placement's objects; retry until its namespace is gone.
 
-        Reads only the name, so even a placement the agent cannot parse is cleaned up.
+        Reads only the name, so even a placement the agent cannot parse is cleaned up. The
+        final metering checkpoint is written first.
         """
         name = str(body["metadata"]["name"])
         try:
+            self.final_metering(body)
             gone = self.cluster.remove(name)
         except Exception as exc:  # the provider cluster is unreachable: try again soon
             raise kopf.TemporaryError(f"removing placement {name}: {exc}", delay=3) from exc

@@ -74,7 +74,10 @@ from kommons.api.placement import (
     LeasePlacementSpec,
     LeasePlacementStatus,
     LeaseRef,
+    PlacementMetering,
     PlacementPhase,
+    PodMetering,
+    ReadyInterval,
 )
 from kommons.api.pool import (
     STRATEGIES,
@@ -85,6 +88,7 @@ from kommons.api.pool import (
 )
 from kommons.api.provider import (
     Offer,
+    Outage,
     Pricing,
     PricingPolicy,
     Provider,
@@ -142,8 +146,11 @@ __all__ = [
     "LocalObjectReference",
     "ObjectMeta",
     "Offer",
+    "Outage",
+    "PlacementMetering",
     "PlacementPhase",
     "PlacementPreferences",
+    "PodMetering",
     "PodSpec",
     "PodTemplate",
     "PoolRef",
@@ -157,6 +164,7 @@ __all__ = [
     "ProviderPoolStatus",
     "ProviderSpec",
     "ProviderStatus",
+    "ReadyInterval",
     "Reputation",
     "Resource",
     "ResourceSummary",

@@ -252,7 +252,9 @@ class LeaseCost(StatusModel):
     accrued: StatusDecimal = Field(
         default="0",
         description="Accrued cost in settlement-token units: settled plus the usage of the"
-        " epochs not settled yet (never decreases).",
+        " epochs not settled yet. It only grows, except that time accepted after a provider's"
+        " last heartbeat is withdrawn once the hub records that provider's outage (open epochs"
+        " only).",
     )
     settled: StatusDecimal | None = Field(
         default=None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -102,6 +102,76 @@ class LeasePlacementSpec(ApiModel):
     )
 
 
+METERING_POD_LIMIT = 1000
+"""At most this many pods in a placement's metering checkpoint (spec.replicas is at most 1000)."""
+METERING_INTERVAL_LIMIT = 32
+"""At most this many closed ready intervals kept per pod (the oldest are pruned first)."""
+
+
+class ReadyInterval(StatusModel):
+    """A closed interval in which a pod was Ready: [start, end), whole seconds."""
+
+    start: datetime = Field(description="When the pod became Ready (its Ready condition).")
+    end: datetime = Field(description="When it stopped being Ready (or was last seen Ready).")
+
+
+class PodMetering(StatusModel):
+    """One pod's ready time as the agent observed it from the pod itself."""
+
+    uid: str = Field(min_length=1, max_length=64, description="UID of the pod.")
+    ready_since: datetime | None = Field(
+        default=None,
+        description="The lastTransitionTime of the pod's Ready=True condition while it is"
+        " Ready (an open interval, metered up to metering.observedAt); absent when not Ready.",
+    )
+    intervals: list[ReadyInterval] | None = Field(
+        default=None,
+        max_length=METERING_INTERVAL_LIMIT,
+        description="Closed ready intervals, oldest first, kept for the retention window"
+        " (at most 32).",
+    )
+    ready_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Seconds of every closed interval of this pod, pruned ones included"
+        " (monotonic).",
+    )
+
+
+class PlacementMetering(StatusModel):
+    """The agent's metering checkpoint of a placement (``status.metering``).
+
+    Pure data: :mod:`kommons.metering.accounting` advances it from the pods; the hub accepts
+    it only within what it observed itself (:mod:`kommons.metering.acceptance`).
+    """
+
+    observed_at: datetime = Field(
+        description="When the agent last observed the pods (open intervals end here)."
+    )
+    complete_since: datetime | None = Field(
+        default=None,
+        description="No pruned interval reaches this instant or later: the intervals listed"
+        " are every ready interval from here on. Absent = nothing was ever pruned.",
+    )
+    ready_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Replica-seconds of every closed interval of the placement, pruned and"
+        " retired pods included (monotonic; open intervals not counted).",
+    )
+    retired_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Of ready_seconds, those of pods no longer listed (gone, all intervals"
+        " pruned).",
+    )
+    pods: list[PodMetering] | None = Field(
+        default=None,
+        max_length=METERING_POD_LIMIT,
+        description="Pods with an open interval or retained closed intervals.",
+    )
+
+
 class LeasePlacementStatus(StatusModel):
     """What the provider's agent observed and metered."""
 
@@ -124,10 +194,11 @@ class LeasePlacementStatus(StatusModel):
         description="When the agent last wrote this status: on every change, and at least"
         " every 60 seconds while it watches the placement.",
     )
-    metering: dict[str, Any] | None = Field(
+    metering: PlacementMetering | None = Field(
         default=None,
-        description="Metering checkpoint: per-pod ready intervals and monotonic counters"
-        " (planned, issue 9: written by the agent's metering; unused today).",
+        description="Metering checkpoint written by the agent: per-pod ready intervals from"
+        " the pods' own Ready conditions and monotonic counters (docs/metering.md). Written on"
+        " every transition and at least every --metering-report-seconds while a pod is ready.",
     )
     message: str | None = Field(
         default=None,

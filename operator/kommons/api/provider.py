@@ -191,6 +191,24 @@ class Reputation(StatusModel):
     )
 
 
+OUTAGE_LIMIT = 20
+"""At most this many outage windows are kept on a provider (the newest)."""
+
+
+class Outage(StatusModel):
+    """A window in which the hub saw the provider Unreachable (hub-written, the hub's clock)."""
+
+    start: datetime = Field(
+        description="The last heartbeat the hub observed before the provider became"
+        " Unreachable: billing for its placements stops here."
+    )
+    end: datetime | None = Field(
+        default=None,
+        description="When the hub saw the provider's heartbeat again; absent while it is"
+        " still Unreachable.",
+    )
+
+
 class ProviderStatus(StatusModel):
     """What the hub knows about the provider: health, capacity, reputation."""
 
@@ -214,6 +232,12 @@ class ProviderStatus(StatusModel):
         description="The hub's record of the provider (written by the hub only): uptime from"
         " the heartbeats the hub observed, placements completed, failed and failed over. The"
         " scheduler reads score; absent = 0.9, a new provider's score.",
+    )
+    outages: list[Outage] | None = Field(
+        default=None,
+        max_length=OUTAGE_LIMIT,
+        description="The newest windows (at most 20) in which the hub saw the provider"
+        " Unreachable, written by the hub only; its placements are not billed inside them.",
     )
     namespace: str | None = Field(
         default=None, description="The provider's hub namespace, kommons-provider-NAME."

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,21 +28,32 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool, Reputation
-from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
+from kommons.api import (
+    BillingAccount,
+    ComputeLease,
+    LeasePlacement,
+    ProviderPool,
+    Reputation,
+    SettlementEpoch,
+)
+from kommons.api.provider import Outage
+from kommons.api_names import FINALIZER_METERING, GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
 from kommons.hub.chain_options import ChainOptions
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
+from kommons.hub.metering import Metered, meter, only_metering_finalizer
 from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
 from kommons.hub.push import PushAgents, PushOptions
 from kommons.hub.reputation import ReputationBook, ReputationSettings
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
-from kommons.kube import Kube
+from kommons.kube import Conflict, Kube, NotFound
 from kommons.kube import resources as r
 from kommons.kube.login import connection_info
+from kommons.metering.ledger import Epoch, epoch_of
+from kommons.metering.outages import outages_after, parse_outages
 
 log = logging.getLogger("kommons.hub")
 LEASES = (GROUP, VERSION, "computeleases")
@@ -50,6 +61,10 @@ PROVIDERS = (GROUP, VERSION, "providers")
 PLACEMENTS = (GROUP, VERSION, "leaseplacements")
 POOLS = (GROUP, VERSION, "providerpools")
 ACCOUNTS = (GROUP, VERSION, "billingaccounts")
+EPOCHS = (GROUP, VERSION, "settlementepochs")
+EPOCH_MEMORY = 168
+"""Settled (Confirmed/Failed) epochs the hub keeps in memory, the newest: a week of hourly
+epochs. Open, Sealed and Submitted epochs are always kept."""
 HEARTBEAT_LEASE = "kommons-agent"
 """Name of the heartbeat ``coordination.k8s.io/Lease`` in each provider's hub namespace."""
 
@@ -127,6 +142,14 @@ class Hub:
         """Provider → when its lastHeartbeatTime was last written (hub monotonic clock)."""
         self.reputation = ReputationBook(options.reputation)
         """Providers' track records (``status.reputation``), restored on first sight."""
+        # --- metering (kommons.hub.metering)
+        self.epochs: dict[int, Epoch] = {}
+        """SettlementEpochs by id (window and phase), from their watch."""
+        self.outages: dict[str, list[Outage]] = {}
+        """Provider → its hub-written outage windows (``status.outages``), as last read or
+        written (kept when the rest of a provider's status cannot be parsed)."""
+        self.late_seconds = 0
+        """Replica-seconds reported for epochs no longer Open since the hub started."""
 
     # --- waking -------------------------------------------------------------------------
 
@@ -150,6 +173,7 @@ class Hub:
         )
         started = time.perf_counter()
         plan = plan_lease(lease, world)
+        metered = self._meter(lease, plan, world.placements, world.now)
         if plan.decision is not None and plan.request is not None:
             self.view.commit(plan.decision, plan.request)
             log.info(
@@ -162,10 +186,93 @@ class Hub:
             )
         plan.events = [e for e in plan.events if self.events.is_new(key, e.reason, e.message)]
         outcome = Outcome()
+        loop = asyncio.get_running_loop()
         if plan.writes or plan.events:
-            loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(self.threads, self.executor.execute, lease, plan)
+        if metered.release and not outcome.conflict:
+            await loop.run_in_executor(self.threads, self._release, metered.release)
         self._absorb(key, plan, outcome)
+
+    # --- metering ---------------------------------------------------------------------------
+
+    def _meter(
+        self,
+        lease: ComputeLease,
+        plan: LeasePlan,
+        placements: Sequence[LeasePlacement],
+        now: datetime,
+    ) -> Metered:
+        """Amend ``plan`` with the lease's ledger (usage, cost, the settlement finalizer rule)."""
+        metered = meter(
+            lease,
+            plan.status,
+            placements,
+            removing_finalizer=plan.remove_finalizer,
+            epochs=self.epochs,
+            outages=self.outages,
+            now=now,
+        )
+        plan.status = metered.status
+        if metered.keep_finalizer:
+            plan.remove_finalizer = False
+        if metered.late_seconds:
+            self.late_seconds += metered.late_seconds
+            log.info(
+                "lease %s/%s: %d replica-second(s) reported for epochs no longer open; not billed",
+                lease.metadata.namespace,
+                lease.metadata.name,
+                metered.late_seconds,
+            )
+        return metered
+
+    def _release(self, placements: Sequence[LeasePlacement]) -> None:
+        """Drop the metering finalizer of placements whose final checkpoint is ingested."""
+        for placement in placements:
+            meta = placement.metadata
+            finalizers = [f for f in meta.finalizers or () if f != FINALIZER_METERING]
+            try:
+                self.kube.patch(
+                    r.LEASE_PLACEMENTS,
+                    str(meta.name),
+                    {
+                        "metadata": {
+                            "finalizers": finalizers,
+                            "resourceVersion": meta.resource_version,
+                        }
+                    },
+                    meta.namespace,
+                )
+            except (Conflict, NotFound) as exc:
+                log.debug("placement %s/%s not released: %s", meta.namespace, meta.name, exc)
+
+    def release_orphan(self, placement: LeasePlacement) -> None:
+        """Release a placement's metering finalizer if its lease is gone from the API server."""
+        ref = placement.spec.lease_ref
+        lease = self.kube.get_or_none(r.COMPUTE_LEASES, ref.name, ref.namespace)
+        if lease is None or (lease.get("metadata") or {}).get("uid") != ref.uid:
+            self._release([placement])
+
+    def set_epoch(self, body: Mapping[str, Any]) -> bool:
+        """A SettlementEpoch changed; ``True`` when its window or phase did."""
+        epoch = _parse(SettlementEpoch, body, "settlement epoch")
+        if epoch is None or epoch.spec.epoch_id is None:
+            return False
+        phase = epoch.status.phase if epoch.status else None
+        new = epoch_of(
+            epoch_id=epoch.spec.epoch_id, start=epoch.spec.start, end=epoch.spec.end, phase=phase
+        )
+        if self.epochs.get(epoch.spec.epoch_id) == new:
+            return False
+        self.epochs[epoch.spec.epoch_id] = new
+        settled = sorted(i for i, e in self.epochs.items() if e.phase in ("Confirmed", "Failed"))
+        for old in settled[: max(0, len(settled) - EPOCH_MEMORY)]:
+            del self.epochs[old]  # folded long ago (every lease is re-metered on a change)
+        return True
+
+    def meter_all(self) -> None:
+        """Queue every lease (an epoch opened, sealed or was confirmed)."""
+        for key in self.view.leases:
+            self.queue.add(key, 0.2)
 
     def _absorb(self, key: str, plan: LeasePlan, outcome: Outcome) -> None:
         for body in outcome.written:
@@ -296,6 +403,14 @@ class Hub:
                 )
                 if patch is None and record and beat is not None:
                     patch = {"lastHeartbeatTime": beat.seen_wall.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                outages = outages_after(  # metering: the hub's record of unreachability
+                    self.outages.get(name),
+                    unreachable=beat is None or now - beat.seen_at > self.options.heartbeat_timeout,
+                    last_heartbeat=beat.seen_wall if beat else None,
+                    now=datetime.now(UTC),
+                )
+                if outages is not None:
+                    patch = {**(patch or {}), "outages": [o.to_api() for o in outages]}
                 reputation = self._reputation_due(name, now)
                 if reputation is not None:
                     patch = {**(patch or {}), "reputation": reputation.to_api()}
@@ -312,6 +427,10 @@ class Hub:
                     continue
                 if reputation is not None:
                     self.reputation.written(name, reputation, at=now)
+                if outages is not None:
+                    self.outages[name] = outages
+                    for key in self.view.leases_on(name):
+                        self.queue.add(key)
                 if "phase" in patch and provider.status and provider.status.phase != patch["phase"]:
                     log.info("provider %s: %s -> %s", name, provider.status.phase, patch["phase"])
                 if self.view.set_provider(body):
@@ -357,12 +476,26 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
     async def placement_index(body: kopf.Body, **_: Any) -> None:
         placement = _parse(LeasePlacement, body, "placement")
         if placement is not None:
-            hub.queue.add(view.set_placement(placement))
+            key = view.set_placement(placement)
+            hub.queue.add(key)
+            if only_metering_finalizer(placement):
+                # normally released by its lease's step; a lease that went first (it does not
+                # wait for an Unreachable provider) has nothing left to ingest into
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(hub.threads, hub.release_orphan, placement)
 
     @kopf.index(*PROVIDERS, registry=registry)
     async def provider_index(body: kopf.Body, **_: Any) -> None:
+        stored = parse_outages(body)
+        if stored is not None:
+            hub.outages[str(body.metadata.name)] = stored
         if view.set_provider(body):
             hub.wake_waiting()
+
+    @kopf.index(*EPOCHS, registry=registry)
+    async def epoch_index(body: kopf.Body, **_: Any) -> None:
+        if hub.set_epoch(body):
+            hub.meter_all()
 
     @kopf.index(
         "coordination.k8s.io",

@@ -16,6 +16,7 @@ from kommons.api import (
     ObjectMeta,
 )
 from kommons.api_names import (
+    FINALIZER_METERING,
     LABEL_LEASE_NAME,
     LABEL_LEASE_NAMESPACE,
     LABEL_LEASE_UID,
@@ -100,6 +101,7 @@ def placement_object(
         metadata=ObjectMeta(
             name=placement_name(lease),
             namespace=provider_namespace(provider),
+            finalizers=[FINALIZER_METERING],
             labels={
                 LABEL_MANAGED_BY: MANAGER,
                 LABEL_LEASE_UID: str(meta.uid),

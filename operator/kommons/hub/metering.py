@@ -1,0 +1,145 @@
+"""The hub's metering step for one lease (pure): ingest placements' checkpoints into its ledger.
+
+:func:`meter` runs after :func:`~kommons.hub.plan.plan_lease` on the same lease and amends
+the plan:
+
+- the status carries the recomputed ``usage`` and ``cost``
+  (:func:`kommons.metering.ledger.ledger`) whatever the rest of the plan says;
+- placements being deleted that hold only the hub's metering finalizer
+  (:data:`~kommons.api_names.FINALIZER_METERING`) are released once this status is written:
+  their final checkpoint (the agent writes it before removing its own finalizer) is in;
+- a deleted lease keeps its finalizer while it has usage in an epoch not Confirmed or Failed
+  yet (phase ``Terminating``, condition ``Settled=False``, reason ``AwaitingSettlement``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kommons.api import ComputeLease, ComputeLeaseStatus, LeasePlacement, set_condition
+from kommons.api.provider import Outage
+from kommons.api_names import FINALIZER_METERING
+from kommons.hub.lease_status import status_changed
+from kommons.hub.placements import locked_price
+from kommons.metering import outages as outage_windows
+from kommons.metering.acceptance import Facts
+from kommons.metering.ledger import Epoch, Report, awaiting_settlement, ledger
+from kommons.metering.timeline import seconds
+
+SETTLED = "Settled"
+"""Lease condition type of a deleted lease waiting for its epochs to settle."""
+AWAITING = "AwaitingSettlement"
+
+
+@dataclass
+class Metered:
+    """What metering adds to a lease's plan."""
+
+    status: ComputeLeaseStatus | None
+    """The status to write (``None``: unchanged)."""
+    keep_finalizer: bool = False
+    """A deleted lease must wait for its epochs to settle."""
+    release: list[LeasePlacement] = field(default_factory=list)
+    """Deleting placements whose metering finalizer may go once ``status`` is written."""
+    late_seconds: int = 0
+    """Replica-seconds reported for epochs no longer Open (not billed)."""
+
+
+def only_metering_finalizer(placement: LeasePlacement) -> bool:
+    """A deleting placement whose every other finalizer (the agent's) is gone."""
+    meta = placement.metadata
+    return meta.deletion_timestamp is not None and (meta.finalizers or []) == [FINALIZER_METERING]
+
+
+def reports(
+    placements: Sequence[LeasePlacement],
+    outages: Mapping[str, Sequence[Outage] | None],
+    *,
+    now: datetime,
+) -> list[Report]:
+    """The placements that carry a checkpoint, with the facts the hub observed about them."""
+    out = []
+    for placement in placements:
+        status, meta = placement.status, placement.metadata
+        if status is None or status.metering is None or meta.uid is None:
+            continue
+        created = meta.creation_timestamp
+        deleted = meta.deletion_timestamp
+        facts = Facts(
+            created=seconds(created) if created else seconds(now),
+            deleted=seconds(deleted) if deleted else None,
+            replicas=placement.spec.replicas,
+            outages=outage_windows.windows(outages.get(placement.spec.provider)),
+            received=seconds(now),
+        )
+        out.append(
+            Report(
+                placement_uid=meta.uid,
+                provider=placement.spec.provider,
+                billing_account=placement.spec.billing_account,
+                price=locked_price(placement),
+                metering=status.metering,
+                facts=facts,
+            )
+        )
+    return out
+
+
+def meter(
+    lease: ComputeLease,
+    planned: ComputeLeaseStatus | None,
+    placements: Sequence[LeasePlacement],
+    *,
+    removing_finalizer: bool,
+    epochs: Mapping[int, Epoch],
+    outages: Mapping[str, Sequence[Outage] | None],
+    now: datetime,
+) -> Metered:
+    """Amend a lease's plan with its ledger.
+
+    Args:
+        lease: The lease as observed.
+        planned: The status the plan writes (``None``: the plan leaves it unchanged).
+        placements: The lease's placements, deleting ones included.
+        removing_finalizer: The plan drops the lease's finalizer (a deleted lease is done).
+        epochs: Every known SettlementEpoch by id.
+        outages: Providers' hub-recorded outage windows by provider name.
+        now: The hub's clock.
+    """
+    current = lease.status or ComputeLeaseStatus()
+    base = planned if planned is not None else current
+    book = ledger(current.usage, current.cost, reports(placements, outages, now=now), epochs)
+    nothing = not book.usage and current.cost is None and book.cost.accrued == "0"
+    cost = None if nothing else book.cost  # a lease never metered shows no cost (no write)
+    desired = base.model_copy(update={"usage": book.usage or None, "cost": cost})
+    keep = False
+    if lease.metadata.deletion_timestamp is not None:
+        waiting = awaiting_settlement(book.usage, epochs)
+        if waiting and removing_finalizer:
+            keep = True
+            ids = ", ".join(str(i) for i in waiting)
+            desired = desired.model_copy(
+                update={
+                    "phase": "Terminating",
+                    "conditions": set_condition(
+                        desired.conditions,
+                        type_=SETTLED,
+                        status="False",
+                        reason=AWAITING,
+                        message=f"the workload is gone; waiting for epoch(s) {ids} to be"
+                        " confirmed on chain before the lease goes",
+                        observed_generation=lease.metadata.generation,
+                        now=now,
+                    ),
+                }
+            )
+    release = [p for p in placements if only_metering_finalizer(p)]
+    changed = status_changed(lease.status, desired)
+    return Metered(
+        status=desired if changed else None,
+        keep_finalizer=keep,
+        release=release,
+        late_seconds=book.late_seconds,
+    )
