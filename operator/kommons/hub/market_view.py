@@ -38,6 +38,7 @@ from kommons.hub.views import (
     lease_key,
     placement_resources,
     provider_view,
+    selects,
 )
 from kommons.scheduler import (
     Decision,
@@ -327,6 +328,30 @@ class MarketView:
     def remove_lease(self, key: str) -> None:
         """A lease is gone (its placements are removed by their own events)."""
         self.leases.pop(key, None)
+
+    def set_account(self, account: BillingAccount) -> BillingAccount | None:
+        """A BillingAccount was added or changed; returns the one the view held before.
+
+        An event older than the account the view holds (the payment guard's own status write
+        may arrive before the watch delivers the events it follows) is ignored.
+        """
+        name = str(account.metadata.name)
+        known = self.accounts.get(name)
+        if known is None or not _older(account.metadata, known.metadata):
+            self.accounts[name] = account
+        return known
+
+    def leases_billed_by(self, *accounts: BillingAccount) -> list[str]:
+        """Keys of the leases in namespaces that any of ``accounts`` selects."""
+        out = []
+        for key, lease in self.leases.items():
+            labels = self.namespaces.get(str(lease.metadata.namespace), {})
+            if any(
+                selects(a.spec.namespace_selector, labels, empty_selects_all=False)
+                for a in accounts
+            ):
+                out.append(key)
+        return out
 
     def billing_accounts(self, namespace: str) -> list[str]:
         """The BillingAccounts selecting ``namespace``, sorted by name (the first pays)."""
