@@ -359,7 +359,10 @@ def test_covered_account_runs_the_lease() -> None:
     plan = step(lease_of(), view, status=COVERED)
     ok, reason, message = condition(plan, "PaymentOK")
     assert (ok, reason) == ("True", "EscrowCovers")
-    assert message.startswith("billed to BillingAccount acct: escrow 10")
+    assert message == (
+        "billed to BillingAccount acct: its escrow covers the projected burn for the payment"
+        " horizon"
+    )  # no figures: they move with every metering report
     assert len(plan.create) == 1
 
 

@@ -8,7 +8,8 @@ Behaviour matrix:
 
 - one round: each account's balance read once per address, its status written (standing,
   figures, namespaces billed), the view updated, its leases re-planned.
-- next round with nothing changed: no write, no re-plan.
+- next round with nothing changed: no write, no re-plan; a covered account's figures moving
+  (metered usage) -> the account written, its leases not re-planned.
 - the balance drops below the horizon: written Low, leases re-planned.
 - the chain raises: the read is stale (figures kept, balanceStale), never an exception.
 - the watch delivers an older version of an account: ignored; a selector change re-plans the
@@ -113,6 +114,30 @@ def test_a_round_writes_the_status_and_replans_the_leases() -> None:
     f.round()
     assert f.status.standing == "Low"
     assert f.replanned == ["team-a/web"]
+
+
+def test_covered_figures_moving_rewrite_the_account_not_its_leases() -> None:
+    f = Fixture(balance=10 * UNIT)
+    f.round()
+    f.replanned.clear()
+    body = lease_body()
+    body["status"] = {
+        "usage": [
+            {
+                "epochId": 1,
+                "provider": "p1",
+                "placementUid": "x",
+                "billingAccount": "acct",
+                "readySeconds": 60,
+                "amount": "0.5",
+            }
+        ]
+    }
+    f.view.set_lease(ComputeLease.model_validate(body))
+    f.round()
+    assert len(f.written) == 2
+    assert f.status.accrued_unsettled == "0.5"
+    assert f.replanned == []  # a covered lease's PaymentOK shows no figures
 
 
 def test_an_unreachable_chain_is_a_stale_read() -> None:

@@ -405,12 +405,28 @@ def lease_payment(
         PAYMENT_OK,
         status.standing == "Covered",
         _REASONS[status.standing],
-        f"{billed}: {condition.message}" + overlap,
+        f"{billed}: {lease_message(status, condition.message)}" + overlap,
     )
     if status.standing != "Suspended":
         return LeasePayment(gate, None)
     suspended_at = current or _stamp(now)
     return LeasePayment(gate, suspended_at, _ready(suspended_at, gate))
+
+
+def lease_message(status: BillingAccountStatus, message: str) -> str:
+    """What a lease says of its account's standing (``message``: the account's PaymentOK).
+
+    A covered account's figures are left out: they move with every metering report, and the
+    leases' status would be rewritten each time (``kubectl get billingaccount`` has them).
+    Short of the horizon, the lease carries the figures: balance, burn and horizon.
+    """
+    if status.standing != "Covered":
+        return message
+    covered = "its escrow covers the projected burn for the payment horizon"
+    if status.balance_stale:
+        checked = status.balance_checked_at.isoformat() if status.balance_checked_at else "?"
+        covered += f" (balance stale: last read at {checked})"
+    return covered
 
 
 def _ready(suspended_at: datetime, gate: Gate) -> Gate:
@@ -432,6 +448,7 @@ __all__ = [
     "accounts_selecting",
     "assess",
     "billed_namespaces",
+    "lease_message",
     "lease_payment",
     "ledgers",
     "needed",

@@ -34,6 +34,7 @@ from kommons.hub.payment import (
     Reading,
     assess,
     billed_namespaces,
+    lease_message,
     ledgers,
     status_due,
 )
@@ -57,7 +58,8 @@ def lease_facing(status: BillingAccountStatus | None) -> tuple[object, ...]:
     if status is None:
         return ()
     condition = get_condition(status.conditions, PAYMENT_OK)
-    return (status.standing, status.balance_stale, condition.message if condition else None)
+    message = lease_message(status, condition.message) if condition else None
+    return (status.standing, status.balance_stale, message)
 
 
 def write_status(kube: Kube, account: BillingAccount, status: BillingAccountStatus) -> JSON:
