@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,7 +33,10 @@ import pytest
 from kommons.hub.onboarding import service_account_token, token_kubeconfig
 from kommons.kube import Forbidden, Kube, KubeError, connect
 from kommons.kube import resources as r
+from kommons.money import format_units, parse_units
+from kommons.scheduler.money import replica_price
 from kommons.trust.policies import tenant_bindings
+from kommons_testbed.processes import wait_for
 from kommons_testbed.stack import Stack
 from tests.integration.conftest import ACCOUNT, lease_body, make_namespace, wait_lease
 
@@ -180,3 +184,147 @@ def test_several_accounts_on_one_namespace_first_by_name_pays(hub: Kube) -> None
         for name in (first, second):
             with contextlib.suppress(KubeError):
                 hub.delete(r.BILLING_ACCOUNTS, name)
+
+
+# --- the guard on anvil -------------------------------------------------------------------
+
+GRACE = "60"
+"""The hub's grace in this module: long enough to see a lease run on with PaymentOK=False on
+a loaded bed (the hub re-plans it as soon as its account turns Low), short for a test."""
+HORIZON = 3600
+
+
+@pytest.fixture(scope="module")
+def payment_hub(stack: Stack) -> Iterator[Stack]:
+    """The hub restarted with a short grace and poll; the bed's default hub again afterwards."""
+    assert stack.settlement is not None, "the bed has no Settlement deployment (anvil)"
+    stack.stop("hub")
+    stack.start_hub("--payment-grace-seconds", GRACE, "--balance-poll-seconds", "1")
+    stack.wait_providers_ready(timeout=120)
+    try:
+        yield stack
+    finally:
+        stack.stop("hub")
+        stack.start_hub()
+        stack.wait_providers_ready(timeout=120)
+
+
+def _replica_price(hub: Kube, provider: str) -> int:
+    """prov-a's price of one replica of 1 cpu and 1 GiB, in base units per hour."""
+    pricing = hub.get(r.PROVIDERS, provider)["spec"]["pricing"]
+    return replica_price(
+        cpu_milli=1000,
+        memory_bytes=2**30,
+        gpu_count=0,
+        cpu_core_hour=parse_units(pricing["cpuCoreHour"]),
+        memory_gib_hour=parse_units(pricing["memoryGiBHour"]),
+        gpu_hour=0,
+    )
+
+
+def _pods(provider: Kube, namespace: str) -> list[JSON]:
+    return [
+        p for p in provider.list(r.PODS, namespace) if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def test_low_escrow_suspends_after_the_grace_and_a_top_up_resumes(
+    payment_hub: Stack, hub: Kube, provider_kube: Callable[[str], Kube]
+) -> None:
+    deployment = payment_hub.settlement
+    assert deployment is not None
+    funder = deployment.chain(deployment.payers[-1])  # deposits for the account below
+    payer = "0x" + secrets.token_hex(20)  # a fresh escrow account: 0 on chain
+    tag = uuid.uuid4().hex[:6]
+    account = f"pay-{tag}"
+    hub.create(r.BILLING_ACCOUNTS, _account(account, payer, {"payment-test": tag}))
+    namespace = _namespace(hub, {"payment-test": tag})
+    price = _replica_price(hub, "prov-a")
+    # 1.5 replica-hours: covers one replica for the horizon, not two
+    funder.deposit(price * 3 // 2, payer=payer)
+    assert funder.escrow_of(payer) == price * 3 // 2
+
+    body = lease_body("web", namespace, replicas=1, cpu="1", memory="1Gi")
+    body["spec"]["placement"] = {"providers": ["prov-a"]}
+    hub.create(r.COMPUTE_LEASES, body, namespace)
+    running = wait_lease(
+        hub,
+        namespace,
+        "web",
+        lambda lease: (
+            (lease.get("status") or {}).get("phase") == "Running"
+            and _condition(lease, "PaymentOK").get("reason") == "EscrowCovers"
+        ),
+        what="web Running with PaymentOK=True EscrowCovers",
+        timeout=120,
+    )
+    assert _condition(running, "PaymentOK")["status"] == "True"
+    assert running["status"]["placements"][0]["pricePerHour"] == format_units(price)
+    status = hub.get(r.BILLING_ACCOUNTS, account)["status"]
+    assert status["standing"] == "Covered"
+    assert status["escrowBalance"] == format_units(price * 3 // 2)
+    assert status["namespaces"] == [namespace]
+
+    # two replicas burn 2 replica-hours per horizon: short -> PaymentOK=False, still running
+    hub.patch(r.COMPUTE_LEASES, "web", {"spec": {"replicas": 2}}, namespace)
+    low = wait_lease(
+        hub,
+        namespace,
+        "web",
+        lambda lease: _condition(lease, "PaymentOK").get("reason") == "InsufficientEscrow",
+        what="web PaymentOK=False InsufficientEscrow",
+        timeout=float(GRACE),
+    )
+    message = _condition(low, "PaymentOK")["message"]
+    assert _condition(low, "PaymentOK")["status"] == "False"
+    assert f"escrow {format_units(price * 3 // 2)}" in message
+    assert f"{HORIZON}s of the projected burn of {format_units(2 * price)}/h" in message
+    assert "unless at least" in message
+    assert "paymentSuspendedAt" not in low["status"]
+    assert low["status"]["phase"] != "Suspended"
+
+    # the grace ends: suspended by the hub, the tenant's spec untouched, no pod left
+    suspended = wait_lease(
+        hub,
+        namespace,
+        "web",
+        lambda lease: (lease.get("status") or {}).get("phase") == "Suspended",
+        what="web Suspended for payment",
+        timeout=float(GRACE) + 120,
+    )
+    assert suspended["spec"].get("suspend", False) is False
+    assert suspended["status"]["paymentSuspendedAt"]
+    assert _condition(suspended, "Ready")["reason"] == "PaymentSuspended"
+    assert _condition(suspended, "PaymentOK")["reason"] == "PaymentSuspended"
+    assert hub.get(r.BILLING_ACCOUNTS, account)["status"]["standing"] == "Suspended"
+    provider_ns = running["status"]["placements"][0]["namespace"]
+    prov_a = provider_kube("prov-a")
+    wait_for(
+        lambda: _pods(prov_a, provider_ns) == [],
+        timeout=120,
+        what="web's pods gone from prov-a",
+        every=0.5,
+    )
+
+    # a top-up through the contract covers two replicas again: resumed, Running 2/2
+    funder.deposit(price * 3 // 2, payer=payer)
+    resumed = wait_lease(
+        hub,
+        namespace,
+        "web",
+        lambda lease: (
+            (lease.get("status") or {}).get("phase") == "Running"
+            and lease["status"].get("ready") == "2/2"
+        ),
+        what="web resumed Running 2/2",
+        timeout=180,
+    )
+    assert "paymentSuspendedAt" not in resumed["status"]
+    assert _condition(resumed, "PaymentOK")["reason"] == "EscrowCovers"
+    assert hub.get(r.BILLING_ACCOUNTS, account)["status"]["standing"] == "Covered"
+    assert len(_pods(prov_a, provider_ns)) == 2
+    reasons = [e["reason"] for e in hub.list(r.EVENTS, namespace)]
+    assert {"InsufficientEscrow", "PaymentSuspended", "PaymentResumed"} <= set(reasons), reasons
+
+    hub.delete(r.COMPUTE_LEASES, "web", namespace)
+    hub.delete(r.BILLING_ACCOUNTS, account)

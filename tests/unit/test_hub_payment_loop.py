@@ -12,6 +12,7 @@ Behaviour matrix:
   (metered usage) -> the account written, its leases not re-planned.
 - the balance drops below the horizon: written Low, leases re-planned.
 - the chain raises: the read is stale (figures kept, balanceStale), never an exception.
+- the chain connection is made on the first read and again after a failed one.
 - the watch delivers an older version of an account: ignored; a selector change re-plans the
   leases of both the old and the new namespaces.
 """
@@ -22,10 +23,12 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from kommons.api import BillingAccount, BillingAccountStatus, ComputeLease
 from kommons.hub.market_view import MarketView
 from kommons.hub.payment import PaymentSettings
-from kommons.hub.payment_loop import PaymentLoop, absorb
+from kommons.hub.payment_loop import LazyBalances, PaymentLoop, absorb
 from tests.unit.test_hub_payment import UNIT, _placement
 from tests.unit.test_hub_plan import lease_body
 
@@ -166,3 +169,22 @@ def test_older_account_versions_are_ignored_and_selector_changes_replan() -> Non
     moved = BillingAccount.model_validate(account_body(team="b", version="7"))
     absorb(f.view, moved, f.replanned.append)
     assert sorted(f.replanned) == ["team-a/web", "team-b/web"]
+
+
+def test_lazy_balances_connect_on_first_read_and_again_after_a_failure() -> None:
+    chains: list[Chain] = []
+
+    def connect() -> Chain:
+        chains.append(Chain(7))
+        return chains[-1]
+
+    balances = LazyBalances(connect)
+    assert chains == []  # nothing at start: the chain may be down
+    assert balances.escrow_of(ADDRESS) == 7
+    assert balances.escrow_of(ADDRESS) == 7
+    assert len(chains) == 1
+    chains[0].down = True
+    with pytest.raises(ConnectionError):
+        balances.escrow_of(ADDRESS)
+    assert balances.escrow_of(ADDRESS) == 7
+    assert len(chains) == 2

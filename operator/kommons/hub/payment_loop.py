@@ -53,6 +53,28 @@ class BalanceReader(Protocol):
         ...
 
 
+class LazyBalances:
+    """A :class:`BalanceReader` that connects on first use and again after a failed read.
+
+    The hub starts while the chain may be unreachable: connecting is part of reading, and a
+    failure is one more stale read, never a crash.
+    """
+
+    def __init__(self, connect: Callable[[], BalanceReader]) -> None:
+        self._connect = connect
+        self._reader: BalanceReader | None = None
+
+    def escrow_of(self, payer: str) -> int:
+        """The escrow of ``payer`` (connecting first if needed)."""
+        if self._reader is None:
+            self._reader = self._connect()
+        try:
+            return self._reader.escrow_of(payer)
+        except Exception:
+            self._reader = None  # a fresh connection next time
+            raise
+
+
 def lease_facing(status: BillingAccountStatus | None) -> tuple[object, ...]:
     """What of an account's status its leases show: a change re-plans them."""
     if status is None:
@@ -171,4 +193,11 @@ def absorb(view: MarketView, account: BillingAccount, replan: Callable[[str], No
         replan(key)
 
 
-__all__ = ["BalanceReader", "PaymentLoop", "absorb", "lease_facing", "write_status"]
+__all__ = [
+    "BalanceReader",
+    "LazyBalances",
+    "PaymentLoop",
+    "absorb",
+    "lease_facing",
+    "write_status",
+]
