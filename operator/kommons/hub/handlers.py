@@ -30,11 +30,18 @@ from pydantic import ValidationError
 
 from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool, Reputation
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
+from kommons.hub.chain_options import ChainOptions
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
 from kommons.hub.payment import PaymentSettings
-from kommons.hub.payment_loop import BalanceReader, PaymentLoop, absorb, write_status
+from kommons.hub.payment_loop import (
+    BalanceReader,
+    LazyBalances,
+    PaymentLoop,
+    absorb,
+    write_status,
+)
 from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
 from kommons.hub.push import PushAgents, PushOptions
@@ -82,6 +89,8 @@ class HubOptions:
     bed (docs/performance.md), 32 placed no faster than 8 and slowed every other client."""
     reputation: ReputationSettings = field(default_factory=ReputationSettings)
     """How providers' reputation is computed and how often it is written."""
+    chain: ChainOptions | None = None
+    """Where to settle (``--chain-rpc`` …); None: settlement and the payment guard are off."""
     payment: PaymentSettings = field(default_factory=PaymentSettings)
     """The payment guard's horizon, grace and poll (it runs only with a chain to read)."""
 
@@ -334,12 +343,15 @@ def build_registry(
 ) -> tuple[kopf.OperatorRegistry, Hub]:
     """Every handler of the hub, bound to one :class:`Hub`.
 
-    ``balances`` reads escrow balances on chain: with it the payment guard runs
-    (:mod:`kommons.hub.payment_loop`); without it leases are never suspended for payment.
+    ``balances`` reads escrow balances on chain (default: the chain of ``options.chain``):
+    with it the payment guard runs (:mod:`kommons.hub.payment_loop`); without it leases are
+    never suspended for payment.
     """
     registry = kopf.OperatorRegistry()
     hub = Hub(options, kube)
     view = hub.view
+    if balances is None and options.chain is not None:
+        balances = LazyBalances(options.chain.connect)  # payment: connects on the first read
     view.payment_guard = balances is not None  # payment: before any lease is planned
 
     @kopf.on.startup(registry=registry)
