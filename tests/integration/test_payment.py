@@ -7,7 +7,7 @@ Behaviour matrix:
   its placement are billed to the account selecting its namespace; relabelling its namespace
   and writing the other account -> 403.
 - two accounts select one namespace -> the first by name pays, the lease's PaymentOK message
-  names both; the second account's ``status.namespaces`` does not list it.
+  names both; the first account's ``status.namespaces`` lists it, the second's does not.
 - escrow on anvil (a payer of the bed's Settlement contract), hub with a short grace: a lease
   runs while the escrow covers one replica for the horizon (PaymentOK=True, account Covered);
   scaled to 2 replicas the escrow no longer covers it -> PaymentOK=False InsufficientEscrow
@@ -15,8 +15,13 @@ Behaviour matrix:
   Ready=False PaymentSuspended, spec.suspend untouched, no pod left on the provider; a
   deposit through the contract -> the lease resumes Running 2/2 and the account is Covered.
 
-The NoBillingAccount refusal is ``test_walking_skeleton.py::test_lease_without_billing_account
-_is_refused`` (PaymentOK=False NoBillingAccount, nothing placed).
+- the chain unreachable (a cut TCP proxy between the hub and anvil) while an account is Low
+  and its grace ends -> the account keeps its last known figures and standing, balanceStale,
+  PaymentOK says stale, the lease is not suspended; the link back -> suspended.
+
+The NoBillingAccount refusal is
+``test_walking_skeleton.py::test_namespace_without_billing_account_is_refused``
+(PaymentOK=False NoBillingAccount, nothing placed).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -37,6 +43,7 @@ from kommons.money import format_units, parse_units
 from kommons.scheduler.money import replica_price
 from kommons.trust.policies import tenant_bindings
 from kommons_testbed.processes import wait_for
+from kommons_testbed.proxy import TcpProxy
 from kommons_testbed.stack import Stack
 from tests.integration.conftest import ACCOUNT, lease_body, make_namespace, wait_lease
 
@@ -179,6 +186,14 @@ def test_several_accounts_on_one_namespace_first_by_name_pays(hub: Kube) -> None
         assert message.startswith(f"billed to BillingAccount {first}")
         assert f"BillingAccounts {first}, {second} all select namespace {namespace}" in message
         assert lease["status"]["billingAccount"] == first
+        # the payment guard (the bed runs anvil) lists it under the account that pays only
+        wait_for(
+            lambda: namespace in (_standing(hub, first).get("namespaces") or ()),
+            timeout=120,
+            what=f"{first} to list {namespace}",
+            every=0.5,
+        )
+        assert namespace not in (_standing(hub, second).get("namespaces") or ())
         hub.delete(r.COMPUTE_LEASES, "both", namespace)
     finally:
         for name in (first, second):
@@ -194,19 +209,37 @@ a loaded bed (the hub re-plans it as soon as its account turns Low), short for a
 HORIZON = 3600
 
 
+PAYMENT_ARGS = ("--payment-grace-seconds", GRACE, "--balance-poll-seconds", "1")
+
+
+def restart_hub(stack: Stack, *extra: str) -> None:
+    """Restart the hub with ``extra`` options (after the bed's chain options: a later wins)."""
+    stack.stop("hub")
+    stack.start_hub(*extra)
+    stack.wait_providers_ready(timeout=120)
+
+
 @pytest.fixture(scope="module")
 def payment_hub(stack: Stack) -> Iterator[Stack]:
     """The hub restarted with a short grace and poll; the bed's default hub again afterwards."""
     assert stack.settlement is not None, "the bed has no Settlement deployment (anvil)"
-    stack.stop("hub")
-    stack.start_hub("--payment-grace-seconds", GRACE, "--balance-poll-seconds", "1")
-    stack.wait_providers_ready(timeout=120)
+    restart_hub(stack, *PAYMENT_ARGS)
     try:
         yield stack
     finally:
-        stack.stop("hub")
-        stack.start_hub()
-        stack.wait_providers_ready(timeout=120)
+        restart_hub(stack)
+
+
+def _new_account(hub: Kube, payer: str) -> tuple[str, str]:
+    """A BillingAccount for ``payer`` and a namespace it alone pays for: (account, namespace)."""
+    tag = uuid.uuid4().hex[:6]
+    account = f"pay-{tag}"
+    hub.create(r.BILLING_ACCOUNTS, _account(account, payer, {"payment-test": tag}))
+    return account, _namespace(hub, {"payment-test": tag})
+
+
+def _standing(hub: Kube, account: str) -> JSON:
+    return dict(hub.get(r.BILLING_ACCOUNTS, account).get("status") or {})
 
 
 def _replica_price(hub: Kube, provider: str) -> int:
@@ -235,10 +268,7 @@ def test_low_escrow_suspends_after_the_grace_and_a_top_up_resumes(
     assert deployment is not None
     funder = deployment.chain(deployment.payers[-1])  # deposits for the account below
     payer = "0x" + secrets.token_hex(20)  # a fresh escrow account: 0 on chain
-    tag = uuid.uuid4().hex[:6]
-    account = f"pay-{tag}"
-    hub.create(r.BILLING_ACCOUNTS, _account(account, payer, {"payment-test": tag}))
-    namespace = _namespace(hub, {"payment-test": tag})
+    account, namespace = _new_account(hub, payer)
     price = _replica_price(hub, "prov-a")
     # 1.5 replica-hours: covers one replica for the horizon, not two
     funder.deposit(price * 3 // 2, payer=payer)
@@ -328,3 +358,67 @@ def test_low_escrow_suspends_after_the_grace_and_a_top_up_resumes(
 
     hub.delete(r.COMPUTE_LEASES, "web", namespace)
     hub.delete(r.BILLING_ACCOUNTS, account)
+
+
+def test_a_stale_balance_never_suspends(
+    payment_hub: Stack, hub: Kube, provider_kube: Callable[[str], Kube]
+) -> None:
+    deployment = payment_hub.settlement
+    assert deployment is not None
+    host, port = deployment.rpc_url.removeprefix("http://").rsplit(":", 1)
+    proxy = TcpProxy(host, int(port))
+    try:
+        restart_hub(payment_hub, *PAYMENT_ARGS, "--chain-rpc", f"http://{host}:{proxy.port}")
+        payer = "0x" + secrets.token_hex(20)  # nothing in escrow: short as soon as it burns
+        account, namespace = _new_account(hub, payer)
+        hub.create(r.COMPUTE_LEASES, lease_body("web", namespace, replicas=1), namespace)
+        wait_for(
+            lambda: _standing(hub, account).get("standing") == "Low",
+            timeout=120,
+            what=f"{account} Low",
+            every=0.3,
+        )
+        proxy.cut()  # the chain is unreachable from the hub from now on
+        low = _standing(hub, account)
+        grace_end = datetime.fromisoformat(low["graceEndsAt"])
+        wait_for(
+            lambda: bool(_standing(hub, account).get("balanceStale")),
+            timeout=60,
+            what=f"{account}'s balance stale",
+            every=0.3,
+        )
+        # past the grace (and a few polls), still Low: no suspension on a stale read
+        wait_for(
+            lambda: datetime.now(UTC) > grace_end + timedelta(seconds=5),
+            timeout=float(GRACE) + 30,
+            what="the grace to end",
+            every=0.5,
+        )
+        stale = _standing(hub, account)
+        assert stale["standing"] == "Low"
+        assert stale["balanceStale"] is True
+        assert stale["balanceCheckedAt"] == low["balanceCheckedAt"]
+        ok = next(c for c in stale["conditions"] if c["type"] == "PaymentOK")
+        assert ok["status"] == "False"
+        assert "balance stale" in ok["message"]
+        assert "no lease is suspended on a stale read" in ok["message"]
+        lease = hub.get(r.COMPUTE_LEASES, "web", namespace)
+        assert "paymentSuspendedAt" not in lease["status"]
+        assert lease["status"]["phase"] != "Suspended"
+        assert "balance stale" in _condition(lease, "PaymentOK")["message"]
+
+        proxy.restore()  # a fresh read, still short and past the grace: suspended
+        wait_lease(
+            hub,
+            namespace,
+            "web",
+            lambda lease: (lease.get("status") or {}).get("phase") == "Suspended",
+            what="web Suspended once the balance is read again",
+            timeout=120,
+        )
+        assert _standing(hub, account)["standing"] == "Suspended"
+        hub.delete(r.COMPUTE_LEASES, "web", namespace)
+        hub.delete(r.BILLING_ACCOUNTS, account)
+    finally:
+        proxy.close()
+        restart_hub(payment_hub, *PAYMENT_ARGS)

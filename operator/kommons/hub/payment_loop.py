@@ -112,6 +112,8 @@ class PaymentLoop:
         self.write = write
         self.replan = replan
         self.threads = threads
+        self._failing: set[str] = set()
+        """Addresses whose last read failed (their failures are logged once)."""
 
     async def run(self, ready: asyncio.Event) -> None:
         """Run a round every ``poll_seconds`` once the view is populated, until cancelled."""
@@ -130,11 +132,18 @@ class PaymentLoop:
             await asyncio.sleep(self.settings.poll_seconds)
 
     def _read(self, address: str) -> Reading:
+        """One balance read; a failure is logged once (a warning) until a read succeeds."""
         try:
-            return Reading(int(self.reader.escrow_of(address)))
+            balance = int(self.reader.escrow_of(address))
         except Exception as exc:  # the chain is outside: any failure is a stale read
-            log.warning("payment guard: escrow of %s not read (stale): %s", address, exc)
+            level = logging.DEBUG if address in self._failing else logging.WARNING
+            self._failing.add(address)
+            log.log(level, "payment guard: escrow of %s not read (stale): %s", address, exc)
             return Reading(None, type(exc).__name__)
+        if address in self._failing:
+            self._failing.discard(address)
+            log.info("payment guard: escrow of %s read again", address)
+        return Reading(balance)
 
     async def round(self) -> None:
         """Read, assess, write, re-plan: once for every account."""
