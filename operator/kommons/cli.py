@@ -116,6 +116,27 @@ def hub(
             help="Shortest interval between two writes of a provider's status.reputation.",
         ),
     ] = 30.0,
+    payment_horizon_seconds: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="A BillingAccount's escrow, less what is metered but not settled, must pay its"
+            " leases' projected burn for this long; otherwise they get PaymentOK=False"
+            " (docs/payment.md).",
+        ),
+    ] = 3600,
+    payment_grace_seconds: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="How long leases run on with PaymentOK=False before the hub suspends them"
+            " (a top-up resumes them).",
+        ),
+    ] = 900,
+    balance_poll_seconds: Annotated[
+        float,
+        typer.Option(min=1, help="How often the payment guard reads escrow balances on chain."),
+    ] = 30.0,
     leader_elect: Annotated[
         bool,
         typer.Option(
@@ -182,6 +203,7 @@ def hub(
     from kommons.hub.chain_options import ChainOptions
     from kommons.hub.handlers import HubOptions
     from kommons.hub.leader import ElectionOptions, default_identity, default_namespace
+    from kommons.hub.payment import PaymentSettings
     from kommons.hub.reputation import ReputationSettings
     from kommons.hub.runner import run_hub
     from kommons.logs import setup_logging
@@ -221,6 +243,11 @@ def hub(
             half_life_seconds=reputation_half_life,
             uptime_prior_seconds=reputation_uptime_prior,
             write_seconds=reputation_write_seconds,
+        ),
+        payment=PaymentSettings(
+            horizon_seconds=payment_horizon_seconds,
+            grace_seconds=payment_grace_seconds,
+            poll_seconds=balance_poll_seconds,
         ),
     )
     asyncio.run(run_hub(options, election))

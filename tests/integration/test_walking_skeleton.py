@@ -23,7 +23,7 @@ from kommons.kube import Forbidden, Kube, NotFound, connect
 from kommons.kube import resources as r
 from kommons_testbed.processes import wait_for
 from kommons_testbed.stack import Stack
-from tests.integration.conftest import lease_body, make_namespace, wait_lease
+from tests.integration.conftest import ACCOUNT, lease_body, make_namespace, wait_lease
 
 pytestmark = pytest.mark.bed
 
@@ -55,7 +55,11 @@ def test_cpu_lease_runs_on_cheapest_provider_isolated(
     assert [p["provider"] for p in status["placements"]] == ["prov-a"]
     assert _condition(lease, "Scheduled")["status"] == "True"
     assert _condition(lease, "Ready")["status"] == "True"
-    assert _condition(lease, "PaymentOK")["reason"] == "BillingAccountFound"
+    # EscrowCovers with the payment guard (the bed's anvil), BillingAccountFound without
+    assert _condition(lease, "PaymentOK")["status"] == "True"
+    assert _condition(lease, "PaymentOK")["message"].startswith(
+        f"billed to BillingAccount {ACCOUNT}"
+    )
     decision = status["decision"]
     assert decision["considered"] == 3
     assert decision["feasible"] == 3

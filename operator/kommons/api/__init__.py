@@ -5,7 +5,12 @@ are snake_case in Python and camelCase on the wire (``model.to_api()``; parse wi
 ``Model.model_validate(body)``). Spec models refuse unknown fields; status models ignore them.
 """
 
-from kommons.api.billing import BillingAccount, BillingAccountSpec, BillingAccountStatus
+from kommons.api.billing import (
+    BillingAccount,
+    BillingAccountSpec,
+    BillingAccountStatus,
+    Standing,
+)
 from kommons.api.common import (
     API_VERSION,
     CATEGORY,
@@ -175,6 +180,7 @@ __all__ = [
     "SettlementEpochSpec",
     "SettlementEpochStatus",
     "SettlementLeaf",
+    "Standing",
     "StatusModel",
     "StorageRequest",
     "Strategy",

@@ -178,6 +178,11 @@ BILLING_ACCOUNT = KindInfo(
     printer_columns=(
         PrinterColumn("Address", ".spec.address", description="Escrow address."),
         PrinterColumn("Balance", ".status.escrowBalance", description="Escrow balance."),
+        PrinterColumn(
+            "Unsettled", ".status.accruedUnsettled", description="Metered, not yet settled."
+        ),
+        PrinterColumn("Burn/h", ".status.burnPerHour", description="Projected burn per hour."),
+        PrinterColumn("Standing", ".status.standing", description="Covered, Low or Suspended."),
     ),
 )
 LEASE_PLACEMENT = KindInfo(

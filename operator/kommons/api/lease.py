@@ -396,6 +396,13 @@ class ComputeLeaseStatus(StatusModel):
         description="The BillingAccount selecting the lease's namespace (nothing is charged yet:"
         " planned, issue 9).",
     )
+    payment_suspended_at: datetime | None = Field(
+        default=None,
+        description="Set by the hub when it suspended the lease because its BillingAccount's"
+        " escrow stayed short of the payment horizon past the grace period; cleared when a"
+        " top-up covers it again and the lease resumes. spec.suspend is the tenant's and is"
+        " never changed (docs/payment.md).",
+    )
     last_fencing_token: int | None = Field(
         default=None,
         ge=0,

@@ -43,6 +43,14 @@ from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
 from kommons.hub.metering import Metered, meter, only_metering_finalizer
+from kommons.hub.payment import PaymentSettings
+from kommons.hub.payment_loop import (
+    BalanceReader,
+    LazyBalances,
+    PaymentLoop,
+    absorb,
+    write_status,
+)
 from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
 from kommons.hub.push import PushAgents, PushOptions
@@ -98,6 +106,8 @@ class HubOptions:
     """How providers' reputation is computed and how often it is written."""
     chain: ChainOptions | None = None
     """Where to settle (``--chain-rpc`` …); None: settlement and the payment guard are off."""
+    payment: PaymentSettings = field(default_factory=PaymentSettings)
+    """The payment guard's horizon, grace and poll (it runs only with a chain to read)."""
 
 
 class EventDeduplicator:
@@ -447,11 +457,21 @@ def _parse(model: Any, body: Mapping[str, Any], what: str) -> Any:
         return None
 
 
-def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegistry, Hub]:
-    """Every handler of the hub, bound to one :class:`Hub`."""
+def build_registry(
+    options: HubOptions, kube: Kube, *, balances: BalanceReader | None = None
+) -> tuple[kopf.OperatorRegistry, Hub]:
+    """Every handler of the hub, bound to one :class:`Hub`.
+
+    ``balances`` reads escrow balances on chain (default: the chain of ``options.chain``):
+    with it the payment guard runs (:mod:`kommons.hub.payment_loop`); without it leases are
+    never suspended for payment.
+    """
     registry = kopf.OperatorRegistry()
     hub = Hub(options, kube)
     view = hub.view
+    if balances is None and options.chain is not None:
+        balances = LazyBalances(options.chain.connect)  # payment: connects on the first read
+    view.payment_guard = balances is not None  # payment: before any lease is planned
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -465,6 +485,19 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
         # Push providers' agents run here, so only in the acting hub (kommons.hub.push).
         push = PushAgents(kube, view, PushOptions.for_timeout(options.heartbeat_timeout))
         hub.tasks.append(asyncio.create_task(push.run(ready=hub.ready)))
+        # payment: the guard reads balances and suspends/resumes leases (acting hub only)
+        if balances is None:
+            log.info("payment guard off: no chain to read escrow balances from (--chain-rpc)")
+        else:
+            guard = PaymentLoop(
+                settings=options.payment,
+                reader=balances,
+                view=view,
+                write=lambda account, status: write_status(kube, account, status),
+                replan=hub.queue.add,
+                threads=hub.threads,
+            )
+            hub.tasks.append(asyncio.create_task(guard.run(hub.ready)))
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -524,7 +557,7 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
     async def account_index(name: str, body: kopf.Body, **_: Any) -> None:
         account = _parse(BillingAccount, body, "billing account")
         if account is not None:
-            view.accounts[name] = account
+            absorb(view, account, hub.queue.add)  # payment: re-plan its leases if it matters
             hub.wake_waiting()
 
     @kopf.index("", "v1", "namespaces", registry=registry)
@@ -575,7 +608,9 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
     @kopf.on.event(*ACCOUNTS, registry=registry)
     async def account_deleted(name: str, type: str | None, **_: Any) -> None:
         if type == "DELETED":
-            view.accounts.pop(name, None)
+            gone = view.accounts.pop(name, None)
+            for key in view.leases_billed_by(gone) if gone is not None else ():
+                hub.queue.add(key)  # billed to another account now, or to none
 
     @kopf.on.event("", "v1", "namespaces", registry=registry)
     async def namespace_deleted(name: str, type: str | None, **_: Any) -> None:

@@ -258,6 +258,7 @@ def lease_status(
         decision=decision if decision is not None else current.decision,
         endpoints=current.endpoints,
         billing_account=billing_account,
+        payment_suspended_at=current.payment_suspended_at,  # the payment guard's (plan.py)
         conditions=_conditions(current.conditions, gates, generation=generation, now=now),
     )
 

@@ -13,6 +13,9 @@
 - **Resume** (:func:`resume_check`). A placement suspended while its lease no longer is goes
   back to its provider when that provider still has room for it (one decision per provider,
   held like any decision), and is re-placed elsewhere otherwise.
+- **Payment** (:func:`as_planned`). A lease the hub suspends for payment
+  (``status.paymentSuspendedAt``, :mod:`kommons.hub.payment`) is planned as if its tenant had
+  suspended it; it resumes the same way.
 - **Status** (:func:`running_status`). ``expiresAt``, the Job counters, and the time of the
   next re-check (the readiness timeout or the end of the term, whichever comes first).
 
@@ -332,6 +335,19 @@ def running_status(
 # --------------------------------------------------------------------------------------
 
 
+def as_planned(lease: ComputeLease, *, payment_suspended: bool) -> ComputeLease:
+    """The lease as the hub plans it: suspended also while the hub suspends it for payment.
+
+    The payment guard (:mod:`kommons.hub.payment`) never writes the tenant's ``spec.suspend``;
+    it records ``status.paymentSuspendedAt`` instead, and the hub plans such a lease exactly
+    like a suspended one (placements scaled to zero, their capacity released, phase
+    ``Suspended``). Clearing the marker resumes it like ``suspend: false`` would.
+    """
+    if not payment_suspended or lease.spec.suspend:
+        return lease
+    return lease.model_copy(update={"spec": lease.spec.model_copy(update={"suspend": True})})
+
+
 def resuming(lease: ComputeLease, placements: Sequence[LeasePlacement]) -> list[LeasePlacement]:
     """Placements still suspended although their lease is not (anymore)."""
     if lease.spec.suspend:
@@ -411,6 +427,7 @@ __all__ = [
     "EndPhase",
     "Resume",
     "ResumeReader",
+    "as_planned",
     "ended",
     "ended_status",
     "expires_at",

@@ -30,6 +30,7 @@ from kommons.api import (
     ProviderPool,
 )
 from kommons.hub.edge import parse
+from kommons.hub.payment import accounts_selecting
 from kommons.hub.plan import World
 from kommons.hub.providers import ProviderPhase, provider_phase
 from kommons.hub.views import (
@@ -116,6 +117,8 @@ class MarketView:
         self.heartbeats: dict[str, Heartbeat] = {}
         self.pools: dict[str, ProviderPool] = {}
         self.accounts: dict[str, BillingAccount] = {}
+        self.payment_guard = False
+        """Whether the payment guard runs: leases then follow their account's standing."""
         self.namespaces: dict[str, dict[str, str]] = {}
         self._accounted: dict[str, dict[str, int | None]] = {}
         """Provider → its last report's accounted leases (``ns/name`` → replicas)."""
@@ -326,14 +329,38 @@ class MarketView:
         """A lease is gone (its placements are removed by their own events)."""
         self.leases.pop(key, None)
 
+    def set_account(self, account: BillingAccount) -> BillingAccount | None:
+        """A BillingAccount was added or changed; returns the one the view held before.
+
+        An event older than the account the view holds (the payment guard's own status write
+        may arrive before the watch delivers the events it follows) is ignored.
+        """
+        name = str(account.metadata.name)
+        known = self.accounts.get(name)
+        if known is None or not _older(account.metadata, known.metadata):
+            self.accounts[name] = account
+        return known
+
+    def leases_billed_by(self, *accounts: BillingAccount) -> list[str]:
+        """Keys of the leases in namespaces that any of ``accounts`` selects."""
+        out = []
+        for key, lease in self.leases.items():
+            labels = self.namespaces.get(str(lease.metadata.namespace), {})
+            if any(
+                selects(a.spec.namespace_selector, labels, empty_selects_all=False)
+                for a in accounts
+            ):
+                out.append(key)
+        return out
+
+    def billing_accounts(self, namespace: str) -> list[str]:
+        """The BillingAccounts selecting ``namespace``, sorted by name (the first pays)."""
+        return accounts_selecting(self.accounts, self.namespaces.get(namespace, {}))
+
     def billing_account(self, namespace: str) -> str | None:
         """The BillingAccount that selects ``namespace`` (first by name if several do)."""
-        labels = self.namespaces.get(namespace, {})
-        for name in sorted(self.accounts):
-            selector = self.accounts[name].spec.namespace_selector
-            if selects(selector, labels, empty_selects_all=False):
-                return name
-        return None
+        selecting = self.billing_accounts(namespace)
+        return selecting[0] if selecting else None
 
     def world(
         self, lease: ComputeLease, *, ready_timeout: float, replace_after: float = 300.0
@@ -341,10 +368,15 @@ class MarketView:
         """Everything :func:`~kommons.hub.plan.plan_lease` needs about one lease."""
         namespace = str(lease.metadata.namespace)
         placements = list(self.placements.get(str(lease.metadata.uid), {}).values())
+        selecting = self.billing_accounts(namespace)
+        paying = self.accounts.get(selecting[0]) if selecting else None
         return World(
             placements=placements,
             pool=self.pools.get(lease.spec.pool_ref.name),
-            account=self.billing_account(namespace),
+            account=selecting[0] if selecting else None,
+            selecting=selecting,
+            account_status=paying.status if paying else None,
+            payment_guard=self.payment_guard,
             namespace_labels=self.namespaces.get(namespace, {}),
             market=self,
             now=datetime.now(UTC),

@@ -29,27 +29,34 @@ placements on Unreachable providers (bounded deletion), and a placement on an Un
 provider, or one whose replicas stay not ready for a provider-side reason, is one more stale
 placement, re-placed away from that provider (history, ``Relocated`` condition, Warning Event,
 ``endings``). Every placement written carries a fencing token.
+
+Payment (:mod:`kommons.hub.payment`, hooks marked ``payment``): before the gates, the lease's
+``PaymentOK`` follows its BillingAccount's standing; once the account is ``Suspended`` the
+lease is planned as suspended (:func:`kommons.hub.lifecycle.as_planned`) and
+``status.paymentSuspendedAt`` records it, until a top-up resumes it.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
 from kommons.api import (
+    BillingAccountStatus,
     ComputeLease,
     ComputeLeaseStatus,
     LeaseHistoryEntry,
     LeasePlacement,
     ProviderPool,
     SchedulingDecision,
+    get_condition,
     template_violations,
 )
 from kommons.api_names import FINALIZER_HUB
-from kommons.hub import failover, lifecycle
+from kommons.hub import failover, lifecycle, payment
 from kommons.hub.lease_status import Gate, lease_status, readiness, status_changed
 from kommons.hub.placements import locked_price, placement_object, placement_spec, same_spec
 from kommons.hub.placements import scale_down as scale_down_counts
@@ -132,6 +139,13 @@ class World:
     replace_after: float = 300.0
     """Seconds replicas may stay not ready for a provider-side reason before they are
     re-placed on another provider."""
+    selecting: Sequence[str] = ()
+    """Every BillingAccount selecting the namespace, sorted (``account`` is the first); empty
+    means just ``account``."""
+    account_status: BillingAccountStatus | None = None
+    """The paying account's status: the payment guard's last assessment."""
+    payment_guard: bool = False
+    """Whether the payment guard runs (the hub has ``--chain-rpc``)."""
 
 
 @dataclass
@@ -172,22 +186,29 @@ class LeasePlan:
         )
 
 
-def gates(lease: ComputeLease, world: World) -> tuple[list[Gate], Gate | None]:
-    """Conditions that must hold before scheduling, and the first one that blocks it."""
+def payment_of(lease: ComputeLease, world: World) -> payment.LeasePayment:
+    """The lease's ``PaymentOK`` and whether the hub suspends it for payment."""
+    selecting = tuple(world.selecting) or ((world.account,) if world.account else ())
+    return payment.lease_payment(
+        lease,
+        selecting=selecting,
+        status=world.account_status,
+        guard=world.payment_guard,
+        now=world.now,
+    )
+
+
+def gates(
+    lease: ComputeLease, world: World, pay: payment.LeasePayment | None = None
+) -> tuple[list[Gate], Gate | None]:
+    """Conditions that must hold before scheduling, and the first one that blocks it.
+
+    ``pay`` is the lease's payment state (computed from ``world`` when not given).
+    """
     namespace = str(lease.metadata.namespace)
     pool_name = lease.spec.pool_ref.name
     account = world.account
-    payment = (
-        Gate("PaymentOK", True, "BillingAccountFound", f"billed to BillingAccount {account}")
-        if account
-        else Gate(
-            "PaymentOK",
-            False,
-            "NoBillingAccount",
-            f"no BillingAccount selects namespace {namespace}; ask the hub admin to create one"
-            " whose namespaceSelector matches it",
-        )
-    )
+    paying = (pay or payment_of(lease, world)).gate
     blocked: Gate | None = None
     violations = template_violations(lease.spec.template.to_api(), path="spec.template")
     if world.pool is None:
@@ -205,10 +226,29 @@ def gates(lease: ComputeLease, world: World) -> tuple[list[Gate], Gate | None]:
             " (tenantNamespaceSelector)",
         )
     elif account is None:
-        blocked = Gate("Scheduled", False, "NoBillingAccount", payment.message)
+        blocked = Gate("Scheduled", False, "NoBillingAccount", paying.message)
     elif violations:
         blocked = Gate("Scheduled", False, "InvalidTemplate", "; ".join(violations))
-    return [payment] + ([blocked] if blocked else []), blocked
+    return [paying] + ([blocked] if blocked else []), blocked
+
+
+def _payment_events(lease: ComputeLease, pay: payment.LeasePayment) -> list[LeaseEvent]:
+    """Events when the lease's payment state changes: short escrow, suspended, resumed."""
+    status = lease.status
+    was_suspended = status is not None and status.payment_suspended_at is not None
+    if pay.suspended and not was_suspended:
+        assert pay.ready is not None
+        return [LeaseEvent("Warning", "PaymentSuspended", pay.ready.message)]
+    if was_suspended and not pay.suspended:
+        return [LeaseEvent("Normal", "PaymentResumed", f"resumed: {pay.gate.message}")]
+    old = get_condition(status.conditions if status else None, "PaymentOK")
+    if (
+        pay.gate.reason == "InsufficientEscrow"
+        and not pay.gate.ok
+        and (old is None or old.reason != pay.gate.reason)
+    ):
+        return [LeaseEvent("Warning", "InsufficientEscrow", pay.gate.message)]
+    return []
 
 
 def _stale_reason(placement: LeasePlacement, lease: ComputeLease, request: LeaseRequest) -> str:
@@ -239,13 +279,17 @@ def _finish(
     *,
     history: Sequence[LeaseHistoryEntry] = (),
     token: int = 0,
+    pay: payment.LeasePayment | None = None,
 ) -> LeasePlan:
     """Add the lease's status (when it changed) and the re-checks to ``plan``.
 
     ``history`` is appended to ``status.history``; ``token`` is the highest fencing token
-    issued (``status.lastFencingToken`` never goes down).
+    issued (``status.lastFencingToken`` never goes down); ``pay`` sets
+    ``status.paymentSuspendedAt`` (``None`` keeps it).
     """
     ready = readiness(lease, after, now=world.now, timeout=world.ready_timeout)
+    if pay is not None and pay.ready is not None:  # payment: suspended by the hub
+        ready = replace(ready, gate=pay.ready)
     desired = lease_status(
         lease,
         after,
@@ -255,6 +299,8 @@ def _finish(
         now=world.now,
     )
     desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
+    if pay is not None:  # payment
+        desired = desired.model_copy(update={"payment_suspended_at": pay.suspended_at})
     current = lease.status
     last_token = max(token, (current.last_fencing_token or 0) if current else 0)
     desired = desired.model_copy(
@@ -267,7 +313,12 @@ def _finish(
         plan.status = desired
         previous = lease.status.conditions if lease.status else None
         old_ready = next((c for c in previous or () if c.type == "Ready"), None)
-        late = ready.gate.reason not in ("ReplicasStarting", "NotPlaced", "AllReplicasReady")
+        late = ready.gate.reason not in (
+            "ReplicasStarting",
+            "NotPlaced",
+            "AllReplicasReady",
+            "PaymentSuspended",  # payment: its own Event
+        )
         if (
             not ready.gate.ok
             and late
@@ -321,9 +372,15 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         return plan
     # --- end lifecycle
 
-    gate_list, blocked = gates(lease, world)
+    # --- payment: a lease whose account's escrow stayed short is planned as suspended
+    pay = payment_of(lease, world)
+    plan.events += _payment_events(lease, pay)
+    lease = lifecycle.as_planned(lease, payment_suspended=pay.suspended)
+    # --- end payment
+
+    gate_list, blocked = gates(lease, world, pay)
     if blocked is not None:
-        return _finish(plan, lease, world, live, gate_list, None)
+        return _finish(plan, lease, world, live, gate_list, None, pay=pay)
     assert world.pool is not None  # the gates passed
     assert world.account is not None
     account = world.account
@@ -384,6 +441,10 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             plan.waiting_for_capacity = True
             scheduled = Gate("Scheduled", False, "Unschedulable", decision.message)
             plan.events.append(LeaseEvent("Warning", "Unschedulable", decision.message))
+    elif missing > 0 and pay.suspended:
+        scheduled = Gate(
+            "Scheduled", True, "PaymentSuspended", "suspended for payment: missing replicas wait"
+        )
     elif missing > 0:
         scheduled = Gate("Scheduled", True, "Suspended", "suspended: missing replicas wait")
     gate_list.append(scheduled)
@@ -510,7 +571,15 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     issued = [p.spec.fencing_token or 0 for p in (*plan.create, *plan.update)]
     token = max([failover.token_base(lease, world.placements), *issued])
     return _finish(
-        plan, lease, world, after, gate_list, decision_status, history=history, token=token
+        plan,
+        lease,
+        world,
+        after,
+        gate_list,
+        decision_status,
+        history=history,
+        token=token,
+        pay=pay,
     )
 
 
@@ -523,5 +592,6 @@ __all__ = [
     "World",
     "ending",
     "gates",
+    "payment_of",
     "plan_lease",
 ]
