@@ -1,0 +1,1 @@
+"""Settlement: epochs, the Merkle tree, the chain adapter (the only package importing web3)."""
