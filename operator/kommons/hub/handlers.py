@@ -80,6 +80,13 @@ class HubOptions:
     bed (docs/performance.md), 32 placed no faster than 8 and slowed every other client."""
     reputation: ReputationSettings = field(default_factory=ReputationSettings)
     """How providers' reputation is computed and how often it is written."""
+    # --- settlement loop (kommons.hub.settlement_loop) ---
+    epoch_seconds: int = 3600
+    """Length of a settlement epoch (``--epoch-seconds``)."""
+    seal_delay_seconds: int = 300
+    """Seconds after an epoch's end before it is sealed (``--seal-delay-seconds``)."""
+    claim_for_providers: bool = False
+    """Claim confirmed leaves on providers' behalf (``--claim-for-providers``)."""
 
 
 class EventDeduplicator:
