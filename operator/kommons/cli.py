@@ -473,9 +473,13 @@ def claim(
     from kommons.settlement.claims import submit_claims
 
     failed = 0
-    for line, ok in submit_claims(chain_rpc, settlement_address, key_file, items):
-        typer.echo(line, err=not ok)
-        failed += 0 if ok else 1
+    try:
+        for line, ok in submit_claims(chain_rpc, settlement_address, key_file, items):
+            typer.echo(line, err=not ok)
+            failed += 0 if ok else 1
+    except ValueError as exc:  # the key file (its content is never shown)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     if failed:
         raise typer.Exit(1)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kommons.api import SettlementEpoch
-from kommons.settlement.claims import ClaimError, claims_for, read_key_file
+from kommons.settlement.claims import ClaimError, claims_for
 from kommons.settlement.merkle import LeafValue, verify
 from kommons.settlement.sealing import seal_epoch
 
@@ -72,14 +71,3 @@ def test_a_tampered_amount_does_not_verify() -> None:
     epoch.status.leaves[0].amount_units = "4"
     with pytest.raises(ClaimError, match="does not verify"):
         claims_for(epoch, provider="prov-a")
-
-
-def test_key_file(tmp_path: Path) -> None:
-    good = tmp_path / "key"
-    good.write_text("0x" + "1f" * 32 + "\n")
-    assert read_key_file(good) == "0x" + "1f" * 32
-    bad = tmp_path / "bad"
-    bad.write_text("secret-not-a-key")
-    with pytest.raises(ClaimError) as err:
-        read_key_file(bad)
-    assert "secret-not-a-key" not in str(err.value)

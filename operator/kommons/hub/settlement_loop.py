@@ -317,6 +317,7 @@ class SettlementLoop:
                 {
                     "phase": "Confirmed",
                     "message": action.reason,
+                    "txHash": action.tx_hash or state.tx_hash,
                     "blockNumber": action.block_number,
                     "confirmations": action.confirmations,
                     "confirmedAt": _stamp(now),

@@ -7,7 +7,6 @@ and either way every proof is checked against the epoch's root before anything i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,7 @@ from kommons.api import SettlementEpoch
 from kommons.money import DEFAULT_DECIMALS, parse_units
 from kommons.settlement.merkle import LeafValue, build_tree, verify
 
-__all__ = ["ClaimError", "ClaimItem", "claims_for", "read_key_file", "submit_claims"]
-
-_KEY = re.compile(r"^0x[0-9a-fA-F]{64}$")
+__all__ = ["ClaimError", "ClaimItem", "claims_for", "submit_claims"]
 
 
 class ClaimError(ValueError):
@@ -120,14 +117,6 @@ def claims_for(
     return items
 
 
-def read_key_file(path: Path) -> str:
-    """The 0x private key in ``path`` (surrounding whitespace ignored); never echoed."""
-    key = path.read_text().strip()
-    if not _KEY.fullmatch(key):
-        raise ClaimError(f"{path}: expected a 0x-prefixed 64-hex-digit private key (not shown)")
-    return key
-
-
 def submit_claims(
     rpc_url: str, settlement_address: str, key_file: Path, items: Iterable[ClaimItem]
 ) -> Iterator[tuple[str, bool]]:
@@ -136,10 +125,10 @@ def submit_claims(
     A leaf already claimed (by the provider, the hub, anyone) is fine: the contract pays once.
     """
     from kommons.money import format_units
-    from kommons.settlement.chain import ChainError, ContractRevert, SettlementChain
+    from kommons.settlement.chain import ChainError, ContractRevert, PrivateKey, SettlementChain
 
     chain = SettlementChain.connect(
-        rpc_url, settlement_address, private_key=read_key_file(key_file)
+        rpc_url, settlement_address, private_key=PrivateKey.from_file(key_file)
     )
     for item in items:
         what = f"epoch {item.epoch_id}: {item.billing_account} → {item.provider}"

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from kommons.settlement.chain import SettlementChain
+from kommons.settlement.chain import ChainError, SettlementChain, normalise
 from kommons.settlement.submission import ChainFacts, Receipt, SubmissionState
 
-__all__ = ["read_facts"]
+__all__ = ["mined_nonce", "read_facts"]
+
+
+def mined_nonce(chain: SettlementChain) -> int:
+    """Transactions of the chain's signer mined so far: the next nonce that can execute."""
+    if chain.key is None:
+        raise ChainError("this SettlementChain has no private key to sign with", kind="no-key")
+    who = chain.key.address
+    try:
+        return int(chain.w3.eth.get_transaction_count(who, "latest"))
+    except Exception as exc:
+        raise normalise(exc, doing="reading the mined nonce") from exc
 
 
 def read_facts(chain: SettlementChain, state: SubmissionState) -> ChainFacts:
@@ -18,7 +29,7 @@ def read_facts(chain: SettlementChain, state: SubmissionState) -> ChainFacts:
     Raises:
         ChainError: the chain cannot be read (the caller retries next step).
     """
-    mined_nonce = chain.mined_nonce()
+    mined = mined_nonce(chain)
     pending_nonce = chain.next_nonce()
     receipts: dict[str, Receipt] = {}
     for tx_hash in state.tx_hashes:
@@ -30,7 +41,7 @@ def read_facts(chain: SettlementChain, state: SubmissionState) -> ChainFacts:
         last_epoch_id=chain.last_epoch_id(),
         epoch_root=root,
         head=chain.block_number(),
-        mined_nonce=mined_nonce,
+        mined_nonce=mined,
         pending_nonce=pending_nonce,
         receipts=receipts,
     )
