@@ -94,6 +94,7 @@ bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-schedule
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_failover.py
 	$(PY) bench/bench_takeover.py
+	$(PY) bench/bench_settlement_loop.py
 
 .PHONY: bench-quick
 bench-quick: deps ## The benchmarks at small sizes (smoke run, ~13 min); figures only, no assertions.
@@ -102,6 +103,7 @@ bench-quick: deps ## The benchmarks at small sizes (smoke run, ~13 min); figures
 	$(PY) bench/bench_scale.py --quick
 	$(PY) bench/bench_failover.py --quick
 	$(PY) bench/bench_takeover.py --quick
+	$(PY) bench/bench_settlement_loop.py --quick
 
 .PHONY: test
 test: deps lint typecheck verify-crds ## Everything CI runs: lint, typecheck, verify-crds, then the whole suite.

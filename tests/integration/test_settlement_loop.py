@@ -252,6 +252,7 @@ def world(kube: Kube, testbed: Testbed, tmp_path: Path) -> Iterator[World]:
         yield world
     finally:
         stop(record)
+        kube.delete(r.COMPUTE_LEASES, LEASE, TENANT)  # its usage would bill the next epoch 1
 
 
 def open_and_end_epoch_1(world: World) -> None:
