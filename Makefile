@@ -32,8 +32,9 @@ helm: ## Build (or reuse cached) helm from its pinned Go module (not needed by t
 	bash hack/testbed/build-tools.sh helm
 
 .PHONY: deps
-deps: venv tools ## Install everything the bed needs: Python deps, Go binaries, anvil, Prometheus.
+deps: venv tools ## Install everything the bed needs: Python deps, Go binaries, anvil, Prometheus, solc.
 	bash hack/testbed/install-anvil.sh
+	bash contracts/install-deps.sh
 	bash hack/testbed/install-prometheus.sh
 
 .PHONY: testbed-up
@@ -105,6 +106,26 @@ bench-quick: deps ## The benchmarks at small sizes (smoke run, ~13 min); figures
 	$(PY) bench/bench_takeover.py --quick
 	$(PY) bench/bench_settlement_loop.py --quick
 
+.PHONY: contracts-deps
+contracts-deps: ## Install the pinned solc + OpenZeppelin npm packages (cached outside the repo).
+	bash contracts/install-deps.sh
+
+CONTRACT_ARTIFACTS := operator/kommons/settlement/artifacts/Settlement.json \
+	operator/kommons/settlement/artifacts/TestToken.json bench/artifacts/NaiveSettlement.json
+
+.PHONY: contracts
+contracts: contracts-deps ## Compile contracts/ and write the committed ABI + bytecode artifacts.
+	node contracts/build.mjs
+
+.PHONY: verify-contracts
+verify-contracts: contracts-deps ## Fail (naming the file) when a committed contract artifact does not rebuild byte-identical.
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	node contracts/build.mjs --out "$$tmp" >/dev/null; status=0; \
+	for f in $(CONTRACT_ARTIFACTS); do \
+	  if ! cmp -s "$$f" "$$tmp/$$f"; then echo "verify-contracts: $$f differs from a fresh build (run make contracts)" >&2; status=1; fi; \
+	done; \
+	[ $$status -eq 0 ] && echo "verify-contracts: $(words $(CONTRACT_ARTIFACTS)) artifacts rebuild byte-identical"; exit $$status
+
 .PHONY: test
-test: deps lint typecheck verify-crds ## Everything CI runs: lint, typecheck, verify-crds, then the whole suite.
+test: deps lint typecheck verify-crds verify-contracts ## Everything CI runs: lint, typecheck, verify-crds, verify-contracts, then the whole suite.
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)

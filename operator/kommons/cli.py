@@ -148,6 +148,33 @@ def hub(
         str | None,
         typer.Option(help="This replica's holder identity (default: <hostname>_<pid>)."),
     ] = None,
+    chain_rpc: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON-RPC URL of the chain the Settlement contract is on; without it the hub"
+            " runs with settlement and the payment guard off (metering still runs)."
+        ),
+    ] = None,
+    settlement_address: Annotated[
+        str | None,
+        typer.Option(help="Address (0x…) of the Settlement contract (with --chain-rpc)."),
+    ] = None,
+    operator_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the operator's 0x private key (mount a Secret there; mode"
+            " 0600); without it the hub only reads the chain and commits no epochs.",
+            dir_okay=False,
+        ),
+    ] = None,
+    chain_confirmations: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Blocks (the commit's own included) before an epoch's commit counts as"
+            " confirmed: 1 on anvil-like chains, more on a public chain.",
+        ),
+    ] = 1,
     # --- settlement loop (docs/settlement-loop.md) ---
     epoch_seconds: Annotated[
         int,
@@ -176,6 +203,7 @@ def hub(
     verbose: Verbose = False,
 ) -> None:
     """Run the hub operator: schedule leases onto providers and track them."""
+    from kommons.hub.chain_options import ChainOptions
     from kommons.hub.handlers import HubOptions
     from kommons.hub.leader import ElectionOptions, default_identity, default_namespace
     from kommons.hub.reputation import ReputationSettings
@@ -196,8 +224,18 @@ def hub(
             )
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
+    try:
+        chain = ChainOptions.from_cli(
+            chain_rpc=chain_rpc,
+            settlement_address=settlement_address,
+            operator_key_file=operator_key_file,
+            confirmations=chain_confirmations,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     options = HubOptions(
         kubeconfig=_default_kubeconfig(kubeconfig),
+        chain=chain,
         heartbeat_timeout=heartbeat_timeout,
         replace_after=replace_after,
         retry_seconds=retry_seconds,

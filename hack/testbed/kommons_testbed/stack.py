@@ -27,6 +27,7 @@ from kommons.kube import Kube, connect
 from kommons.kube import resources as r
 from kommons_testbed.bed import Testbed
 from kommons_testbed.processes import BedError, ProcessRecord, is_alive, kill, spawn, stop, wait_for
+from kommons_testbed.settlement_bed import SettlementDeployment, ensure_settlement_bed
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO / "crds"
@@ -90,6 +91,8 @@ class Stack:
     """Providers onboarded in push mode: the hub runs their agents, no process of their own."""
     bed: Testbed | None = None
     """The bed, which adopts the stack's processes so ``make testbed-down`` stops them too."""
+    settlement: SettlementDeployment | None = None
+    """The token and Settlement on the bed's anvil the hub settles on (None: no chain)."""
 
     @property
     def dir(self) -> Path:
@@ -109,6 +112,7 @@ class Stack:
             "providerKubeconfigs": {k: str(v) for k, v in self.provider_kubeconfigs.items()},
             "regions": self.regions,
             "push": sorted(self.push),
+            "settlement": self.settlement is not None,
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
         (self.bed_dir / STATE_FILE).write_text(json.dumps(data, indent=2))
@@ -128,6 +132,7 @@ class Stack:
             processes={k: ProcessRecord.from_json(v) for k, v in data["processes"].items()},
             push=set(data.get("push") or ()),
             bed=bed,
+            settlement=SettlementDeployment.load(bed_dir) if data.get("settlement") else None,
         )
 
     def _record(self, record: ProcessRecord) -> ProcessRecord:
@@ -301,6 +306,8 @@ class Stack:
         The heartbeat timeout is the product's default (30 s), so an agent restarted by a test
         (which can take 15 s on a loaded machine) is not failed over; failover tests pass a
         shorter one in ``extra`` (a later option wins).
+
+        With :attr:`settlement`, the hub gets its chain options (before ``extra``).
         """
         argv = [
             sys.executable,
@@ -317,6 +324,7 @@ class Stack:
             "15",
             "--identity",
             name,
+            *(self.settlement.hub_args() if self.settlement is not None else ()),
             *extra,
         ]
         return self._record(spawn(name, argv, self.dir / "logs" / f"{name}.log"))
@@ -404,6 +412,7 @@ def start_stack(
     ready_timeout: float = 90.0,
     push: Sequence[str] = (),
     hub_replicas: int = 1,
+    settlement: bool = True,
 ) -> Stack:
     """Install CRDs and trust policies, onboard providers, start the hub and every agent.
 
@@ -416,6 +425,10 @@ def start_stack(
             hub, which runs their agents; no agent process is started for them.
         hub_replicas: 1 starts ``hub``; more start ``hub-a``, ``hub-b`` … of which the one
             holding the election Lease acts.
+        settlement: When the bed runs anvil, deploy (or reuse) the TestToken and Settlement
+            (:mod:`kommons_testbed.settlement_bed`) and start the hub with ``--chain-rpc``,
+            ``--settlement-address`` and ``--operator-key-file``; ``Stack.settlement`` is the
+            handle. False, or a bed without anvil, runs the hub without settlement.
     """
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
@@ -441,6 +454,12 @@ def start_stack(
     progress(f"installed {len(policies)} trust-boundary policies, bindings and tenant roles")
     stack.onboard_all(hub)
     progress(f"onboarded providers {', '.join(sorted(stack.provider_kubeconfigs))}")
+    if settlement and bed.state.chain is not None:
+        stack.settlement = ensure_settlement_bed(
+            bed.chain, bed.dir, providers=sorted(stack.provider_kubeconfigs)
+        )
+        stack.save()
+        progress(f"settlement contract {stack.settlement.settlement} on {bed.chain.rpc_url}")
     try:
         stack.start_hubs(hub_replicas, *hub_args)
         for provider in sorted(set(stack.provider_kubeconfigs) - stack.push):

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from kommons.api import BillingAccount, ComputeLease, LeasePlacement, ProviderPool, Reputation
 from kommons.api_names import GROUP, PROVIDER_NAMESPACE_PREFIX, VERSION
+from kommons.hub.chain_options import ChainOptions
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
@@ -37,6 +38,7 @@ from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
 from kommons.hub.push import PushAgents, PushOptions
 from kommons.hub.reputation import ReputationBook, ReputationSettings
+from kommons.hub.settlement_loop import settlement_loop
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
 from kommons.kube import Kube
@@ -80,6 +82,8 @@ class HubOptions:
     bed (docs/performance.md), 32 placed no faster than 8 and slowed every other client."""
     reputation: ReputationSettings = field(default_factory=ReputationSettings)
     """How providers' reputation is computed and how often it is written."""
+    chain: ChainOptions | None = None
+    """Where to settle (``--chain-rpc`` …); None: settlement and the payment guard are off."""
     # --- settlement loop (kommons.hub.settlement_loop) ---
     epoch_seconds: int = 3600
     """Length of a settlement epoch (``--epoch-seconds``)."""
@@ -350,6 +354,10 @@ def build_registry(options: HubOptions, kube: Kube) -> tuple[kopf.OperatorRegist
         # Push providers' agents run here, so only in the acting hub (kommons.hub.push).
         push = PushAgents(kube, view, PushOptions.for_timeout(options.heartbeat_timeout))
         hub.tasks.append(asyncio.create_task(push.run(ready=hub.ready)))
+        # Settlement (kommons.hub.settlement_loop): also only in the acting hub.
+        settlement = settlement_loop(options, kube)
+        if settlement is not None:
+            hub.tasks.append(asyncio.create_task(settlement.run()))
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

@@ -24,6 +24,7 @@ import signal
 import kopf
 
 from kommons import __version__
+from kommons.hub.chain_options import log_chain_mode
 from kommons.hub.handlers import HubOptions, build_registry
 from kommons.hub.leader import ElectionOptions, LeaderElector
 from kommons.kube import connect
@@ -55,6 +56,7 @@ async def run_hub(options: HubOptions, election: ElectionOptions | None = None) 
         options: How the hub runs.
         election: Leader election; ``None`` runs at once as the only replica.
     """
+    log_chain_mode(options.chain)
     stop = asyncio.Event()
     _on_signals(stop)
     elector: LeaderElector | None = None

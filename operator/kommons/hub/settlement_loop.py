@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -46,6 +46,9 @@ from kommons.settlement.submission import (
     Wait,
     decide_submission,
 )
+
+if TYPE_CHECKING:
+    from kommons.hub.handlers import HubOptions
 
 log = logging.getLogger("kommons.hub.settlement")
 JSON = dict[str, Any]
@@ -405,3 +408,20 @@ class SettlementLoop:
                 )
                 break
         self._patch(epoch_id, {"leaves": leaves})
+
+
+def settlement_loop(options: HubOptions, kube: Kube) -> SettlementLoop | None:
+    """The hub's loop from its options; None when there is no chain or no operator key.
+
+    (:func:`kommons.hub.chain_options.log_chain_mode` has said why at start.)
+    """
+    chain = options.chain
+    if chain is None or chain.operator_key_file is None:
+        return None
+    settings = SettlementOptions(
+        epoch_seconds=options.epoch_seconds,
+        seal_delay_seconds=options.seal_delay_seconds,
+        claim_for_providers=options.claim_for_providers,
+        confirmations=chain.confirmations,
+    )
+    return SettlementLoop(kube, chain.connect(), settings)
