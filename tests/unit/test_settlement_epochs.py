@@ -95,3 +95,14 @@ def test_epochs_to_seal_in_order() -> None:
 
 def test_epoch_name() -> None:
     assert epoch_name(7) == "epoch-7"
+
+
+def test_the_first_epoch_follows_the_contracts_commits() -> None:
+    created = epochs_to_create([], T0, 60, first_id=8)
+    assert [e.epoch_id for e in created] == [8]
+    with pytest.raises(ValueError, match="first_id"):
+        epochs_to_create([], T0, 60, first_id=0)
+    # once epochs exist, the ids follow them
+    assert (
+        epochs_to_create([_w(8, T0)], T0 + timedelta(seconds=60), 60, first_id=1)[0].epoch_id == 9
+    )

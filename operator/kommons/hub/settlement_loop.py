@@ -33,6 +33,7 @@ from kommons.kube import resources as r
 from kommons.money import DEFAULT_DECIMALS, format_units, parse_units
 from kommons.settlement.chain import ChainError, ContractRevert, SettlementChain, SignedTx
 from kommons.settlement.charges import epoch_charges
+from kommons.settlement.claims import ClaimError, ClaimItem, claims_for
 from kommons.settlement.epochs import EpochWindow, epoch_name, epochs_to_create, epochs_to_seal
 from kommons.settlement.facts import read_facts
 from kommons.settlement.sealing import Seal, SealError, seal_epoch
@@ -153,6 +154,8 @@ class SettlementLoop:
         self.chain = chain
         self.options = options
         self.clock = clock
+        self._refused: dict[tuple[int, str, str], str] = {}
+        """Claims refused, by (epoch, account, provider) → reason: logged once each."""
 
     async def run(self) -> None:
         """Step forever (cancel to stop); a failed step is logged and retried."""
@@ -208,7 +211,16 @@ class SettlementLoop:
                     self._claim(epoch)
 
     def _create(self, epochs: Sequence[SettlementEpoch], now: datetime) -> None:
-        new = epochs_to_create([_window(e) for e in epochs], now, self.options.epoch_seconds)
+        first_id = 1
+        if not epochs:  # the very first epoch follows what the contract has committed
+            try:
+                first_id = self.chain.last_epoch_id() + 1
+            except ChainError as exc:
+                log.warning("cannot open the first epoch: chain unreachable (%s)", exc)
+                return
+        new = epochs_to_create(
+            [_window(e) for e in epochs], now, self.options.epoch_seconds, first_id=first_id
+        )
         for window in new:
             body: JSON = {
                 "apiVersion": r.SETTLEMENT_EPOCHS.api_version,
@@ -373,41 +385,59 @@ class SettlementLoop:
         if not pending:
             return
         epoch_id = epoch.spec.epoch_id or 0
+        try:  # every leaf, in the status's order, its proof checked (or rebuilt) against the root
+            items = claims_for(epoch, decimals=self.options.decimals)
+        except ClaimError as exc:
+            log.error("epoch %d: cannot claim for the providers: %s", epoch_id, exc)
+            return
         leaves = [leaf.model_dump(by_alias=True, exclude_none=True) for leaf in status.leaves]
+        changed = False
         for i in pending:
-            leaf = status.leaves[i]
-            if leaf.payer is None or leaf.payee is None or leaf.proof is None:
-                continue
-            units = int(
-                leaf.amount_units or parse_units(leaf.amount, decimals=self.options.decimals)
-            )
+            item = items[i]
             try:
-                self.chain.claim(epoch_id, leaf.payer, leaf.payee, units, list(leaf.proof))
-                leaves[i]["claimed"] = True
-                log.info(
-                    "epoch %d: claimed %s for provider %s from %s",
-                    epoch_id,
-                    leaf.amount,
-                    leaf.provider,
-                    leaf.billing_account,
-                )
+                self.chain.claim(epoch_id, item.payer, item.payee, item.amount, list(item.proof))
             except ContractRevert as exc:
-                already = "claimed" in exc.reason.lower()
-                leaves[i]["claimed"] = already
-                if not already:
-                    log.warning(
-                        "epoch %d: claim of %s for %s refused: %s",
-                        epoch_id,
-                        leaf.amount,
-                        leaf.provider,
-                        exc.reason,
-                    )
+                if exc.reason == "AlreadyClaimed":
+                    leaves[i]["claimed"] = changed = True
+                    continue
+                self._refused_claim(item, exc.reason)
+                if exc.reason != "InsufficientEscrow":  # refused for good: not retried
+                    leaves[i]["claimed"] = False
+                    changed = True
+                continue
             except ChainError as exc:
                 log.warning(
-                    "epoch %d: claim for %s failed (%s); retrying", epoch_id, leaf.provider, exc
+                    "epoch %d: claim for %s failed (%s); retrying", epoch_id, item.provider, exc
                 )
                 break
-        self._patch(epoch_id, {"leaves": leaves})
+            leaves[i]["claimed"] = changed = True
+            log.info(
+                "epoch %d: claimed %s base units for provider %s from %s",
+                epoch_id,
+                item.amount,
+                item.provider,
+                item.billing_account,
+            )
+        if changed:
+            self._patch(epoch_id, {"leaves": leaves})
+
+    def _refused_claim(self, item: ClaimItem, reason: str) -> None:
+        key = (item.epoch_id, item.billing_account, item.provider)
+        if self._refused.get(key) == reason:
+            return
+        self._refused[key] = reason
+        retry = (
+            " (retried: it may succeed after a top-up)" if reason == "InsufficientEscrow" else ""
+        )
+        log.warning(
+            "epoch %d: claim of %d base units for %s from %s refused: %s%s",
+            item.epoch_id,
+            item.amount,
+            item.provider,
+            item.billing_account,
+            reason,
+            retry,
+        )
 
 
 def settlement_loop(options: HubOptions, kube: Kube) -> SettlementLoop | None:

@@ -1,6 +1,7 @@
 """Epoch windows (pure): which epochs to create and which to seal, from the clock.
 
-Epoch 1 starts when the hub first runs the settlement loop; epoch N+1 starts exactly at epoch
+Epoch 1 (or ``lastEpochId + 1`` on a contract that has commits already) starts when the hub
+first runs the settlement loop; epoch N+1 starts exactly at epoch
 N's end; every epoch lasts ``epoch_seconds``. The hub keeps one epoch covering "now" in phase
 ``Open``: at the latest when the current epoch ends it creates the next one, and after an
 outage it creates the missed ones back to back (never a gap, never an overlap). An epoch is
@@ -50,7 +51,7 @@ def _whole_seconds(moment: datetime) -> datetime:
 
 
 def epochs_to_create(
-    existing: Sequence[EpochWindow], now: datetime, epoch_seconds: int
+    existing: Sequence[EpochWindow], now: datetime, epoch_seconds: int, *, first_id: int = 1
 ) -> list[EpochWindow]:
     """The epochs to create so that one covers ``now``, back to back after the last one.
 
@@ -58,18 +59,22 @@ def epochs_to_create(
         existing: Every SettlementEpoch there is (any order).
         now: The hub's clock (timezone-aware).
         epoch_seconds: Length of a new epoch.
+        first_id: Id of the very first epoch: 1 on a fresh contract, ``lastEpochId + 1`` on a
+            contract that already has commits (ids only increase on chain).
 
     Returns:
         New windows in increasing id order (at most :data:`MAX_CREATED_PER_STEP`): none when
-        the latest epoch still covers ``now``; epoch 1 starting at ``now`` (whole seconds) when
-        there is none.
+        the latest epoch still covers ``now``; epoch ``first_id`` starting at ``now`` (whole
+        seconds) when there is none.
     """
     if epoch_seconds <= 0:
         raise ValueError(f"epoch_seconds: must be > 0, got {epoch_seconds}")
+    if first_id < 1:
+        raise ValueError(f"first_id: must be >= 1, got {first_id}")
     length = timedelta(seconds=epoch_seconds)
     if not existing:
         start = _whole_seconds(now)
-        return [EpochWindow(1, start, start + length, "Open")]
+        return [EpochWindow(first_id, start, start + length, "Open")]
     last = max(existing, key=lambda e: e.epoch_id)
     created: list[EpochWindow] = []
     while last.end <= now and len(created) < MAX_CREATED_PER_STEP:
