@@ -110,6 +110,16 @@ def setup(kube: Kube, accounts: list[str], payees: list[str]) -> None:
         )
 
 
+def cleanup(kube: Kube) -> None:
+    """Remove what the bench created (its usage would bill an attached bed's next epochs)."""
+    kube.delete(r.NAMESPACES, TENANT)
+    for i in range(2):
+        kube.delete(r.BILLING_ACCOUNTS, f"bench-acct-{i}")
+        kube.delete(r.PROVIDERS, f"bench-prov-{i}")
+    for body in kube.list(r.SETTLEMENT_EPOCHS):
+        kube.delete(r.SETTLEMENT_EPOCHS, body["metadata"]["name"])
+
+
 def write_usage(kube: Kube, epoch_ids: list[int]) -> None:
     """Three leaves per epoch (the second account pays one provider only)."""
     usage = [
@@ -269,7 +279,10 @@ def main() -> int:
         )
         chain = SettlementChain.connect(handle.rpc_url, address, operator.private_key)
         say(f"running the loop for {args.epochs} epochs of {args.epoch_seconds} s")
-        results = run(kube, chain, args)
+        try:
+            results = run(kube, chain, args)
+        finally:
+            cleanup(kube)
     finally:
         stop(record)
         if not args.attach:

@@ -39,7 +39,7 @@ from kommons_testbed.bed import Testbed
 from kommons_testbed.handles import ChainHandle
 from kommons_testbed.processes import stop, wait_for
 from kommons_testbed.proxy import TcpProxy
-from kommons_testbed.stack import install_crds
+from kommons_testbed.stack import Stack, install_crds
 from tests.integration.conftest import lease_body
 
 TENANT = "sl-tenant"
@@ -515,3 +515,106 @@ def test_claims_by_the_cli_and_for_providers(world: World, tmp_path: Path) -> No
     assert again.returncode == 0, again.stderr
     assert "already claimed" in again.stdout
     assert chain.earnings_of(prov_b) == 250_000
+
+
+# --- the full hub process --------------------------------------------------------------------
+
+
+def test_the_hub_commits_each_epoch_once_across_a_sigkill(stack: Stack) -> None:
+    """``kommons hub`` SIGKILLed with a commit pending (and lost by the node): each epoch once.
+
+    8 s epochs on the bed's Settlement; the restarted hub commits every epoch exactly once and
+    claims for the providers.
+    """
+    deployment = stack.settlement
+    assert deployment is not None, "the bed's stack runs without a chain"
+    kube = stack.hub_kube()
+    chain = deployment.chain()
+    stack.stop_hubs()
+    for body in kube.list(r.SETTLEMENT_EPOCHS):
+        kube.delete(r.SETTLEMENT_EPOCHS, body["metadata"]["name"])
+    first = chain.last_epoch_id() + 1
+    earned = {p: chain.earnings_of(deployment.payees[p].address) for p in ("prov-a", "prov-b")}
+    namespace = "sl-hub"
+    if kube.get_or_none(r.NAMESPACES, namespace) is None:
+        kube.create(
+            r.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        )
+    kube.create(r.COMPUTE_LEASES, lease_body("sl-hub-lease", namespace, pool="sl-none"), namespace)
+    args = ("--epoch-seconds", "8", "--seal-delay-seconds", "1", "--claim-for-providers")
+    stack.start_hub(*args)
+    try:
+        # the hub writes the (unplaceable) lease's status once; then the usage of the next
+        # epochs is written as metering would (the hub's status writes leave it alone)
+        wait_for(
+            lambda: bool(kube.get(r.COMPUTE_LEASES, "sl-hub-lease", namespace).get("status")),
+            timeout=120,
+            what="the hub to write the lease's status",
+        )
+        usage = [
+            {
+                "epochId": epoch_id,
+                "provider": provider,
+                "placementUid": f"u-{provider}",
+                "billingAccount": "it-account",
+                "readySeconds": 8,
+                "amount": amount,
+            }
+            for epoch_id in range(first, first + 40)
+            for provider, amount in (("prov-a", "0.5"), ("prov-b", "0.25"))
+        ]
+        kube.patch(
+            r.COMPUTE_LEASES,
+            "sl-hub-lease",
+            {"status": {"usage": usage}},
+            namespace,
+            subresource="status",
+        )
+        rpc(deployment.rpc_url, "evm_setAutomine", [False])
+        epoch_name = f"epoch-{first}"
+
+        def phase(name: str) -> str | None:
+            body = kube.get_or_none(r.SETTLEMENT_EPOCHS, name)
+            return ((body or {}).get("status") or {}).get("phase")
+
+        wait_for(lambda: phase(epoch_name) == "Submitted", timeout=180, what="a pending commit")
+        stack.kill("hub")  # SIGKILL with the commit signed, recorded, sent, not mined
+        rpc(deployment.rpc_url, "anvil_dropAllTransactions")  # ... and lost by the node
+        rpc(deployment.rpc_url, "evm_setAutomine", [True])
+        stack.start_hub(*args)
+        later = f"epoch-{first + 1}"
+        wait_for(
+            lambda: phase(epoch_name) == "Confirmed" and phase(later) == "Confirmed",
+            timeout=240,
+            what=f"{epoch_name} and {later} confirmed",
+        )
+
+        def claimed(name: str) -> bool:
+            leaves = (kube.get(r.SETTLEMENT_EPOCHS, name).get("status") or {}).get("leaves")
+            return bool(leaves) and all(leaf.get("claimed") for leaf in leaves or [])
+
+        wait_for(lambda: claimed(epoch_name) and claimed(later), timeout=120, what="claims")
+    finally:
+        rpc(deployment.rpc_url, "evm_setAutomine", [True])
+        stack.stop_hubs()
+        stack.start_hub()
+        kube.delete(r.NAMESPACES, namespace)
+    logs = rpc(
+        deployment.rpc_url,
+        "eth_getLogs",
+        [{"fromBlock": "0x0", "toBlock": "latest", "address": deployment.settlement}],
+    )
+    for epoch_id in (first, first + 1):
+        commits = [
+            log
+            for log in logs
+            if log["topics"][0] == EPOCH_COMMITTED and int(log["topics"][1], 16) == epoch_id
+        ]
+        assert len(commits) == 1, f"epoch {epoch_id} committed {len(commits)} times"
+        status = kube.get(r.SETTLEMENT_EPOCHS, f"epoch-{epoch_id}")["status"]
+        assert status["txHash"] == commits[0]["transactionHash"]
+        assert status["total"] == "0.75"
+    assert chain.last_epoch_id() >= first + 1
+    # two epochs claimed (at least: the hub may have settled more before it was stopped)
+    assert chain.earnings_of(deployment.payees["prov-a"].address) >= earned["prov-a"] + 1_000_000
+    assert chain.earnings_of(deployment.payees["prov-b"].address) >= earned["prov-b"] + 500_000

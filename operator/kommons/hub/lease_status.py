@@ -254,6 +254,7 @@ def lease_status(
         expires_at=current.expires_at,
         observed_generation=generation,
         cost=current.cost,
+        usage=current.usage,
         decision=decision if decision is not None else current.decision,
         endpoints=current.endpoints,
         billing_account=billing_account,
