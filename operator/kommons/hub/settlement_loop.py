@@ -343,6 +343,9 @@ class SettlementLoop:
             raw = status.raw_tx if status is not None else None
             if raw is None or state.tx_hash is None or state.tx_nonce is None:
                 return
+            if previous != action.reason:
+                log.info("epoch %d: %s", n, action.reason)
+                self._patch(n, {"message": action.reason})
             self._send(
                 n, SignedTx(hash=state.tx_hash, raw=bytes.fromhex(raw[2:]), nonce=state.tx_nonce)
             )
