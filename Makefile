@@ -89,12 +89,13 @@ verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against
 	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
 
 .PHONY: bench
-bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover; ~50 min.
+bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover, settlement gas; ~50 min.
 	$(PY) bench/bench_scheduler.py
 	$(PY) bench/bench_hub.py
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_failover.py
 	$(PY) bench/bench_takeover.py
+	$(PY) bench/bench_settlement_gas.py
 	$(PY) bench/bench_settlement_loop.py
 
 .PHONY: bench-quick
@@ -104,6 +105,7 @@ bench-quick: deps ## The benchmarks at small sizes (smoke run, ~13 min); figures
 	$(PY) bench/bench_scale.py --quick
 	$(PY) bench/bench_failover.py --quick
 	$(PY) bench/bench_takeover.py --quick
+	$(PY) bench/bench_settlement_gas.py --quick
 	$(PY) bench/bench_settlement_loop.py --quick
 
 .PHONY: contracts-deps

@@ -7,6 +7,9 @@ Behaviour matrix (issue 9, "Contract tests on anvil"):
   the same or a lower epoch → EpochNotIncreasing, refused already when signing;
 - a signed commit broadcast twice is one transaction; two commits of one epoch mined in the same
   block (signed while neither was mined) → the second fails on chain, the epoch holds the first;
+  a receipt's confirmations count blocks on top of it and drop to 0 when a reorg (anvil
+  snapshot/revert) removes its block; a pending commit is replaced (same nonce) only by one with
+  higher fees (``replacement-underpriced`` otherwise);
 - claim debits escrow, credits earnings (Claimed); a double claim → AlreadyClaimed; a wrong proof
   → InvalidProof; a claim above escrow → InsufficientEscrow, still claimable after a top-up;
 - withdrawEarnings pays the token (EarningsWithdrawn, the provider's ERC-20 balance rises).
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kommons.settlement.chain import ContractRevert, SettlementChain
+from kommons.settlement.chain import ChainError, ContractRevert, SettlementChain
 from kommons.settlement.merkle import LeafValue, build_tree
 from kommons_testbed import anvil
 from kommons_testbed.handles import ChainHandle
@@ -184,6 +187,16 @@ def test_an_epoch_is_committed_once_whatever_is_sent(chain: Chain) -> None:
     assert operator.send(tx) == tx.hash  # mined already: the same transaction
     assert operator.wait_receipt(tx.hash).ok
     assert operator.epoch_root(9) == root_a
+    # a reorg (snapshot/revert) takes the commit away: its receipt's confirmations drop to 0
+    before = anvil.snapshot(chain.handle)
+    undone = operator.sign_commit(11, root_b, 3)
+    operator.send(undone)
+    receipt = operator.wait_receipt(undone.hash)
+    anvil.mine(chain.handle, 2)
+    assert operator.confirmations(receipt) == 3
+    assert anvil.revert(chain.handle, before)
+    assert operator.confirmations(receipt) == 0
+    assert operator.epoch_root(11) is None
     # two commits of epoch 10 signed before either is mined: one lands, the other fails
     anvil.set_automine(chain.handle, False)
     first = operator.sign_commit(10, root_a, 1)
@@ -198,3 +211,17 @@ def test_an_epoch_is_committed_once_whatever_is_sent(chain: Chain) -> None:
     assert operator.epoch_root(10) == root_a
     assert operator.epoch_total(10) == 1
     assert operator.last_epoch_id() == 10
+    # a pending commit is replaced only by one paying more (same nonce)
+    pending = operator.sign_commit(12, root_a, 1)
+    operator.send(pending)
+    same_fee = operator.sign_commit(12, root_b, 2, nonce=pending.nonce)
+    with pytest.raises(ChainError) as exc:
+        operator.send(same_fee)
+    assert exc.value.kind == "replacement-underpriced"
+    assert not exc.value.transient
+    bumped = operator.sign_commit(12, root_b, 2, nonce=pending.nonce, fee_percent=150)
+    operator.send(bumped)
+    anvil.mine(chain.handle)
+    assert operator.wait_receipt(bumped.hash).ok
+    assert operator.receipt(pending.hash) is None
+    assert operator.epoch_root(12) == root_b

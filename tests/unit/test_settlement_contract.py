@@ -15,7 +15,8 @@ Behaviour matrix:
   top-up; claimed flags of epochs 255/256/511 of one pair are independent;
 - withdrawEarnings pays the token and zeroes earnings; nothing to pay → NothingToWithdraw;
 - the adapter: a signed commit sent twice is one transaction; reverts carry the error's name
-  and arguments; the key never appears in repr; an unreachable node is a transient ChainError.
+  and arguments (custom errors, Error(string), Panic, unknown selectors); the key never appears
+  in repr; an unreachable node is a transient ChainError.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from eth_abi.abi import encode
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_utils.crypto import keccak
 from web3 import EthereumTesterProvider, Web3
 
 from kommons.settlement.chain import (
@@ -34,6 +37,7 @@ from kommons.settlement.chain import (
     ContractRevert,
     PrivateKey,
     SettlementChain,
+    decode_revert,
     deploy_settlement,
     deploy_token,
     mint,
@@ -302,3 +306,19 @@ def test_key_files(tmp_path: Path) -> None:
     assert "secretish" not in str(exc.value)
     with pytest.raises(ValueError, match="cannot read"):
         PrivateKey.from_file(tmp_path / "missing")
+
+
+def test_revert_data_is_decoded_by_name() -> None:
+    def selector(signature: str) -> bytes:
+        return keccak(text=signature)[:4]
+
+    assert decode_revert(selector("Error(string)") + encode(["string"], ["too late"])).reason == (
+        "too late"
+    )
+    assert decode_revert(selector("Panic(uint256)") + encode(["uint256"], [0x11])).reason == (
+        "Panic(0x11)"
+    )
+    custom = decode_revert(selector("UnknownEpoch(uint64)") + encode(["uint64"], [9]))
+    assert (custom.reason, custom.error_args) == ("UnknownEpoch", {"epochId": 9})
+    assert decode_revert(bytes.fromhex("deadbeef")).reason == "0xdeadbeef"
+    assert decode_revert(b"").reason == "unknown"

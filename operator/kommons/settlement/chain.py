@@ -35,6 +35,7 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import (
+    BlockNotFound,
     ContractCustomError,
     ContractLogicError,
     ContractPanicError,
@@ -427,6 +428,24 @@ class SettlementChain:
         """The latest block number."""
         return int(_call("reading the block number", lambda: self.w3.eth.block_number))
 
+    def block_hash(self, number: int) -> str | None:
+        """The hash of block ``number`` on the node's current chain (None: not there yet)."""
+
+        def fetch() -> str | None:
+            try:
+                block = self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+            return "0x" + bytes(block["hash"]).hex()
+
+        return _call(f"reading block {number}", fetch)
+
+    def confirmations(self, receipt: TxReceipt) -> int:
+        """Blocks on top of ``receipt``'s, its own included; 0 when a reorg removed its block."""
+        if self.block_hash(receipt.block_number) != receipt.block_hash:
+            return 0
+        return max(0, self.block_number() - receipt.block_number + 1)
+
     def chain_id(self) -> int:
         """The chain id (31337 on anvil)."""
         return int(_call("reading the chain id", lambda: self.w3.eth.chain_id))
@@ -465,7 +484,7 @@ class SettlementChain:
             _call("reading the nonce", lambda: self.w3.eth.get_transaction_count(who, "pending"))
         )
 
-    def _sign(self, fn: Any, *, nonce: int | None, doing: str) -> SignedTx:
+    def _sign(self, fn: Any, *, nonce: int | None, doing: str, fee_percent: int = 100) -> SignedTx:
         key = self._signer()
         n = self.next_nonce() if nonce is None else nonce
         tx = _call(
@@ -474,19 +493,43 @@ class SettlementChain:
                 {"from": key.address, "nonce": n, "chainId": self.chain_id()}
             ),
         )
+        if fee_percent != 100:
+            for name in ("maxFeePerGas", "maxPriorityFeePerGas", "gasPrice"):
+                if name in tx:
+                    tx[name] = -(-int(tx[name]) * fee_percent // 100)  # rounded up
         raw, tx_hash = key.sign(tx)
         return SignedTx(hash=tx_hash, raw=raw, nonce=n)
 
     def sign_commit(
-        self, epoch_id: int, root: str, total: int, *, nonce: int | None = None
+        self,
+        epoch_id: int,
+        root: str,
+        total: int,
+        *,
+        nonce: int | None = None,
+        fee_percent: int = 100,
     ) -> SignedTx:
         """Sign ``commitEpoch(epoch_id, root, total)`` without sending it.
 
         The gas is estimated now, so a commit the contract would refuse (the epoch is already
         committed, the key lacks the operator role) raises :class:`ContractRevert` here.
+
+        Args:
+            epoch_id: The epoch.
+            root: Its Merkle root (0x + 64 hex).
+            total: Σ of its leaves' amounts.
+            nonce: The operator's nonce to use (default: its next pending one); the same nonce
+                as a pending transaction replaces it.
+            fee_percent: The node's suggested fees scaled by this percentage; a replacement of a
+                pending transaction needs more than it paid (nodes ask for ≥ 110 %).
         """
         fn = self.contract.functions.commitEpoch(epoch_id, _hex32(root, "root"), total)
-        return self._sign(fn, nonce=nonce, doing=f"signing the commit of epoch {epoch_id}")
+        return self._sign(
+            fn,
+            nonce=nonce,
+            doing=f"signing the commit of epoch {epoch_id}",
+            fee_percent=fee_percent,
+        )
 
     def send(self, tx: SignedTx) -> str:
         """Broadcast a signed transaction; returns its hash.
