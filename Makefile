@@ -89,7 +89,7 @@ verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against
 	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
 
 .PHONY: bench
-bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover, settlement gas; ~50 min.
+bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover, settlement gas and loop; ~50 min.
 	$(PY) bench/bench_scheduler.py
 	$(PY) bench/bench_hub.py
 	$(PY) bench/bench_scale.py

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from kommons.api import SettlementEpoch
+from kommons.cli import app
 from kommons.settlement.claims import ClaimError, claims_for
 from kommons.settlement.merkle import LeafValue, verify
 from kommons.settlement.sealing import seal_epoch
@@ -71,3 +75,40 @@ def test_a_tampered_amount_does_not_verify() -> None:
     epoch.status.leaves[0].amount_units = "4"
     with pytest.raises(ClaimError, match="does not verify"):
         claims_for(epoch, provider="prov-a")
+
+
+def test_kommons_claim_help_names_its_options() -> None:
+    result = CliRunner().invoke(app, ["claim", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in (
+        "--provider",
+        "--payee",
+        "--from-file",
+        "--key-file",
+        "--chain-rpc",
+        "--dry-run",
+    ):
+        assert option in result.output
+
+
+def test_kommons_claim_dry_run_from_a_file(tmp_path: Path) -> None:
+    epoch_file = tmp_path / "epoch-3.json"
+    epoch_file.write_text(json.dumps(_epoch().model_dump(by_alias=True, mode="json")))
+    result = CliRunner().invoke(
+        app, ["claim", "3", "--provider", "prov-a", "--from-file", str(epoch_file), "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "0.000003 from acme" in result.output
+    assert "0.000007 from beta" in result.output
+    assert "prov-b" not in result.output
+    wrong = CliRunner().invoke(app, ["claim", "4", "--from-file", str(epoch_file), "--dry-run"])
+    assert wrong.exit_code == 1
+    assert "epochId 3, not 4" in wrong.output
+
+
+def test_kommons_claim_refuses_an_open_epoch(tmp_path: Path) -> None:
+    epoch_file = tmp_path / "epoch-3.json"
+    epoch_file.write_text(json.dumps(_epoch("Sealed").model_dump(by_alias=True, mode="json")))
+    result = CliRunner().invoke(app, ["claim", "3", "--from-file", str(epoch_file), "--dry-run"])
+    assert result.exit_code == 1
+    assert "only a Confirmed epoch" in result.output
