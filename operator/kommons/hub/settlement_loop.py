@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kommons.hub.settlement")
 JSON = dict[str, Any]
 FINAL = ("Confirmed", "Failed")
+Parsed = TypeVar("Parsed", ComputeLease, BillingAccount, Provider)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def seal_status(seal: Seal, now: datetime, *, decimals: int) -> JSON:
             "payee": leaf.payee,
             "amount": format_units(leaf.amount, decimals=decimals),
             "amountUnits": str(leaf.amount),
-            "proof": list(leaf.proof) if leaf.proof is not None else None,
+            **({"proof": list(leaf.proof)} if leaf.proof is not None else {}),
         }
         for leaf in seal.leaves
     ]
@@ -137,6 +138,19 @@ def seal_status(seal: Seal, now: datetime, *, decimals: int) -> JSON:
         "sealedAt": _stamp(now),
         "message": f"sealed: {len(leaves)} leaves, total {total}",
     }
+
+
+def _parse_all(model: type[Parsed], bodies: list[JSON]) -> list[Parsed]:
+    """Every object as ``model``; one that does not parse stops the seal (never billed short)."""
+    out = []
+    for body in bodies:
+        try:
+            out.append(parse(model, body))
+        except ValidationError as exc:
+            meta = body.get("metadata") or {}
+            where = "/".join(x for x in (meta.get("namespace"), meta.get("name")) if x)
+            raise SealError(f"{body.get('kind')} {where} cannot be read: {exc}") from exc
+    return out
 
 
 class SettlementLoop:
@@ -252,12 +266,12 @@ class SettlementLoop:
     def _seal(self, epoch: SettlementEpoch, now: datetime) -> None:
         epoch_id = epoch.spec.epoch_id or 0
         decimals = self.options.decimals
-        leases = [parse(ComputeLease, b) for b in self.kube.list(r.COMPUTE_LEASES)]
-        accounts = [parse(BillingAccount, b) for b in self.kube.list(r.BILLING_ACCOUNTS)]
-        providers = [parse(Provider, b) for b in self.kube.list(r.PROVIDERS)]
-        payers = {a.metadata.name or "": a.spec.address for a in accounts}
-        payees = {p.metadata.name or "": p.spec.payout_address for p in providers}
         try:
+            leases = _parse_all(ComputeLease, self.kube.list(r.COMPUTE_LEASES))
+            accounts = _parse_all(BillingAccount, self.kube.list(r.BILLING_ACCOUNTS))
+            providers = _parse_all(Provider, self.kube.list(r.PROVIDERS))
+            payers = {a.metadata.name or "": a.spec.address for a in accounts}
+            payees = {p.metadata.name or "": p.spec.payout_address for p in providers}
             charges = epoch_charges(leases, epoch_id, decimals=decimals)
             seal = seal_epoch(epoch_id, charges, payers, payees)
         except (SealError, ValueError) as exc:
