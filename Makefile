@@ -89,13 +89,14 @@ verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against
 	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
 
 .PHONY: bench
-bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover, settlement gas; ~50 min.
+bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover, settlement gas and loop; ~50 min.
 	$(PY) bench/bench_scheduler.py
 	$(PY) bench/bench_hub.py
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_failover.py
 	$(PY) bench/bench_takeover.py
 	$(PY) bench/bench_settlement_gas.py
+	$(PY) bench/bench_settlement_loop.py
 
 .PHONY: bench-quick
 bench-quick: deps ## The benchmarks at small sizes (smoke run, ~13 min); figures only, no assertions.
@@ -105,6 +106,7 @@ bench-quick: deps ## The benchmarks at small sizes (smoke run, ~13 min); figures
 	$(PY) bench/bench_failover.py --quick
 	$(PY) bench/bench_takeover.py --quick
 	$(PY) bench/bench_settlement_gas.py --quick
+	$(PY) bench/bench_settlement_loop.py --quick
 
 .PHONY: contracts-deps
 contracts-deps: ## Install the pinned solc + OpenZeppelin npm packages (cached outside the repo).

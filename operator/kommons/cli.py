@@ -196,6 +196,30 @@ def hub(
             " confirmed: 1 on anvil-like chains, more on a public chain.",
         ),
     ] = 1,
+    # --- settlement loop (docs/settlement-loop.md) ---
+    epoch_seconds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Length of a settlement epoch; each is committed on chain in one transaction"
+            " (shorter: providers paid sooner, more commits).",
+        ),
+    ] = 3600,
+    seal_delay_seconds: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Seconds after an epoch's end before its usage is frozen and sealed (leave the"
+            " agents time for their last reports: more than --metering-report-seconds).",
+        ),
+    ] = 300,
+    claim_for_providers: Annotated[
+        bool,
+        typer.Option(
+            help="After an epoch is confirmed, claim every leaf on its provider's behalf with"
+            " the operator key (the hub pays the gas; off: providers run `kommons claim`)."
+        ),
+    ] = False,
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
@@ -249,6 +273,9 @@ def hub(
             grace_seconds=payment_grace_seconds,
             poll_seconds=balance_poll_seconds,
         ),
+        epoch_seconds=epoch_seconds,
+        seal_delay_seconds=seal_delay_seconds,
+        claim_for_providers=claim_for_providers,
     )
     asyncio.run(run_hub(options, election))
 
@@ -426,6 +453,109 @@ def install_policies(kubeconfig: KubeconfigOption = None) -> None:
         " --user USER; let it read the market: kubectl create clusterrolebinding NAME"
         " --clusterrole kommons-market-viewer --user USER"
     )
+
+
+@app.command()
+def claim(
+    epoch: Annotated[int, typer.Argument(help="The epoch id (SettlementEpoch epoch-<id>).")],
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the 0x private key that signs (and pays gas for) the claims; any"
+            " key works, the contract pays the leaf's payee. Not needed with --dry-run.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    chain_rpc: Annotated[
+        str | None, typer.Option(help="JSON-RPC URL of the chain (not needed with --dry-run).")
+    ] = None,
+    settlement_address: Annotated[
+        str | None,
+        typer.Option(help="Address of the Settlement contract (not needed with --dry-run)."),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="Claim the leaves of this Provider (name); default: every leaf."),
+    ] = None,
+    payee: Annotated[
+        str | None, typer.Option(help="Claim the leaves paying this address instead.")
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the SettlementEpoch from this JSON/YAML file (`kubectl get"
+            " settlementepoch epoch-N -o json`) instead of from the hub.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    kubeconfig: KubeconfigOption = None,
+    decimals: Annotated[
+        int, typer.Option(min=0, max=36, help="Fractional digits of the settlement token.")
+    ] = 6,
+    dry_run: Annotated[
+        bool, typer.Option(help="Check the proofs against the root and print, send nothing.")
+    ] = False,
+) -> None:
+    """Claim a provider's earnings of a confirmed epoch on chain, with the epoch's proofs.
+
+    Reads the SettlementEpoch (from the hub, or a file anyone can pass along), checks every
+    proof against its root, then sends claim(epochId, payer, provider, amount, proof) for each
+    leaf; a leaf already claimed is reported and skipped. Example:
+
+        kommons claim 42 --provider prov-a --kubeconfig hub.kubeconfig
+        --chain-rpc http://127.0.0.1:8545 --settlement-address 0x… --key-file key.txt
+    """
+    import yaml
+
+    from kommons.api import SettlementEpoch
+    from kommons.kube import KubeError, connect
+    from kommons.kube import resources as r
+    from kommons.money import format_units
+    from kommons.settlement.claims import ClaimError, claims_for
+
+    try:
+        if from_file is not None:
+            body = yaml.safe_load(from_file.read_text())
+        else:
+            hub_kube = connect(_default_kubeconfig(kubeconfig), field_manager="kommons-claim")
+            body = hub_kube.get(r.SETTLEMENT_EPOCHS, f"epoch-{epoch}")
+        record = SettlementEpoch.model_validate(body)
+        if record.spec.epoch_id != epoch:
+            raise ClaimError(
+                f"the SettlementEpoch read has epochId {record.spec.epoch_id}, not {epoch}"
+            )
+        items = claims_for(record, provider=provider, payee=payee, decimals=decimals)
+    except (OSError, KubeError, ValueError, yaml.YAMLError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if not items:
+        typer.echo(f"epoch {epoch}: no leaf for {provider or payee or 'anyone'}", err=True)
+        raise typer.Exit(1)
+    for item in items:
+        typer.echo(
+            f"epoch {epoch}: {format_units(item.amount, decimals=decimals)} from"
+            f" {item.billing_account} ({item.payer}) to {item.provider} ({item.payee}):"
+            f" proof of {len(item.proof)} hashes verified"
+        )
+    if dry_run:
+        return
+    if chain_rpc is None or settlement_address is None or key_file is None:
+        typer.echo("error: --chain-rpc, --settlement-address and --key-file are needed", err=True)
+        raise typer.Exit(2)
+    from kommons.settlement.claims import submit_claims
+
+    failed = 0
+    try:
+        for line, ok in submit_claims(chain_rpc, settlement_address, key_file, items):
+            typer.echo(line, err=not ok)
+            failed += 0 if ok else 1
+    except ValueError as exc:  # the key file (its content is never shown)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -50,10 +50,23 @@ class SettlementLeaf(StatusModel):
     provider: str = Field(description="Provider name.")
     payee: StatusAddress | None = Field(default=None, description="The provider's payout address.")
     amount: StatusDecimal = Field(description="Amount in settlement-token units.")
+    amount_units: StatusDecimal | None = Field(
+        default=None,
+        description="The same amount in the token's base units: the integer the leaf commits.",
+    )
+    proof: list[Hash32] | None = Field(
+        default=None,
+        description="Merkle proof of the leaf (epochId, payer, payee, amountUnits) against the"
+        " root: what `kommons claim` submits. Omitted beyond 1000 leaves (rebuilt from the"
+        " leaves then).",
+    )
+    claimed: bool | None = Field(
+        default=None, description="True once the hub saw the leaf claimed on chain."
+    )
 
 
 class SettlementEpochStatus(StatusModel):
-    """The epoch's settlement: Merkle root, total, transaction (planned, issue 9)."""
+    """The epoch's settlement: leaves with proofs, Merkle root, total, commit transaction."""
 
     phase: EpochPhase | None = Field(
         default=None, description="Open, Sealed, Submitted, Confirmed or Failed."
@@ -66,7 +79,26 @@ class SettlementEpochStatus(StatusModel):
         default=None, description="The amounts settled, one per (account, provider)."
     )
     leaf_count: int | None = Field(default=None, ge=0, description="Number of leaves.")
-    tx_hash: Hash32 | None = Field(default=None, description="Transaction committing the root.")
+    tx_hash: Hash32 | None = Field(
+        default=None,
+        description="The commit transaction last signed; recorded before it is sent, so a"
+        " crashed hub finds it again.",
+    )
+    tx_nonce: int | None = Field(default=None, ge=0, description="Nonce of that transaction.")
+    raw_tx: str | None = Field(
+        default=None,
+        max_length=4096,
+        pattern=r"^0x[0-9a-fA-F]*$",
+        description="That signed transaction (public once sent), re-broadcast if it was dropped.",
+    )
+    tx_hashes: list[Hash32] | None = Field(
+        default=None,
+        description="Every commit transaction signed for the epoch, oldest first (at most one"
+        " of them can commit it: the contract refuses a second commit of an epoch id).",
+    )
+    attempts: int | None = Field(
+        default=None, ge=0, description="Commit transactions signed (1 unless one was replaced)."
+    )
     block_number: int | None = Field(
         default=None, ge=0, description="Block that included the transaction."
     )

@@ -55,6 +55,7 @@ from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
 from kommons.hub.push import PushAgents, PushOptions
 from kommons.hub.reputation import ReputationBook, ReputationSettings
+from kommons.hub.settlement_loop import settlement_loop
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
 from kommons.kube import Conflict, Kube, NotFound
@@ -108,6 +109,13 @@ class HubOptions:
     """Where to settle (``--chain-rpc`` …); None: settlement and the payment guard are off."""
     payment: PaymentSettings = field(default_factory=PaymentSettings)
     """The payment guard's horizon, grace and poll (it runs only with a chain to read)."""
+    # --- settlement loop (kommons.hub.settlement_loop) ---
+    epoch_seconds: int = 3600
+    """Length of a settlement epoch (``--epoch-seconds``)."""
+    seal_delay_seconds: int = 300
+    """Seconds after an epoch's end before it is sealed (``--seal-delay-seconds``)."""
+    claim_for_providers: bool = False
+    """Claim confirmed leaves on providers' behalf (``--claim-for-providers``)."""
 
 
 class EventDeduplicator:
@@ -498,6 +506,10 @@ def build_registry(
                 threads=hub.threads,
             )
             hub.tasks.append(asyncio.create_task(guard.run(hub.ready)))
+        # Settlement (kommons.hub.settlement_loop): also only in the acting hub.
+        settlement = settlement_loop(options, kube)
+        if settlement is not None:
+            hub.tasks.append(asyncio.create_task(settlement.run()))
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

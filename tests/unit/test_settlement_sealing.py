@@ -1,0 +1,75 @@
+"""Sealing: leaves per (account, provider), addresses, root and proofs that verify."""
+
+from __future__ import annotations
+
+import pytest
+
+from kommons.settlement.merkle import LeafValue, build_tree, verify
+from kommons.settlement.sealing import MAX_LEAVES_WITH_PROOFS, ZERO_ROOT, SealError, seal_epoch
+
+PAYERS = {"acme": "0x" + "a1" * 20, "beta": "0x" + "b2" * 20}
+PAYEES = {"prov-a": "0x" + "0a" * 20, "prov-b": "0x" + "0b" * 20}
+
+
+def test_leaves_root_total_and_proofs() -> None:
+    charges = {("beta", "prov-a"): 7, ("acme", "prov-b"): 5, ("acme", "prov-a"): 3}
+    seal = seal_epoch(4, charges, PAYERS, PAYEES)
+    assert [(leaf.billing_account, leaf.provider) for leaf in seal.leaves] == [
+        ("acme", "prov-a"),
+        ("acme", "prov-b"),
+        ("beta", "prov-a"),
+    ]
+    assert seal.total == 15
+    values = [LeafValue(4, leaf.payer, leaf.payee, leaf.amount) for leaf in seal.leaves]
+    assert seal.root == build_tree(values).root
+    for leaf, value in zip(seal.leaves, values, strict=True):
+        assert leaf.payer == PAYERS[leaf.billing_account]
+        assert leaf.payee == PAYEES[leaf.provider]
+        assert leaf.proof is not None
+        assert verify(seal.root, value, leaf.proof)
+
+
+def test_deterministic_whatever_the_order_of_the_charges() -> None:
+    a = seal_epoch(1, {("acme", "prov-a"): 3, ("beta", "prov-b"): 4}, PAYERS, PAYEES)
+    b = seal_epoch(1, {("beta", "prov-b"): 4, ("acme", "prov-a"): 3}, PAYERS, PAYEES)
+    assert a == b
+
+
+def test_the_epoch_id_is_in_the_leaf() -> None:
+    charges = {("acme", "prov-a"): 3}
+    assert (
+        seal_epoch(1, charges, PAYERS, PAYEES).root != seal_epoch(2, charges, PAYERS, PAYEES).root
+    )
+
+
+def test_zero_amounts_are_dropped_and_nothing_gives_no_leaf() -> None:
+    seal = seal_epoch(1, {("acme", "prov-a"): 0, ("ghost", "prov-z"): 0}, PAYERS, PAYEES)
+    assert seal.leaves == ()
+    assert seal.total == 0
+    assert seal.root == ZERO_ROOT
+
+
+def test_a_missing_account_or_provider_is_named() -> None:
+    charges = {("acme", "prov-a"): 1, ("ghost", "prov-a"): 1, ("acme", "prov-gone"): 1}
+    with pytest.raises(SealError) as err:
+        seal_epoch(9, charges, PAYERS, PAYEES)
+    message = str(err.value)
+    assert "BillingAccount ghost" in message
+    assert "Provider prov-gone" in message
+    assert "spec.payoutAddress" in message
+    assert "epoch 9" in message
+
+
+def test_a_shared_address_is_refused() -> None:
+    payers = {"acme": PAYERS["acme"], "clone": PAYERS["acme"].upper().replace("0X", "0x")}
+    with pytest.raises(SealError, match="acme and clone share the address"):
+        seal_epoch(1, {("acme", "prov-a"): 1, ("clone", "prov-a"): 2}, payers, PAYEES)
+
+
+def test_proofs_are_left_out_beyond_the_limit() -> None:
+    count = MAX_LEAVES_WITH_PROOFS + 1
+    payers = {f"t{i}": "0x" + f"{i + 1:040x}" for i in range(count)}
+    charges = {(f"t{i}", "prov-a"): i + 1 for i in range(count)}
+    seal = seal_epoch(1, charges, payers, PAYEES)
+    assert len(seal.leaves) == count
+    assert all(leaf.proof is None for leaf in seal.leaves)
