@@ -57,7 +57,8 @@ DEADLINE = 240.0
 def metering_hub(stack: Stack) -> Iterator[Stack]:
     """The hub restarted with a short heartbeat timeout; the bed's default hub afterwards."""
     stack.stop("hub")
-    stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT)
+    _freeze_bed_epochs(stack.hub_kube())
+    stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT, settle=False)
     stack.wait_providers_ready(timeout=120)
     try:
         yield stack
@@ -70,6 +71,18 @@ def metering_hub(stack: Stack) -> Iterator[Stack]:
 
 
 # --- ground truth from the pods themselves ----------------------------------------------
+
+
+def _freeze_bed_epochs(hub: Kube) -> None:
+    """Freeze (phase ``Sealed``) the epochs the bed's settlement loop left open.
+
+    This module's hub runs no settlement loop and makes its own epochs; an open epoch of the
+    bed's loop overlapping them would be billed too. The loop seals frozen epochs when the
+    bed's default hub is back.
+    """
+    for epoch in hub.list(r.SETTLEMENT_EPOCHS):
+        if (epoch.get("status") or {}).get("phase") in (None, "Open"):
+            _set_phase(hub, int(epoch["spec"]["epochId"]), "Sealed")
 
 
 def _t(value: str) -> int:
@@ -425,7 +438,7 @@ def test_sigkill_of_agent_and_hub_loses_and_doubles_nothing(
 ) -> None:
     rng = random.Random(9)
     stack.stop("hub")
-    stack.start_hub("--heartbeat-timeout", CRASH_HEARTBEAT_TIMEOUT)
+    stack.start_hub("--heartbeat-timeout", CRASH_HEARTBEAT_TIMEOUT, settle=False)
     stack.wait_providers_ready(timeout=120)
     start = _now()
     epochs = _epochs(hub, start, [45, 45, 600])
@@ -473,7 +486,9 @@ def test_sigkill_of_agent_and_hub_loses_and_doubles_nothing(
             for proc, at in list(down.items()):
                 if now >= at:
                     if proc == "hub":
-                        stack.start_hub("--heartbeat-timeout", CRASH_HEARTBEAT_TIMEOUT)
+                        stack.start_hub(
+                            "--heartbeat-timeout", CRASH_HEARTBEAT_TIMEOUT, settle=False
+                        )
                     else:
                         stack.start_agent(provider)
                     del down[proc]
@@ -502,7 +517,7 @@ def test_sigkill_of_agent_and_hub_loses_and_doubles_nothing(
             time.sleep(rng.uniform(0.5, 4))
         for proc in list(down):
             if proc == "hub":
-                stack.start_hub("--heartbeat-timeout", CRASH_HEARTBEAT_TIMEOUT)
+                stack.start_hub("--heartbeat-timeout", CRASH_HEARTBEAT_TIMEOUT, settle=False)
             else:
                 stack.start_agent(provider)
         assert kills >= 4, f"only {kills} kills: the schedule exercised too little"
@@ -527,7 +542,7 @@ def test_sigkill_of_agent_and_hub_loses_and_doubles_nothing(
             stack.start_agent(provider)
         if stack.alive("hub"):
             stack.stop("hub")
-        stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT)
+        stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT, settle=False)
         _delete_epochs(hub, epochs)
         hub.delete(r.COMPUTE_LEASES, name, tenant)
 

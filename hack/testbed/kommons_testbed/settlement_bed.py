@@ -65,16 +65,16 @@ class SettlementDeployment:
     withdrawal_delay: int
     decimals: int = TOKEN_DECIMALS
 
-    def hub_args(self) -> list[str]:
-        """The ``kommons hub`` options that turn settlement on against this deployment."""
-        return [
-            "--chain-rpc",
-            self.rpc_url,
-            "--settlement-address",
-            self.settlement,
-            "--operator-key-file",
-            str(self.operator_key_file),
-        ]
+    def hub_args(self, *, operator: bool = True) -> list[str]:
+        """The ``kommons hub`` options that turn settlement on against this deployment.
+
+        ``operator=False`` leaves out the operator key: the hub reads the chain (escrow
+        balances) but commits nothing.
+        """
+        args = ["--chain-rpc", self.rpc_url, "--settlement-address", self.settlement]
+        if operator:
+            args += ["--operator-key-file", str(self.operator_key_file)]
+        return args
 
     def chain(self, account: ChainAccount | None = None) -> SettlementChain:
         """A :class:`SettlementChain` on it, signing as ``account`` (default: the operator)."""
@@ -220,3 +220,26 @@ def ensure_settlement_bed(
     ):
         return saved
     return deploy_settlement_bed(chain, bed_dir, providers=providers)
+
+
+def fresh_payer(
+    deployment: SettlementDeployment, *, deposit: int = DEFAULT_DEPOSIT
+) -> ChainAccount:
+    """A new escrow account of its own: gas money, tokens, allowance and ``deposit`` in escrow.
+
+    Tests that compare balances to the base unit use one so nothing else on the bed (other
+    tests' leases, earlier runs) pays from the same address.
+    """
+    from eth_account import Account
+
+    account = Account.create()
+    w3 = web3_for(deployment.rpc_url)
+    w3.provider.make_request("anvil_setBalance", [account.address, hex(10**20)])  # type: ignore[arg-type]
+    mint(w3, deployment.operator.private_key, deployment.token, account.address, deposit)
+    signer = SettlementChain(w3, deployment.settlement).with_key(
+        PrivateKey(account.key.to_0x_hex())
+    )
+    signer.approve(2**256 - 1)
+    if deposit:
+        signer.deposit(deposit)
+    return ChainAccount(address=account.address, private_key=account.key.to_0x_hex())

@@ -30,6 +30,14 @@ from kommons_testbed.processes import BedError, ProcessRecord, is_alive, kill, s
 from kommons_testbed.settlement_bed import SettlementDeployment, ensure_settlement_bed
 
 REPO = Path(__file__).resolve().parents[3]
+BED_METERING_REPORT_SECONDS = 3
+"""The bed's agents write their metering checkpoint at least every 3 s (default 30 s)."""
+BED_EPOCH_ARGS = ("--epoch-seconds", "20", "--seal-delay-seconds", "8")
+"""Settlement epochs on the bed: 20 s, sealed 8 s after their end (the product's defaults are
+1 h and 5 min). The seal delay must exceed the agents' report interval, or the ready time of an
+epoch's last seconds arrives after it is sealed and is not billed (docs/metering.md). A deleted
+lease waits until its epochs are settled, so this bounds that wait in tests (and in
+``make run``) to about half a minute."""
 CRD_DIR = REPO / "crds"
 EXAMPLE_PROVIDERS = REPO / "examples" / "providers"
 STATE_FILE = "stack.json"
@@ -297,7 +305,7 @@ class Stack:
 
     # --- processes ------------------------------------------------------------------------
 
-    def start_hub(self, *extra: str, name: str = "hub") -> ProcessRecord:
+    def start_hub(self, *extra: str, name: str = "hub", settle: bool = True) -> ProcessRecord:
         """Start the hub operator (``kommons hub``) as process (and Lease identity) ``name``.
 
         The identity is stable across restarts: a ``hub`` restarted after a crash finds the
@@ -307,8 +315,17 @@ class Stack:
         (which can take 15 s on a loaded machine) is not failed over; failover tests pass a
         shorter one in ``extra`` (a later option wins).
 
-        With :attr:`settlement`, the hub gets its chain options (before ``extra``).
+        With :attr:`settlement`, the hub gets its chain options (before ``extra``) and the
+        bed's short epochs (:data:`BED_EPOCH_ARGS`). ``settle=False`` leaves out the operator
+        key: the hub still reads escrow balances (payment guard) but runs no settlement loop,
+        for tests that make their own SettlementEpochs.
         """
+        chain: list[str] = []
+        if self.settlement is not None:
+            chain = [
+                *self.settlement.hub_args(operator=settle),
+                *(BED_EPOCH_ARGS if settle else ()),
+            ]
         argv = [
             sys.executable,
             "-m",
@@ -324,7 +341,7 @@ class Stack:
             "15",
             "--identity",
             name,
-            *(self.settlement.hub_args() if self.settlement is not None else ()),
+            *chain,
             *extra,
         ]
         return self._record(spawn(name, argv, self.dir / "logs" / f"{name}.log"))
@@ -348,6 +365,8 @@ class Stack:
             str(hub_kubeconfig or self.agent_kubeconfig(provider)),
             "--kubeconfig",
             str(self.provider_kubeconfigs[provider]),
+            "--metering-report-seconds",
+            str(BED_METERING_REPORT_SECONDS),
         ]
         log = self.dir / "logs" / f"agent-{provider}.log"
         return self._record(spawn(f"agent-{provider}", argv, log))
