@@ -53,7 +53,7 @@ class GpuRequest(ApiModel):
 
 
 class Resources(ApiModel):
-    """What one replica reserves (billing: planned, issue 9)."""
+    """What one replica reserves (and is billed for while ready, at the locked price)."""
 
     cpu: PositiveQuantity = Field(description="CPU per replica, a positive quantity (500m, 4).")
     memory: PositiveQuantity = Field(
@@ -393,8 +393,8 @@ class ComputeLeaseStatus(StatusModel):
     )
     billing_account: str | None = Field(
         default=None,
-        description="The BillingAccount selecting the lease's namespace (nothing is charged yet:"
-        " planned, issue 9).",
+        description="The BillingAccount selecting the lease's namespace: the account charged for"
+        " its metered usage (docs/payment.md).",
     )
     payment_suspended_at: datetime | None = Field(
         default=None,

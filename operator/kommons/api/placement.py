@@ -58,8 +58,8 @@ class LeasePlacementSpec(ApiModel):
         description="Price per hour of one replica, locked at placement, in settlement-token units."
     )
     billing_account: ObjectName = Field(
-        description="The BillingAccount selecting the lease's namespace (nothing is charged"
-        " yet: planned, issue 9)."
+        description="The BillingAccount selecting the lease's namespace: the account its"
+        " metered usage is charged to."
     )
     suspend: bool = Field(default=False, description="Scale to zero, keep the placement.")
     lease_generation: int | None = Field(
