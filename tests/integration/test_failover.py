@@ -52,15 +52,8 @@ bench/bench_failover.py."""
 @pytest.fixture(scope="module", autouse=True)
 def failover_hub(stack: Stack) -> Iterator[Stack]:
     """The hub restarted with short timeouts; the bed's default hub again afterwards."""
-    stack.stop("hub")
-    stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT, "--replace-after", REPLACE_AFTER)
-    stack.wait_providers_ready(timeout=120)
-    try:
+    with stack.hub_with("--heartbeat-timeout", HEARTBEAT_TIMEOUT, "--replace-after", REPLACE_AFTER):
         yield stack
-    finally:
-        stack.stop("hub")
-        stack.start_hub()
-        stack.wait_providers_ready(timeout=120)
 
 
 def _back(hub: Kube, provider: str, since: datetime) -> None:

@@ -212,22 +212,12 @@ HORIZON = 3600
 PAYMENT_ARGS = ("--payment-grace-seconds", GRACE, "--balance-poll-seconds", "1")
 
 
-def restart_hub(stack: Stack, *extra: str) -> None:
-    """Restart the hub with ``extra`` options (after the bed's chain options: a later wins)."""
-    stack.stop("hub")
-    stack.start_hub(*extra)
-    stack.wait_providers_ready(timeout=120)
-
-
 @pytest.fixture(scope="module")
 def payment_hub(stack: Stack) -> Iterator[Stack]:
     """The hub restarted with a short grace and poll; the bed's default hub again afterwards."""
     assert stack.settlement is not None, "the bed has no Settlement deployment (anvil)"
-    restart_hub(stack, *PAYMENT_ARGS)
-    try:
+    with stack.hub_with(*PAYMENT_ARGS):  # after the bed's chain options: a later one wins
         yield stack
-    finally:
-        restart_hub(stack)
 
 
 def _new_account(hub: Kube, payer: str) -> tuple[str, str]:
@@ -368,7 +358,7 @@ def test_a_stale_balance_never_suspends(
     host, port = deployment.rpc_url.removeprefix("http://").rsplit(":", 1)
     proxy = TcpProxy(host, int(port))
     try:
-        restart_hub(payment_hub, *PAYMENT_ARGS, "--chain-rpc", f"http://{host}:{proxy.port}")
+        payment_hub.restart_hub(*PAYMENT_ARGS, "--chain-rpc", f"http://{host}:{proxy.port}")
         payer = "0x" + secrets.token_hex(20)  # nothing in escrow: short as soon as it burns
         account, namespace = _new_account(hub, payer)
         hub.create(r.COMPUTE_LEASES, lease_body("web", namespace, replicas=1), namespace)
@@ -421,4 +411,4 @@ def test_a_stale_balance_never_suspends(
         hub.delete(r.BILLING_ACCOUNTS, account)
     finally:
         proxy.close()
-        restart_hub(payment_hub, *PAYMENT_ARGS)
+        payment_hub.restart_hub(*PAYMENT_ARGS)

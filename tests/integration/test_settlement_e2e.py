@@ -136,22 +136,15 @@ class Chain:
 def settling_hub(stack: Stack) -> Iterator[Stack]:
     """The hub restarted with short epochs and heartbeat timeout; the default one afterwards."""
     assert stack.settlement is not None, "the bed's stack settles on anvil"
-    stack.stop("hub")
-    stack.start_hub(
+    with stack.hub_with(
         "--epoch-seconds",
         EPOCH_SECONDS,
         "--seal-delay-seconds",
         SEAL_DELAY,
         "--heartbeat-timeout",
         HEARTBEAT_TIMEOUT,
-    )
-    stack.wait_providers_ready(timeout=120)
-    try:
+    ):
         yield stack
-    finally:
-        stack.stop("hub")
-        stack.start_hub()
-        stack.wait_providers_ready(timeout=120)
 
 
 def _market(hub: Kube, deployment: SettlementDeployment) -> dict[str, str]:

@@ -8,10 +8,11 @@ fixture. Processes are started with :func:`processes.spawn` and recorded in
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -378,6 +379,25 @@ class Stack:
     def stop(self, name: str) -> None:
         """Stop one of the stack's processes gracefully."""
         stop(self.processes[name], timeout=15)
+
+    def restart_hub(self, *extra: str, settle: bool = True) -> None:
+        """Stop the hub (if it runs), start it with ``extra`` options, wait for every provider."""
+        if self.alive("hub"):
+            self.stop("hub")
+        self.start_hub(*extra, settle=settle)
+        self.wait_providers_ready(timeout=120)
+
+    @contextlib.contextmanager
+    def hub_with(self, *extra: str, settle: bool = True) -> Iterator[Stack]:
+        """The hub restarted with ``extra`` options for the block, the bed's default one after.
+
+        For a test module's fixture: ``with stack.hub_with("--heartbeat-timeout", "10"): yield``.
+        """
+        self.restart_hub(*extra, settle=settle)
+        try:
+            yield self
+        finally:
+            self.restart_hub()
 
     def alive(self, name: str) -> bool:
         """Whether a stack process is running."""
