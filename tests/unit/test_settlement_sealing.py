@@ -60,10 +60,22 @@ def test_a_missing_account_or_provider_is_named() -> None:
     assert "epoch 9" in message
 
 
-def test_a_shared_address_is_refused() -> None:
+def test_accounts_sharing_an_escrow_address_are_summed_into_one_leaf() -> None:
     payers = {"acme": PAYERS["acme"], "clone": PAYERS["acme"].upper().replace("0X", "0x")}
-    with pytest.raises(SealError, match="acme and clone share the address"):
-        seal_epoch(1, {("acme", "prov-a"): 1, ("clone", "prov-a"): 2}, payers, PAYEES)
+    seal = seal_epoch(1, {("acme", "prov-a"): 1, ("clone", "prov-a"): 2}, payers, PAYEES)
+    (leaf,) = seal.leaves
+    assert (leaf.billing_account, leaf.provider, leaf.amount) == ("acme,clone", "prov-a", 3)
+    assert seal.total == 3
+    assert leaf.proof is not None
+    assert verify(seal.root, LeafValue(1, leaf.payer, leaf.payee, 3), leaf.proof)
+
+
+def test_providers_sharing_a_payout_address_are_summed_and_others_unaffected() -> None:
+    payees = {**PAYEES, "prov-a2": PAYEES["prov-a"]}
+    charges = {("acme", "prov-a"): 5, ("acme", "prov-a2"): 7, ("acme", "prov-b"): 1}
+    seal = seal_epoch(2, charges, PAYERS, payees)
+    assert [(x.provider, x.amount) for x in seal.leaves] == [("prov-a,prov-a2", 12), ("prov-b", 1)]
+    assert seal.total == 13
 
 
 def test_proofs_are_left_out_beyond_the_limit() -> None:

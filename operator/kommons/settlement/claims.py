@@ -89,7 +89,7 @@ def claims_for(
     tree = build_tree(values) if missing else None
     items: list[ClaimItem] = []
     for leaf, value in zip(status.leaves, values, strict=True):
-        if provider is not None and leaf.provider != provider:
+        if provider is not None and provider not in leaf.provider.split(","):  # shared payee
             continue
         if payee is not None and value.provider.lower() != payee.lower():
             continue

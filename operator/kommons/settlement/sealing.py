@@ -1,10 +1,13 @@
 """Sealing an epoch (pure): charges + addresses → Merkle leaves, root, total and proofs.
 
-One leaf per (billing account, provider) with a non-zero amount:
+One leaf per (escrow address, payout address) with a non-zero amount:
 ``(epochId, payer = BillingAccount.spec.address, provider = Provider.spec.payoutAddress,
-amount in base units)``. The contract marks a leaf claimed by (epoch, payer, provider), so two
-accounts sharing an escrow address (or two providers sharing a payout address) would make one
-of their leaves unclaimable: sealing refuses that, naming them.
+amount in base units)``. The contract pays each (epoch, payer, provider) once, so accounts that
+share an escrow address (one tenant, several accounts) or providers that share a payout address
+(one operator, several clusters) are summed into one leaf, which names all of them
+(``acme,acme-batch``); a misconfiguration of one party never blocks the others' settlement.
+An account or provider that is charged but gone (or has no address) stops the seal, naming it:
+its amount would otherwise be lost.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class SealedLeaf:
     """One leaf of the epoch's tree, with the names it came from."""
 
     billing_account: str
+    """The BillingAccount charged (several, comma-separated, when they share the address)."""
     provider: str
+    """The Provider paid (several, comma-separated, when they share the payout address)."""
     payer: str
     payee: str
     amount: int
@@ -54,17 +59,6 @@ class Seal:
 ZERO_ROOT = "0x" + "00" * 32
 
 
-def _owners(pairs: list[tuple[str, str]], what: str) -> list[str]:
-    by_address: dict[str, list[str]] = {}
-    for name, address in pairs:
-        by_address.setdefault(address.lower(), []).append(name)
-    return [
-        f"{what} {' and '.join(sorted(names))} share the address {address}"
-        for address, names in sorted(by_address.items())
-        if len(names) > 1
-    ]
-
-
 def seal_epoch(
     epoch_id: int,
     charges: Mapping[ChargeKey, int],
@@ -83,8 +77,7 @@ def seal_epoch(
         The seal; deterministic for the same inputs.
 
     Raises:
-        SealError: naming every account or provider that has no address, and any address
-            shared by two of them among the charged ones.
+        SealError: naming every charged account or provider that is gone or has no address.
     """
     problems: list[str] = []
     charged = {key: amount for key, amount in charges.items() if amount > 0}
@@ -102,19 +95,32 @@ def seal_epoch(
                 f"Provider {provider} is owed in epoch {epoch_id} but does not exist"
                 " (or has no spec.payoutAddress)"
             )
-    problems += _owners([(a, payers[a]) for a in accounts if payers.get(a)], "BillingAccounts")
-    problems += _owners([(p, payees[p]) for p in providers if payees.get(p)], "Providers")
     if problems:
         raise SealError(f"cannot seal epoch {epoch_id}: " + "; ".join(problems))
-    keys = sorted(charged)
-    values = [
-        LeafValue(epoch_id, payers[account], payees[provider], charged[(account, provider)])
-        for account, provider in keys
-    ]
-    if not values:
+    grouped: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+    for (account, provider), amount in charged.items():
+        key = (payers[account].lower(), payees[provider].lower())
+        grouped.setdefault(key, []).append((account, provider, amount))
+    if not grouped:
         return Seal(epoch_id, ZERO_ROOT, 0, ())
-    tree = build_tree(values)
-    with_proofs = len(values) <= MAX_LEAVES_WITH_PROOFS
+    rows = sorted(
+        (
+            (
+                ",".join(sorted({a for a, _, _ in parts})),
+                ",".join(sorted({p for _, p, _ in parts})),
+                LeafValue(
+                    epoch_id,
+                    payers[parts[0][0]],
+                    payees[parts[0][1]],
+                    sum(amount for _, _, amount in parts),
+                ),
+            )
+            for parts in grouped.values()
+        ),
+        key=lambda row: (row[0], row[1]),
+    )
+    tree = build_tree([value for _, _, value in rows])
+    with_proofs = len(rows) <= MAX_LEAVES_WITH_PROOFS
     leaves = tuple(
         SealedLeaf(
             account,
@@ -124,6 +130,6 @@ def seal_epoch(
             value.amount,
             tuple(tree.proof(value)) if with_proofs else None,
         )
-        for (account, provider), value in zip(keys, values, strict=True)
+        for account, provider, value in rows
     )
     return Seal(epoch_id, tree.root, sum(charged.values()), leaves)
