@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from kommons.settlement.merkle import LeafValue, build_tree, verify
-from kommons.settlement.sealing import MAX_LEAVES_WITH_PROOFS, ZERO_ROOT, SealError, seal_epoch
+from kommons.settlement.sealing import MAX_LEAVES_WITH_PROOFS, ZERO_ROOT, seal_epoch
 
 PAYERS = {"acme": "0x" + "a1" * 20, "beta": "0x" + "b2" * 20}
 PAYEES = {"prov-a": "0x" + "0a" * 20, "prov-b": "0x" + "0b" * 20}
@@ -49,15 +47,16 @@ def test_zero_amounts_are_dropped_and_nothing_gives_no_leaf() -> None:
     assert seal.root == ZERO_ROOT
 
 
-def test_a_missing_account_or_provider_is_named() -> None:
-    charges = {("acme", "prov-a"): 1, ("ghost", "prov-a"): 1, ("acme", "prov-gone"): 1}
-    with pytest.raises(SealError) as err:
-        seal_epoch(9, charges, PAYERS, PAYEES)
-    message = str(err.value)
-    assert "BillingAccount ghost" in message
-    assert "Provider prov-gone" in message
-    assert "spec.payoutAddress" in message
-    assert "epoch 9" in message
+def test_a_missing_account_or_provider_is_left_out_and_named_not_blocking() -> None:
+    charges = {("acme", "prov-a"): 1, ("ghost", "prov-a"): 2, ("acme", "prov-gone"): 3}
+    seal = seal_epoch(9, charges, PAYERS, PAYEES)
+    assert [(x.billing_account, x.provider, x.amount) for x in seal.leaves] == [
+        ("acme", "prov-a", 1)
+    ]
+    assert seal.total == 1
+    assert len(seal.excluded) == 2
+    assert any("BillingAccount ghost" in x and "2 units" in x for x in seal.excluded)
+    assert any("Provider prov-gone" in x and "spec.payoutAddress" in x for x in seal.excluded)
 
 
 def test_accounts_sharing_an_escrow_address_are_summed_into_one_leaf() -> None:

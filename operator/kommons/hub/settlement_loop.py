@@ -136,7 +136,8 @@ def seal_status(seal: Seal, now: datetime, *, decimals: int) -> JSON:
         "leaves": leaves,
         "leafCount": len(leaves),
         "sealedAt": _stamp(now),
-        "message": f"sealed: {len(leaves)} leaves, total {total}",
+        "message": f"sealed: {len(leaves)} leaves, total {total}"
+        + (f"; not settled (written off): {'; '.join(seal.excluded)}" if seal.excluded else ""),
     }
 
 
@@ -280,6 +281,8 @@ class SettlementLoop:
                 log.error("%s", message)
                 self._patch(epoch_id, {"message": message})
             return
+        for reason in seal.excluded:
+            log.warning("epoch %d: not settled (written off): %s", epoch_id, reason)
         self._patch(epoch_id, seal_status(seal, now, decimals=decimals))
         log.info(
             "epoch %d sealed: %d leaves, total %s, root %s",

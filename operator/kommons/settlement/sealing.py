@@ -6,8 +6,9 @@ amount in base units)``. The contract pays each (epoch, payer, provider) once, s
 share an escrow address (one tenant, several accounts) or providers that share a payout address
 (one operator, several clusters) are summed into one leaf, which names all of them
 (``acme,acme-batch``); a misconfiguration of one party never blocks the others' settlement.
-An account or provider that is charged but gone (or has no address) stops the seal, naming it:
-its amount would otherwise be lost.
+An account or provider that is charged but gone (or has no address) cannot be settled: its
+charges are left out of the tree and named in :attr:`Seal.excluded` (written off; the epoch's
+status says so), so one deleted object never stalls everyone's settlement.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Seal:
     """The Merkle root; the zero hash when there is no leaf (nothing is committed then)."""
     total: int
     leaves: tuple[SealedLeaf, ...]
+    excluded: tuple[str, ...] = ()
+    """Charges left out, each with its reason (an account or provider gone or without address)."""
 
 
 ZERO_ROOT = "0x" + "00" * 32
@@ -76,33 +79,32 @@ def seal_epoch(
     Returns:
         The seal; deterministic for the same inputs.
 
-    Raises:
-        SealError: naming every charged account or provider that is gone or has no address.
+    Charges of an account or provider that is missing or has no address are left out and
+    named in ``Seal.excluded``.
     """
-    problems: list[str] = []
-    charged = {key: amount for key, amount in charges.items() if amount > 0}
-    accounts = sorted({account for account, _ in charged})
-    providers = sorted({provider for _, provider in charged})
-    for account in accounts:
+    excluded: list[str] = []
+    charged: dict[ChargeKey, int] = {}
+    for (account, provider), amount in sorted(charges.items()):
+        if amount <= 0:
+            continue
         if not payers.get(account):
-            problems.append(
-                f"BillingAccount {account} is charged in epoch {epoch_id} but does not exist"
-                " (or has no spec.address)"
+            excluded.append(
+                f"BillingAccount {account} (charged {amount} units for {provider}) does not exist"
+                " or has no spec.address"
             )
-    for provider in providers:
-        if not payees.get(provider):
-            problems.append(
-                f"Provider {provider} is owed in epoch {epoch_id} but does not exist"
-                " (or has no spec.payoutAddress)"
+        elif not payees.get(provider):
+            excluded.append(
+                f"Provider {provider} (owed {amount} units by {account}) does not exist or has no"
+                " spec.payoutAddress"
             )
-    if problems:
-        raise SealError(f"cannot seal epoch {epoch_id}: " + "; ".join(problems))
+        else:
+            charged[(account, provider)] = amount
     grouped: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for (account, provider), amount in charged.items():
         key = (payers[account].lower(), payees[provider].lower())
         grouped.setdefault(key, []).append((account, provider, amount))
     if not grouped:
-        return Seal(epoch_id, ZERO_ROOT, 0, ())
+        return Seal(epoch_id, ZERO_ROOT, 0, (), tuple(excluded))
     rows = sorted(
         (
             (
@@ -132,4 +134,4 @@ def seal_epoch(
         )
         for account, provider, value in rows
     )
-    return Seal(epoch_id, tree.root, sum(charged.values()), leaves)
+    return Seal(epoch_id, tree.root, sum(charged.values()), leaves, tuple(excluded))
