@@ -32,10 +32,16 @@ from tests.unit.test_hub_plan import lease_body, market, provider_body, step
 class RecordingKube:
     """Records writes in order; ``gone`` makes the lease's patch answer 404."""
 
-    def __init__(self, *, gone: bool = False) -> None:
+    def __init__(self, *, gone: bool = False, left: list[dict[str, Any]] | None = None) -> None:
         self.calls: list[str] = []
         self.gone = gone
         self.status_version: str | None = None
+        self.left = left or []
+        """Placements the API server still has for the lease (the view may not)."""
+
+    def list(self, resource: Any, *_: Any, label_selector: str = "", **__: Any) -> Any:
+        self.calls.append(f"list {resource.plural} {label_selector}")
+        return self.left
 
     def create(self, resource: Any, body: dict[str, Any], namespace: str | None = None) -> Any:
         self.calls.append(f"create {resource.plural}")
@@ -99,7 +105,26 @@ def test_deleted_lease_with_nothing_left_drops_the_finalizer_only() -> None:
     assert plan.remove_finalizer
     kube = RecordingKube()
     Executor(cast(Kube, kube)).execute(lease, plan)
-    assert kube.calls == ["patch computeleases finalizers=[]"]
+    uid = lease.metadata.uid
+    assert kube.calls == [
+        f"list leaseplacements kommons.io/lease-uid={uid}",
+        "patch computeleases finalizers=[]",
+    ]
+
+
+def test_deleted_lease_keeps_its_finalizer_while_the_api_server_still_has_a_placement() -> None:
+    """The view lags behind the hub's own create: the placement is deleted, the lease kept."""
+    raw = lease_body()
+    raw["metadata"]["deletionTimestamp"] = "2026-12-01T12:00:00Z"
+    lease = ComputeLease.model_validate(raw)
+    plan = step(lease, market(provider_body("cheap")))
+    assert plan.remove_finalizer  # the view shows no placement
+    left = {"metadata": {"name": "p1", "namespace": "kommons-provider-cheap", "uid": "u1"}}
+    gone = {**left, "metadata": {**left["metadata"], "deletionTimestamp": "2026-12-01T12:00:01Z"}}
+    kube = RecordingKube(left=[left, gone])
+    outcome = Executor(cast(Kube, kube)).execute(lease, plan)
+    assert kube.calls[1:] == ["delete"]  # the live one only; the finalizer stays
+    assert outcome.conflict
 
 
 class ConflictingKube(RecordingKube):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kommons.api import ComputeLease, LeasePlacement
-from kommons.api_names import FINALIZER_HUB
+from kommons.api_names import FINALIZER_HUB, LABEL_LEASE_UID
 from kommons.hub.plan import LeaseEvent, LeasePlan
 from kommons.kube import Conflict, Kube, NotFound
 from kommons.kube import resources as r
@@ -72,7 +72,9 @@ class Executor:
                 if outcome.lease is None:
                     return outcome  # the lease is gone: write nothing for it
             self._placements(plan, outcome)
-            if plan.remove_finalizer:
+            if plan.remove_finalizer and self._placements_left(lease, outcome):
+                outcome.conflict = True  # the view was behind: plan again with them
+            elif plan.remove_finalizer:
                 self._finalizers(lease, plan, outcome, version)
             elif plan.status is not None:
                 self._status(lease, plan, outcome, version)
@@ -93,6 +95,35 @@ class Executor:
             if meta.deletion_timestamp is None:
                 self.kube.delete(r.LEASE_PLACEMENTS, str(meta.name), meta.namespace, uid=meta.uid)
             outcome.deleted.append(placement)
+
+    def _placements_left(self, lease: ComputeLease, outcome: Outcome) -> bool:
+        """Read the lease's placements from the API server before its finalizer goes.
+
+        The plan removes the finalizer when the market view shows no placement left; a view
+        lagging behind the hub's own writes (a placement created a moment before the tenant's
+        delete) would let the lease go and leave that placement running, seen by nobody (chaos
+        run, lease ``c151``). One list per deleted lease closes it: live placements found here
+        are deleted now and the lease is planned again.
+        """
+        found = self.kube.list(
+            r.LEASE_PLACEMENTS, label_selector=f"{LABEL_LEASE_UID}={lease.metadata.uid}"
+        )
+        live = [p for p in found if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        for body in live:
+            meta = body["metadata"]
+            log.info(
+                "lease %s: placement %s/%s still there; deleting it before the lease goes",
+                lease.metadata.name,
+                meta.get("namespace"),
+                meta.get("name"),
+            )
+            try:
+                self.kube.delete(
+                    r.LEASE_PLACEMENTS, meta["name"], meta.get("namespace"), uid=meta.get("uid")
+                )
+            except NotFound:
+                continue
+        return bool(live)
 
     def _replace(self, placement: LeasePlacement) -> JSON:
         """PUT a placement's new spec, conditional on the spec the plan was made from.
