@@ -20,7 +20,7 @@ from typing import Any
 from kommons.api import ComputeLease, ComputeLeaseStatus, LeasePlacement, get_condition
 from kommons.api.provider import Outage
 from kommons.api_names import FINALIZER_METERING
-from kommons.hub.metering import AWAITING, SETTLED, meter
+from kommons.hub.metering import AWAITING, SETTLED, Metered, meter, to_remeter
 from kommons.metering.acceptance import EpochWindow
 from kommons.metering.ledger import Epoch
 from kommons.metering.timeline import instant
@@ -98,7 +98,7 @@ def run(
     removing: bool = False,
     epochs: dict[int, Epoch] | None = None,
     outages: dict[str, list[Outage] | None] | None = None,
-):  # type: ignore[no-untyped-def]
+) -> Metered:
     return meter(
         the_lease,
         planned,
@@ -176,3 +176,40 @@ def test_deletion_ends_billing_of_a_placement() -> None:
 def test_a_lease_never_metered_gets_no_cost_written() -> None:
     assert run(lease(), []).status is None
     assert run(lease(), [placement(ready_since=None)]).status is None
+
+
+def remeter_case(
+    before_phase: str | None, after_phase: str, *, epoch_id: int = 1
+) -> dict[str, list[str]]:
+    """Which leases a change of epoch ``epoch_id`` queues, among four kinds of lease."""
+    window = EpochWindow(epoch_id, T0, T0 + 1000)
+    before = None if before_phase is None else Epoch(window, before_phase)  # type: ignore[arg-type]
+    after = Epoch(window, after_phase)  # type: ignore[arg-type]
+    billed = run(lease(), [placement()]).status
+    assert billed is not None
+    assert billed.usage
+    leases = {
+        "team-a/billed": lease(status=billed.to_api()),
+        "team-a/idle": lease(),
+        "team-a/deleting": lease(deleting=True),
+        "team-a/moving": lease(),
+    }
+    placements = {"team-a/moving": [placement(deleting=200)]}
+    keys = to_remeter(epoch_id, before, after, leases, lambda key: placements.get(key, []))
+    return {"queued": sorted(keys)}
+
+
+def test_a_confirmed_epoch_remeters_only_the_leases_with_usage_in_it() -> None:
+    assert remeter_case("Submitted", "Confirmed") == {"queued": ["team-a/billed"]}
+    assert remeter_case("Submitted", "Failed") == {"queued": ["team-a/billed"]}
+    assert remeter_case("Submitted", "Confirmed", epoch_id=2) == {"queued": []}
+
+
+def test_a_new_epoch_remeters_only_leases_that_will_not_report_again() -> None:
+    assert remeter_case(None, "Open") == {"queued": ["team-a/deleting", "team-a/moving"]}
+
+
+def test_sealing_submitting_or_a_repeated_settled_phase_remeters_nothing() -> None:
+    assert remeter_case("Open", "Sealed") == {"queued": []}
+    assert remeter_case("Sealed", "Submitted") == {"queued": []}
+    assert remeter_case("Confirmed", "Confirmed") == {"queued": []}

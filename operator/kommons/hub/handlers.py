@@ -42,7 +42,7 @@ from kommons.hub.chain_options import ChainOptions
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
-from kommons.hub.metering import Metered, meter, only_metering_finalizer
+from kommons.hub.metering import Metered, meter, only_metering_finalizer, to_remeter
 from kommons.hub.payment import PaymentSettings
 from kommons.hub.payment_loop import (
     BalanceReader,
@@ -56,6 +56,7 @@ from kommons.hub.providers import health_status_patch
 from kommons.hub.push import PushAgents, PushOptions
 from kommons.hub.reputation import ReputationBook, ReputationSettings
 from kommons.hub.settlement_loop import settlement_loop
+from kommons.hub.views import lease_key
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
 from kommons.kube import Conflict, Kube, NotFound
@@ -168,6 +169,9 @@ class Hub:
         written (kept when the rest of a provider's status cannot be parsed)."""
         self.late_seconds = 0
         """Replica-seconds reported for epochs no longer Open since the hub started."""
+        self._late_seen: dict[tuple[str, int, str], int] = {}
+        """(lease key, epochId, placementUid) → late seconds already counted, until the epoch
+        settles (each step of the lease reports them again)."""
 
     # --- waking -------------------------------------------------------------------------
 
@@ -233,13 +237,18 @@ class Hub:
         plan.status = metered.status
         if metered.keep_finalizer:
             plan.remove_finalizer = False
-        if metered.late_seconds:
-            self.late_seconds += metered.late_seconds
+        key = lease_key(lease)
+        new = 0
+        for (epoch_id, placement_uid), seconds_ in metered.late.items():
+            seen = (key, epoch_id, placement_uid)
+            new += max(0, seconds_ - self._late_seen.get(seen, 0))
+            self._late_seen[seen] = max(seconds_, self._late_seen.get(seen, 0))
+        if new:
+            self.late_seconds += new
             log.info(
-                "lease %s/%s: %d replica-second(s) reported for epochs no longer open; not billed",
-                lease.metadata.namespace,
-                lease.metadata.name,
-                metered.late_seconds,
+                "lease %s: %d replica-second(s) reported for epochs already sealed; not billed",
+                key,
+                new,
             )
         return metered
 
@@ -270,26 +279,28 @@ class Hub:
         if lease is None or (lease.get("metadata") or {}).get("uid") != ref.uid:
             self._release([placement])
 
-    def set_epoch(self, body: Mapping[str, Any]) -> bool:
-        """A SettlementEpoch changed; ``True`` when its window or phase did."""
+    def set_epoch(self, body: Mapping[str, Any]) -> list[str]:
+        """A SettlementEpoch changed: remember it; the keys of the leases to re-meter."""
         epoch = _parse(SettlementEpoch, body, "settlement epoch")
         if epoch is None or epoch.spec.epoch_id is None:
-            return False
+            return []
+        epoch_id = epoch.spec.epoch_id
         phase = epoch.status.phase if epoch.status else None
-        new = epoch_of(
-            epoch_id=epoch.spec.epoch_id, start=epoch.spec.start, end=epoch.spec.end, phase=phase
-        )
-        if self.epochs.get(epoch.spec.epoch_id) == new:
-            return False
-        self.epochs[epoch.spec.epoch_id] = new
+        new = epoch_of(epoch_id=epoch_id, start=epoch.spec.start, end=epoch.spec.end, phase=phase)
+        before = self.epochs.get(epoch_id)
+        if before == new:
+            return []
+        self.epochs[epoch_id] = new
         settled = sorted(i for i, e in self.epochs.items() if e.phase in ("Confirmed", "Failed"))
+        if new.phase in ("Confirmed", "Failed"):
+            self._late_seen = {k: v for k, v in self._late_seen.items() if k[1] != epoch_id}
         for old in settled[: max(0, len(settled) - EPOCH_MEMORY)]:
-            del self.epochs[old]  # folded long ago (every lease is re-metered on a change)
-        return True
+            del self.epochs[old]  # folded long ago (its leases were re-metered when it settled)
+        return to_remeter(epoch_id, before, new, self.view.leases, self.view.placements_of_key)
 
-    def meter_all(self) -> None:
-        """Queue every lease (an epoch opened, sealed or was confirmed)."""
-        for key in self.view.leases:
+    def remeter(self, keys: Sequence[str]) -> None:
+        """Queue the leases an epoch's change concerns."""
+        for key in keys:
             self.queue.add(key, 0.2)
 
     def _absorb(self, key: str, plan: LeasePlan, outcome: Outcome) -> None:
@@ -539,8 +550,7 @@ def build_registry(
 
     @kopf.index(*EPOCHS, registry=registry)
     async def epoch_index(body: kopf.Body, **_: Any) -> None:
-        if hub.set_epoch(body):
-            hub.meter_all()
+        hub.remeter(hub.set_epoch(body))
 
     @kopf.index(
         "coordination.k8s.io",

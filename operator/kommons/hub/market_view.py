@@ -427,7 +427,7 @@ class MarketView:
         if not released:
             return self.market.decide(lease, pool, already_placed=already_placed, exclude=exclude)
         by_key = {
-            placement_key(lease.key, p.spec.provider): p for p in self._placements_of_key(lease.key)
+            placement_key(lease.key, p.spec.provider): p for p in self.placements_of_key(lease.key)
         }
         restore: list[tuple[ProviderView, LeasePlacement]] = []
         for key in sorted(released):
@@ -448,7 +448,8 @@ class MarketView:
                 self.market.set_provider(view)
                 self.set_placement(placement)
 
-    def _placements_of_key(self, key: str) -> list[LeasePlacement]:
+    def placements_of_key(self, key: str) -> list[LeasePlacement]:
+        """The placements the view holds for the lease ``namespace/name`` (none if unknown)."""
         lease = self.leases.get(key)
         if lease is None:
             return []

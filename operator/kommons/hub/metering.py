@@ -14,7 +14,7 @@ the plan:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,7 +25,13 @@ from kommons.hub.lease_status import status_changed
 from kommons.hub.placements import locked_price
 from kommons.metering import outages as outage_windows
 from kommons.metering.acceptance import Facts
-from kommons.metering.ledger import Epoch, Report, awaiting_settlement, ledger
+from kommons.metering.ledger import (
+    SETTLED_PHASES,
+    Epoch,
+    Report,
+    awaiting_settlement,
+    ledger,
+)
 from kommons.metering.timeline import seconds
 
 SETTLED = "Settled"
@@ -43,8 +49,9 @@ class Metered:
     """A deleted lease must wait for its epochs to settle."""
     release: list[LeasePlacement] = field(default_factory=list)
     """Deleting placements whose metering finalizer may go once ``status`` is written."""
-    late_seconds: int = 0
-    """Replica-seconds reported for epochs no longer Open (not billed)."""
+    late: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(epochId, placementUid) → replica-seconds reported for a Sealed or Submitted epoch
+    beyond its entry (not billed; the same seconds come again on every step until it settles)."""
 
 
 def only_metering_finalizer(placement: LeasePlacement) -> bool:
@@ -141,5 +148,42 @@ def meter(
         status=desired if changed else None,
         keep_finalizer=keep,
         release=release,
-        late_seconds=book.late_seconds,
+        late=book.late,
     )
+
+
+def to_remeter(
+    epoch_id: int,
+    before: Epoch | None,
+    after: Epoch,
+    leases: Mapping[str, ComputeLease],
+    placements_of: Callable[[str], Sequence[LeasePlacement]],
+) -> list[str]:
+    """Keys of the leases whose ledger an epoch's change can move (the rest wait for a report).
+
+    - An epoch newly **Confirmed or Failed**: the leases with usage in it (it folds into
+      ``cost.settled``; a deleted lease may go).
+    - An epoch **first seen**: the leases that will send no further report, being deleted or
+      with a placement being deleted, since their last report may fall in its window.
+    - Any other change (sealed, submitted): none. A running placement reports at least every
+      ``--metering-report-seconds``, which queues its lease anyway.
+
+    Queueing every lease on every change instead made the hub replan the whole market four
+    times per epoch (a burst of 300 leases on the bed's 20 s epochs never drained).
+    """
+    if after.phase in SETTLED_PHASES and (before is None or before.phase not in SETTLED_PHASES):
+        return [
+            key
+            for key, lease in leases.items()
+            if any(
+                u.epoch_id == epoch_id for u in (lease.status.usage if lease.status else None) or ()
+            )
+        ]
+    if before is None:
+        return [
+            key
+            for key, lease in leases.items()
+            if lease.metadata.deletion_timestamp is not None
+            or any(p.metadata.deletion_timestamp is not None for p in placements_of(key))
+        ]
+    return []
