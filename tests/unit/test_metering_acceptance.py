@@ -183,6 +183,16 @@ def test_only_open_epochs_change_and_late_time_is_counted() -> None:
     assert by_epoch[1] == stored[0]
     assert by_epoch[2].ready_seconds == 50
     assert book.late_seconds == 10
+    assert book.late == {(1, "p1"): 10}
+
+
+def test_settled_epochs_count_no_late_time() -> None:
+    # A confirmed epoch's entries were folded into cost.settled: nothing left to compare with.
+    m = checkpoint({"a": ([], 50)}, observed=150)
+    for phase in ("Confirmed", "Failed"):
+        book = ledger(None, None, [report(m, facts())], epochs(phase, "Open"))
+        assert book.late == {}
+        assert [u.epoch_id for u in book.usage] == [2]
 
 
 def test_epoch_before_complete_since_keeps_its_entry() -> None:

@@ -5,8 +5,10 @@
   and *sets* the entry ``(epochId, placementUid)``: replaying a report, or a restarted hub
   planning again, writes the same value.
 - **Only Open epochs change.** An entry of a ``Sealed`` (or later) epoch is frozen; time a late
-  report adds there is not billed, only counted (``late_seconds``). An epoch starting before a
-  checkpoint's ``completeSince`` is not recomputed from it (some of its intervals were pruned).
+  report adds to a ``Sealed`` or ``Submitted`` one is not billed, only counted (``late``). Once
+  an epoch is settled its entries are folded away, so nothing is compared with them any more.
+  An epoch starting before a checkpoint's ``completeSince`` is not recomputed from it (some of
+  its intervals were pruned).
 - **Amounts.** ``amount = prorate(price per replica-hour, readySeconds)``: rounded down once,
   on the entry's cumulative seconds.
 - **Fold on confirm.** Entries of a ``Confirmed`` epoch move into ``cost.settled`` and are
@@ -63,8 +65,14 @@ class Ledger:
 
     usage: list[LeaseUsage]
     cost: LeaseCost
-    late_seconds: int
-    """Replica-seconds reported for epochs no longer Open, beyond what they hold."""
+    late: dict[tuple[int, str], int]
+    """(epochId, placementUid) → replica-seconds reported for a Sealed or Submitted epoch
+    beyond what its entry holds (not billed)."""
+
+    @property
+    def late_seconds(self) -> int:
+        """All the late replica-seconds."""
+        return sum(self.late.values())
 
 
 def _key(entry: LeaseUsage) -> tuple[int, str]:
@@ -86,7 +94,7 @@ def ledger(
         epochs: Every known SettlementEpoch by ``spec.epochId``.
     """
     entries = {_key(e): e for e in usage or ()}
-    late = 0
+    late: dict[tuple[int, str], int] = {}
     last = seconds(cost.last_metered_at) if cost and cost.last_metered_at else None
     for report in reports:
         windows = [e.window for e in epochs.values()]
@@ -97,7 +105,9 @@ def ledger(
             key = (epoch_id, report.placement_uid)
             stored = entries.get(key)
             if epoch.phase != "Open":
-                late += max(0, ready - (stored.ready_seconds if stored else 0))
+                extra = ready - (stored.ready_seconds if stored else 0)
+                if epoch.phase not in SETTLED_PHASES and extra > 0:
+                    late[key] = extra
                 continue
             if epoch.window.start < complete:
                 continue  # pruned intervals: this epoch keeps what it was given
