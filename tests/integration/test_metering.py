@@ -55,34 +55,16 @@ DEADLINE = 240.0
 
 @pytest.fixture(scope="module", autouse=True)
 def metering_hub(stack: Stack) -> Iterator[Stack]:
-    """The hub restarted with a short heartbeat timeout; the bed's default hub afterwards."""
-    stack.stop("hub")
-    _freeze_bed_epochs(stack.hub_kube())
-    stack.start_hub("--heartbeat-timeout", HEARTBEAT_TIMEOUT, settle=False)
-    stack.wait_providers_ready(timeout=120)
-    try:
+    """The hub restarted with a short heartbeat timeout; the bed's default hub afterwards.
+
+    It runs no settlement loop and meters into this module's own epochs; the epochs a settling
+    hub left open are frozen first (:meth:`Stack.restart_hub`), or they would be billed too.
+    """
+    with stack.hub_with("--heartbeat-timeout", HEARTBEAT_TIMEOUT, settle=False):
         yield stack
-    finally:
-        if not stack.alive("hub"):
-            stack.start_hub()
-        stack.stop("hub")
-        stack.start_hub()
-        stack.wait_providers_ready(timeout=120)
 
 
 # --- ground truth from the pods themselves ----------------------------------------------
-
-
-def _freeze_bed_epochs(hub: Kube) -> None:
-    """Freeze (phase ``Sealed``) the epochs the bed's settlement loop left open.
-
-    This module's hub runs no settlement loop and makes its own epochs; an open epoch of the
-    bed's loop overlapping them would be billed too. The loop seals frozen epochs when the
-    bed's default hub is back.
-    """
-    for epoch in hub.list(r.SETTLEMENT_EPOCHS):
-        if (epoch.get("status") or {}).get("phase") in (None, "Open"):
-            _set_phase(hub, int(epoch["spec"]["epochId"]), "Sealed")
 
 
 def _t(value: str) -> int:

@@ -143,6 +143,7 @@ def settling_hub(stack: Stack) -> Iterator[Stack]:
         SEAL_DELAY,
         "--heartbeat-timeout",
         HEARTBEAT_TIMEOUT,
+        settle=True,
     ):
         yield stack
 

@@ -102,6 +102,11 @@ class Stack:
     """The bed, which adopts the stack's processes so ``make testbed-down`` stops them too."""
     settlement: SettlementDeployment | None = None
     """The token and Settlement on the bed's anvil the hub settles on (None: no chain)."""
+    settle: bool = True
+    """Whether the stack's hub runs the settlement loop by default (with :attr:`settlement`).
+    False: it reads escrow balances (payment guard) but makes no epochs, so leases are not
+    metered into any and a deleted lease goes at once (the integration suite's shared hub;
+    settlement tests start a settling one with :meth:`hub_with`)."""
 
     @property
     def dir(self) -> Path:
@@ -122,6 +127,7 @@ class Stack:
             "regions": self.regions,
             "push": sorted(self.push),
             "settlement": self.settlement is not None,
+            "settle": self.settle,
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
         (self.bed_dir / STATE_FILE).write_text(json.dumps(data, indent=2))
@@ -142,6 +148,7 @@ class Stack:
             push=set(data.get("push") or ()),
             bed=bed,
             settlement=SettlementDeployment.load(bed_dir) if data.get("settlement") else None,
+            settle=bool(data.get("settle", True)),
         )
 
     def _record(self, record: ProcessRecord) -> ProcessRecord:
@@ -306,7 +313,9 @@ class Stack:
 
     # --- processes ------------------------------------------------------------------------
 
-    def start_hub(self, *extra: str, name: str = "hub", settle: bool = True) -> ProcessRecord:
+    def start_hub(
+        self, *extra: str, name: str = "hub", settle: bool | None = None
+    ) -> ProcessRecord:
         """Start the hub operator (``kommons hub``) as process (and Lease identity) ``name``.
 
         The identity is stable across restarts: a ``hub`` restarted after a crash finds the
@@ -319,8 +328,10 @@ class Stack:
         With :attr:`settlement`, the hub gets its chain options (before ``extra``) and the
         bed's short epochs (:data:`BED_EPOCH_ARGS`). ``settle=False`` leaves out the operator
         key: the hub still reads escrow balances (payment guard) but runs no settlement loop,
-        for tests that make their own SettlementEpochs.
+        for tests that make their own SettlementEpochs. ``None`` is :attr:`settle`.
         """
+        if settle is None:
+            settle = self.settle
         chain: list[str] = []
         if self.settlement is not None:
             chain = [
@@ -380,24 +391,51 @@ class Stack:
         """Stop one of the stack's processes gracefully."""
         stop(self.processes[name], timeout=15)
 
-    def restart_hub(self, *extra: str, settle: bool = True) -> None:
-        """Stop the hub (if it runs), start it with ``extra`` options, wait for every provider."""
+    def restart_hub(self, *extra: str, settle: bool | None = None) -> None:
+        """Stop the hub (if it runs), start it with ``extra`` options, wait for every provider.
+
+        A hub that will not settle first freezes the epochs a settling one left open
+        (:meth:`freeze_open_epochs`).
+        """
         if self.alive("hub"):
             self.stop("hub")
+        if not (self.settle if settle is None else settle):
+            self.freeze_open_epochs()
         self.start_hub(*extra, settle=settle)
         self.wait_providers_ready(timeout=120)
 
     @contextlib.contextmanager
-    def hub_with(self, *extra: str, settle: bool = True) -> Iterator[Stack]:
+    def hub_with(self, *extra: str, settle: bool | None = None) -> Iterator[Stack]:
         """The hub restarted with ``extra`` options for the block, the bed's default one after.
 
-        For a test module's fixture: ``with stack.hub_with("--heartbeat-timeout", "10"): yield``.
+        For a test module's fixture: ``with stack.hub_with("--heartbeat-timeout", "10"): yield``;
+        ``settle=True`` runs the settlement loop for the block.
         """
         self.restart_hub(*extra, settle=settle)
         try:
             yield self
         finally:
             self.restart_hub()
+
+    def freeze_open_epochs(self) -> list[str]:
+        """Move every ``Open`` SettlementEpoch to ``Sealed``; their names.
+
+        Without a settlement loop nobody would seal them: a lease metered into one would wait
+        for it forever once deleted. A settling hub started later seals and commits them.
+        """
+        hub = self.hub_kube()
+        frozen = []
+        for epoch in hub.list(r.SETTLEMENT_EPOCHS):
+            if (epoch.get("status") or {}).get("phase") in (None, "Open"):
+                name = str(epoch["metadata"]["name"])
+                hub.patch(
+                    r.SETTLEMENT_EPOCHS,
+                    name,
+                    {"status": {"phase": "Sealed"}},
+                    subresource="status",
+                )
+                frozen.append(name)
+        return frozen
 
     def alive(self, name: str) -> bool:
         """Whether a stack process is running."""
@@ -452,6 +490,7 @@ def start_stack(
     push: Sequence[str] = (),
     hub_replicas: int = 1,
     settlement: bool = True,
+    settle: bool = True,
 ) -> Stack:
     """Install CRDs and trust policies, onboard providers, start the hub and every agent.
 
@@ -468,6 +507,8 @@ def start_stack(
             (:mod:`kommons_testbed.settlement_bed`) and start the hub with ``--chain-rpc``,
             ``--settlement-address`` and ``--operator-key-file``; ``Stack.settlement`` is the
             handle. False, or a bed without anvil, runs the hub without settlement.
+        settle: With ``settlement``, whether the hub runs the settlement loop by default
+            (:attr:`Stack.settle`); False gives it the chain for reads only.
     """
     existing = Stack.load(bed.dir, bed)
     if existing is not None and any(existing.alive(n) for n in existing.processes):
@@ -479,6 +520,7 @@ def start_stack(
         regions={name: bed.state.clusters[name].region or "" for name in bed.providers},
         push=set(push),
         bed=bed,
+        settle=settle,
     )
     unknown = stack.push - set(stack.provider_kubeconfigs)
     if unknown:
