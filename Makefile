@@ -130,4 +130,4 @@ verify-contracts: contracts-deps ## Fail (naming the file) when a committed cont
 
 .PHONY: test
 test: deps lint typecheck verify-crds verify-contracts ## Everything CI runs: lint, typecheck, verify-crds, verify-contracts, then the whole suite.
-	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests --durations=30 $(PYTEST_ARGS)
