@@ -26,6 +26,7 @@ from kommons.kube import Kube
 from kommons_testbed.chaos import ChaosRunner, expected_state, lease_states, make_plan, prepare
 from kommons_testbed.convergence import wait_converged
 from kommons_testbed.stack import Stack
+from tests.integration.conftest import delete_namespace
 
 pytestmark = pytest.mark.bed
 
@@ -54,30 +55,33 @@ def test_churn_with_kills_converges(
     prepare(hub, namespace)
     _say(f"seed {SEED}: {ROUNDS} rounds, {LEASES} leases, {plan.kills} kills, ns {namespace}")
 
-    runner = ChaosRunner(plan, hub=hub, stack=stack, namespace=namespace, progress=_say)
-    figures = runner.run()
-    assert figures.failed_ops == [], "tenant writes refused:\n" + "\n".join(figures.failed_ops)
-    assert all(stack.alive(name) for name in stack.processes), "every process runs again"
+    try:
+        runner = ChaosRunner(plan, hub=hub, stack=stack, namespace=namespace, progress=_say)
+        figures = runner.run()
+        assert figures.failed_ops == [], "tenant writes refused:\n" + "\n".join(figures.failed_ops)
+        assert all(stack.alive(name) for name in stack.processes), "every process runs again"
 
-    kubes = {name: provider_kube(name) for name in providers}
-    report, converge = wait_converged(
-        expected,
-        hub,
-        kubes,
-        namespace,
-        deadline=CONVERGE_DEADLINE,
-        progress=_say,
-        between=stack.restart_lost_hubs,
-    )
-    _say(
-        f"churn {figures.seconds:.0f}s, {figures.ops} ops, {figures.kills} kills,"
-        f" {len(figures.hub_restarts)} restarts after a lost Lease;"
-        f" converged in {converge:.0f}s; end state {lease_states(expected)};"
-        f" violations {report.counts}"
-    )
-    exited = [name for name in stack.processes if not stack.alive(name)]
-    assert report.ok, (
-        f"not converged after {converge:.0f}s (processes exited since: {exited or 'none'}):\n"
-        f"{report.describe(limit=40)}"
-    )
-    assert report.counts == {"lost": 0, "duplicate": 0, "orphan": 0, "wrong-state": 0}
+        kubes = {name: provider_kube(name) for name in providers}
+        report, converge = wait_converged(
+            expected,
+            hub,
+            kubes,
+            namespace,
+            deadline=CONVERGE_DEADLINE,
+            progress=_say,
+            between=stack.restart_lost_hubs,
+        )
+        _say(
+            f"churn {figures.seconds:.0f}s, {figures.ops} ops, {figures.kills} kills,"
+            f" {len(figures.hub_restarts)} restarts after a lost Lease;"
+            f" converged in {converge:.0f}s; end state {lease_states(expected)};"
+            f" violations {report.counts}"
+        )
+        exited = [name for name in stack.processes if not stack.alive(name)]
+        assert report.ok, (
+            f"not converged after {converge:.0f}s (processes exited since: {exited or 'none'}):\n"
+            f"{report.describe(limit=40)}"
+        )
+        assert report.counts == {"lost": 0, "duplicate": 0, "orphan": 0, "wrong-state": 0}
+    finally:
+        delete_namespace(hub, namespace)  # its leases would load the rest of the session
