@@ -108,9 +108,11 @@ def test_prometheus_sees_the_market(
     seen: dict[str, float | None] = {}
 
     def all_hold() -> bool:
-        for promql, holds in expectations.items():
+        for promql in expectations:
             seen[promql] = _value(prometheus, promql)
-        return all(seen[q] is not None and holds(seen[q]) for q, holds in expectations.items())
+        return all(
+            (value := seen[q]) is not None and holds(value) for q, holds in expectations.items()
+        )
 
     try:
         wait_for(all_hold, timeout=60, what="every expected series", every=1)
