@@ -1,21 +1,28 @@
 """The hub's and the agents' ``/metrics`` on the bed, scraped by a real Prometheus.
 
+The module runs a settling hub (the suite's shared one does not settle), so the settlement
+series have data too.
+
 Behaviour matrix:
 
 - every hub and agent process of the stack serves ``/metrics``; the real ``promtool check
   metrics`` accepts each live scrape (naming, units, ``_total``) with no lint finding;
 - a real Prometheus scraping them sees every target up, the acting hub as leader, every
   provider Ready with a fresh heartbeat, the pool's capacity and free capacity, a lease placed
-  on the bed counted Running in its pool, the scheduling latency observed, and the agents'
-  report steps and metering checkpoints counting.
+  on the bed counted Running in its pool, the scheduling latency observed, the agents' report
+  steps and metering checkpoints counting, cost accruing and an epoch committed and confirmed;
+- then every query of every panel of the Grafana dashboard
+  (``helm/kommons/files/kommons-dashboard.json``) returns data from that Prometheus.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,11 +34,22 @@ from kommons_testbed.prometheus import promtool_binary, query_values, start_prom
 from kommons_testbed.stack import Stack
 from tests.integration.conftest import POOL, lease_body, wait_lease
 
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD = REPO / "helm" / "kommons" / "files" / "kommons-dashboard.json"
+RATE_INTERVAL = "30s"
+"""What Grafana's ``$__rate_interval`` stands for here (Prometheus scrapes every second)."""
+
 pytestmark = [
     pytest.mark.bed,
     # processes.spawn lets go of its Popen while the server runs on purpose (stopped by pid).
     pytest.mark.filterwarnings(r"ignore:subprocess \d+ is still running:ResourceWarning"),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def settling_hub(stack: Stack) -> Iterator[Stack]:
+    with stack.hub_with(settle=True):
+        yield stack
 
 
 def _scrape(target: str) -> str:
@@ -58,9 +76,12 @@ def test_every_process_serves_metrics_promtool_accepts(stack: Stack) -> None:
         assert checked.stdout.strip() == "", f"{name}: promtool findings:\n{checked.stdout}"
 
 
-@pytest.fixture
-def prometheus(stack: Stack, tmp_path: Path) -> Iterator[PrometheusHandle]:
-    record, handle = start_prometheus(tmp_path, list(stack.metrics_targets().values()))
+@pytest.fixture(scope="module")
+def prometheus(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusHandle]:
+    state = tmp_path_factory.mktemp("prometheus")
+    record, handle = start_prometheus(state, list(stack.metrics_targets().values()))
     try:
         yield handle
     finally:
@@ -104,6 +125,11 @@ def test_prometheus_sees_the_market(
         'sum(kommons_agent_step_duration_seconds_count{step="report"})': lambda v: v >= 1,
         'sum(kommons_agent_step_duration_seconds_count{step="heartbeat"})': lambda v: v >= 1,
         "sum(kommons_agent_metering_checkpoints_total)": lambda v: v >= 1,
+        "kommons_metered_accrued_tokens_total": lambda v: v > 0,
+        'sum(kommons_settlement_transactions_total{kind="commit",outcome="confirmed"})': (
+            lambda v: v >= 1
+        ),
+        "kommons_settlement_epoch_settle_seconds_count": lambda v: v >= 1,
     }
     seen: dict[str, float | None] = {}
 
@@ -115,6 +141,32 @@ def test_prometheus_sees_the_market(
         )
 
     try:
-        wait_for(all_hold, timeout=60, what="every expected series", every=1)
+        # an epoch is 20 s on the bed, sealed 8 s after its end, then committed and confirmed
+        wait_for(all_hold, timeout=150, what="every expected series", every=1)
     except Exception as exc:
         raise AssertionError(f"{exc}; last values: {seen}") from exc
+    _check_dashboard(prometheus)
+    hub.delete(r.COMPUTE_LEASES, "watched", tenant)  # while a hub settles its epochs
+    wait_for(
+        lambda: hub.get_or_none(r.COMPUTE_LEASES, "watched", tenant) is None,
+        timeout=150,
+        what="the lease to be gone once its epochs are settled",
+    )
+
+
+def _panel_queries() -> list[tuple[str, str]]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"].replace("$__rate_interval", RATE_INTERVAL))
+        for panel in dashboard["panels"]
+        if panel["type"] != "row"
+        for target in panel["targets"]
+    ]
+
+
+def _check_dashboard(prometheus: PrometheusHandle) -> None:
+    """Every panel's every query returns at least one series."""
+    queries = _panel_queries()
+    assert len(queries) >= 20
+    empty = [f"{title}: {expr}" for title, expr in queries if not query_values(prometheus, expr)]
+    assert empty == [], "dashboard queries without data:\n" + "\n".join(empty)
