@@ -573,6 +573,18 @@ def claim(
         raise typer.Exit(1)
 
 
+def _add_market_commands() -> None:
+    from kommons.cli_market import bill, lease_app, pool_app, provider_app
+
+    app.add_typer(lease_app, name="lease")
+    app.add_typer(provider_app, name="provider")
+    app.add_typer(pool_app, name="pool")
+    app.command()(bill)
+
+
+_add_market_commands()
+
+
 def main() -> None:
     """Entry point of the ``kommons`` console script."""
     app(prog_name="kommons")
