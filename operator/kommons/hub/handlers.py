@@ -453,12 +453,19 @@ class Hub:
     def _write_provider_status(self, name: str, patch: dict[str, object]) -> dict[str, Any]:
         return self.kube.patch(r.PROVIDERS, name, {"status": patch}, subresource="status")
 
+    def _snapshot_metrics(self) -> None:
+        """Refresh the market gauges; a failure leaves the last ones (never stops the loop)."""
+        try:
+            self.metrics.snapshot = take_snapshot(self.view, self.epochs, now=time.monotonic())
+        except Exception:  # metrics must never take the providers' health loop down
+            log.exception("metrics snapshot failed; the gauges keep their last values")
+
     async def health_loop(self) -> None:
         """Re-evaluate providers' phases; write the ones that changed; wake waiting leases."""
         await self.ready.wait()
         loop = asyncio.get_running_loop()
         while True:
-            self.metrics.snapshot = take_snapshot(self.view, self.epochs, now=time.monotonic())
+            self._snapshot_metrics()
             flipped = self.view.refresh_health()
             if flipped:
                 self.wake_waiting()
