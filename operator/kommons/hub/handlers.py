@@ -224,7 +224,10 @@ class Hub:
         if metered.release and not outcome.conflict:
             await loop.run_in_executor(self.threads, self._release, metered.release)
         self._absorb(key, plan, outcome)
-        self._observe(lease, plan, outcome, world.now, time.perf_counter() - started)
+        try:
+            self._observe(lease, plan, outcome, world.now, time.perf_counter() - started)
+        except Exception:  # metrics must never fail (and so retry) a step that is done
+            log.exception("lease %s: metrics not recorded", key)
 
     def _observe(
         self,
