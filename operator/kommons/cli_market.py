@@ -134,23 +134,32 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+AllNamespacesOption = Annotated[
+    bool, typer.Option("--all-namespaces", "-A", help="Every namespace you may read.")
+]
+
+
+def _read_leases(
+    kubeconfig: Path | None, namespace: str | None, all_namespaces: bool
+) -> tuple[list[ComputeLease], str | None]:
+    """The leases of one namespace (or all, ``None``), and which namespace that was."""
+    from kommons.kube import resources as r
+
+    kube = _kube(kubeconfig)
+    where = None if all_namespaces else _namespace(kubeconfig, namespace)
+    return [_parse(ComputeLease, b) for b in kube.list(r.COMPUTE_LEASES, where)], where
+
+
 @lease_app.command("list")
 def lease_list(
     namespace: NamespaceOption = None,
-    all_namespaces: Annotated[
-        bool, typer.Option("--all-namespaces", "-A", help="Leases of every namespace.")
-    ] = False,
+    all_namespaces: AllNamespacesOption = False,
     output: OutputOption = Output.TABLE,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """List leases: phase, ready replicas, providers, cost so far, age."""
-    from kommons.kube import resources as r
-
     with _user_errors():
-        kube = _kube(kubeconfig)
-        where = None if all_namespaces else _namespace(kubeconfig, namespace)
-        bodies = kube.list(r.COMPUTE_LEASES, where)
-        leases = [_parse(ComputeLease, b) for b in bodies]
+        leases, where = _read_leases(kubeconfig, namespace, all_namespaces)
     _emit(
         [lease.to_api() for lease in leases],
         output,
@@ -201,19 +210,13 @@ def lease_explain(
 
 def bill(
     namespace: NamespaceOption = None,
-    all_namespaces: Annotated[
-        bool, typer.Option("--all-namespaces", "-A", help="Bill every namespace.")
-    ] = False,
+    all_namespaces: AllNamespacesOption = False,
     output: OutputOption = Output.TABLE,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Cost per lease and epoch: what earlier epochs settled, what is metered and not yet."""
-    from kommons.kube import resources as r
-
     with _user_errors():
-        kube = _kube(kubeconfig)
-        where = None if all_namespaces else _namespace(kubeconfig, namespace)
-        leases = [_parse(ComputeLease, b) for b in kube.list(r.COMPUTE_LEASES, where)]
+        leases, _ = _read_leases(kubeconfig, namespace, all_namespaces)
     lines = reports.bill_lines(leases)
     _emit(
         [

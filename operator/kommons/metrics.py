@@ -63,6 +63,47 @@ class MarketSnapshot:
     round) → BillingAccounts."""
 
 
+def _key(value: str | tuple[str, ...]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+_SNAPSHOT_GAUGES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("kommons_leases", "ComputeLeases by pool and phase.", ("pool", "phase"), "leases"),
+    ("kommons_providers", "Providers by phase.", ("phase",), "providers"),
+    (
+        "kommons_provider_heartbeat_age_seconds",
+        "Seconds since the hub last saw the provider's heartbeat Lease renewed.",
+        ("provider",),
+        "heartbeat_age",
+    ),
+    (
+        "kommons_pool_capacity",
+        "Allocatable capacity of the pool's providers (cpu in cores, memory in bytes).",
+        ("pool", "resource"),
+        "pool_capacity",
+    ),
+    (
+        "kommons_pool_free",
+        "Free capacity of the pool's Ready, uncordoned providers (cpu in cores, memory in bytes).",
+        ("pool", "resource"),
+        "pool_free",
+    ),
+    (
+        "kommons_settlement_epochs",
+        "SettlementEpochs the hub remembers, by phase.",
+        ("phase",),
+        "epochs",
+    ),
+    (
+        "kommons_billing_accounts",
+        "BillingAccounts by standing (the payment guard's last verdict on their escrow).",
+        ("standing",),
+        "accounts",
+    ),
+)
+"""(name, help, labels, :class:`MarketSnapshot` field) of every gauge read from the snapshot."""
+
+
 class _SnapshotCollector(Collector):
     """Gauges read from the latest :class:`MarketSnapshot` (swapped whole, never mutated)."""
 
@@ -71,57 +112,12 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._latest()
-        leases = GaugeMetricFamily(
-            "kommons_leases", "ComputeLeases by pool and phase.", labels=["pool", "phase"]
-        )
-        for (pool, phase), count in sorted(snap.leases.items()):
-            leases.add_metric([pool, phase], count)
-        yield leases
-        providers = GaugeMetricFamily("kommons_providers", "Providers by phase.", labels=["phase"])
-        for phase, count in sorted(snap.providers.items()):
-            providers.add_metric([phase], count)
-        yield providers
-        age = GaugeMetricFamily(
-            "kommons_provider_heartbeat_age_seconds",
-            "Seconds since the hub last saw the provider's heartbeat Lease renewed.",
-            labels=["provider"],
-        )
-        for name, seconds in sorted(snap.heartbeat_age.items()):
-            age.add_metric([name], seconds)
-        yield age
-        for metric, help_text, values in (
-            (
-                "kommons_pool_capacity",
-                "Allocatable capacity of the pool's providers (cpu in cores, memory in bytes).",
-                snap.pool_capacity,
-            ),
-            (
-                "kommons_pool_free",
-                "Free capacity of the pool's Ready, uncordoned providers (cpu in cores, memory"
-                " in bytes).",
-                snap.pool_free,
-            ),
-        ):
-            family = GaugeMetricFamily(metric, help_text, labels=["pool", "resource"])
-            for (pool, resource), value in sorted(values.items()):
-                family.add_metric([pool, resource], value)
+        for name, help_text, labels, attribute in _SNAPSHOT_GAUGES:
+            family = GaugeMetricFamily(name, help_text, labels=list(labels))
+            values: Mapping[str | tuple[str, ...], float] = getattr(snap, attribute)
+            for key, value in sorted(values.items()):
+                family.add_metric(_key(key), value)
             yield family
-        epochs = GaugeMetricFamily(
-            "kommons_settlement_epochs",
-            "SettlementEpochs the hub remembers, by phase.",
-            labels=["phase"],
-        )
-        for phase, count in sorted(snap.epochs.items()):
-            epochs.add_metric([phase], count)
-        yield epochs
-        accounts = GaugeMetricFamily(
-            "kommons_billing_accounts",
-            "BillingAccounts by standing (the payment guard's last verdict on their escrow).",
-            labels=["standing"],
-        )
-        for standing, count in sorted(snap.accounts.items()):
-            accounts.add_metric([standing], count)
-        yield accounts
 
 
 class HubMetrics:

@@ -32,24 +32,15 @@ from kommons.metering.acceptance import EpochWindow
 from kommons.metering.ledger import Epoch
 from kommons.metrics import AgentMetrics, HubMetrics, MarketSnapshot, serve
 from kommons_testbed.prometheus import promtool_binary
+from tests.unit.clocks import Clock, fake_market_clock
 
 TIMEOUT = 30.0
 TEMPLATE = {"spec": {"containers": [{"name": "app", "image": "nginx"}]}}
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(autouse=True)
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(MarketView, "monotonic", staticmethod(fake))
-    return fake
+    return fake_market_clock(monkeypatch)
 
 
 def provider_body(
