@@ -29,6 +29,13 @@ KubeconfigOption = Annotated[
 ]
 JsonLogs = Annotated[bool, typer.Option("--log-json", help="Log one JSON object per line.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, kopf included.")]
+MetricsPort = Annotated[
+    int,
+    typer.Option(
+        min=0, max=65535, help="Serve Prometheus metrics on this port at /metrics (0: off)."
+    ),
+]
+MetricsAddress = Annotated[str, typer.Option(help="Address the metrics port listens on.")]
 
 _PROVIDER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -220,6 +227,8 @@ def hub(
             " the operator key (the hub pays the gas; off: providers run `kommons claim`)."
         ),
     ] = False,
+    metrics_port: MetricsPort = 8080,
+    metrics_address: MetricsAddress = "0.0.0.0",
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
@@ -276,6 +285,8 @@ def hub(
         epoch_seconds=epoch_seconds,
         seal_delay_seconds=seal_delay_seconds,
         claim_for_providers=claim_for_providers,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
     )
     asyncio.run(run_hub(options, election))
 
@@ -318,6 +329,8 @@ def agent(
             " while a pod is ready; every pod transition is written at once.",
         ),
     ] = 30.0,
+    metrics_port: MetricsPort = 8080,
+    metrics_address: MetricsAddress = "0.0.0.0",
     log_json: JsonLogs = False,
     verbose: Verbose = False,
 ) -> None:
@@ -335,6 +348,8 @@ def agent(
             kubeconfig=kubeconfig,
             config=load_config(config),
             metering_report_seconds=metering_report_seconds,
+            metrics_port=metrics_port,
+            metrics_address=metrics_address,
         )
         asyncio.run(run_agent(options))
     except (ConfigError, RegistrationError) as exc:
@@ -556,6 +571,18 @@ def claim(
         raise typer.Exit(2) from exc
     if failed:
         raise typer.Exit(1)
+
+
+def _add_market_commands() -> None:
+    from kommons.cli_market import bill, lease_app, pool_app, provider_app
+
+    app.add_typer(lease_app, name="lease")
+    app.add_typer(provider_app, name="provider")
+    app.add_typer(pool_app, name="pool")
+    app.command()(bill)
+
+
+_add_market_commands()
 
 
 def main() -> None:

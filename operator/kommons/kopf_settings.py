@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import kopf
 
@@ -10,7 +11,7 @@ from kommons.api_names import PREFIX
 
 
 def configure_settings(settings: kopf.OperatorSettings, *, role: str) -> None:
-    """Use ``kommons.io/<role>`` as finalizer and keep kopf's progress in annotations.
+    """Use ``kommons.io/<role>`` as finalizer, keep kopf's progress in annotations, post as us.
 
     Progress in annotations (not ``status``) survives the strict status schemas of the CRDs;
     the role in the names keeps the hub's and the agent's bookkeeping apart on the objects
@@ -24,5 +25,9 @@ def configure_settings(settings: kopf.OperatorSettings, *, role: str) -> None:
         prefix=f"{role}.{PREFIX}", key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    # Events kopf posts (handler failures and the like) name Kommons, not the framework.
+    settings.posting.reporting_component = f"kommons-{role}"
+    settings.posting.reporting_instance = socket.gethostname()
+    settings.posting.event_name_prefix = f"kommons-{role}-"
     settings.watching.server_timeout = 120
     settings.networking.request_timeout = 60

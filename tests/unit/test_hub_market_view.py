@@ -37,27 +37,16 @@ from kommons.hub.market_view import MarketView, parse_accounted
 from kommons.hub.placements import placement_object
 from kommons.hub.views import lease_request
 from kommons.scheduler import PoolPolicy, Resources, placement_key
+from tests.unit.clocks import Clock, fake_market_clock
 
 TIMEOUT = 30.0
 GIB = 1024**3
 TEMPLATE = {"spec": {"containers": [{"name": "app", "image": "nginx"}]}}
 
 
-class Clock:
-    """The hub's monotonic clock, moved by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(autouse=True)
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(MarketView, "monotonic", staticmethod(fake))
-    return fake
+    return fake_market_clock(monkeypatch)
 
 
 def provider_body(

@@ -399,6 +399,19 @@ def test_the_hub_finalizer_is_not_kopfs(role: str) -> None:
     assert settings.persistence.finalizer != FINALIZER_HUB
 
 
+@pytest.mark.parametrize("role", ["hub", "agent"])
+def test_events_kopf_posts_name_the_kommons_component(role: str) -> None:
+    import kopf
+
+    from kommons.kopf_settings import configure_settings
+
+    settings = kopf.OperatorSettings()
+    assert settings.posting.reporting_component == "kopf"  # the framework's default
+    configure_settings(settings, role=role)
+    assert settings.posting.reporting_component == f"kommons-{role}"
+    assert settings.posting.event_name_prefix == f"kommons-{role}-"
+
+
 def test_a_stale_placement_that_is_surplus_is_deleted() -> None:
     view = market(provider_body("a", cpu_price="0.01", cpu="1"), provider_body("b", cpu="1"))
     existing = placed(step(lease_of(), view), ready=1)

@@ -27,7 +27,16 @@ from kommons.hub.onboarding import Onboarding, install_policies, onboard
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
 from kommons_testbed.bed import Testbed
-from kommons_testbed.processes import BedError, ProcessRecord, is_alive, kill, spawn, stop, wait_for
+from kommons_testbed.processes import (
+    BedError,
+    ProcessRecord,
+    free_port,
+    is_alive,
+    kill,
+    spawn,
+    stop,
+    wait_for,
+)
 from kommons_testbed.settlement_bed import SettlementDeployment, ensure_settlement_bed
 
 REPO = Path(__file__).resolve().parents[3]
@@ -102,6 +111,8 @@ class Stack:
     """The bed, which adopts the stack's processes so ``make testbed-down`` stops them too."""
     settlement: SettlementDeployment | None = None
     """The token and Settlement on the bed's anvil the hub settles on (None: no chain)."""
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    """Process name → the loopback port of its ``/metrics`` (each hub and pull agent has one)."""
     settle: bool = True
     """Whether the stack's hub runs the settlement loop by default (with :attr:`settlement`).
     False: it reads escrow balances (payment guard) but makes no epochs, so leases are not
@@ -128,6 +139,7 @@ class Stack:
             "push": sorted(self.push),
             "settlement": self.settlement is not None,
             "settle": self.settle,
+            "metricsPorts": self.metrics_ports,
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
         (self.bed_dir / STATE_FILE).write_text(json.dumps(data, indent=2))
@@ -149,6 +161,7 @@ class Stack:
             bed=bed,
             settlement=SettlementDeployment.load(bed_dir) if data.get("settlement") else None,
             settle=bool(data.get("settle", True)),
+            metrics_ports={k: int(v) for k, v in (data.get("metricsPorts") or {}).items()},
         )
 
     def _record(self, record: ProcessRecord) -> ProcessRecord:
@@ -353,6 +366,7 @@ class Stack:
             "15",
             "--identity",
             name,
+            *self._metrics_args(name),
             *chain,
             *extra,
         ]
@@ -379,9 +393,23 @@ class Stack:
             str(self.provider_kubeconfigs[provider]),
             "--metering-report-seconds",
             str(BED_METERING_REPORT_SECONDS),
+            *self._metrics_args(f"agent-{provider}"),
         ]
         log = self.dir / "logs" / f"agent-{provider}.log"
         return self._record(spawn(f"agent-{provider}", argv, log))
+
+    def _metrics_args(self, name: str) -> list[str]:
+        """``/metrics`` of process ``name`` on a free loopback port (recorded for scrapes)."""
+        self.metrics_ports[name] = free_port()
+        return ["--metrics-port", str(self.metrics_ports[name]), "--metrics-address", "127.0.0.1"]
+
+    def metrics_targets(self) -> dict[str, str]:
+        """Running process name → ``127.0.0.1:port`` of its ``/metrics`` (scrape targets)."""
+        return {
+            name: f"127.0.0.1:{port}"
+            for name, port in sorted(self.metrics_ports.items())
+            if self.alive(name)
+        }
 
     def kill(self, name: str) -> None:
         """SIGKILL one of the stack's processes (``hub``, ``hub-a`` or ``agent-<p>``): a crash."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,8 @@ from kommons.kopf_settings import configure_settings
 from kommons.kube import connect
 from kommons.kube.login import connection_info
 from kommons.metering import accounting
+from kommons.metrics import AgentMetrics
+from kommons.metrics import serve as serve_metrics
 from kommons.quantity import to_bytes as memory_bytes
 from kommons.quantity import to_millicores as cpu_milli
 
@@ -57,6 +59,11 @@ class AgentOptions:
     metering_report_seconds: float = 30.0
     """The metering checkpoint is written at least this often while a pod is ready (and on
     every pod transition)."""
+    metrics_port: int = 0
+    """Port of ``/metrics`` (``kommons agent --metrics-port``, 8080 there); 0: none (push-mode
+    agents run inside the hub and are not exposed)."""
+    metrics_address: str = "0.0.0.0"
+    """Address ``/metrics`` listens on."""
 
 
 def offer_amount(config: AgentConfig) -> Amount | None:
@@ -100,6 +107,21 @@ class Agent:
         self.refresh = plan.STATUS_REFRESH
         self.last_inventory: ProviderStatus | None = None
         """The last inventory report written (in memory only: a restart writes at once)."""
+        self.metrics = AgentMetrics()
+        """What ``/metrics`` shows (served by :func:`run_agent` when a port is set)."""
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time one step of the agent and count it as an error if it raises.
+
+        Steps: ``apply``, ``report``, ``remove``, ``heartbeat``, ``inventory``, ``sweep``.
+        """
+        with self.metrics.step_seconds.labels(step=name).time():
+            try:
+                yield
+            except Exception:
+                self.metrics.step_errors.labels(step=name).inc()
+                raise
 
     # --- placements (called from kopf handlers, in worker threads) -------------------------
 
@@ -197,6 +219,7 @@ class Agent:
         report = self.options.metering_report_seconds
         if not accounting.due(before, changed=changed, now=now, report_seconds=report):
             return status
+        self.metrics.checkpoints.inc()
         return status.model_copy(update={"metering": metering})
 
     def final_metering(self, body: kopf.Body) -> None:
@@ -278,11 +301,16 @@ class Agent:
             self.last_inventory = status
 
 
-async def _every(seconds: float, what: str, work: Any) -> None:
-    """Run ``work`` in a thread every ``seconds``; log failures and go on (never crash)."""
+async def _every(agent: Agent, seconds: float, what: str, work: Any) -> None:
+    """Run ``work`` in a thread every ``seconds`` as step ``what``; log failures and go on."""
+
+    def step() -> None:
+        with agent.step(what):
+            work()
+
     while True:
         try:
-            await asyncio.to_thread(work)
+            await asyncio.to_thread(step)
         except Exception:  # a failed beat must not stop the next one
             log.exception("%s failed; retrying in %.0fs", what, seconds)
         await asyncio.sleep(seconds)
@@ -323,15 +351,18 @@ def build_registry(
     @kopf.on.create(*PLACEMENTS, registry=registry)
     @kopf.on.update(*PLACEMENTS, field="spec", registry=registry)
     def materialise(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        agent.apply_placement(body, patch)
+        with agent.step("apply"):
+            agent.apply_placement(body, patch)
 
     @kopf.timer(*PLACEMENTS, interval=report_seconds, registry=registry)
     def report(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        agent.report_placement(body, patch)
+        with agent.step("report"):
+            agent.report_placement(body, patch)
 
     @kopf.on.delete(*PLACEMENTS, registry=registry)
     def remove(body: kopf.Body, **_: Any) -> None:
-        agent.remove_placement(body)
+        with agent.step("remove"):
+            agent.remove_placement(body)
 
     return registry
 
@@ -358,9 +389,11 @@ async def serve(
     registry = build_registry(agent, login=login, embedded=embedded)
     config = agent.options.config
     tasks = [
-        asyncio.create_task(_every(config.heartbeat_seconds, "heartbeat", agent.heartbeat_once)),
-        asyncio.create_task(_every(config.report_seconds, "inventory report", agent.report_once)),
-        asyncio.create_task(_every(SWEEP_SECONDS, "orphan sweep", agent.sweep_once)),
+        asyncio.create_task(
+            _every(agent, config.heartbeat_seconds, "heartbeat", agent.heartbeat_once)
+        ),
+        asyncio.create_task(_every(agent, config.report_seconds, "inventory", agent.report_once)),
+        asyncio.create_task(_every(agent, SWEEP_SECONDS, "sweep", agent.sweep_once)),
     ]
     operator = asyncio.create_task(
         kopf.operator(
@@ -381,6 +414,9 @@ async def serve(
 async def run_agent(options: AgentOptions) -> None:
     """Pull mode: register, then run the agent loop until SIGINT/SIGTERM."""
     agent = Agent(options)
+    if options.metrics_port:
+        port = serve_metrics(agent.metrics.registry, options.metrics_port, options.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", options.metrics_address, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
 from kommons.hub.market_view import MarketView
 from kommons.hub.metering import Metered, meter, only_metering_finalizer, to_remeter
+from kommons.hub.metrics_snapshot import take as take_snapshot
 from kommons.hub.payment import PaymentSettings
 from kommons.hub.payment_loop import (
     BalanceReader,
@@ -64,6 +66,7 @@ from kommons.kube import resources as r
 from kommons.kube.login import connection_info
 from kommons.metering.ledger import Epoch, epoch_of
 from kommons.metering.outages import outages_after, parse_outages
+from kommons.metrics import HubMetrics
 
 log = logging.getLogger("kommons.hub")
 LEASES = (GROUP, VERSION, "computeleases")
@@ -117,6 +120,11 @@ class HubOptions:
     """Seconds after an epoch's end before it is sealed (``--seal-delay-seconds``)."""
     claim_for_providers: bool = False
     """Claim confirmed leaves on providers' behalf (``--claim-for-providers``)."""
+    # --- metrics (kommons.metrics) ---
+    metrics_port: int = 8080
+    """Port of ``/metrics`` (``--metrics-port``); 0: no exposition."""
+    metrics_address: str = "0.0.0.0"
+    """Address ``/metrics`` listens on (``--metrics-address``)."""
 
 
 class EventDeduplicator:
@@ -144,9 +152,11 @@ def _backoff(attempts: int, cap: float) -> float:
 class Hub:
     """The hub's state between kopf events: the view, the queue, the waiting leases."""
 
-    def __init__(self, options: HubOptions, kube: Kube) -> None:
+    def __init__(self, options: HubOptions, kube: Kube, metrics: HubMetrics | None = None) -> None:
         self.options = options
         self.kube = kube
+        self.metrics = metrics or HubMetrics()
+        """What ``/metrics`` shows (a private registry when the caller passes none)."""
         self.view = MarketView(heartbeat_timeout=options.heartbeat_timeout)
         self.queue = WorkQueue()
         self.executor = Executor(kube)
@@ -214,6 +224,43 @@ class Hub:
         if metered.release and not outcome.conflict:
             await loop.run_in_executor(self.threads, self._release, metered.release)
         self._absorb(key, plan, outcome)
+        try:
+            self._observe(lease, plan, outcome, world.now, time.perf_counter() - started)
+        except Exception:  # metrics must never fail (and so retry) a step that is done
+            log.exception("lease %s: metrics not recorded", key)
+
+    def _observe(
+        self,
+        lease: ComputeLease,
+        plan: LeasePlan,
+        outcome: Outcome,
+        now: datetime,
+        seconds_taken: float,
+    ) -> None:
+        """Count one step in the hub's metrics (:mod:`kommons.metrics`)."""
+        metrics = self.metrics
+        metrics.reconcile_seconds.observe(seconds_taken)
+        decision = plan.decision
+        if decision is not None and decision.wanted > 0:
+            result = "placed" if decision.scheduled else "unschedulable"
+            metrics.scheduling_attempts.labels(result=result).inc()
+            for reason, count in decision.rejected_counts.items():
+                metrics.scheduling_rejections.labels(reason=str(reason)).inc(count)
+            first = not (lease.status and lease.status.placements)
+            created = lease.metadata.creation_timestamp
+            if decision.scheduled and first and created is not None and not outcome.conflict:
+                metrics.scheduling_latency.observe(max(0.0, (now - created).total_seconds()))
+        if outcome.conflict:
+            return
+        deleted = {p.metadata.uid for p in outcome.deleted}
+        moved = [e for e in plan.endings if e.kind == "FailedOver" and e.placement_uid in deleted]
+        metrics.failovers.inc(len(moved))
+        before = lease.status.cost if lease.status else None
+        after = plan.status.cost if plan.status else None
+        if after is not None:
+            added = Decimal(after.accrued) - Decimal(before.accrued if before else "0")
+            if added > 0:
+                metrics.accrued_tokens.inc(float(added))
 
     # --- metering ---------------------------------------------------------------------------
 
@@ -245,6 +292,7 @@ class Hub:
             self._late_seen[seen] = max(seconds_, self._late_seen.get(seen, 0))
         if new:
             self.late_seconds += new
+            self.metrics.late_seconds.inc(new)
             log.info(
                 "lease %s: %d replica-second(s) reported for epochs already sealed; not billed",
                 key,
@@ -392,6 +440,7 @@ class Hub:
             try:
                 await self.reconcile(key)
             except Exception:
+                self.metrics.reconcile_errors.inc()
                 log.exception("lease %s: step failed; retrying", key)
                 self.queue.add(key, 2.0)
             finally:
@@ -407,11 +456,19 @@ class Hub:
     def _write_provider_status(self, name: str, patch: dict[str, object]) -> dict[str, Any]:
         return self.kube.patch(r.PROVIDERS, name, {"status": patch}, subresource="status")
 
+    def _snapshot_metrics(self) -> None:
+        """Refresh the market gauges; a failure leaves the last ones (never stops the loop)."""
+        try:
+            self.metrics.snapshot = take_snapshot(self.view, self.epochs, now=time.monotonic())
+        except Exception:  # metrics must never take the providers' health loop down
+            log.exception("metrics snapshot failed; the gauges keep their last values")
+
     async def health_loop(self) -> None:
         """Re-evaluate providers' phases; write the ones that changed; wake waiting leases."""
         await self.ready.wait()
         loop = asyncio.get_running_loop()
         while True:
+            self._snapshot_metrics()
             flipped = self.view.refresh_health()
             if flipped:
                 self.wake_waiting()
@@ -477,7 +534,11 @@ def _parse(model: Any, body: Mapping[str, Any], what: str) -> Any:
 
 
 def build_registry(
-    options: HubOptions, kube: Kube, *, balances: BalanceReader | None = None
+    options: HubOptions,
+    kube: Kube,
+    *,
+    balances: BalanceReader | None = None,
+    metrics: HubMetrics | None = None,
 ) -> tuple[kopf.OperatorRegistry, Hub]:
     """Every handler of the hub, bound to one :class:`Hub`.
 
@@ -486,7 +547,7 @@ def build_registry(
     never suspended for payment.
     """
     registry = kopf.OperatorRegistry()
-    hub = Hub(options, kube)
+    hub = Hub(options, kube, metrics)
     view = hub.view
     if balances is None and options.chain is not None:
         balances = LazyBalances(options.chain.connect)  # payment: connects on the first read
@@ -515,10 +576,11 @@ def build_registry(
                 write=lambda account, status: write_status(kube, account, status),
                 replan=hub.queue.add,
                 threads=hub.threads,
+                on_read_error=hub.metrics.chain_errors.labels(loop="payment").inc,
             )
             hub.tasks.append(asyncio.create_task(guard.run(hub.ready)))
         # Settlement (kommons.hub.settlement_loop): also only in the acting hub.
-        settlement = settlement_loop(options, kube)
+        settlement = settlement_loop(options, kube, hub.metrics)
         if settlement is not None:
             hub.tasks.append(asyncio.create_task(settlement.run()))
 

@@ -105,6 +105,7 @@ class PaymentLoop:
         write: Callable[[BillingAccount, BillingAccountStatus], JSON],
         replan: Callable[[str], None],
         threads: Executor,
+        on_read_error: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.reader = reader
@@ -112,6 +113,8 @@ class PaymentLoop:
         self.write = write
         self.replan = replan
         self.threads = threads
+        self.on_read_error = on_read_error
+        """Called on every failed balance read (the hub counts them in its metrics)."""
         self._failing: set[str] = set()
         """Addresses whose last read failed (their failures are logged once)."""
 
@@ -136,6 +139,7 @@ class PaymentLoop:
         try:
             balance = int(self.reader.escrow_of(address))
         except Exception as exc:  # the chain is outside: any failure is a stale read
+            self.on_read_error()
             level = logging.DEBUG if address in self._failing else logging.WARNING
             self._failing.add(address)
             log.log(level, "payment guard: escrow of %s not read (stale): %s", address, exc)

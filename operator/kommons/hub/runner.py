@@ -28,6 +28,7 @@ from kommons.hub.chain_options import log_chain_mode
 from kommons.hub.handlers import HubOptions, build_registry
 from kommons.hub.leader import ElectionOptions, LeaderElector
 from kommons.kube import connect
+from kommons.metrics import HubMetrics, serve
 
 log = logging.getLogger("kommons.hub")
 
@@ -57,6 +58,10 @@ async def run_hub(options: HubOptions, election: ElectionOptions | None = None) 
         election: Leader election; ``None`` runs at once as the only replica.
     """
     log_chain_mode(options.chain)
+    metrics = HubMetrics()
+    if options.metrics_port:
+        port = serve(metrics.registry, options.metrics_port, options.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", options.metrics_address, port)
     stop = asyncio.Event()
     _on_signals(stop)
     elector: LeaderElector | None = None
@@ -85,7 +90,8 @@ async def run_hub(options: HubOptions, election: ElectionOptions | None = None) 
             return
         keeper = asyncio.create_task(elector.keep())  # before kopf: kopf leaves it alone
     try:
-        await _run_operator(options, stop, user_agent=f"{name}/{__version__}")
+        metrics.leader.set(1)
+        await _run_operator(options, stop, metrics, user_agent=f"{name}/{__version__}")
     finally:
         if elector is not None and keeper is not None:
             keeper.cancel()
@@ -95,7 +101,9 @@ async def run_hub(options: HubOptions, election: ElectionOptions | None = None) 
             elector.close()
 
 
-async def _run_operator(options: HubOptions, stop: asyncio.Event, *, user_agent: str) -> None:
+async def _run_operator(
+    options: HubOptions, stop: asyncio.Event, metrics: HubMetrics, *, user_agent: str
+) -> None:
     # one connection per worker thread, plus the health loop and orphan clean-up
     kube = connect(
         options.kubeconfig,
@@ -103,7 +111,7 @@ async def _run_operator(options: HubOptions, stop: asyncio.Event, *, user_agent:
         connections=options.workers + 4,
         user_agent=user_agent,
     )
-    registry, hub = build_registry(options, kube)
+    registry, hub = build_registry(options, kube, metrics=metrics)
 
     started = asyncio.Event()
 

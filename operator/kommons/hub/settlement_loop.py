@@ -30,6 +30,7 @@ from kommons.api import BillingAccount, ComputeLease, Provider, SettlementEpoch
 from kommons.hub.edge import parse
 from kommons.kube import Conflict, Kube
 from kommons.kube import resources as r
+from kommons.metrics import HubMetrics
 from kommons.money import DEFAULT_DECIMALS, format_units, parse_units
 from kommons.settlement.chain import ChainError, ContractRevert, SettlementChain, SignedTx
 from kommons.settlement.charges import epoch_charges
@@ -164,11 +165,13 @@ class SettlementLoop:
         options: SettlementOptions,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: HubMetrics | None = None,
     ) -> None:
         self.kube = kube
         self.chain = chain
         self.options = options
         self.clock = clock
+        self.metrics = metrics or HubMetrics()
         self._refused: dict[tuple[int, str, str], str] = {}
         """Claims refused, by (epoch, account, provider) → reason: logged once each."""
 
@@ -231,6 +234,7 @@ class SettlementLoop:
             try:
                 first_id = self.chain.last_epoch_id() + 1
             except ChainError as exc:
+                self.metrics.chain_errors.labels(loop="settlement").inc()
                 log.warning("cannot open the first epoch: chain unreachable (%s)", exc)
                 return
         new = epochs_to_create(
@@ -311,6 +315,7 @@ class SettlementLoop:
             try:
                 facts = read_facts(self.chain, state)
             except ChainError as exc:
+                self.metrics.chain_errors.labels(loop="settlement").inc()
                 log.warning("epoch %d: chain unreachable (%s); retrying", state.epoch_id, exc)
         action = decide_submission(
             state,
@@ -341,9 +346,11 @@ class SettlementLoop:
         if isinstance(action, Fail):
             log.error("epoch %d FAILED: %s", n, action.reason)
             self._patch(n, {"phase": "Failed", "message": action.reason})
+            self.metrics.settlement_transactions.labels(kind="commit", outcome="failed").inc()
             return
         if isinstance(action, Confirm):
             log.info("epoch %d confirmed: %s", n, action.reason)
+            self._observe_confirmed(epoch, action.tx_hash or state.tx_hash, now)
             self._patch(
                 n,
                 {
@@ -372,6 +379,7 @@ class SettlementLoop:
         try:
             tx = self.chain.sign_commit(n, state.root, state.total, nonce=action.nonce)
         except ChainError as exc:
+            self.metrics.chain_errors.labels(loop="settlement").inc()
             log.warning("epoch %d: cannot sign the commit (%s); retrying", n, exc)
             return
         # Recorded BEFORE sending: a hub killed between the two finds this transaction.
@@ -391,10 +399,28 @@ class SettlementLoop:
         log.info("epoch %d: %s: transaction %s (nonce %d)", n, action.reason, tx.hash, tx.nonce)
         self._send(n, tx)
 
+    def _observe_confirmed(
+        self, epoch: SettlementEpoch, tx_hash: str | None, now: datetime
+    ) -> None:
+        """Count a confirmed epoch: time from its end, and its commit's gas (when there is one)."""
+        metrics = self.metrics
+        metrics.epoch_settle_seconds.observe(max(0.0, (now - epoch.spec.end).total_seconds()))
+        if tx_hash is None:
+            return  # nothing to commit: no leaf
+        metrics.settlement_transactions.labels(kind="commit", outcome="confirmed").inc()
+        try:
+            receipt = self.chain.receipt(tx_hash)
+        except ChainError:
+            metrics.chain_errors.labels(loop="settlement").inc()
+            return
+        if receipt is not None:
+            metrics.settlement_gas.labels(kind="commit").observe(receipt.gas_used)
+
     def _send(self, epoch_id: int, tx: SignedTx) -> None:
         try:
             self.chain.send(tx)
         except ChainError as exc:
+            self.metrics.chain_errors.labels(loop="settlement").inc()
             log.warning("epoch %d: sending %s failed (%s); retrying", epoch_id, tx.hash, exc)
 
     def _claim(self, epoch: SettlementEpoch) -> None:
@@ -415,21 +441,27 @@ class SettlementLoop:
         for i in pending:
             item = items[i]
             try:
-                self.chain.claim(epoch_id, item.payer, item.payee, item.amount, list(item.proof))
+                receipt = self.chain.claim(
+                    epoch_id, item.payer, item.payee, item.amount, list(item.proof)
+                )
             except ContractRevert as exc:
                 if exc.reason == "AlreadyClaimed":
                     leaves[i]["claimed"] = changed = True
                     continue
+                self.metrics.settlement_transactions.labels(kind="claim", outcome="refused").inc()
                 self._refused_claim(item, exc.reason)
                 if exc.reason != "InsufficientEscrow":  # refused for good: not retried
                     leaves[i]["claimed"] = False
                     changed = True
                 continue
             except ChainError as exc:
+                self.metrics.chain_errors.labels(loop="settlement").inc()
                 log.warning(
                     "epoch %d: claim for %s failed (%s); retrying", epoch_id, item.provider, exc
                 )
                 break
+            self.metrics.settlement_transactions.labels(kind="claim", outcome="confirmed").inc()
+            self.metrics.settlement_gas.labels(kind="claim").observe(receipt.gas_used)
             leaves[i]["claimed"] = changed = True
             log.info(
                 "epoch %d: claimed %s base units for provider %s from %s",
@@ -460,7 +492,9 @@ class SettlementLoop:
         )
 
 
-def settlement_loop(options: HubOptions, kube: Kube) -> SettlementLoop | None:
+def settlement_loop(
+    options: HubOptions, kube: Kube, metrics: HubMetrics | None = None
+) -> SettlementLoop | None:
     """The hub's loop from its options; None when there is no chain or no operator key.
 
     (:func:`kommons.hub.chain_options.log_chain_mode` has said why at start.)
@@ -474,4 +508,4 @@ def settlement_loop(options: HubOptions, kube: Kube) -> SettlementLoop | None:
         claim_for_providers=options.claim_for_providers,
         confirmations=chain.confirmations,
     )
-    return SettlementLoop(kube, chain.connect(), settings)
+    return SettlementLoop(kube, chain.connect(), settings, metrics=metrics)

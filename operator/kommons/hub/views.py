@@ -117,7 +117,7 @@ class InvalidDeclaration(ValueError):
     """A provider's declaration (prices, inventory) the hub cannot use; the message says why."""
 
 
-def _summary(summary: ResourceSummary | None, field: str) -> Resources:
+def summary_resources(summary: ResourceSummary | None, field: str) -> Resources:
     """An inventory summary as scheduler resources; refuses malformed or negative values."""
     if summary is None:
         return Resources()
@@ -180,7 +180,7 @@ def provider_view(
     excluded: str | None = None
     try:
         pricing = _pricing(provider)
-        available = _summary(status.available if status else None, "available")
+        available = summary_resources(status.available if status else None, "available")
     except InvalidDeclaration as exc:
         excluded = str(exc)
         pricing, available = Pricing(), Resources()
