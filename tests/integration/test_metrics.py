@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,11 +58,23 @@ def _scrape(target: str) -> str:
         return str(reply.read().decode())
 
 
+def _scrape_when_up(name: str, target: str) -> str:
+    """Scrape ``target``; a process just (re)started binds its port a moment after it starts."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return _scrape(target)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} does not serve /metrics on {target}") from None
+            time.sleep(0.5)
+
+
 def test_every_process_serves_metrics_promtool_accepts(stack: Stack) -> None:
     targets = stack.metrics_targets()
     assert {"hub", "agent-prov-a", "agent-prov-b", "agent-prov-c"} <= set(targets)
     for name, target in targets.items():
-        text = _scrape(target)
+        text = _scrape_when_up(name, target)
         family = "kommons_hub_leader" if name.startswith("hub") else "kommons_agent_step"
         assert family in text, f"{name}: no {family} in its /metrics"
         checked = subprocess.run(
@@ -165,8 +178,19 @@ def _panel_queries() -> list[tuple[str, str]]:
 
 
 def _check_dashboard(prometheus: PrometheusHandle) -> None:
-    """Every panel's every query returns at least one series."""
+    """Every panel's every query returns at least one series.
+
+    A rate over a series born a second ago has no data until its second sample: waited for.
+    """
     queries = _panel_queries()
     assert len(queries) >= 20
-    empty = [f"{title}: {expr}" for title, expr in queries if not query_values(prometheus, expr)]
-    assert empty == [], "dashboard queries without data:\n" + "\n".join(empty)
+    empty: list[str] = []
+
+    def all_have_data() -> bool:
+        empty[:] = [f"{t}: {e}" for t, e in queries if not query_values(prometheus, e)]
+        return not empty
+
+    try:
+        wait_for(all_have_data, timeout=60, what="every dashboard query to have data", every=2)
+    except Exception as exc:
+        raise AssertionError("dashboard queries without data:\n" + "\n".join(empty)) from exc
