@@ -223,3 +223,50 @@ def test_a_lease_deleted_without_its_finalizer_leaves_no_placement(
         what="the orphaned placement to be deleted by the hub",
     )
     assert provider_kube("prov-a").get_or_none(r.NAMESPACES, namespace) is None
+
+
+def test_a_placement_created_after_its_lease_went_is_deleted(
+    hub: Kube, tenant: str, provider_kube: Callable[[str], Kube]
+) -> None:
+    # A hub SIGKILLed with a create in flight: the API server commits the placement after the
+    # lease is gone (chaos run, lease c103). Replayed here by re-creating a placement of a
+    # deleted lease as that late create would have.
+    hub.create(r.COMPUTE_LEASES, lease_body("late", tenant, replicas=1), tenant)
+    lease = wait_lease(hub, tenant, "late", lambda x: _phase(x) == "Running", what="Running")
+    uid = lease["metadata"]["uid"]
+    summary = lease["status"]["placements"][0]
+    placement_ns = f"kommons-provider-{summary['provider']}"
+    body = hub.get(r.LEASE_PLACEMENTS, summary["placementName"], placement_ns)
+    hub.delete(r.COMPUTE_LEASES, "late", tenant)
+    wait_for(
+        lambda: (
+            hub.get_or_none(r.COMPUTE_LEASES, "late", tenant) is None
+            and not hub.list(r.LEASE_PLACEMENTS, label_selector=f"kommons.io/lease-uid={uid}")
+        ),
+        timeout=90,
+        what="the lease and its placement to be gone",
+    )
+    meta = body["metadata"]
+    late = {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": meta.get("labels"),
+            "finalizers": meta.get("finalizers"),
+        },
+        "spec": body["spec"],
+    }
+    hub.create(r.LEASE_PLACEMENTS, late, placement_ns)
+    wait_for(
+        lambda: not hub.list(r.LEASE_PLACEMENTS, label_selector=f"kommons.io/lease-uid={uid}"),
+        timeout=120,
+        what="the hub to delete the placement of a lease that is gone",
+    )
+    namespace = summary["namespace"]
+    wait_for(
+        lambda: provider_kube(summary["provider"]).get_or_none(r.NAMESPACES, namespace) is None,
+        timeout=120,
+        what="its workload to be removed from the provider",
+    )

@@ -320,12 +320,36 @@ class Hub:
             except (Conflict, NotFound) as exc:
                 log.debug("placement %s/%s not released: %s", meta.namespace, meta.name, exc)
 
-    def release_orphan(self, placement: LeasePlacement) -> None:
-        """Release a placement's metering finalizer if its lease is gone from the API server."""
+    def _lease_gone(self, placement: LeasePlacement) -> bool:
+        """Whether the placement's lease (that very object, by uid) is gone from the API server."""
         ref = placement.spec.lease_ref
         lease = self.kube.get_or_none(r.COMPUTE_LEASES, ref.name, ref.namespace)
-        if lease is None or (lease.get("metadata") or {}).get("uid") != ref.uid:
+        return lease is None or (lease.get("metadata") or {}).get("uid") != ref.uid
+
+    def release_orphan(self, placement: LeasePlacement) -> None:
+        """Release a placement's metering finalizer if its lease is gone from the API server."""
+        if self._lease_gone(placement):
             self._release([placement])
+
+    def delete_if_orphan(self, placement: LeasePlacement) -> None:
+        """Delete a live placement whose lease is gone from the API server.
+
+        The lease's finalizer keeps it until its placements are gone, and the lease's DELETED
+        event removes what the view still holds; a placement whose create landed after both
+        (a hub SIGKILLed with the create in flight, committed by a starved API server seconds
+        later: chaos run, lease ``c103``) is caught here, at its next event.
+        """
+        if not self._lease_gone(placement):
+            return
+        meta = placement.metadata
+        log.warning(
+            "placement %s/%s: its lease %s/%s is gone; deleting it",
+            meta.namespace,
+            meta.name,
+            placement.spec.lease_ref.namespace,
+            placement.spec.lease_ref.name,
+        )
+        self._delete_placement(str(meta.name), str(meta.namespace), meta.uid)
 
     def set_epoch(self, body: Mapping[str, Any]) -> list[str]:
         """A SettlementEpoch changed: remember it; the keys of the leases to re-meter."""
@@ -596,6 +620,11 @@ def build_registry(
         if placement is not None:
             key = view.set_placement(placement)
             hub.queue.add(key)
+            live = placement.metadata.deletion_timestamp is None
+            if live and hub.ready.is_set() and key not in view.leases:
+                # every lease is in the view once the hub is ready: this one's lease may be gone
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(hub.threads, hub.delete_if_orphan, placement)
             if only_metering_finalizer(placement):
                 # normally released by its lease's step; a lease that went first (it does not
                 # wait for an Unreachable provider) has nothing left to ingest into
