@@ -301,7 +301,7 @@ def pool_status(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """A pool's policy, the providers it admits (phase, free capacity) and its leases."""
-    from kommons.hub.views import selects
+    from kommons.hub.views import pool_policy
     from kommons.kube import NotFound
     from kommons.kube import resources as r
 
@@ -311,14 +311,11 @@ def pool_status(
             pool = _parse(ProviderPool, kube.get(r.PROVIDER_POOLS, name))
         except NotFound as exc:
             raise CommandError(f"no ProviderPool {name} on the hub") from exc
-        regions = set(pool.spec.regions or ())
+        policy = pool_policy(pool)
         members = [
             provider
             for provider in (_parse(Provider, b) for b in kube.list(r.PROVIDERS))
-            if selects(
-                pool.spec.provider_selector, provider.metadata.labels or {}, empty_selects_all=True
-            )
-            and (not regions or provider.spec.region in regions)
+            if policy.admits(provider.metadata.labels or {}, provider.spec.region)
         ]
         leases = [
             lease

@@ -177,8 +177,6 @@ class Hub:
         self.outages: dict[str, list[Outage]] = {}
         """Provider → its hub-written outage windows (``status.outages``), as last read or
         written (kept when the rest of a provider's status cannot be parsed)."""
-        self.late_seconds = 0
-        """Replica-seconds reported for epochs no longer Open since the hub started."""
         self._late_seen: dict[tuple[str, int, str], int] = {}
         """(lease key, epochId, placementUid) → late seconds already counted, until the epoch
         settles (each step of the lease reports them again)."""
@@ -291,7 +289,6 @@ class Hub:
             new += max(0, seconds_ - self._late_seen.get(seen, 0))
             self._late_seen[seen] = max(seconds_, self._late_seen.get(seen, 0))
         if new:
-            self.late_seconds += new
             self.metrics.late_seconds.inc(new)
             log.info(
                 "lease %s: %d replica-second(s) reported for epochs already sealed; not billed",

@@ -13,7 +13,7 @@ from kommons.hub.market_view import MarketView
 from kommons.hub.views import InvalidDeclaration, pool_policy, summary_resources
 from kommons.metering.ledger import Epoch
 from kommons.metrics import MarketSnapshot
-from kommons.scheduler.model import PoolPolicy, ProviderView, Resources
+from kommons.scheduler.model import Resources
 
 PENDING = "Pending"
 """The phase a lease counts under before the hub first writes one."""
@@ -29,13 +29,6 @@ def _resources(amount: Resources) -> dict[str, float]:
         "pods": float(amount.pods),
         "gpus": float(sum(amount.gpus.values())),
     }
-
-
-def _member(policy: PoolPolicy, provider: ProviderView) -> bool:
-    """Whether a pool's selector and regions admit the provider (health aside)."""
-    if policy.selector is not None and not policy.selector.matches(provider.labels):
-        return False
-    return not policy.regions or provider.region in policy.regions
 
 
 def take(view: MarketView, epochs: Mapping[int, Epoch], *, now: float) -> MarketSnapshot:
@@ -62,7 +55,7 @@ def take(view: MarketView, epochs: Mapping[int, Epoch], *, now: float) -> Market
         policy = pool_policy(pool)
         for name, provider in view.providers.items():
             market = view.market.get(name)
-            if market is None or not _member(policy, market):
+            if market is None or not policy.admits(market.labels, market.region):
                 continue
             try:
                 allocatable = summary_resources(

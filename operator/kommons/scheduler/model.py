@@ -213,6 +213,12 @@ class PoolPolicy:
     min_reputation: float = 0.0
     """``spec.minReputation`` in ``[0, 1]``."""
 
+    def admits(self, labels: Mapping[str, str], region: str) -> bool:
+        """Whether the selector and regions admit a provider (its health and price aside)."""
+        if self.selector is not None and not self.selector.matches(labels):
+            return False
+        return not self.regions or region in self.regions
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategy", Strategy(self.strategy))
         object.__setattr__(self, "regions", frozenset(self.regions))
