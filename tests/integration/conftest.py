@@ -100,10 +100,21 @@ def make_namespace(hub: Kube, *, billed: bool = True) -> str:
     return name
 
 
-def delete_namespace(hub: Kube, name: str) -> None:
-    """Delete a namespace (and so its leases) without waiting for it to go."""
+def delete_namespace(hub: Kube, name: str, *, wait: float = 0.0) -> None:
+    """Delete a namespace (and so its leases); with ``wait`` > 0, until it is gone.
+
+    A namespace goes once the hub has finished every lease in it, i.e. once their placements
+    are gone from the providers: waiting leaves a quiet market to the next test.
+    """
     if hub.get_or_none(r.NAMESPACES, name) is not None:
         hub.delete(r.NAMESPACES, name)
+    if wait > 0:
+        wait_for(
+            lambda: hub.get_or_none(r.NAMESPACES, name) is None,
+            timeout=wait,
+            what=f"namespace {name} and its leases gone",
+            every=2.0,
+        )
 
 
 @pytest.fixture
