@@ -21,14 +21,14 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with Kommons and its dev tools.
 
-BED_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd
+BED_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd helm
 
 .PHONY: tools
-tools: ## Build (or reuse cached) the bed's binaries (Kubernetes, kubectl, kwok, etcd) from pinned Go modules.
+tools: ## Build (or reuse cached) the bed's binaries (Kubernetes, kubectl, kwok, etcd, helm) from pinned Go modules.
 	bash hack/testbed/build-tools.sh $(BED_TOOLS)
 
 .PHONY: helm
-helm: ## Build (or reuse cached) helm from its pinned Go module (not needed by the tests yet).
+helm: ## Build (or reuse cached) helm from its pinned Go module (also part of `make tools`).
 	bash hack/testbed/build-tools.sh helm
 
 .PHONY: deps
@@ -81,12 +81,12 @@ integration: deps ## Integration tests against the real bed (brought up if not r
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: generate-crds
-generate-crds: venv ## Write crds/ and the field reference in docs/api/ from the API models.
-	$(PY) -m kommons.crdgen --out crds --docs docs/api
+generate-crds: venv ## Write crds/, the field reference in docs/api/ and the chart's CRDs and trust boundary.
+	$(PY) -m kommons.crdgen --out crds --docs docs/api --chart helm/kommons
 
 .PHONY: verify-crds
-verify-crds: venv ## Fail (with a diff) when crds/ or docs/api/ is stale against the API models.
-	$(PY) -m kommons.crdgen --out crds --docs docs/api --check
+verify-crds: venv ## Fail (with a diff) when crds/, docs/api/ or the chart's generated files are stale.
+	$(PY) -m kommons.crdgen --out crds --docs docs/api --chart helm/kommons --check
 
 .PHONY: bench
 bench: deps ## Benchmarks (docs/performance.md): scheduler, hub vs kube-scheduler, 1,000 hollow providers, failover, HA takeover, settlement gas and loop; ~50 min.

@@ -45,6 +45,7 @@ from kommons.trust.policies import (
     PROVIDER_SPEC_GUARDS,
     PROVIDER_STATUS_GUARDS,
     agent_policies,
+    aggregated_lease_roles,
     binding,
     heartbeat_policy,
     hub_policy_objects,
@@ -225,6 +226,22 @@ def test_tenant_roles() -> None:
     assert cluster_binding["kind"] == "ClusterRoleBinding"
     assert cluster_binding["roleRef"]["name"] == "kommons-market-viewer"
     assert role_binding["subjects"] == cluster_binding["subjects"] == [subject]
+
+
+def test_lease_roles_aggregate_into_view_and_edit_and_grant_only_leases() -> None:
+    view, edit = aggregated_lease_roles()
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert view["metadata"]["labels"][aggregate + "view"] == "true"
+    assert aggregate + "edit" not in view["metadata"]["labels"]
+    assert edit["metadata"]["labels"][aggregate + "edit"] == "true"
+    assert edit["metadata"]["labels"][aggregate + "admin"] == "true"
+    assert aggregate + "view" not in edit["metadata"]["labels"]
+    for role in (view, edit):
+        assert [res for rule in role["rules"] for res in rule["resources"]] == ["computeleases"]
+    assert view["rules"][0]["verbs"] == ["get", "list", "watch"]
+    assert set(edit["rules"][0]["verbs"]) == {"create", "update", "patch", "delete"}
+    names = {o["metadata"]["name"] for o in hub_policy_objects()}
+    assert {"kommons-lease-view", "kommons-lease-edit"} <= names
 
 
 def test_hub_policy_objects_are_complete_and_unique() -> None:

@@ -372,11 +372,14 @@ class Stack:
         ]
         return self._record(spawn(name, argv, self.dir / "logs" / f"{name}.log"))
 
-    def start_agent(self, provider: str, *, hub_kubeconfig: Path | None = None) -> ProcessRecord:
+    def start_agent(
+        self, provider: str, *, hub_kubeconfig: Path | None = None, kubeconfig: Path | None = None
+    ) -> ProcessRecord:
         """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig.
 
         ``hub_kubeconfig`` replaces that kubeconfig (e.g. one going through a
-        :class:`~kommons_testbed.proxy.TcpProxy`).
+        :class:`~kommons_testbed.proxy.TcpProxy`); ``kubeconfig`` replaces the provider
+        cluster's admin kubeconfig (e.g. one with the token of the chart's ServiceAccount).
         """
         argv = [
             sys.executable,
@@ -390,7 +393,7 @@ class Stack:
             "--hub-kubeconfig",
             str(hub_kubeconfig or self.agent_kubeconfig(provider)),
             "--kubeconfig",
-            str(self.provider_kubeconfigs[provider]),
+            str(kubeconfig or self.provider_kubeconfigs[provider]),
             "--metering-report-seconds",
             str(BED_METERING_REPORT_SECONDS),
             *self._metrics_args(f"agent-{provider}"),

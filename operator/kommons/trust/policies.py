@@ -68,6 +68,9 @@ INVENTORY_FIELDS = (
 """``Provider.status`` fields a provider's agent reports (the hub validates them before use)."""
 
 TENANT_ROLE = "kommons-tenant"
+LEASE_VIEW_ROLE = "kommons-lease-view"
+LEASE_EDIT_ROLE = "kommons-lease-edit"
+AGGREGATE_TO = "rbac.authorization.k8s.io/aggregate-to-"
 MARKET_VIEWER_ROLE = "kommons-market-viewer"
 ADMISSION_API = "admissionregistration.k8s.io/v1"
 RBAC_API = "rbac.authorization.k8s.io/v1"
@@ -531,6 +534,41 @@ def market_viewer_cluster_role() -> JSON:
     }
 
 
+def aggregated_lease_roles() -> list[JSON]:
+    """ClusterRoles aggregated into the standard ``view``, ``edit`` and ``admin`` roles.
+
+    Whoever holds ``view`` in a namespace reads its ComputeLeases; ``edit``/``admin`` also
+    create, change and delete them. Nothing else of Kommons is aggregated: ``computeleases/status``
+    is the hub's, and providers, placements, billing accounts and epochs stay out of reach.
+    """
+    read = ["get", "list", "watch"]
+    leases = {"apiGroups": [GROUP], "resources": ["computeleases"]}
+    return [
+        {
+            "apiVersion": RBAC_API,
+            "kind": "ClusterRole",
+            "metadata": {
+                "name": LEASE_VIEW_ROLE,
+                "labels": {**_labels(), f"{AGGREGATE_TO}view": "true"},
+            },
+            "rules": [{**leases, "verbs": read}],
+        },
+        {
+            "apiVersion": RBAC_API,
+            "kind": "ClusterRole",
+            "metadata": {
+                "name": LEASE_EDIT_ROLE,
+                "labels": {
+                    **_labels(),
+                    f"{AGGREGATE_TO}edit": "true",
+                    f"{AGGREGATE_TO}admin": "true",
+                },
+            },
+            "rules": [{**leases, "verbs": ["create", "update", "patch", "delete"]}],
+        },
+    ]
+
+
 def tenant_bindings(namespace: str, subject: JSON) -> list[JSON]:
     """Bind ``subject`` as a tenant of ``namespace``.
 
@@ -569,4 +607,5 @@ def hub_policy_objects() -> list[JSON]:
         *(binding(p) for p in policies),
         tenant_cluster_role(),
         market_viewer_cluster_role(),
+        *aggregated_lease_roles(),
     ]
