@@ -373,13 +373,19 @@ class Stack:
         return self._record(spawn(name, argv, self.dir / "logs" / f"{name}.log"))
 
     def start_agent(
-        self, provider: str, *, hub_kubeconfig: Path | None = None, kubeconfig: Path | None = None
+        self,
+        provider: str,
+        *,
+        hub_kubeconfig: Path | None = None,
+        kubeconfig: Path | None = None,
+        config: Path | None = None,
     ) -> ProcessRecord:
         """Start one provider's agent (``kommons agent``) with its scoped hub kubeconfig.
 
         ``hub_kubeconfig`` replaces that kubeconfig (e.g. one going through a
         :class:`~kommons_testbed.proxy.TcpProxy`); ``kubeconfig`` replaces the provider
-        cluster's admin kubeconfig (e.g. one with the token of the chart's ServiceAccount).
+        cluster's admin kubeconfig and ``config`` the agent config (e.g. the token of the Helm
+        chart's ServiceAccount and the config the chart rendered).
         """
         argv = [
             sys.executable,
@@ -389,7 +395,7 @@ class Stack:
             "--provider",
             provider,
             "--config",
-            str(self.agent_config(provider)),
+            str(config or self.agent_config(provider)),
             "--hub-kubeconfig",
             str(hub_kubeconfig or self.agent_kubeconfig(provider)),
             "--kubeconfig",
