@@ -574,9 +574,11 @@ def claim(
 
 
 def _add_market_commands() -> None:
+    from kommons.cli_logs import logs
     from kommons.cli_market import bill, lease_app, pool_app, provider_app
 
     app.add_typer(lease_app, name="lease")
+    app.command()(logs)
     app.add_typer(provider_app, name="provider")
     app.add_typer(pool_app, name="pool")
     app.command()(bill)

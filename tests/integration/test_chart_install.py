@@ -11,7 +11,8 @@ One test, in order (each step needs the one before):
 2. The hub runs with the args of the chart's Deployment and the token of the chart's hub
    ServiceAccount (``kubectl create token``); ``prov-a``'s agent with the config the chart
    rendered and the token of the chart's agent ServiceAccount -> a lease pinned to ``prov-a``
-   reaches Running, and its deletion removes its namespace from ``prov-a``.
+   reaches Running, ``kommons logs`` shows both replicas' logs, and the lease's deletion
+   removes its namespace from ``prov-a``.
 3. The same tokens are refused outside their scope: the hub's on Secrets, pods, RBAC, CRDs and
    tenants' lease specs; the agent's on Secrets, RBAC, pods' exec and nodes' writes.
 4. ``helm uninstall`` of both: the CRDs (and so every lease) stay; the stack's trust boundary
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -36,6 +38,7 @@ from kommons.kube import Kube
 from kommons.kube import resources as r
 from kommons_testbed import tools
 from kommons_testbed.bed import Testbed
+from kommons_testbed.kwok import POD_LOG
 from kommons_testbed.processes import wait_for
 from kommons_testbed.stack import Stack
 from tests.integration.conftest import lease_body, wait_lease
@@ -256,6 +259,29 @@ def test_the_chart_installs_both_roles_and_its_rbac_runs_the_market(
         assert [p["provider"] for p in running["status"]["placements"]] == [PROVIDER]
         election = hub.get(r.LEASES, "kommons-hub", NAMESPACE)
         assert election["spec"]["holderIdentity"] == "hub"
+        # `kommons logs`: the chart's hub relays, the chart's agent reads pods/log
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kommons.cli",
+                "logs",
+                "charted",
+                "-n",
+                tenant,
+                "--tail",
+                "1",
+                "--kubeconfig",
+                str(hub_admin),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stderr == ""
+        assert shown.stdout.count(POD_LOG.read_text().splitlines()[-1].split(" ", 3)[3]) == 2
 
         placements = hub.list(
             r.LEASE_PLACEMENTS, label_selector="kommons.io/lease-namespace=" + tenant

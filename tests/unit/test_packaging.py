@@ -8,6 +8,7 @@ one ``pyproject.toml`` requires, and the chart runs the version ``pyproject.toml
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -41,6 +42,13 @@ def test_every_package_is_listed_so_the_wheel_holds_it() -> None:
 
 
 def test_the_wheel_holds_every_module_and_the_contract_artifacts(tmp_path: Path) -> None:
+    source = tmp_path / "src"  # a copy: setuptools writes build/ next to the sources
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for directory in _package_dirs().values():
+        relative = directory.relative_to(ROOT)
+        shutil.copytree(directory, source / relative, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run(
         [
             sys.executable,
@@ -51,7 +59,7 @@ def test_the_wheel_holds_every_module_and_the_contract_artifacts(tmp_path: Path)
             "-q",
             "--wheel-dir",
             str(tmp_path),
-            str(ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,

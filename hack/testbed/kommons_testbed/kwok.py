@@ -23,17 +23,46 @@ NODE_LEASE_SECONDS = 40
 POD_CIDR = "10.244.0.0/16"
 
 
-def argv(files: ClusterFiles, stages: Path = tools.KWOK_STAGES) -> list[str]:
-    """Return kwok's command line for the cluster of ``files``."""
+POD_LOG = tools.TESTBED_DIR / "kwok-pod.log"
+"""What every simulated container "printed": kwok serves it as the container's log."""
+
+
+def logs_config(files: ClusterFiles) -> Path:
+    """Write the kwok ``ClusterLogs`` that serves :data:`POD_LOG` for every container."""
+    path = files.dir / "kwok-logs.yaml"
+    path.write_text(
+        "apiVersion: kwok.x-k8s.io/v1alpha1\n"
+        "kind: ClusterLogs\n"
+        "metadata: {name: every-container}\n"
+        "spec:\n"
+        "  selector: {}\n"
+        "  logs:\n"
+        f"  - logsFile: {POD_LOG}\n"
+    )
+    return path
+
+
+def argv(files: ClusterFiles, port: int, stages: Path = tools.KWOK_STAGES) -> list[str]:
+    """Return kwok's command line for the cluster of ``files``.
+
+    kwok also plays the nodes' kubelet on ``127.0.0.1:port`` (TLS with the cluster's serving
+    certificate, whose SANs include 127.0.0.1): the API server reaches it there for
+    ``pods/log``, so ``kubectl logs`` works on simulated pods.
+    """
     return [
         str(tools.binary("kwok")),
         f"--kubeconfig={files.kubeconfig('kwok')}",
         f"--config={stages}",
+        f"--config={logs_config(files)}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={MANAGED_ANNOTATION}=fake",
         f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
         f"--cidr={POD_CIDR}",
-        "--node-ip=10.240.0.1",
+        "--node-ip=127.0.0.1",
+        f"--node-port={port}",
+        f"--server-address=127.0.0.1:{port}",
+        f"--tls-cert-file={files.pki.serving_cert}",
+        f"--tls-private-key-file={files.pki.serving_key}",
     ]
 
 
@@ -51,7 +80,8 @@ def start_kwok(state_dir: Path, files: ClusterFiles, *, settle: float = 0.2) -> 
 
     record, _ = launch.start(
         component(files.name, "kwok"),
-        lambda _: argv(files),
+        lambda ports: argv(files, ports["kubelet"]),
+        ports=("kubelet",),
         log=log_path(state_dir, component(files.name, "kwok")),
         ready=ready,
         timeout=settle + 10,

@@ -108,6 +108,10 @@ class HubLink:
                 f" (`kommons onboard {self.provider}`), which creates it"
             ) from exc
 
+    def write_logs_answer(self, body: JSON) -> None:
+        """Write (server-side apply) an answer to ``kommons logs`` in the provider's namespace."""
+        self.hub.apply(r.CONFIGMAPS, body)
+
     def placements(self) -> dict[str, int | None]:
         """The placements the hub has for this provider: name → fencing token."""
         out: dict[str, int | None] = {}

@@ -21,8 +21,9 @@ from kommons.agent.plan import (
 )
 from kommons.agent.workload import GPU_RESOURCE, WORKLOAD_NAME, target_namespace
 from kommons.api_names import LABEL_MANAGED_BY, LABEL_PLACEMENT, MANAGER
-from kommons.kube import Kube, NotFound
+from kommons.kube import Kube, KubeError, NotFound
 from kommons.kube import resources as r
+from kommons.lease_logs import MAX_BYTES_PER_CONTAINER, MAX_PODS
 from kommons.quantity import to_bytes as memory_bytes
 from kommons.quantity import to_count as count
 from kommons.quantity import to_millicores as cpu_milli
@@ -83,6 +84,36 @@ class ProviderCluster:
         return self.kube.list(
             r.PODS, namespace, label_selector=f"{LABEL_PLACEMENT}={placement_name}"
         )
+
+    def logs(self, placement_name: str, *, tail_lines: int) -> dict[str, str]:
+        """The tail of each container's log of a placement's pods: ``pod.container`` → text.
+
+        At most :data:`~kommons.lease_logs.MAX_PODS` pods (by name; the others are named under
+        ``skipped``), each container's read bounded in lines and bytes; a container whose log
+        cannot be read says why instead.
+        """
+        namespace = target_namespace(placement_name)
+        pods = sorted(self.pods(placement_name), key=lambda pod: str(pod["metadata"]["name"]))
+        out: dict[str, str] = {}
+        for pod in pods[:MAX_PODS]:
+            name = str(pod["metadata"]["name"])
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                query = {
+                    "container": str(container["name"]),
+                    "tailLines": str(tail_lines),
+                    "limitBytes": str(MAX_BYTES_PER_CONTAINER),
+                }
+                try:
+                    text = self.kube.request_text(
+                        f"/api/v1/namespaces/{namespace}/pods/{name}/log", query=query
+                    )
+                except KubeError as exc:
+                    text = f"[no log: {exc.message}]\n"
+                out[f"{name}.{container['name']}"] = text
+        if len(pods) > MAX_PODS:
+            skipped = ", ".join(str(p["metadata"]["name"]) for p in pods[MAX_PODS:])
+            out["skipped"] = f"[{len(pods) - MAX_PODS} more pods not read: {skipped}]\n"
+        return out
 
     def remove(self, placement_name: str) -> bool:
         """Delete a placement's namespace; ``True`` once it is completely gone."""

@@ -36,6 +36,8 @@ from kommons.api_names import GROUP, VERSION, provider_namespace
 from kommons.kopf_settings import configure_settings
 from kommons.kube import connect
 from kommons.kube.login import connection_info
+from kommons.lease_logs import answer as logs_answer
+from kommons.lease_logs import request_of as logs_request_of
 from kommons.metering import accounting
 from kommons.metrics import AgentMetrics
 from kommons.metrics import serve as serve_metrics
@@ -82,8 +84,8 @@ def offer_amount(config: AgentConfig) -> Amount | None:
 class Agent:
     """One provider's agent.
 
-    Between handler calls it keeps only its clients and the last inventory report it wrote
-    (to skip writing an unchanged one).
+    Between handler calls it keeps only its clients, the last inventory report it wrote (to
+    skip writing an unchanged one) and the ``kommons logs`` requests it answered.
     """
 
     def __init__(
@@ -107,6 +109,8 @@ class Agent:
         self.refresh = plan.STATUS_REFRESH
         self.last_inventory: ProviderStatus | None = None
         """The last inventory report written (in memory only: a restart writes at once)."""
+        self.logs_answered: dict[str, str] = {}
+        """Placement name → the nonce of the last ``kommons logs`` request it answered."""
         self.metrics = AgentMetrics()
         """What ``/metrics`` shows (served by :func:`run_agent` when a port is set)."""
 
@@ -167,6 +171,27 @@ class Agent:
         placement = self._parse(body, patch)
         if placement is not None and not plan.being_deleted(placement):
             self._report(placement, body, patch)
+            self.answer_logs(placement, body)
+
+    def answer_logs(self, placement: LeasePlacement, body: kopf.Body) -> None:
+        """Answer a new ``kommons logs`` request on the placement (kommons.lease_logs).
+
+        Once per nonce while the agent runs (a restarted agent answers the same request again,
+        which changes nothing); a failure is logged and retried at the next report.
+        """
+        request = logs_request_of(body.get("metadata") or {})
+        name = plan.placement_name(placement)
+        if request is None or self.logs_answered.get(name) == request.nonce:
+            return
+        try:
+            logs = self.cluster.logs(name, tail_lines=request.tail_lines)
+            answer = logs_answer(name, self.hub.namespace, self.options.provider, request, logs)
+            self.hub.write_logs_answer(answer)
+        except Exception as exc:  # the report must go on; the next one tries again
+            log.warning("answering the logs request of placement %s failed: %s", name, exc)
+            return
+        self.logs_answered[name] = request.nonce
+        log.info("answered the logs request %s of placement %s", request.nonce, name)
 
     def _report(self, placement: LeasePlacement, body: kopf.Body, patch: kopf.Patch) -> None:
         name = plan.placement_name(placement)

@@ -42,6 +42,7 @@ from kommons.api_names import FINALIZER_METERING, GROUP, PROVIDER_NAMESPACE_PREF
 from kommons.hub.chain_options import ChainOptions
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
+from kommons.hub.logs_relay import LogsRelay
 from kommons.hub.market_view import MarketView
 from kommons.hub.metering import Metered, meter, only_metering_finalizer, to_remeter
 from kommons.hub.metrics_snapshot import take as take_snapshot
@@ -171,6 +172,8 @@ class Hub:
         """Provider → when its lastHeartbeatTime was last written (hub monotonic clock)."""
         self.reputation = ReputationBook(options.reputation)
         """Providers' track records (``status.reputation``), restored on first sight."""
+        self.logs = LogsRelay(kube)
+        """``kommons logs`` requests, relayed to the providers (kommons.lease_logs)."""
         # --- metering (kommons.hub.metering)
         self.epochs: dict[int, Epoch] = {}
         """SettlementEpochs by id (window and phase), from their watch."""
@@ -686,12 +689,17 @@ def build_registry(
             view.remove_lease(key)
             hub.events.forget(key)
             hub.waiting.pop(key, None)
+            hub.logs.forget(key)
             await hub.remove_orphans(key, str(body.metadata.uid))
             return
         lease = _parse(ComputeLease, body, "lease")
         if lease is not None:
             view.set_lease(lease)
             hub.queue.add(key)
+            request = hub.logs.take(key, body.metadata)
+            if request is not None:  # `kommons logs`: runs on, in the relay's own threads
+                placements = view.placements_of_key(key)
+                hub.logs.threads.submit(hub.logs.relay, dict(body), request, placements)
 
     @kopf.on.event(*PROVIDERS, registry=registry)
     async def provider_event(name: str, type: str | None, **_: Any) -> None:

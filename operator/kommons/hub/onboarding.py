@@ -159,6 +159,12 @@ def rbac_objects(provider: str) -> list[JSON]:
                     "resources": ["events"],
                     "verbs": ["create", "patch"],
                 },
+                {
+                    # Its answers to `kommons logs` (kommons.lease_logs), in this namespace only.
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "verbs": ["get", "create", "patch", "update"],
+                },
             ],
         },
         {

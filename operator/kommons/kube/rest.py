@@ -47,11 +47,34 @@ class Kube:
         timeout: float = 30.0,
     ) -> JSON:
         """Send one request; return the decoded JSON body or raise a :class:`KubeError`."""
+        raw_body = self._send(
+            method, path, body=body, query=query, content_type=content_type, timeout=timeout
+        )
+        return cast(JSON, json.loads(raw_body)) if raw_body else {}
+
+    def request_text(
+        self, path: str, *, query: Mapping[str, str] | None = None, timeout: float = 30.0
+    ) -> str:
+        """GET a plain-text endpoint (e.g. ``pods/log``); raise a :class:`KubeError`."""
+        raw = self._send("GET", path, query=query, accept="*/*", timeout=timeout)
+        return raw.decode("utf-8", errors="replace")
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object | None = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        timeout: float = 30.0,
+    ) -> bytes:
         url_path = f"{path}?{urlencode(dict(query))}" if query else path
         method_, url, headers, data, _ = self.api_client.param_serialize(
             method=method,
             resource_path=url_path,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -66,7 +89,7 @@ class Kube:
         raw_body: bytes = response.data or b""
         if response.status >= 400:
             raise KubeError.from_response(response.status, raw_body, method, path)
-        return cast(JSON, json.loads(raw_body)) if raw_body else {}
+        return raw_body
 
     def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
         """Read one object."""

@@ -500,7 +500,7 @@ def tenant_cluster_role() -> JSON:
     """``kommons-tenant``: bound per namespace, a tenant manages its ComputeLeases there.
 
     No ``computeleases/status`` (the hub writes it), no placements, providers, billing
-    accounts, pools or epochs.
+    accounts, pools or epochs. ConfigMaps: ``get`` (``kommons logs`` reads its answer).
     """
     read = ["get", "list", "watch"]
     return {
@@ -514,6 +514,8 @@ def tenant_cluster_role() -> JSON:
                 "verbs": [*read, "create", "update", "patch", "delete"],
             },
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": read},
+            # `kommons logs` reads the logs the hub gathers next to the lease
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
         ],
     }
 
