@@ -14,6 +14,7 @@ from kommons_testbed import tools
 from kommons_testbed.bed import DIR_ENV, Testbed, default_dir, rss_kib, running_processes
 from kommons_testbed.config import DEFAULT_HARDWARE_FILE
 from kommons_testbed.processes import BedError, is_alive
+from kommons_testbed.stack import Stack
 from kommons_testbed.state import load_state
 
 _print_lock = threading.Lock()
@@ -117,6 +118,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"export {DIR_ENV}={shlex.quote(str(directory))}")
     print(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
     print(f'export PATH={shlex.quote(str(tools.bin_dir()))}:"$PATH"')
+    stack = Stack.load(directory)
+    for name, port in sorted((stack.metrics_ports if stack else {}).items()):
+        # KOMMONS_HUB_METRICS, KOMMONS_AGENT_PROV_A_METRICS, …: what Prometheus would scrape
+        variable = "KOMMONS_" + name.upper().replace("-", "_") + "_METRICS"
+        print(f"export {variable}=http://127.0.0.1:{port}/metrics")
     return 0
 
 
