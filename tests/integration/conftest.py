@@ -7,8 +7,11 @@ processes against the real bed, plus a pool and a billing account shared by the 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +179,14 @@ def wait_lease(
     except Exception as exc:
         raise AssertionError(f"{exc}; last status: {seen.get('status')}") from exc
     return dict(seen)
+
+
+def kommons(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+    """Run the ``kommons`` command (this interpreter's) with ``--kubeconfig``; never raises."""
+    return subprocess.run(
+        [sys.executable, "-m", "kommons.cli", *args, "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )

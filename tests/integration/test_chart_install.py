@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from kommons_testbed.bed import Testbed
 from kommons_testbed.kwok import POD_LOG
 from kommons_testbed.processes import wait_for
 from kommons_testbed.stack import Stack
-from tests.integration.conftest import lease_body, wait_lease
+from tests.integration.conftest import kommons, lease_body, wait_lease
 
 pytestmark = pytest.mark.bed
 
@@ -260,25 +259,7 @@ def test_the_chart_installs_both_roles_and_its_rbac_runs_the_market(
         election = hub.get(r.LEASES, "kommons-hub", NAMESPACE)
         assert election["spec"]["holderIdentity"] == "hub"
         # `kommons logs`: the chart's hub relays, the chart's agent reads pods/log
-        shown = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "kommons.cli",
-                "logs",
-                "charted",
-                "-n",
-                tenant,
-                "--tail",
-                "1",
-                "--kubeconfig",
-                str(hub_admin),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        shown = kommons("logs", "charted", "-n", tenant, "--tail", "1", kubeconfig=hub_admin)
         assert shown.returncode == 0, shown.stderr
         assert shown.stderr == ""
         assert shown.stdout.count(POD_LOG.read_text().splitlines()[-1].split(" ", 3)[3]) == 2

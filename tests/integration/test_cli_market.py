@@ -14,28 +14,15 @@ Behaviour matrix:
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from kommons.kube import Kube
 from kommons.kube import resources as r
 from kommons_testbed.stack import Stack
-from tests.integration.conftest import POOL, lease_body, wait_lease
+from tests.integration.conftest import POOL, kommons, lease_body, wait_lease
 
 pytestmark = pytest.mark.bed
-
-
-def kommons(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kommons.cli", *args, "--kubeconfig", str(kubeconfig)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 def test_the_roles_read_the_market(stack: Stack, hub: Kube, tenant: str) -> None:

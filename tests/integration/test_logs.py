@@ -17,8 +17,6 @@ Behaviour matrix:
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,22 +29,12 @@ from kommons.lease_logs import answer_name
 from kommons.trust.policies import tenant_bindings
 from kommons_testbed.kwok import POD_LOG
 from kommons_testbed.stack import Stack
-from tests.integration.conftest import lease_body, wait_lease
+from tests.integration.conftest import kommons, lease_body, wait_lease
 
 pytestmark = pytest.mark.bed
 
 LAST_LINE = POD_LOG.read_text().splitlines()[-1].split(" ", 3)[3]
 FIRST_LINE = POD_LOG.read_text().splitlines()[0].split(" ", 3)[3]
-
-
-def kommons(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kommons.cli", *args, "--kubeconfig", str(kubeconfig)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
 
 
 @pytest.fixture
