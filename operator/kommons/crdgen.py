@@ -553,13 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     out: Path = args.out
-    targets: list[tuple[Path, dict[str, str], str | None]] = [
-        (out, generate(), "kommons.io_*.yaml")
-    ]
+    crds = generate()
+    targets: list[tuple[Path, dict[str, str], str | None]] = [(out, crds, "kommons.io_*.yaml")]
     if args.docs is not None:
         targets.append((args.docs, generate_docs(args.docs), None))
     if args.chart is not None:
-        targets.append((args.chart / "files" / "crds", generate(), "*.yaml"))
+        targets.append((args.chart / "files" / "crds", crds, "*.yaml"))
         targets.append((args.chart / "files" / "trust", generate_trust_boundary(), "*.yaml"))
     if args.check:
         diffs = [d for where, files, glob in targets for d in _stale(where, files, owned_glob=glob)]

@@ -15,7 +15,7 @@ Everything here is pure: names, the request's format, the bounds and the two Con
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,18 +101,30 @@ def clip(text: str, limit: int) -> str:
     return CUT + raw[-keep:].decode("utf-8", errors="ignore")
 
 
+def _size(data: Mapping[str, str]) -> int:
+    return sum(len(text.encode()) for text in data.values())
+
+
+def _within(
+    entries: Iterable[tuple[str, str]], *, total: int, each: int | None = None
+) -> dict[str, str]:
+    """``entries`` in order, each clipped to ``each`` bytes, until ``total`` bytes are used."""
+    out: dict[str, str] = {}
+    left = total
+    for key, text in entries:
+        if left <= 0:
+            break
+        out[key] = clip(text, left if each is None else min(each, left))
+        left -= len(out[key].encode())
+    return out
+
+
 def answer(
     placement: str, namespace: str, provider: str, request: LogsRequest, logs: Mapping[str, str]
 ) -> JSON:
     """The agent's answer: ``logs`` (``pod.container`` → text), each and all bounded."""
-    data: dict[str, str] = {}
-    left = MAX_BYTES_PER_PLACEMENT
-    for key in sorted(logs):
-        text = clip(logs[key], min(MAX_BYTES_PER_CONTAINER, left))
-        data[data_key(key)] = text
-        left -= len(text.encode())
-        if left <= 0:
-            break
+    entries = ((data_key(key), logs[key]) for key in sorted(logs))
+    data = _within(entries, each=MAX_BYTES_PER_CONTAINER, total=MAX_BYTES_PER_PLACEMENT)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -152,19 +164,16 @@ def gather(
     if late and not waited_out:
         return None
     data: dict[str, str] = {}
-    left = MAX_BYTES_PER_LEASE
     for name in sorted(answers):
         provider, body = answers[name]
         if name in late or body is None:
             continue
-        share = min(MAX_BYTES_PER_PLACEMENT, left)
-        for key, text in sorted((body.get("data") or {}).items()):
-            clipped = clip(str(text), max(share, 0))
-            data[data_key(provider, str(key))] = clipped
-            share -= len(clipped.encode())
-            left -= len(clipped.encode())
-            if share <= 0 or left <= 0:
-                break
+        left = MAX_BYTES_PER_LEASE - _size(data)
+        entries = (
+            (data_key(provider, str(key)), str(text))
+            for key, text in sorted((body.get("data") or {}).items())
+        )
+        data.update(_within(entries, total=min(MAX_BYTES_PER_PLACEMENT, left)))
     missing = sorted({answers[name][0] for name in late})
     if not answers:
         status = "no replica is placed"

@@ -24,6 +24,7 @@ from kommons.lease_logs import (
     STATUS,
     LogsRequest,
     answer_name,
+    answered,
     gather,
     request_of,
 )
@@ -82,14 +83,16 @@ class LogsRelay:
             for placement in live:
                 self._ask(placement, request)
             deadline = self.clock() + self.answer_seconds
+            answers: dict[str, tuple[str, dict[str, Any] | None]] = {
+                _where(p): (p.spec.provider, None) for p in live
+            }
             while True:
-                answers = {  # placement names repeat across providers: key by namespace too
-                    f"{p.metadata.namespace}/{p.metadata.name}": (
-                        p.spec.provider,
-                        self._answer_of(p),
-                    )
-                    for p in live
-                }
+                for placement in live:  # read again only what has not answered yet
+                    if not answered(answers[_where(placement)][1], request):
+                        answers[_where(placement)] = (
+                            placement.spec.provider,
+                            self._answer_of(placement),
+                        )
                 body = gather(lease, request, answers, waited_out=self.clock() >= deadline)
                 if body is not None:
                     self.kube.apply(r.CONFIGMAPS, body)
@@ -129,3 +132,8 @@ class LogsRelay:
         except KubeError as exc:
             log.warning("reading the logs answer of %s: %s", placement.metadata.name, exc)
             return None
+
+
+def _where(placement: LeasePlacement) -> str:
+    """A placement's key among the answers: names repeat across providers' namespaces."""
+    return f"{placement.metadata.namespace}/{placement.metadata.name}"
