@@ -190,3 +190,28 @@ def kommons(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=180,
     )
+
+
+def tenant_kubeconfig(hub: Kube, stack: Stack, namespace: str, name: str) -> Path:
+    """Credentials of a tenant: ServiceAccount ``name`` of ``namespace``, bound as its tenant.
+
+    ``kommons-tenant`` in the namespace and ``kommons-market-viewer`` cluster-wide
+    (:func:`~kommons.trust.policies.tenant_bindings`); a TokenRequest token, valid an hour.
+    """
+    from kommons.hub.onboarding import service_account_token, token_kubeconfig
+    from kommons.trust.policies import tenant_bindings
+
+    hub.create(
+        r.SERVICE_ACCOUNTS,
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+        namespace,
+    )
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+    kinds = {"RoleBinding": r.ROLE_BINDINGS, "ClusterRoleBinding": r.CLUSTER_ROLE_BINDINGS}
+    for body in tenant_bindings(namespace, subject):
+        hub.apply(kinds[body["kind"]], body)
+    token = service_account_token(hub, namespace, name, seconds=3600)
+    path = stack.dir / f"tenant-{namespace}-{name}.kubeconfig"
+    path.write_text(token_kubeconfig(hub, name, token, namespace))
+    path.chmod(0o600)
+    return path

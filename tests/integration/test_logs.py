@@ -22,14 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from kommons.hub.onboarding import service_account_token, token_kubeconfig
 from kommons.kube import Kube
 from kommons.kube import resources as r
 from kommons.lease_logs import answer_name
 from kommons.trust.policies import tenant_bindings
 from kommons_testbed.kwok import POD_LOG
 from kommons_testbed.stack import Stack
-from tests.integration.conftest import kommons, lease_body, wait_lease
+from tests.integration.conftest import kommons, lease_body, tenant_kubeconfig, wait_lease
 
 pytestmark = pytest.mark.bed
 
@@ -38,25 +37,12 @@ FIRST_LINE = POD_LOG.read_text().splitlines()[0].split(" ", 3)[3]
 
 
 @pytest.fixture
-def tenant_kubeconfig(hub: Kube, stack: Stack, tenant: str) -> Iterator[Path]:
+def dev(hub: Kube, stack: Stack, tenant: str) -> Iterator[Path]:
     """ServiceAccount ``dev`` of the tenant namespace, bound to ``kommons-tenant`` only."""
-    hub.create(
-        r.SERVICE_ACCOUNTS,
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "dev"}},
-        tenant,
-    )
+    yield tenant_kubeconfig(hub, stack, tenant, "dev")
     subject = {"kind": "ServiceAccount", "name": "dev", "namespace": tenant}
-    kinds = {"RoleBinding": r.ROLE_BINDINGS, "ClusterRoleBinding": r.CLUSTER_ROLE_BINDINGS}
-    bindings = tenant_bindings(tenant, subject)
-    for body in bindings:
-        hub.apply(kinds[body["kind"]], body)
-    token = service_account_token(hub, tenant, "dev", seconds=3600)
-    path = stack.dir / f"tenant-{tenant}.kubeconfig"
-    path.write_text(token_kubeconfig(hub, "dev", token, tenant))
-    path.chmod(0o600)
-    yield path
-    cluster_binding = next(b for b in bindings if b["kind"] == "ClusterRoleBinding")
-    hub.delete(r.CLUSTER_ROLE_BINDINGS, cluster_binding["metadata"]["name"])
+    viewer = next(b for b in tenant_bindings(tenant, subject) if b["kind"] == "ClusterRoleBinding")
+    hub.delete(r.CLUSTER_ROLE_BINDINGS, viewer["metadata"]["name"])
 
 
 def _running_on_two(hub: Kube, tenant: str) -> dict[str, object]:
@@ -77,12 +63,12 @@ def _running_on_two(hub: Kube, tenant: str) -> dict[str, object]:
 
 
 def test_a_tenant_reads_its_leases_logs_through_the_hub(
-    hub: Kube, stack: Stack, tenant: str, tenant_kubeconfig: Path
+    hub: Kube, stack: Stack, tenant: str, dev: Path
 ) -> None:
     running = _running_on_two(hub, tenant)
     providers = sorted(p["provider"] for p in running["status"]["placements"])
 
-    shown = kommons("logs", "logged", "--tail", "2", kubeconfig=tenant_kubeconfig)
+    shown = kommons("logs", "logged", "--tail", "2", kubeconfig=dev)
     assert shown.returncode == 0, shown.stderr
     assert shown.stderr == ""
     headers = [line for line in shown.stdout.splitlines() if line.startswith("==> ")]
@@ -95,7 +81,7 @@ def test_a_tenant_reads_its_leases_logs_through_the_hub(
         answer = answer_name(placement["placementName"])
         assert hub.get_or_none(r.CONFIGMAPS, answer, namespace) is None
 
-    as_json = kommons("logs", "logged", "-o", "json", kubeconfig=tenant_kubeconfig)
+    as_json = kommons("logs", "logged", "-o", "json", kubeconfig=dev)
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     assert document["status"] == "complete"
@@ -103,20 +89,20 @@ def test_a_tenant_reads_its_leases_logs_through_the_hub(
     assert all(LAST_LINE in text for text in document["logs"].values())
     assert all(FIRST_LINE in text for text in document["logs"].values())  # default tail: 100
 
-    unknown = kommons("logs", "nope", kubeconfig=tenant_kubeconfig)
+    unknown = kommons("logs", "nope", kubeconfig=dev)
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == f"error: no ComputeLease nope in namespace {tenant}"
 
 
 def test_a_silent_provider_is_named_and_the_others_logs_shown(
-    hub: Kube, stack: Stack, tenant: str, tenant_kubeconfig: Path
+    hub: Kube, stack: Stack, tenant: str, dev: Path
 ) -> None:
     running = _running_on_two(hub, tenant)
     silent, talking = sorted(p["provider"] for p in running["status"]["placements"])
     agent = f"agent-{silent}"
     stack.stop(agent)
     try:
-        shown = kommons("logs", "logged", kubeconfig=tenant_kubeconfig)
+        shown = kommons("logs", "logged", kubeconfig=dev)
     finally:
         stack.start_agent(silent)
         stack.wait_providers_ready(timeout=120)

@@ -40,12 +40,17 @@ from typing import Any
 
 import pytest
 
-from kommons.hub.onboarding import service_account_token, token_kubeconfig
 from kommons.kube import Forbidden, Invalid, Kube, KubeError, connect
 from kommons.kube import resources as r
-from kommons.trust.policies import HEARTBEAT_LEASE, tenant_bindings
+from kommons.trust.policies import HEARTBEAT_LEASE
 from kommons_testbed.stack import Stack
-from tests.integration.conftest import ACCOUNT, lease_body, make_namespace, wait_lease
+from tests.integration.conftest import (
+    ACCOUNT,
+    lease_body,
+    make_namespace,
+    tenant_kubeconfig,
+    wait_lease,
+)
 
 pytestmark = pytest.mark.bed
 
@@ -473,19 +478,7 @@ def test_agent_renews_its_own_heartbeat(agent: Kube, hub: Kube) -> None:
 def tenant_kube(hub: Kube, stack: Stack) -> tuple[Kube, str]:
     """A tenant: ServiceAccount ``alice`` bound to ``kommons-tenant`` in its own namespace."""
     namespace = make_namespace(hub)
-    hub.create(
-        r.SERVICE_ACCOUNTS,
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "alice"}},
-        namespace,
-    )
-    subject = {"kind": "ServiceAccount", "name": "alice", "namespace": namespace}
-    kinds = {"RoleBinding": r.ROLE_BINDINGS, "ClusterRoleBinding": r.CLUSTER_ROLE_BINDINGS}
-    for body in tenant_bindings(namespace, subject):
-        hub.apply(kinds[body["kind"]], body)
-    token = service_account_token(hub, namespace, "alice", seconds=3600)
-    path = stack.dir / f"tenant-{namespace}.kubeconfig"
-    path.write_text(token_kubeconfig(hub, "alice", token, namespace))
-    path.chmod(0o600)
+    path = tenant_kubeconfig(hub, stack, namespace, "alice")
     return connect(path, field_manager="tenant"), namespace
 
 
