@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -104,8 +105,11 @@ def test_a_silent_provider_is_named_and_the_others_logs_shown(
     try:
         shown = kommons("logs", "logged", kubeconfig=dev)
     finally:
+        restarted = datetime.now(UTC)
         stack.start_agent(silent)
-        stack.wait_providers_ready(timeout=120)
+        # the agent was silent about as long as the heartbeat timeout: a "Ready" the hub has
+        # not re-read since may still turn Unreachable, so wait for a heartbeat after the restart
+        stack.wait_providers_ready(timeout=150, since=restarted)
     assert shown.returncode == 0, shown.stderr
     assert shown.stderr.strip() == f"warning: no answer from {silent}"
     headers = [line for line in shown.stdout.splitlines() if line.startswith("==> ")]
