@@ -14,16 +14,16 @@ from typing import Annotated, Any
 import typer
 
 from kommons import lease_logs
-from kommons.cli_market import (
+from kommons.cli_common import (
     CommandError,
     KubeconfigOpt,
     NamespaceOption,
     Output,
     OutputOption,
-    _emit,
-    _kube,
-    _namespace,
-    _user_errors,
+    connect_hub,
+    emit,
+    namespace_for,
+    user_errors,
 )
 
 DEFAULT_WAIT_SECONDS = lease_logs.ANSWER_SECONDS + 15
@@ -68,9 +68,9 @@ def logs(
     from kommons.kube import NotFound
     from kommons.kube import resources as r
 
-    with _user_errors():
-        kube = _kube(kubeconfig)
-        where = _namespace(kubeconfig, namespace)
+    with user_errors():
+        kube = connect_hub(kubeconfig)
+        where = namespace_for(kubeconfig, namespace)
         request = lease_logs.LogsRequest(uuid.uuid4().hex[:12], tail)
         patch = {"metadata": {"annotations": {lease_logs.REQUEST: request.annotation()}}}
         try:
@@ -92,6 +92,6 @@ def logs(
             )
     status = (body.get("metadata") or {}).get("annotations", {}).get(lease_logs.STATUS, "")
     document = {"status": status, "logs": body.get("data") or {}}
-    _emit(document, output, lambda: render(body).rstrip("\n"))
+    emit(document, output, lambda: render(body).rstrip("\n"))
     if status != "complete":
         typer.echo(f"warning: {status}", err=True)

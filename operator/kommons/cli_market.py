@@ -8,126 +8,39 @@ stderr and exit status 1, never a traceback.
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from kommons import reports
 from kommons.api import ComputeLease, LeasePlacement, Provider, ProviderPool, SettlementEpoch
 from kommons.api_names import provider_namespace
+from kommons.cli_common import (
+    CommandError,
+    KubeconfigOpt,
+    NamespaceOption,
+    Output,
+    OutputOption,
+    connect_hub,
+    emit,
+    namespace_for,
+    user_errors,
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-
-class Output(StrEnum):
-    """``-o``: human text, or the objects for a program."""
-
-    TABLE = "table"
-    JSON = "json"
-    YAML = "yaml"
-
-
-OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table (text), json or yaml.")]
-NamespaceOption = Annotated[
-    str | None,
-    typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig's, else default)."),
-]
-KubeconfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--kubeconfig",
-        help="Kubeconfig of the hub cluster (default: $KUBECONFIG, else ~/.kube/config).",
-        dir_okay=False,
-    ),
-]
 
 lease_app = typer.Typer(help="Tenants: your leases, where they run and why, what they cost.")
 provider_app = typer.Typer(help="Providers: your standing on the hub.")
 pool_app = typer.Typer(help="Hub admins: a pool's providers and leases.")
 
 
-class CommandError(Exception):
-    """A one-line error for the user."""
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn what a user can meet into ``error: …`` on stderr and exit status 1."""
-    from kubernetes.config.config_exception import ConfigException
-    from urllib3.exceptions import HTTPError
-
-    from kommons.kube import KubeError, NotFound
-
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings are not for users
-    try:
-        yield
-    except NotFound as exc:
-        typer.echo(f"error: {exc.message or 'not found'}", err=True)
-        raise typer.Exit(1) from exc
-    except KubeError as exc:
-        typer.echo(f"error: the hub refused or failed: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    except HTTPError as exc:
-        reason = getattr(exc, "reason", None) or exc
-        typer.echo(f"error: cannot reach the hub: {reason}", err=True)
-        raise typer.Exit(1) from exc
-    except (CommandError, ConfigException, OSError, ValidationError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: {first}", err=True)
-        raise typer.Exit(1) from exc
-
-
-def _kubeconfig_path(given: Path | None) -> Path:
-    import os
-
-    path = given or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
-    path = path or Path.home() / ".kube" / "config"
-    if not path.is_file():
-        raise CommandError(f"kubeconfig {path} does not exist (pass --kubeconfig)")
-    return path
-
-
-def _kube(kubeconfig: Path | None) -> Any:
-    from kommons.kube import connect
-
-    return connect(_kubeconfig_path(kubeconfig), field_manager="kommons-cli")
-
-
-def context_namespace(kubeconfig: Path) -> str | None:
-    """The namespace of the kubeconfig's current context, as ``kubectl`` would use it."""
-    config = yaml.safe_load(kubeconfig.read_text()) or {}
-    current = config.get("current-context")
-    for entry in config.get("contexts") or ():
-        if entry.get("name") == current:
-            return (entry.get("context") or {}).get("namespace")
-    return None
-
-
-def _namespace(kubeconfig: Path | None, given: str | None) -> str:
-    return given or context_namespace(_kubeconfig_path(kubeconfig)) or "default"
-
-
 def _parse(model: type[ModelT], body: dict[str, Any]) -> ModelT:
     return model.model_validate(body)
-
-
-def _emit(objects: Any, output: Output, render: Callable[[], str]) -> None:
-    if output is Output.JSON:
-        typer.echo(json.dumps(objects, indent=2, sort_keys=True, default=str))
-    elif output is Output.YAML:
-        typer.echo(yaml.safe_dump(objects, sort_keys=True).rstrip())
-    else:
-        typer.echo(render())
 
 
 def _now() -> datetime:
@@ -145,8 +58,8 @@ def _read_leases(
     """The leases of one namespace (or all, ``None``), and which namespace that was."""
     from kommons.kube import resources as r
 
-    kube = _kube(kubeconfig)
-    where = None if all_namespaces else _namespace(kubeconfig, namespace)
+    kube = connect_hub(kubeconfig)
+    where = None if all_namespaces else namespace_for(kubeconfig, namespace)
     return [_parse(ComputeLease, b) for b in kube.list(r.COMPUTE_LEASES, where)], where
 
 
@@ -158,9 +71,9 @@ def lease_list(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """List leases: phase, ready replicas, providers, cost so far, age."""
-    with _user_errors():
+    with user_errors():
         leases, where = _read_leases(kubeconfig, namespace, all_namespaces)
-    _emit(
+    emit(
         [lease.to_api() for lease in leases],
         output,
         lambda: (
@@ -175,8 +88,8 @@ def _read_lease(kubeconfig: Path | None, name: str, namespace: str | None) -> Co
     from kommons.kube import NotFound
     from kommons.kube import resources as r
 
-    kube = _kube(kubeconfig)
-    where = _namespace(kubeconfig, namespace)
+    kube = connect_hub(kubeconfig)
+    where = namespace_for(kubeconfig, namespace)
     try:
         return _parse(ComputeLease, kube.get(r.COMPUTE_LEASES, name, where))
     except NotFound as exc:
@@ -191,9 +104,9 @@ def lease_describe(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Show one lease: spec, conditions, placements, decision, history and cost."""
-    with _user_errors():
+    with user_errors():
         lease = _read_lease(kubeconfig, name, namespace)
-    _emit(lease.to_api(), output, lambda: reports.explain_lease(lease, _now()))
+    emit(lease.to_api(), output, lambda: reports.explain_lease(lease, _now()))
 
 
 @lease_app.command("explain")
@@ -203,7 +116,7 @@ def lease_explain(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Where the lease runs and why, what moved on failover, and its cost so far."""
-    with _user_errors():
+    with user_errors():
         lease = _read_lease(kubeconfig, name, namespace)
     typer.echo(reports.explain_lease(lease, _now()))
 
@@ -215,10 +128,10 @@ def bill(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Cost per lease and epoch: what earlier epochs settled, what is metered and not yet."""
-    with _user_errors():
+    with user_errors():
         leases, _ = _read_leases(kubeconfig, namespace, all_namespaces)
     lines = reports.bill_lines(leases)
-    _emit(
+    emit(
         [
             {
                 "namespace": x.namespace,
@@ -272,8 +185,8 @@ def provider_status(
     from kommons.kube import NotFound
     from kommons.kube import resources as r
 
-    with _user_errors():
-        kube = _kube(kubeconfig)
+    with user_errors():
+        kube = connect_hub(kubeconfig)
         try:
             provider = _parse(Provider, kube.get(r.PROVIDERS, name))
         except NotFound as exc:
@@ -283,7 +196,7 @@ def provider_status(
             for b in kube.list(r.LEASE_PLACEMENTS, provider_namespace(name))
         ]
         earnings = _earnings(kube, name)
-    _emit(
+    emit(
         {
             "provider": provider.to_api(),
             "placements": [p.to_api() for p in placements],
@@ -305,8 +218,8 @@ def pool_status(
     from kommons.kube import NotFound
     from kommons.kube import resources as r
 
-    with _user_errors():
-        kube = _kube(kubeconfig)
+    with user_errors():
+        kube = connect_hub(kubeconfig)
         try:
             pool = _parse(ProviderPool, kube.get(r.PROVIDER_POOLS, name))
         except NotFound as exc:
@@ -322,7 +235,7 @@ def pool_status(
             for lease in (_parse(ComputeLease, b) for b in kube.list(r.COMPUTE_LEASES))
             if lease.spec.pool_ref.name == name
         ]
-    _emit(
+    emit(
         {
             "pool": pool.to_api(),
             "providers": [p.metadata.name for p in members],

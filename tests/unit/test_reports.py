@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from kommons.api import ComputeLease, LeasePlacement, Provider
 from kommons.cli import app
-from kommons.cli_market import context_namespace
+from kommons.cli_common import context_namespace
 from kommons.reports import (
     age,
     bill_lines,
