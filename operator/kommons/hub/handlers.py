@@ -698,8 +698,7 @@ def build_registry(
             hub.queue.add(key)
             request = hub.logs.take(key, body.metadata)
             if request is not None:  # `kommons logs`: runs on, in the relay's own threads
-                placements = view.placements_of_key(key)
-                hub.logs.threads.submit(hub.logs.relay, dict(body), request, placements)
+                hub.logs.submit(key, dict(body), request, view.placements_of_key(key))
 
     @kopf.on.event(*PROVIDERS, registry=registry)
     async def provider_event(name: str, type: str | None, **_: Any) -> None:

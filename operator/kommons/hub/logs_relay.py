@@ -2,7 +2,9 @@
 
 See :mod:`kommons.lease_logs` for the protocol. A request is relayed once per nonce, in a
 thread pool of its own (a relay waits up to :data:`~kommons.lease_logs.ANSWER_SECONDS` for
-the agents, and must not hold a worker the lease steps need).
+the agents, and must not hold a worker the lease steps need). A lease has at most one relay
+at a time: requests arriving meanwhile wait, and only the newest of them is relayed next, so
+a tenant rewriting its request in a loop holds one of the pool's threads, not all of them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from kommons.api import LeasePlacement
@@ -51,6 +54,8 @@ class LogsRelay:
         self.sleep = sleep
         self.threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="logs")
         self._relayed: dict[str, str] = {}
+        self._running: set[str] = set()
+        self._waiting: dict[str, _Relay] = {}
         self._lock = threading.Lock()
 
     def take(self, key: str, metadata: Mapping[str, Any]) -> LogsRequest | None:
@@ -68,6 +73,33 @@ class LogsRelay:
         """The lease is gone."""
         with self._lock:
             self._relayed.pop(key, None)
+            self._waiting.pop(key, None)
+
+    def submit(
+        self,
+        key: str,
+        lease: Mapping[str, Any],
+        request: LogsRequest,
+        placements: Sequence[LeasePlacement],
+    ) -> None:
+        """Relay in the pool, after the lease's running relay if it has one (newest waits)."""
+        job = _Relay(lease, request, tuple(placements))
+        with self._lock:
+            if key in self._running:
+                self._waiting[key] = job  # replaces an older waiting request of the lease
+                return
+            self._running.add(key)
+        self.threads.submit(self._relay_in_turn, key, job)
+
+    def _relay_in_turn(self, key: str, job: _Relay) -> None:
+        while True:
+            self.relay(job.lease, job.request, job.placements)
+            with self._lock:
+                waiting = self._waiting.pop(key, None)
+                if waiting is None:
+                    self._running.discard(key)
+                    return
+            job = waiting
 
     def relay(
         self, lease: Mapping[str, Any], request: LogsRequest, placements: Sequence[LeasePlacement]
@@ -132,6 +164,15 @@ class LogsRelay:
         except KubeError as exc:
             log.warning("reading the logs answer of %s: %s", placement.metadata.name, exc)
             return None
+
+
+@dataclass(frozen=True)
+class _Relay:
+    """A request to relay, with the lease and placements it was taken with."""
+
+    lease: Mapping[str, Any]
+    request: LogsRequest
+    placements: tuple[LeasePlacement, ...]
 
 
 def _where(placement: LeasePlacement) -> str:
