@@ -109,6 +109,17 @@ class StorageRequest(ApiModel):
     (docs/storage.md).
     """
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            Cel(
+                "!has(self.reclaimPolicy) || self.reclaimPolicy == 'Delete'",
+                "spec.storage[].reclaimPolicy Retain is planned, not built yet: only Delete is"
+                " accepted (the claims are deleted with the placement)",
+                field_path=".reclaimPolicy",
+            )
+        )
+    )
+
     name: DnsLabel = Field(description="Volume name, unique in the lease (DNS label).")
     size: PositiveQuantity = Field(
         description="Size of each replica's volume, a positive quantity (50Gi); reserved on"
@@ -122,11 +133,12 @@ class StorageRequest(ApiModel):
     mount_path: Annotated[str, Field(min_length=2, max_length=1024, pattern=r"^/")] = Field(
         description="Absolute path where the volume is mounted in every container."
     )
-    reclaim_policy: Literal["Delete"] = Field(
+    reclaim_policy: Literal["Delete", "Retain"] = Field(
         default="Delete",
-        description="What happens to the data when the placement holding it ends (lease"
-        " deleted, expired, scaled down, or failed over to another provider): Delete, the only"
-        " policy so far (the claims are deleted with the placement; Retain is planned).",
+        description="What happens to the data when the placement that has it ends (lease"
+        " deleted, expired, scaled down, or failed over to another provider): Delete (the"
+        " claims are deleted with the placement). Retain (keep the claims for a later lease) is"
+        " planned and refused at admission.",
     )
 
 
@@ -257,8 +269,8 @@ class ComputeLeaseSpec(ApiModel):
         " once a provider's Job exceeds job.backoffLimit. Immutable.",
     )
     max_price_per_hour: PositiveDecimal = Field(
-        description="Most the tenant pays per hour for one replica (its cpu, memory and gpu at"
-        " the provider's prices), in settlement-token units as a decimal string, e.g."
+        description="Most the tenant pays per hour for one replica (its cpu, memory, gpu and"
+        " storage at the provider's prices), in settlement-token units as a decimal string, e.g."
         ' "5.00". Providers priced above it are not considered.'
     )
     placement: PlacementPreferences | None = Field(

@@ -146,8 +146,8 @@ class ResourceSummary(StatusModel):
         default=None,
         max_length=16,
         description="Persistent storage by tier, as quantities: in capacity, what the agent"
-        " config offers per tier; in available, that minus the claims every materialised"
-        " placement holds (suspended ones included: their volumes are kept).",
+        " config offers per tier; in available, that minus the claims of every materialised"
+        " placement (suspended ones included: their volumes are kept).",
     )
 
 

@@ -92,6 +92,7 @@ def _has_capacity_gain(old: ProviderView | None, new: ProviderView) -> bool:
         or b.memory_bytes > a.memory_bytes
         or b.pods > a.pods
         or any(n > a.gpus.get(m, 0) for m, n in b.gpus.items())
+        or any(n > a.storage.get(t, 0) for t, n in b.storage.items())
         or new.pricing != old.pricing
         or new.labels != old.labels
         or (old.cordoned and not new.cordoned)
