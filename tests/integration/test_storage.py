@@ -15,6 +15,9 @@ Behaviour matrix (case -> expected):
   less; the locked price is cpu + memory + 1 GiB x storageGiBHour.fast (exact, rounded up once).
 - a lease asking more ``fast`` storage than prov-a has free -> Pending, the decision counts
   InsufficientStorage for prov-a and StorageTier for the others, with the reasons.
+- suspend and resume of a storage lease -> the claim stays (same uid, the quota keeps allowing
+  it, no pod) while Suspended, and the lease resumes on prov-a with that same claim; deleting
+  the lease removes the placement's namespace, claim included.
 - admission: reclaimPolicy Retain (planned), storage on a Job lease, a mountPath used by a
   container, and a change of spec.storage are refused naming the field.
 """
@@ -40,7 +43,7 @@ PROVIDER = "prov-a"
 CLASS = "kommons-fast"
 GIB = 1 << 30
 OFFERED = 20 * GIB
-VOLUMES = 2
+VOLUMES = 4
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +175,48 @@ def test_more_storage_than_any_provider_has_stays_pending_with_the_reason(
     assert status["decision"]["rejected"][PROVIDER].startswith("insufficient storage fast (")
     assert "< 50Gi)" in status["decision"]["rejected"][PROVIDER]
     assert not hub.list(r.LEASE_PLACEMENTS, label_selector=f"kommons.io/lease-namespace={tenant}")
+
+
+def test_suspend_keeps_the_claims_and_resume_finds_them(
+    hub: Kube, tenant: str, fast_class: Kube
+) -> None:
+    hub.create(r.COMPUTE_LEASES, storage_lease("kept", tenant, size="1Gi", replicas=1), tenant)
+
+    def phase(wanted: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda x: (x.get("status") or {}).get("phase") == wanted
+
+    wait_lease(hub, tenant, "kept", phase("Running"), what="Running", timeout=120)
+    (placement,) = hub.list(
+        r.LEASE_PLACEMENTS, label_selector=f"kommons.io/lease-namespace={tenant}"
+    )
+    namespace = placement["status"]["namespace"]
+    (claim,) = fast_class.list(r.PERSISTENT_VOLUME_CLAIMS, namespace)
+    uid = claim["metadata"]["uid"]
+
+    hub.patch(r.COMPUTE_LEASES, "kept", {"spec": {"suspend": True}}, tenant)
+    wait_lease(hub, tenant, "kept", phase("Suspended"), what="Suspended")
+    wait_for(
+        lambda: not fast_class.list(r.PODS, namespace),
+        timeout=60,
+        what="the suspended lease's pod gone",
+    )
+    (kept,) = fast_class.list(r.PERSISTENT_VOLUME_CLAIMS, namespace)
+    assert kept["metadata"]["uid"] == uid
+    hard = fast_class.get(r.RESOURCE_QUOTAS, "kommons-lease", namespace)["spec"]["hard"]
+    assert (hard["pods"], hard["persistentvolumeclaims"]) == ("0", "1")
+
+    hub.patch(r.COMPUTE_LEASES, "kept", {"spec": {"suspend": False}}, tenant)
+    lease = wait_lease(hub, tenant, "kept", phase("Running"), what="Running again", timeout=120)
+    assert [p["provider"] for p in lease["status"]["placements"]] == [PROVIDER]
+    (again,) = fast_class.list(r.PERSISTENT_VOLUME_CLAIMS, namespace)
+    assert again["metadata"]["uid"] == uid
+
+    hub.delete(r.COMPUTE_LEASES, "kept", tenant)
+    wait_for(
+        lambda: fast_class.get_or_none(r.NAMESPACES, namespace) is None,
+        timeout=120,
+        what="the placement's namespace (and its claim) gone",
+    )
 
 
 @pytest.mark.parametrize(

@@ -364,7 +364,9 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
     context defaults of every container and of the pod (the tenant's non-root IDs are
     kept), one replica's resources on every container, no service-account token, no service
     links, the GPU node selector for a GPU lease with a model, the sandbox runtime class when
-    configured, and the Kommons pod labels.
+    configured, the Kommons pod labels, and for a placement with storage one volume mount per
+    ``spec.storage`` entry appended to every container's ``volumeMounts`` (admission refuses a
+    template whose mounts or volumes would clash with them).
     """
     template = sanitise_template(work.template or {})
     spec: JSON = template.setdefault("spec", {})
