@@ -12,7 +12,9 @@ Behaviour matrix (case -> expected):
   rejected for the tier), Running; on prov-a a StatefulSet whose two claims are Bound, of class
   kommons-fast and 1Gi each, mounted at the mountPath; the placement's quota allows exactly 2
   claims and 2Gi (in total and for the class); prov-a's reported free ``fast`` storage is 2Gi
-  less; the locked price is cpu + memory + 1 GiB x storageGiBHour.fast (exact, rounded up once).
+  less; the locked price is cpu + memory + 1 GiB x storageGiBHour.fast (exact, rounded up once);
+  scaled down to 1 replica, the claim of the replica scaled away is deleted and prov-a reports
+  that GiB free again.
 - a lease asking more ``fast`` storage than prov-a has free -> Pending, the decision counts
   InsufficientStorage for prov-a and StorageTier for the others, with the reasons.
 - suspend and resume of a storage lease -> the claim stays (same uid, the quota keeps allowing
@@ -155,6 +157,21 @@ def test_a_storage_lease_gets_its_claims_its_quota_and_its_price(
     with_storage = replica_price(**compute, storage=[(GIB, storage_price)])
     assert with_storage == replica_price(**compute) + storage_price  # 1 GiB: exact, no rounding
     assert placement["spec"]["pricePerHour"] == format_units(with_storage)
+
+    hub.patch(r.COMPUTE_LEASES, "db", {"spec": {"replicas": 1}}, tenant)
+    wait_for(
+        lambda: (
+            [c["metadata"]["name"] for c in fast_class.list(r.PERSISTENT_VOLUME_CLAIMS, namespace)]
+            == ["data-workload-0"]
+        ),
+        timeout=90,
+        what="the claim of the replica scaled away deleted",
+    )
+    wait_for(
+        lambda: free_fast(hub) == OFFERED - GIB,
+        timeout=60,
+        what="prov-a reporting 1Gi back after the scale-down",
+    )
 
 
 def test_more_storage_than_any_provider_has_stays_pending_with_the_reason(

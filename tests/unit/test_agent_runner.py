@@ -15,7 +15,8 @@ Behaviour matrix:
 - a placement being deleted whose workload is gone -> not applied again, nothing written
   (the removal waits for that namespace to go);
 - a placement with storage -> a StatefulSet whose claims use the classes the agent config
-  maps the tiers to, observed as a StatefulSet; one asking for a tier the config does not
+  maps the tiers to, observed as a StatefulSet; the claims of replicas beyond its count are
+  deleted, none while it is suspended; one asking for a tier the config does not
   map -> nothing applied, Ready=False/InvalidPlacement naming the tier.
 """
 
@@ -51,6 +52,8 @@ class FakeCluster:
         self.pod_list: list[dict[str, Any]] = []
         self.manifests: list[dict[str, Any]] = []
         self.observed: list[tuple[bool, bool]] = []
+        self.claim_names: list[str] = []
+        self.deleted_claims: list[str] = []
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
@@ -66,6 +69,12 @@ class FakeCluster:
 
     def pods(self, placement_name: str) -> list[dict[str, Any]]:
         return self.pod_list
+
+    def claims(self, placement_name: str) -> list[str]:
+        return list(self.claim_names)
+
+    def delete_claims(self, placement_name: str, names: list[str]) -> None:
+        self.deleted_claims.extend(names)
 
     def remove(self, placement_name: str) -> bool:
         self.removed.append(placement_name)
@@ -251,6 +260,18 @@ def test_a_placement_with_storage_runs_as_a_stateful_set_on_the_tier_class() -> 
     assert [c["spec"]["storageClassName"] for c in claims] == ["local-nvme"]
     assert cluster.observed == [(False, True)]
     assert status["phase"] == "Running"
+    assert cluster.deleted_claims == []
+
+
+def test_claims_of_replicas_scaled_away_are_deleted_unless_suspended() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    cluster.claim_names = ["data-workload-0", "data-workload-1", "data-workload-2", "other"]
+    suspended = storage_body("fast")
+    suspended["spec"]["suspend"] = True
+    run(agent(cluster, config=STORAGE_CONFIG).apply_placement, suspended)
+    assert cluster.deleted_claims == []  # suspend keeps every claim (the data)
+    run(agent(cluster, config=STORAGE_CONFIG).apply_placement, storage_body("fast"))
+    assert cluster.deleted_claims == ["data-workload-2"]  # 2 replicas: 0 and 1 stay
 
 
 def test_a_placement_asking_an_unmapped_tier_is_refused_naming_it() -> None:

@@ -217,6 +217,8 @@ def test_the_provider_role_installs_only_the_agent() -> None:
     assert not {g for g in grants if g[1] in {"secrets", "pods/exec", "clusterroles", "roles"}}
     assert ("", "pods", "create") not in grants
     assert ("apps", "statefulsets", "create") in grants  # the workload of a lease with storage
+    assert ("", "persistentvolumeclaims", "delete") in grants  # claims of removed replicas
+    assert ("", "persistentvolumeclaims", "create") not in grants  # the StatefulSet makes them
 
 
 def test_monitoring_objects_carry_the_checked_rules_and_the_dashboard() -> None:

@@ -47,7 +47,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kommons.agent.workload import PlacementWork, StorageVolume, manifests, target_namespace
+from kommons.agent.workload import (
+    WORKLOAD_NAME,
+    PlacementWork,
+    StorageVolume,
+    manifests,
+    target_namespace,
+)
 from kommons.api import LeasePlacement, LeasePlacementStatus, get_condition, set_condition
 from kommons.api.placement import PlacementPhase
 from kommons.api_names import PREFIX
@@ -242,6 +248,26 @@ def placement_work(
         backoff_limit=spec.job.backoff_limit if spec.job else 6,
         fencing_token=spec.fencing_token,
         storage=storage,
+    )
+
+
+def surplus_claims(placement: LeasePlacement, claims: Iterable[str]) -> list[str]:
+    """Claims of replicas a placement no longer has, to delete (reclaimPolicy Delete).
+
+    A StatefulSet keeps the claims of the replicas it scales away (so that a suspended
+    placement, scaled to zero, keeps its data); once a placement with storage runs fewer
+    replicas, not suspended, the claims of the replicas beyond its count go. ``claims`` are the
+    names of the claims in the placement's namespace.
+    """
+    spec = placement.spec
+    if spec.suspend or not spec.storage:
+        return []
+    prefixes = tuple(f"{v.name}-{WORKLOAD_NAME}-" for v in spec.storage)
+    keep = {prefix + str(i) for prefix in prefixes for i in range(spec.replicas)}
+    return sorted(
+        name
+        for name in claims
+        if name.startswith(prefixes) and name not in keep and name.rpartition("-")[2].isdigit()
     )
 
 

@@ -88,6 +88,20 @@ class ProviderCluster:
         )
         return observe_workload(deployment, pods)
 
+    def claims(self, placement_name: str) -> list[str]:
+        """Names of the PersistentVolumeClaims in a placement's namespace."""
+        namespace = target_namespace(placement_name)
+        return sorted(
+            str(c["metadata"]["name"])
+            for c in self.kube.list(r.PERSISTENT_VOLUME_CLAIMS, namespace)
+        )
+
+    def delete_claims(self, placement_name: str, names: Sequence[str]) -> None:
+        """Delete claims of a placement's namespace (gone already is fine)."""
+        namespace = target_namespace(placement_name)
+        for name in names:
+            self.kube.delete(r.PERSISTENT_VOLUME_CLAIMS, name, namespace)
+
     def pods(self, placement_name: str) -> list[JSON]:
         """Every pod of a placement's workload (one LIST by label, in its namespace)."""
         namespace = target_namespace(placement_name)

@@ -175,6 +175,7 @@ class Agent:
             return
         runtime_class = self.options.config.runtime_class_name
         self.cluster.apply(self._manifests(placement, runtime_class))
+        self._prune_claims(placement)
         spec = placement.spec
         log.info(
             "materialised placement %s (lease %s/%s, %d replicas) in namespace %s",
@@ -185,6 +186,16 @@ class Agent:
             target_namespace(plan.placement_name(placement)),
         )
         self._report(placement, body, patch)
+
+    def _prune_claims(self, placement: LeasePlacement) -> None:
+        """Delete the claims of replicas a placement with storage scaled away (not suspended)."""
+        if not placement.spec.storage or placement.spec.suspend:
+            return
+        name = plan.placement_name(placement)
+        surplus = plan.surplus_claims(placement, self.cluster.claims(name))
+        if surplus:
+            self.cluster.delete_claims(name, surplus)
+            log.info("placement %s: deleted the claims of removed replicas: %s", name, surplus)
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Report a placement's status when it changed (or is due for a refresh).
