@@ -383,10 +383,11 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
         spec["nodeSelector"] = {GPU_PRODUCT_LABEL: work.gpu_model}
     if work.runtime_class:
         spec["runtimeClassName"] = work.runtime_class
-    for kind in _CONTAINER_KINDS:
-        for container in spec.get(kind) or []:
-            mounts = container.setdefault("volumeMounts", []) if work.storage else []
-            mounts.extend({"name": v.name, "mountPath": v.mount_path} for v in work.storage)
+    if work.storage:
+        mounts = [{"name": v.name, "mountPath": v.mount_path} for v in work.storage]
+        for kind in _CONTAINER_KINDS:
+            for container in spec.get(kind) or []:
+                container.setdefault("volumeMounts", []).extend(dict(m) for m in mounts)
     metadata: JSON = template.setdefault("metadata", {})
     metadata["labels"] = dict(metadata.get("labels") or {}) | _labels(work)
     return template
