@@ -10,6 +10,9 @@ Behaviour matrix (``load_config``):
   the field path: missing file, a directory, a file that is not UTF-8 text, invalid YAML,
   an empty file (every required field missing), a list instead of a mapping, a missing or
   nested field, a non-positive period, an unknown key, a bad quantity in the offer.
+- storage tiers: each tier's class and capacity load (``storage_classes`` maps tier to
+  class); two tiers on one class, a missing class, a non-positive capacity and a tier name
+  that is not a label value are refused naming the field.
 """
 
 from __future__ import annotations
@@ -144,3 +147,42 @@ def test_identity_keys_are_refused_with_advice(
     assert "set by the hub admin at onboarding" in message
     assert f"kommons onboard NAME {flag}" in message
     assert f"remove `{key}`" in message
+
+
+STORAGE = (
+    VALID
+    + """\
+storage:
+  fast:
+    storageClassName: local-nvme
+    capacity: 500Gi
+  slow:
+    storageClassName: hdd
+    capacity: 2Ti
+"""
+)
+
+
+def test_storage_tiers_load(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, STORAGE))
+    assert config.storage_classes() == {"fast": "local-nvme", "slow": "hdd"}
+    assert config.storage is not None
+    assert str(config.storage["slow"].capacity) == "2Ti"
+    assert load_config(write(tmp_path, VALID)).storage_classes() == {}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("storageClassName: hdd", "storageClassName: local-nvme", "both use storage class"),
+        ("    storageClassName: hdd\n", "", "storage.slow.storageClassName"),
+        ("capacity: 2Ti", "capacity: 0Gi", "storage.slow.capacity"),
+        ("  slow:", "  s low:", "storage.s low"),
+    ],
+    ids=["shared-class", "no-class", "zero", "tier-name"],
+)
+def test_bad_storage_tiers_are_refused_naming_the_field(
+    tmp_path: Path, old: str, new: str, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(write(tmp_path, STORAGE.replace(old, new)))

@@ -24,12 +24,17 @@ Behaviour matrix:
     written; an unchanged report within the refresh period is not.
   - Property: available never exceeds allocatable, free, or offer - reserved (cpu, memory
     and total GPUs), and is never negative.
+  - storage: capacity and allocatable per tier are what the agent config offers, available
+    is that minus the reserved claims per tier (clamped at zero, not capped by the offer's
+    cpu/memory), absent from the summary when no tier is offered.
+  - ``ProviderCluster.reserved`` reads the claims back from the placements' quotas, per class
+    of the configured tiers (a class no tier maps is not counted), whatever the suspension.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,13 +43,22 @@ from kommons.agent.inventory import (
     INVENTORY_REFRESH,
     UNKNOWN_GPU_MODEL,
     Amount,
+    StorageOffer,
     compute_inventory,
     inventory_needs_write,
     inventory_status,
 )
-from kommons.agent.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE
+from kommons.agent.provider_cluster import ProviderCluster
+from kommons.agent.workload import (
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    PlacementWork,
+    StorageVolume,
+    resource_quota,
+)
 from kommons.api.provider import ProviderStatus, ResourceSummary
 from kommons.api_names import LABEL_MANAGED_BY, MANAGER
+from kommons.kube import Kube
 
 GIB = 1024**3
 
@@ -404,3 +418,58 @@ def test_available_never_exceeds_allocatable_free_or_the_offer(
     assert 0 <= avail.pods <= inv.allocatable.pods
     assert avail.pods == max(0, inv.allocatable.pods - inv.requested.pods - reserved.pods)
     assert inv.allocatable.cpu_milli <= inv.capacity.cpu_milli
+
+
+def test_storage_available_is_the_offer_minus_the_claims_per_tier() -> None:
+    storage = {
+        "fast": StorageOffer(storage_class="nvme", capacity=100 * GIB),
+        "slow": StorageOffer(storage_class="hdd", capacity=10 * GIB),
+    }
+    reserved = Amount(storage={"fast": 30 * GIB, "slow": 12 * GIB})
+    offer = Amount(cpu_milli=1, memory_bytes=1)
+    inv = compute_inventory([node("a")], [], reserved=reserved, offer=offer, storage=storage)
+    assert inv.capacity.storage == {"fast": 100 * GIB, "slow": 10 * GIB}
+    assert inv.allocatable.storage == {"fast": 100 * GIB, "slow": 10 * GIB}
+    assert inv.available.storage == {"fast": 70 * GIB, "slow": 0}
+    summary = inv.available.to_summary()
+    assert summary.storage == {"fast": str(70 * GIB), "slow": "0"}
+    plain = compute_inventory([node("a")], [], reserved=Amount(), offer=None)
+    assert plain.available.storage == {}
+    assert plain.available.to_summary().storage is None
+
+
+class QuotaKube:
+    """Lists the given quotas (what ``ProviderCluster.reserved`` reads)."""
+
+    def __init__(self, quotas: list[dict[str, Any]]) -> None:
+        self.quotas = quotas
+
+    def list(self, *_: Any, **__: Any) -> list[dict[str, Any]]:
+        return self.quotas
+
+
+def test_reserved_storage_is_read_from_the_quotas_per_tier_class() -> None:
+    quota = resource_quota(
+        PlacementWork(
+            name="db-1",
+            lease_namespace="t",
+            lease_name="db",
+            lease_uid="u",
+            replicas=2,
+            cpu="1",
+            memory="1Gi",
+            gpu_count=0,
+            gpu_model=None,
+            template={},
+            suspend=True,
+            storage=(
+                StorageVolume(name="a", size="5Gi", storage_class="nvme", mount_path="/a"),
+                StorageVolume(name="b", size="1Gi", storage_class="other", mount_path="/b"),
+            ),
+        )
+    )
+    cluster = ProviderCluster(cast(Kube, QuotaKube([quota])))
+    reserved, _ = cluster.reserved({"fast": "nvme", "slow": "hdd"})
+    assert reserved.storage == {"fast": 10 * GIB}
+    assert reserved.pods == 0
+    assert cluster.reserved()[0].storage == {}

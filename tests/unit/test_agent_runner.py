@@ -13,7 +13,11 @@ Behaviour matrix:
   the field; reported again unchanged -> nothing written (no write loop);
 - deletion reads only the name (a malformed placement is still removed);
 - a placement being deleted whose workload is gone -> not applied again, nothing written
-  (the removal waits for that namespace to go).
+  (the removal waits for that namespace to go);
+- a placement with storage -> a StatefulSet whose claims use the classes the agent config
+  maps the tiers to, observed as a StatefulSet; the claims of replicas beyond its count are
+  deleted, none while it is suspended; one asking for a tier the config does not
+  map -> nothing applied, Ready=False/InvalidPlacement naming the tier.
 """
 
 from __future__ import annotations
@@ -46,17 +50,31 @@ class FakeCluster:
         self.applied: list[list[str]] = []
         self.removed: list[str] = []
         self.pod_list: list[dict[str, Any]] = []
+        self.manifests: list[dict[str, Any]] = []
+        self.observed: list[tuple[bool, bool]] = []
+        self.claim_names: list[str] = []
+        self.deleted_claims: list[str] = []
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
+        self.manifests = list(manifests)
         if not self.workload.exists:
             self.workload = WorkloadView(exists=True, replicas=0, ready_replicas=0)
 
-    def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
+    def observe(
+        self, placement_name: str, *, wanted: int, job: bool = False, stateful: bool = False
+    ) -> WorkloadView:
+        self.observed.append((job, stateful))
         return self.workload
 
     def pods(self, placement_name: str) -> list[dict[str, Any]]:
         return self.pod_list
+
+    def claims(self, placement_name: str) -> list[str]:
+        return list(self.claim_names)
+
+    def delete_claims(self, placement_name: str, names: list[str]) -> None:
+        self.deleted_claims.extend(names)
 
     def remove(self, placement_name: str) -> bool:
         self.removed.append(placement_name)
@@ -75,8 +93,8 @@ class FakeHub:
         return self.live
 
 
-def agent(cluster: FakeCluster, hub: FakeHub | None = None) -> Agent:
-    options = AgentOptions(provider="prov-a", hub_kubeconfig=None, kubeconfig=None, config=CONFIG)
+def agent(cluster: FakeCluster, hub: FakeHub | None = None, config: AgentConfig = CONFIG) -> Agent:
+    options = AgentOptions(provider="prov-a", hub_kubeconfig=None, kubeconfig=None, config=config)
     link = cast(HubLink, hub or FakeHub())
     return Agent(options, hub=link, cluster=cast(ProviderCluster, cluster))
 
@@ -216,3 +234,50 @@ def test_removal_writes_a_final_checkpoint_first() -> None:
     assert not any(p.get("readySince") for p in final["pods"])
     assert final["readySeconds"] > 0
     assert cluster.removed
+
+
+STORAGE_CONFIG = AgentConfig.model_validate(
+    {
+        **CONFIG.to_api(),
+        "storage": {"fast": {"storageClassName": "local-nvme", "capacity": "100Gi"}},
+    }
+)
+
+
+def storage_body(tier: str) -> dict[str, Any]:
+    raw = body()
+    raw["spec"]["storage"] = [{"name": "data", "size": "5Gi", "tier": tier, "mountPath": "/data"}]
+    return raw
+
+
+def test_a_placement_with_storage_runs_as_a_stateful_set_on_the_tier_class() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    status = run(agent(cluster, config=STORAGE_CONFIG).apply_placement, storage_body("fast"))
+    assert cluster.applied == [
+        ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "StatefulSet"]
+    ]
+    claims = cluster.manifests[-1]["spec"]["volumeClaimTemplates"]
+    assert [c["spec"]["storageClassName"] for c in claims] == ["local-nvme"]
+    assert cluster.observed == [(False, True)]
+    assert status["phase"] == "Running"
+    assert cluster.deleted_claims == []
+
+
+def test_claims_of_replicas_scaled_away_are_deleted_unless_suspended() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    cluster.claim_names = ["data-workload-0", "data-workload-1", "data-workload-2", "other"]
+    suspended = storage_body("fast")
+    suspended["spec"]["suspend"] = True
+    run(agent(cluster, config=STORAGE_CONFIG).apply_placement, suspended)
+    assert cluster.deleted_claims == []  # suspend keeps every claim (the data)
+    run(agent(cluster, config=STORAGE_CONFIG).apply_placement, storage_body("fast"))
+    assert cluster.deleted_claims == ["data-workload-2"]  # 2 replicas: 0 and 1 stay
+
+
+def test_a_placement_asking_an_unmapped_tier_is_refused_naming_it() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True))
+    status = run(agent(cluster, config=STORAGE_CONFIG).apply_placement, storage_body("slow"))
+    assert cluster.applied == []
+    assert ready(status)["reason"] == "InvalidPlacement"
+    assert "tier slow is not offered" in ready(status)["message"]
+    assert "has: fast" in ready(status)["message"]

@@ -30,6 +30,12 @@ Behaviour matrix:
   ``template_violations`` (but for the agent's own GPU selector and runtime class).
 - ``manifests``: apply order namespace, quota, limit range, network policy, deployment, all in
   the placement's namespace.
+- storage (a placement with ``spec.storage``): the workload is a StatefulSet (Parallel, claims
+  deleted with it and kept when scaled down) with one ReadWriteOnce claim template per entry on
+  the tier's class and size, each mounted at its mountPath in every container (init ones too);
+  the quota allows exactly replicas x entries claims and replicas x sizes of storage, in total
+  and per class, and keeps them while suspended (the claims keep the data); without storage
+  the quota allows no claim and no storage, and nothing is mounted; a Job stays a Job.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from kommons.agent.workload import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
     PlacementWork,
+    StorageVolume,
     changed_by_agent,
     deployment,
     limit_range,
@@ -58,7 +65,10 @@ from kommons.agent.workload import (
     network_policy,
     resource_quota,
     sanitised_pod_template,
+    stateful_set,
+    storage_class_key,
     target_namespace,
+    workload,
 )
 from kommons.api.template import (
     ALLOWED_VOLUME_SOURCES,
@@ -716,3 +726,94 @@ def test_sanitised_template_never_contains_a_forbidden_field(
         for port in container.get("ports", []):
             assert not port.get("hostPort")
             assert not port.get("hostIP")
+
+
+# --- storage ------------------------------------------------------------------------------
+
+VOLUMES = (
+    StorageVolume(name="data", size="10Gi", storage_class="nvme", mount_path="/data"),
+    StorageVolume(name="logs", size="512Mi", storage_class="hdd", mount_path="/logs"),
+    StorageVolume(name="cache", size="1Gi", storage_class="nvme", mount_path="/cache"),
+)
+TEMPLATE_WITH_INIT = {
+    "spec": {
+        "initContainers": [{"name": "init", "image": "busybox"}],
+        "containers": [
+            {
+                "name": "app",
+                "image": "nginx",
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+}
+
+
+def test_a_placement_with_storage_runs_a_stateful_set_with_one_claim_per_entry() -> None:
+    w = work(storage=VOLUMES, template=TEMPLATE_WITH_INIT)
+    sts = workload(w)
+    assert sts == stateful_set(w)
+    assert sts["kind"] == "StatefulSet"
+    spec = sts["spec"]
+    assert spec["replicas"] == 3
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Delete",
+        "whenScaled": "Retain",
+    }
+    assert spec["selector"]["matchLabels"] == {LABEL_PLACEMENT: w.name}
+    assert spec["template"]["metadata"]["labels"][LABEL_PLACEMENT] == w.name
+    claims = {c["metadata"]["name"]: c["spec"] for c in spec["volumeClaimTemplates"]}
+    assert claims == {
+        v.name: {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": v.storage_class,
+            "resources": {"requests": {"storage": v.size}},
+        }
+        for v in VOLUMES
+    }
+    pod = spec["template"]["spec"]
+    wanted = [{"name": v.name, "mountPath": v.mount_path} for v in VOLUMES]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, *wanted]
+    assert pod["initContainers"][0]["volumeMounts"] == wanted
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]  # claims add their own volumes
+    assert TEMPLATE_WITH_INIT["spec"]["containers"][0]["volumeMounts"] == [  # type: ignore[index]
+        {"name": "tmp", "mountPath": "/tmp"}
+    ]
+    assert workload(work(storage=VOLUMES, suspend=True))["spec"]["replicas"] == 0
+
+
+def test_the_quota_allows_exactly_the_claims_in_total_and_per_class() -> None:
+    hard = resource_quota(work(storage=VOLUMES))["spec"]["hard"]
+    assert hard["persistentvolumeclaims"] == "9"
+    assert parse_quantity(hard["requests.storage"]) == 3 * parse_quantity("11.5Gi")
+    nvme, hdd = storage_class_key("nvme", ""), storage_class_key("hdd", "")
+    assert hard[nvme + "persistentvolumeclaims"] == "6"
+    assert parse_quantity(hard[nvme + "requests.storage"]) == 3 * parse_quantity("11Gi")
+    assert hard[hdd + "persistentvolumeclaims"] == "3"
+    assert parse_quantity(hard[hdd + "requests.storage"]) == 3 * parse_quantity("512Mi")
+    assert {k for k in hard if "storageclass" in k} == {
+        nvme + "persistentvolumeclaims",
+        nvme + "requests.storage",
+        hdd + "persistentvolumeclaims",
+        hdd + "requests.storage",
+    }
+
+
+def test_a_suspended_placement_keeps_its_claims_in_the_quota() -> None:
+    hard = resource_quota(work(storage=VOLUMES, suspend=True))["spec"]["hard"]
+    assert hard["pods"] == "0"
+    assert hard["persistentvolumeclaims"] == "9"
+    assert parse_quantity(hard["requests.storage"]) == 3 * parse_quantity("11.5Gi")
+
+
+def test_without_storage_no_claim_no_storage_and_no_mount() -> None:
+    w = work()
+    hard = resource_quota(w)["spec"]["hard"]
+    assert hard["persistentvolumeclaims"] == "0"
+    assert hard["requests.storage"] == "0"
+    assert not [k for k in hard if "storageclass" in k]
+    assert workload(w)["kind"] == "Deployment"
+    assert "volumeMounts" not in workload(w)["spec"]["template"]["spec"]["containers"][0]
+    assert workload(work(completions=4, storage=VOLUMES))["kind"] == "Job"

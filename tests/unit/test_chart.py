@@ -9,10 +9,12 @@ Behaviour matrix:
 - role provider renders the agent (RBAC, config, Deployment) and nothing of the hub: no CRD,
   no admission policy, no tenant role;
 - the agent config the chart renders is one the agent accepts (``AgentConfig``), with the values
-  given; every flag the Deployments pass is one ``kommons hub``/``kommons agent`` knows;
+  given (storage tiers included); every flag the Deployments pass is one
+  ``kommons hub``/``kommons agent`` knows; the agent may manage StatefulSets (storage leases);
 - the PrometheusRule carries the promtool-tested rules with the configured runbook base URL;
   the dashboard ConfigMap carries the dashboard JSON, labelled for the Grafana sidecar;
-- a typo, an unknown role, a malformed address or a missing required value is refused by
+- a typo, an unknown role, a malformed address, a storage tier without its class or a
+  missing required value is refused by
   ``helm`` naming the key;
 - the hub's RBAC grants no Secrets, pods or RBAC writes (push mode adds exactly Secret ``get``
   in the release namespace and agent token requests); the agent's grants nothing on Secrets.
@@ -170,6 +172,12 @@ def test_the_provider_role_installs_only_the_agent() -> None:
         "provider.pricing.gpuHour.a100=1.5",
         "--set",
         "provider.runtimeClassName=gvisor",
+        "--set",
+        "provider.pricing.storageGiBHour.fast=0.0002",
+        "--set",
+        "provider.storage.fast.storageClassName=local-nvme",
+        "--set",
+        "provider.storage.fast.capacity=500Gi",
     )
     kinds = _kinds(objects)
     assert set(kinds) == {
@@ -191,6 +199,13 @@ def test_the_provider_role_installs_only_the_agent() -> None:
     assert config.pricing.gpu_hour is not None
     assert {k: str(v) for k, v in dict(config.pricing.gpu_hour).items()} == {"a100": "1.5"}
     assert config.runtime_class_name == "gvisor"
+    assert config.storage is not None
+    assert config.storage_classes() == {"fast": "local-nvme"}
+    assert str(config.storage["fast"].capacity) == "500Gi"
+    assert config.pricing.storage_gib_hour is not None
+    assert {k: str(v) for k, v in dict(config.pricing.storage_gib_hour).items()} == {
+        "fast": "0.0002"
+    }
     deployment = _one(objects, "Deployment")
     args = _args(deployment)
     assert args[0] == "agent"
@@ -201,6 +216,9 @@ def test_the_provider_role_installs_only_the_agent() -> None:
     grants = set(_rules(_one(objects, "ClusterRole")))
     assert not {g for g in grants if g[1] in {"secrets", "pods/exec", "clusterroles", "roles"}}
     assert ("", "pods", "create") not in grants
+    assert ("apps", "statefulsets", "create") in grants  # the workload of a lease with storage
+    assert ("", "persistentvolumeclaims", "delete") in grants  # claims of removed replicas
+    assert ("", "persistentvolumeclaims", "create") not in grants  # the StatefulSet makes them
 
 
 def test_monitoring_objects_carry_the_checked_rules_and_the_dashboard() -> None:
@@ -264,6 +282,10 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
         ([*PROVIDER[:-2], "--set", "provider.payoutAddress=0x12"], "/provider/payoutAddress"),
         ([*PROVIDER, "--set", "provider.region=eu-west"], "'region' not allowed"),
         (["--set", "monitoring.runbookBaseURL=docs/runbooks"], "/monitoring/runbookBaseURL"),
+        (
+            [*PROVIDER, "--set", "provider.storage.fast.capacity=10Gi"],
+            "/provider/storage/fast",
+        ),
         (PROVIDER[:2], "provider.payoutAddress is required"),
         (
             [*PROVIDER[:4], "--set", f"provider.payoutAddress={PAYOUT}"],
@@ -274,7 +296,17 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
             "hub.chain.settlementAddress is required",
         ),
     ],
-    ids=["typo", "role", "address", "region", "url", "payout", "secret", "settlement"],
+    ids=[
+        "typo",
+        "role",
+        "address",
+        "region",
+        "url",
+        "storage",
+        "payout",
+        "secret",
+        "settlement",
+    ],
 )
 def test_wrong_values_are_refused_naming_the_key(args: list[str], named: str) -> None:
     assert named in _refusal(*args)

@@ -23,7 +23,9 @@ Behaviour matrix:
 - ``decide(released=...)``: a placement being replaced counts as free for that decision
   (its unreported part through its hold, its reported part added back to the provider's
   free capacity) — exactly that much, no more; the market (views, holds, free capacity) is
-  as before afterwards. Unknown released keys change nothing.
+  as before afterwards. Unknown released keys change nothing. A suspended placement with
+  storage (its claims kept, so its provider's report still subtracts them) gets its storage
+  back for a resume decision, and only that: the same lease fits back, a bigger one does not.
 """
 
 from __future__ import annotations
@@ -450,3 +452,29 @@ def test_the_edge_drops_managed_fields_and_nothing_else() -> None:
     lease = parse(ComputeLease, {**body, "spec": lease_spec})
     assert lease.metadata.name == "web"
     assert "managedFields" not in lease.to_api()["metadata"]
+
+
+def test_a_suspended_storage_placement_gets_its_kept_claims_back_to_resume() -> None:
+    """p1 sells 10Gi fast; the suspended placement's 2 x 4Gi claims leave 2Gi in its report."""
+    body = provider_body("p1", accounted=["team-a/db=0"], storage={"fast": "2Gi"})
+    body["spec"]["pricing"]["storageGiBHour"] = {"fast": "0.0002"}
+    view = market(body)
+
+    def storage_lease(size: str) -> ComputeLease:
+        raw = lease("db", replicas=2).to_api()
+        raw["spec"]["storage"] = [{"name": "d", "size": size, "tier": "fast", "mountPath": "/d"}]
+        return ComputeLease.model_validate(raw)
+
+    db = storage_lease("4Gi")
+    view.set_lease(db)
+    suspended = placement(db, replicas=2)
+    suspended.spec.suspend = True
+    view.set_placement(suspended)
+    assert list(view.market.holds()) == []  # a suspended placement holds nothing
+    released = frozenset({placement_key("team-a/db", "p1")})
+
+    assert decide(view, db).chosen == ()  # without its own claims: 2Gi < 4Gi
+    back = decide(view, db, released=released)
+    assert [(c.provider, c.replicas) for c in back.chosen] == [("p1", 2)]
+    bigger = decide(view, storage_lease("6Gi"), released=released)
+    assert bigger.chosen == ()  # 8Gi given back, not more: 10Gi < 12Gi

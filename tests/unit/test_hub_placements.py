@@ -187,7 +187,13 @@ def test_copied_fields_are_carried_as_they_are() -> None:
     assert spec["configFrom"] == copied["configFrom"]
     assert spec["imagePullSecrets"] == copied["imagePullSecrets"]
     assert spec["storage"] == [
-        {"name": "data", "size": "5Gi", "tier": "standard", "mountPath": "/data"}
+        {
+            "name": "data",
+            "size": "5Gi",
+            "tier": "standard",
+            "mountPath": "/data",
+            "reclaimPolicy": "Delete",
+        }
     ]
     assert spec["suspend"] is True
 

@@ -21,6 +21,10 @@ Behaviour matrix:
 - ``placement_resources``: replicas × per-replica resources (one pod slot per replica), GPUs
   under their model; no GPUs entry without GPUs; ``replicas`` overrides the spec's count.
   Property: linear in replicas.
+- storage: a lease's ``spec.storage`` becomes one replica's bytes by tier (entries of a tier
+  summed); a placement holds replicas x that; a provider's reported storage per tier is read,
+  its storage prices rounded up; a malformed or negative storage report and a zero storage
+  price exclude the provider naming why.
 """
 
 from __future__ import annotations
@@ -443,3 +447,55 @@ def test_placement_resources_are_linear_in_replicas(
     assert {m: n for m, n in held.gpus.items() if n} == (
         {model: replicas * gpus} if replicas * gpus else {}
     )
+
+
+# --- storage ------------------------------------------------------------------------------
+
+STORAGE = [
+    {"name": "data", "size": "10Gi", "tier": "fast", "mountPath": "/data"},
+    {"name": "wal", "size": "512Mi", "tier": "fast", "mountPath": "/wal"},
+    {"name": "logs", "size": "1Gi", "tier": "slow", "mountPath": "/logs"},
+]
+
+
+def test_a_lease_with_storage_asks_bytes_by_tier() -> None:
+    req = lease_request(lease(storage=STORAGE))
+    assert req.resources.storage == {"fast": 10 * GIB + GIB // 2, "slow": GIB}
+    assert lease_request(lease()).resources.storage == {}
+    held = placement(2, {"cpu": "500m", "memory": "1Gi"})
+    held.spec.storage = lease(storage=STORAGE).spec.storage
+    assert placement_resources(held).storage == {"fast": 21 * GIB, "slow": 2 * GIB}
+
+
+def test_reported_storage_and_storage_prices_are_read() -> None:
+    view, excluded = provider_view(
+        provider(
+            available={**AVAILABLE, "storage": {"fast": "20Gi", "slow": "0"}},
+            pricing={**PRICING, "storageGiBHour": {"fast": "0.0002", "slow": "0.0000001"}},
+        ),
+        FRESH,
+    )
+    assert excluded is None
+    assert view.available.storage == {"fast": 20 * GIB, "slow": 0}
+    assert view.pricing.storage_gib_hour == {"fast": 200, "slow": 1}
+
+
+@pytest.mark.parametrize(
+    ("storage", "pricing", "reason"),
+    [
+        ({"fast": "lots"}, None, "status.available.storage is malformed"),
+        ({"fast": "-1Gi"}, None, "status.available has a negative amount"),
+        ({"fast": "1Gi"}, {"fast": "0"}, "quotes a zero price for storage tier fast"),
+    ],
+    ids=["malformed", "negative", "zero-price"],
+)
+def test_a_bad_storage_declaration_excludes_the_provider(
+    storage: dict[str, str], pricing: dict[str, str] | None, reason: str
+) -> None:
+    prices = {**PRICING, "storageGiBHour": pricing} if pricing else PRICING
+    view, excluded = provider_view(
+        provider(available={**AVAILABLE, "storage": storage}, pricing=prices), FRESH
+    )
+    assert excluded is not None
+    assert excluded.startswith(reason)
+    assert view.ready is False

@@ -13,8 +13,20 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from kommons.api.common import ApiModel
+from kommons.api.common import ApiModel, LabelValue, ObjectName, PositiveQuantity
 from kommons.api.provider import Offer, Pricing
+
+
+class StorageTier(ApiModel):
+    """One storage tier the provider offers: its storage class and the capacity sold."""
+
+    storage_class_name: ObjectName = Field(
+        description="StorageClass of the provider cluster the tier's claims use."
+    )
+    capacity: PositiveQuantity = Field(
+        description="Storage offered to the market in this tier (e.g. 500Gi): the sum of the"
+        " claims placements may hold."
+    )
 
 
 class AgentConfig(ApiModel):
@@ -32,6 +44,29 @@ class AgentConfig(ApiModel):
     runtime_class_name: str | None = Field(
         default=None, description="Sandbox runtime class for tenant pods (e.g. gvisor), if any."
     )
+    storage: dict[LabelValue, StorageTier] | None = Field(
+        default=None,
+        max_length=16,
+        description="Persistent storage offered, by tier (the tiers leases ask for in"
+        " spec.storage[].tier; price them in pricing.storageGiBHour). Absent = none.",
+    )
+
+    @model_validator(mode="after")
+    def _one_class_per_tier(self) -> AgentConfig:
+        """Refuse two tiers on one storage class: the quota counts claims per class."""
+        seen: dict[str, str] = {}
+        for tier, entry in sorted((self.storage or {}).items()):
+            other = seen.setdefault(entry.storage_class_name, tier)
+            if other != tier:
+                raise ValueError(
+                    f"storage: tiers {other} and {tier} both use storage class"
+                    f" {entry.storage_class_name}; give each tier its own class"
+                )
+        return self
+
+    def storage_classes(self) -> dict[str, str]:
+        """Storage class by tier."""
+        return {tier: t.storage_class_name for tier, t in (self.storage or {}).items()}
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,7 @@ ceiling: pod slots are capped by the nodes alone.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,27 +37,35 @@ class Amount:
     gpus: Mapping[str, int] = field(default_factory=dict)
     pods: int = 0
     """Pod slots (a node's ``pods`` allowance; one per pod or replica)."""
+    storage: Mapping[str, int] = field(default_factory=dict)
+    """Persistent storage in bytes by tier (offered in the agent config, held by claims)."""
 
     def plus(self, other: Amount) -> Amount:
         """The sum of two amounts."""
         gpus = dict(self.gpus)
         for model, count in other.gpus.items():
             gpus[model] = gpus.get(model, 0) + count
+        storage = dict(self.storage)
+        for tier, size in other.storage.items():
+            storage[tier] = storage.get(tier, 0) + size
         return Amount(
             self.cpu_milli + other.cpu_milli,
             self.memory_bytes + other.memory_bytes,
             gpus,
             self.pods + other.pods,
+            storage,
         )
 
     def minus(self, other: Amount) -> Amount:
         """``self - other``, clamped at zero in every dimension."""
         gpus = {m: max(0, n - other.gpus.get(m, 0)) for m, n in self.gpus.items()}
+        storage = {t: max(0, n - other.storage.get(t, 0)) for t, n in self.storage.items()}
         return Amount(
             max(0, self.cpu_milli - other.cpu_milli),
             max(0, self.memory_bytes - other.memory_bytes),
             gpus,
             max(0, self.pods - other.pods),
+            storage,
         )
 
     def capped(self, ceiling: Amount) -> Amount:
@@ -76,15 +84,20 @@ class Amount:
             min(self.memory_bytes, ceiling.memory_bytes),
             gpus,
             self.pods,
+            self.storage,
         )
 
     def to_summary(self) -> ResourceSummary:
-        """The API model: cpu in millicores, memory in bytes, GPUs sorted by model, pods."""
+        """The API model: cpu (millicores), memory (bytes), GPUs, pods, storage (bytes by tier).
+
+        Storage is absent when no tier is offered.
+        """
         return ResourceSummary(
             cpu=f"{self.cpu_milli}m",
             memory=str(self.memory_bytes),
             gpus=dict(sorted(self.gpus.items())),
             pods=self.pods,
+            storage={t: str(n) for t, n in sorted(self.storage.items())} or None,
         )
 
     def to_status(self) -> JSON:
@@ -143,6 +156,14 @@ def _pod_request(pod: JSON, gpu_model: str | None) -> Amount:
 
 
 @dataclass(frozen=True)
+class StorageOffer:
+    """One storage tier of the agent config: its class and the bytes offered."""
+
+    storage_class: str
+    capacity: int
+
+
+@dataclass(frozen=True)
 class Inventory:
     """One inventory report of a provider cluster."""
 
@@ -161,7 +182,12 @@ class Inventory:
 
 
 def compute_inventory(
-    nodes: Iterable[JSON], pods: Iterable[JSON], *, reserved: Amount, offer: Amount | None
+    nodes: Iterable[JSON],
+    pods: Iterable[JSON],
+    *,
+    reserved: Amount,
+    offer: Amount | None,
+    storage: Mapping[str, StorageOffer] | None = None,
 ) -> Inventory:
     """Sum nodes and pods into an :class:`Inventory`.
 
@@ -175,6 +201,8 @@ def compute_inventory(
         reserved: What the materialised placements hold (pods: their replicas).
         offer: The ceiling the provider offers to the market, or ``None`` for everything;
             it caps cpu, memory and GPUs, never pod slots.
+        storage: The storage tiers offered (agent config): capacity and allocatable per
+            tier are the offered bytes, available is that minus ``reserved.storage``.
     """
     capacity, allocatable = Amount(), Amount()
     models: dict[str, str] = {}
@@ -208,6 +236,12 @@ def compute_inventory(
         left = offer.minus(reserved)
         gpus_left = max(0, sum(offer.gpus.values()) - sum(reserved.gpus.values()))
         available = free.capped(Amount(left.cpu_milli, left.memory_bytes, {"*": gpus_left}))
+    if storage:
+        offered = {tier: t.capacity for tier, t in storage.items()}
+        capacity = replace(capacity, storage=offered)
+        allocatable = replace(allocatable, storage=offered)
+        unheld = {t: max(0, n - reserved.storage.get(t, 0)) for t, n in offered.items()}
+        available = replace(available, storage=unheld)
     return Inventory(capacity, allocatable, requested, reserved, available, ready_nodes)
 
 

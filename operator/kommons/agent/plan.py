@@ -47,7 +47,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kommons.agent.workload import PlacementWork, manifests, target_namespace
+from kommons.agent.workload import (
+    WORKLOAD_NAME,
+    PlacementWork,
+    StorageVolume,
+    manifests,
+    target_namespace,
+)
 from kommons.api import LeasePlacement, LeasePlacementStatus, get_condition, set_condition
 from kommons.api.placement import PlacementPhase
 from kommons.api_names import PREFIX
@@ -181,10 +187,50 @@ def wanted_replicas(placement: LeasePlacement) -> int:
     return 0 if placement.spec.suspend else placement.spec.replicas
 
 
-def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> PlacementWork:
-    """What :mod:`kommons.agent.workload` needs from a typed placement."""
+def check_storage(placement: LeasePlacement, storage_classes: Mapping[str, str]) -> None:
+    """Refuse a placement asking for a storage tier this provider does not map to a class.
+
+    Raises:
+        InvalidPlacement: naming each unknown tier (the hub filters providers by the tiers
+            they report, so this means the agent config changed since).
+    """
+    unknown = sorted(
+        {v.tier for v in placement.spec.storage or () if v.tier not in storage_classes}
+    )
+    if unknown:
+        raise InvalidPlacement(
+            placement_name(placement),
+            [
+                f"spec.storage: tier {tier} is not offered by this provider (agent config"
+                f" storage has: {', '.join(sorted(storage_classes)) or 'none'})"
+                for tier in unknown
+            ],
+        )
+
+
+def placement_work(
+    placement: LeasePlacement,
+    *,
+    runtime_class: str | None,
+    storage_classes: Mapping[str, str] | None = None,
+) -> PlacementWork:
+    """What :mod:`kommons.agent.workload` needs from a typed placement.
+
+    ``storage_classes`` maps the provider's storage tiers to its classes (agent config);
+    a tier it does not map is refused by :func:`check_storage` before this is called.
+    """
     spec = placement.spec
     gpu = spec.resources.gpu
+    classes = storage_classes or {}
+    storage = tuple(
+        StorageVolume(
+            name=v.name,
+            size=v.size,
+            storage_class=classes.get(v.tier, v.tier),
+            mount_path=v.mount_path,
+        )
+        for v in spec.storage or ()
+    )
     return PlacementWork(
         name=placement_name(placement),
         lease_namespace=spec.lease_ref.namespace,
@@ -201,16 +247,42 @@ def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> P
         completions=spec.job.completions if spec.job else None,
         backoff_limit=spec.job.backoff_limit if spec.job else 6,
         fencing_token=spec.fencing_token,
+        storage=storage,
     )
 
 
-def desired_manifests(placement: LeasePlacement, *, runtime_class: str | None) -> list[JSON]:
+def surplus_claims(placement: LeasePlacement, claims: Iterable[str]) -> list[str]:
+    """Claims of replicas a placement no longer has, to delete (reclaimPolicy Delete).
+
+    A StatefulSet keeps the claims of the replicas it scales away (so that a suspended
+    placement, scaled to zero, keeps its data); once a placement with storage runs fewer
+    replicas, not suspended, the claims of the replicas beyond its count go. ``claims`` are the
+    names of the claims in the placement's namespace.
+    """
+    spec = placement.spec
+    if spec.suspend or not spec.storage:
+        return []
+    prefixes = tuple(f"{v.name}-{WORKLOAD_NAME}-" for v in spec.storage)
+    keep = {prefix + str(i) for prefix in prefixes for i in range(spec.replicas)}
+    return sorted(
+        name
+        for name in claims
+        if name.startswith(prefixes) and name not in keep and name.rpartition("-")[2].isdigit()
+    )
+
+
+def desired_manifests(
+    placement: LeasePlacement,
+    *,
+    runtime_class: str | None,
+    storage_classes: Mapping[str, str] | None = None,
+) -> list[JSON]:
     """Every object of a placement on the provider cluster, in the order to apply them.
 
     The ResourceQuota carries the lease and GPU model as annotations: the inventory reads the
     reservations back from the quotas alone.
     """
-    work = placement_work(placement, runtime_class=runtime_class)
+    work = placement_work(placement, runtime_class=runtime_class, storage_classes=storage_classes)
     objects = manifests(work)
     for manifest in objects:
         if manifest["kind"] == "ResourceQuota":

@@ -8,10 +8,10 @@ needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kommons.agent.inventory import Amount, Inventory, compute_inventory
+from kommons.agent.inventory import Amount, Inventory, StorageOffer, compute_inventory
 from kommons.agent.plan import (
     ANNOTATION_GPU_MODEL,
     ANNOTATION_LEASE,
@@ -19,7 +19,12 @@ from kommons.agent.plan import (
     observe_job,
     observe_workload,
 )
-from kommons.agent.workload import GPU_RESOURCE, WORKLOAD_NAME, target_namespace
+from kommons.agent.workload import (
+    GPU_RESOURCE,
+    WORKLOAD_NAME,
+    storage_class_key,
+    target_namespace,
+)
 from kommons.api_names import LABEL_MANAGED_BY, LABEL_PLACEMENT, MANAGER
 from kommons.kube import Kube, KubeError, NotFound
 from kommons.kube import resources as r
@@ -36,6 +41,7 @@ _BY_KIND = {
     "NetworkPolicy": r.NETWORK_POLICIES,
     "Deployment": r.DEPLOYMENTS,
     "Job": r.JOBS,
+    "StatefulSet": r.STATEFUL_SETS,
 }
 
 
@@ -50,11 +56,14 @@ class ProviderCluster:
         for manifest in manifests:
             self.kube.apply(_BY_KIND[manifest["kind"]], manifest)
 
-    def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
-        """A placement's Deployment (or Job), and its pods when not all wanted are ready.
+    def observe(
+        self, placement_name: str, *, wanted: int, job: bool = False, stateful: bool = False
+    ) -> WorkloadView:
+        """A placement's workload, and its pods when not all wanted are ready.
 
-        One GET of the workload per call; one LIST of the placement's pods (by label, in its
-        namespace) only when there is something to explain.
+        The workload is a Deployment, a Job (``job``) or a StatefulSet (``stateful``: a
+        placement with storage). One GET of the workload per call; one LIST of the
+        placement's pods (by label, in its namespace) only when there is something to explain.
         """
         namespace = target_namespace(placement_name)
         if job:
@@ -67,7 +76,8 @@ class ProviderCluster:
                 r.PODS, namespace, label_selector=f"{LABEL_PLACEMENT}={placement_name}"
             )
             return observe_job(found, pods)
-        deployment = self.kube.get_or_none(r.DEPLOYMENTS, WORKLOAD_NAME, namespace)
+        kind = r.STATEFUL_SETS if stateful else r.DEPLOYMENTS
+        deployment = self.kube.get_or_none(kind, WORKLOAD_NAME, namespace)
         if deployment is None:
             return observe_workload(None)
         seen = observe_workload(deployment)
@@ -77,6 +87,20 @@ class ProviderCluster:
             r.PODS, namespace, label_selector=f"{LABEL_PLACEMENT}={placement_name}"
         )
         return observe_workload(deployment, pods)
+
+    def claims(self, placement_name: str) -> list[str]:
+        """Names of the PersistentVolumeClaims in a placement's namespace."""
+        namespace = target_namespace(placement_name)
+        return sorted(
+            str(c["metadata"]["name"])
+            for c in self.kube.list(r.PERSISTENT_VOLUME_CLAIMS, namespace)
+        )
+
+    def delete_claims(self, placement_name: str, names: Sequence[str]) -> None:
+        """Delete claims of a placement's namespace (gone already is fine)."""
+        namespace = target_namespace(placement_name)
+        for name in names:
+            self.kube.delete(r.PERSISTENT_VOLUME_CLAIMS, name, namespace)
 
     def pods(self, placement_name: str) -> list[JSON]:
         """Every pod of a placement's workload (one LIST by label, in its namespace)."""
@@ -135,12 +159,17 @@ class ProviderCluster:
         """Delete one workload namespace (and so everything in it); gone already is fine."""
         self.kube.delete(r.NAMESPACES, name)
 
-    def reserved(self) -> tuple[Amount, list[str]]:
+    def reserved(
+        self, storage_classes: Mapping[str, str] | None = None
+    ) -> tuple[Amount, list[str]]:
         """What materialised placements hold, read from their quotas, and their lease keys.
 
         A quota's ``pods`` is the placement's replicas: each holds a pod slot whether its pod
-        runs or is pending. A suspended placement's quota is zero, so it holds nothing.
+        runs or is pending. A suspended placement's quota is zero, so it holds nothing but its
+        claims. Storage is read per class (``storage_classes``: tier → class) and counted by
+        tier.
         """
+        tiers = {cls: tier for tier, cls in (storage_classes or {}).items()}
         total = Amount()
         leases: list[str] = []
         for quota in self.kube.list(
@@ -150,6 +179,10 @@ class ProviderCluster:
             hard = (quota.get("spec") or {}).get("hard") or {}
             annotations = meta.get("annotations") or {}
             gpus = count(hard.get(f"requests.{GPU_RESOURCE}", "0"))
+            storage = {
+                tier: memory_bytes(hard.get(storage_class_key(cls, "requests.storage"), "0"))
+                for cls, tier in tiers.items()
+            }
             model = annotations.get(ANNOTATION_GPU_MODEL) or "unknown"
             total = total.plus(
                 Amount(
@@ -157,6 +190,7 @@ class ProviderCluster:
                     memory_bytes(hard.get("requests.memory", "0")),
                     {model: gpus} if gpus else {},
                     pods=count(hard.get("pods", "0")),
+                    storage={t: n for t, n in storage.items() if n},
                 )
             )
             if ANNOTATION_LEASE in annotations:
@@ -164,12 +198,16 @@ class ProviderCluster:
                 leases.append(f"{annotations[ANNOTATION_LEASE]}={count(hard.get('pods', '0'))}")
         return total, sorted(leases)
 
-    def inventory(self, offer: Amount | None) -> tuple[Inventory, list[str]]:
+    def inventory(
+        self, offer: Amount | None, *, storage: Mapping[str, StorageOffer] | None = None
+    ) -> tuple[Inventory, list[str]]:
         """Inventory of the cluster and the leases it accounts for."""
         nodes = self.kube.list(r.NODES)
         pods = self.kube.list(r.PODS, field_selector="status.phase!=Succeeded,status.phase!=Failed")
-        reserved, leases = self.reserved()
-        return compute_inventory(nodes, pods, reserved=reserved, offer=offer), leases
+        classes = {tier: t.storage_class for tier, t in (storage or {}).items()}
+        reserved, leases = self.reserved(classes)
+        inventory = compute_inventory(nodes, pods, reserved=reserved, offer=offer, storage=storage)
+        return inventory, leases
 
     def version(self) -> str:
         """The cluster's Kubernetes version (``v1.36.3``)."""

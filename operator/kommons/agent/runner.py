@@ -27,7 +27,12 @@ from kommons.agent import plan
 from kommons.agent.config import AgentConfig
 from kommons.agent.fencing import orphaned
 from kommons.agent.hub_link import HubLink
-from kommons.agent.inventory import Amount, inventory_needs_write, inventory_status
+from kommons.agent.inventory import (
+    Amount,
+    StorageOffer,
+    inventory_needs_write,
+    inventory_status,
+)
 from kommons.agent.provider_cluster import ProviderCluster
 from kommons.agent.workload import target_namespace
 from kommons.api import LeasePlacement, LeasePlacementStatus
@@ -81,6 +86,14 @@ def offer_amount(config: AgentConfig) -> Amount | None:
     )
 
 
+def storage_offer(config: AgentConfig) -> dict[str, StorageOffer]:
+    """The storage tiers the provider offers: class and capacity in bytes, by tier."""
+    return {
+        tier: StorageOffer(storage_class=t.storage_class_name, capacity=memory_bytes(t.capacity))
+        for tier, t in (config.storage or {}).items()
+    }
+
+
 class Agent:
     """One provider's agent.
 
@@ -132,7 +145,9 @@ class Agent:
     def _parse(self, body: kopf.Body, patch: kopf.Patch) -> LeasePlacement | None:
         """The typed placement, or ``None`` after reporting why it cannot be read."""
         try:
-            return plan.parse_placement(body)
+            placement = plan.parse_placement(body)
+            plan.check_storage(placement, self.options.config.storage_classes())
+            return placement
         except plan.InvalidPlacement as exc:
             previous = plan.previous_status(body)
             now = datetime.now(UTC)
@@ -144,13 +159,23 @@ class Agent:
                 patch.status.update(plan.status_patch(status))
             return None
 
+    def _manifests(
+        self, placement: LeasePlacement, runtime_class: str | None
+    ) -> list[dict[str, Any]]:
+        return plan.desired_manifests(
+            placement,
+            runtime_class=runtime_class,
+            storage_classes=self.options.config.storage_classes(),
+        )
+
     def apply_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Materialise a placement on the provider cluster and report its status."""
         placement = self._parse(body, patch)
         if placement is None or plan.being_deleted(placement):
             return
         runtime_class = self.options.config.runtime_class_name
-        self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
+        self.cluster.apply(self._manifests(placement, runtime_class))
+        self._prune_claims(placement)
         spec = placement.spec
         log.info(
             "materialised placement %s (lease %s/%s, %d replicas) in namespace %s",
@@ -161,6 +186,16 @@ class Agent:
             target_namespace(plan.placement_name(placement)),
         )
         self._report(placement, body, patch)
+
+    def _prune_claims(self, placement: LeasePlacement) -> None:
+        """Delete the claims of replicas a placement with storage scaled away (not suspended)."""
+        if not placement.spec.storage or placement.spec.suspend:
+            return
+        name = plan.placement_name(placement)
+        surplus = plan.surplus_claims(placement, self.cluster.claims(name))
+        if surplus:
+            self.cluster.delete_claims(name, surplus)
+            log.info("placement %s: deleted the claims of removed replicas: %s", name, surplus)
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Report a placement's status when it changed (or is due for a refresh).
@@ -197,7 +232,8 @@ class Agent:
         name = plan.placement_name(placement)
         wanted = plan.wanted_replicas(placement)
         job = placement.spec.job is not None
-        workload = self.cluster.observe(name, wanted=wanted, job=job)
+        stateful = bool(placement.spec.storage) and not job
+        workload = self.cluster.observe(name, wanted=wanted, job=job, stateful=stateful)
         if not workload.exists:
             # The body may be stale (a timer's copy of a placement deleted since): only a
             # placement still live on the hub gets its workload back, or it would be orphaned.
@@ -206,8 +242,8 @@ class Agent:
                 return
             log.warning("workload of placement %s is missing; materialising it again", name)
             runtime_class = self.options.config.runtime_class_name
-            self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
-            workload = self.cluster.observe(name, wanted=wanted, job=job)
+            self.cluster.apply(self._manifests(placement, runtime_class))
+            workload = self.cluster.observe(name, wanted=wanted, job=job, stateful=stateful)
         previous = plan.previous_status(body)
         now = datetime.now(UTC)
         status = plan.placement_status(placement, workload, previous=previous, now=now)
@@ -311,7 +347,9 @@ class Agent:
 
     def report_once(self) -> None:
         """Report inventory to the hub when it changed (or is due for a refresh)."""
-        inventory, leases = self.cluster.inventory(self.offer)
+        inventory, leases = self.cluster.inventory(
+            self.offer, storage=storage_offer(self.options.config)
+        )
         now = datetime.now(UTC)
         status = inventory_status(
             inventory,

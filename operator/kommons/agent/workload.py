@@ -3,8 +3,10 @@
 Per placement the agent creates a dedicated namespace (Pod Security ``restricted``), a
 ``ResourceQuota`` and a ``LimitRange`` equal to what was leased, a default-deny
 ``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges, and the
-workload as a ``Deployment`` (a ``batch/v1`` ``Job`` for a run-to-completion placement). A
-suspended placement's quota is zero: what it reserved is the market's again until it resumes.
+workload as a ``Deployment`` (a ``batch/v1`` ``Job`` for a run-to-completion placement, a
+``StatefulSet`` with one claim per replica and ``spec.storage`` entry for a placement with
+storage). A suspended placement's quota is zero but for its claims (kept with their data):
+what it reserved is the market's again until it resumes.
 The template is sanitised again here: the agent never trusts the hub blindly, and whatever
 the hub sent, nothing privileged reaches the provider.
 """
@@ -107,6 +109,20 @@ AGENT_APPENDED: dict[str, str] = {
 
 
 @dataclass(frozen=True, kw_only=True)
+class StorageVolume:
+    """One persistent volume every replica gets (a ``spec.storage`` entry, its class resolved)."""
+
+    name: str
+    """Claim template and volume name."""
+    size: str
+    """Per-replica size, a quantity."""
+    storage_class: str
+    """The provider's StorageClass of the entry's tier."""
+    mount_path: str
+    """Where every container mounts it."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class PlacementWork:
     """What the agent needs from a ``LeasePlacement`` to materialise it."""
 
@@ -133,6 +149,8 @@ class PlacementWork:
     """A Job's failed pods retried before it fails."""
     fencing_token: int | None = None
     """The hub's fencing token of the placement (labels the namespace; see agent.fencing)."""
+    storage: tuple[StorageVolume, ...] = ()
+    """Persistent volumes per replica: the workload is then a StatefulSet."""
 
 
 def target_namespace(placement_name: str) -> str:
@@ -204,7 +222,8 @@ def resource_quota(work: PlacementWork) -> JSON:
         "services.loadbalancers": "0",
         "services.nodeports": "0",
         "persistentvolumeclaims": "0",
-    }
+        "requests.storage": "0",
+    } | storage_quota(work)
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -215,6 +234,36 @@ def resource_quota(work: PlacementWork) -> JSON:
         },
         "spec": {"hard": hard},
     }
+
+
+def storage_class_key(storage_class: str, what: str) -> str:
+    """A quota key of one storage class: ``<class>.storageclass.storage.k8s.io/<what>``."""
+    return f"{storage_class}.storageclass.storage.k8s.io/{what}"
+
+
+def storage_quota(work: PlacementWork) -> dict[str, str]:
+    """The quota's claim entries: exactly the claims of every replica, in total and per class.
+
+    Kept while suspended: the StatefulSet scaled to zero keeps its claims (the data), so they
+    still hold the provider's storage.
+    """
+    if not work.storage:
+        return {}
+    replicas = work.replicas
+    out = {
+        "persistentvolumeclaims": str(replicas * len(work.storage)),
+        "requests.storage": _sum_times([v.size for v in work.storage], replicas),
+    }
+    for storage_class in sorted({v.storage_class for v in work.storage}):
+        mine = [v.size for v in work.storage if v.storage_class == storage_class]
+        out[storage_class_key(storage_class, "persistentvolumeclaims")] = str(replicas * len(mine))
+        out[storage_class_key(storage_class, "requests.storage")] = _sum_times(mine, replicas)
+    return out
+
+
+def _sum_times(quantities: list[str], replicas: int) -> str:
+    total = sum((parse_quantity(q) for q in quantities), start=parse_quantity("0")) * replicas
+    return format(total.normalize(), "f")
 
 
 def limit_range(work: PlacementWork) -> JSON:
@@ -315,7 +364,9 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
     context defaults of every container and of the pod (the tenant's non-root IDs are
     kept), one replica's resources on every container, no service-account token, no service
     links, the GPU node selector for a GPU lease with a model, the sandbox runtime class when
-    configured, and the Kommons pod labels.
+    configured, the Kommons pod labels, and for a placement with storage one volume mount per
+    ``spec.storage`` entry appended to every container's ``volumeMounts`` (admission refuses a
+    template whose mounts or volumes would clash with them).
     """
     template = sanitise_template(work.template or {})
     spec: JSON = template.setdefault("spec", {})
@@ -332,6 +383,11 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
         spec["nodeSelector"] = {GPU_PRODUCT_LABEL: work.gpu_model}
     if work.runtime_class:
         spec["runtimeClassName"] = work.runtime_class
+    if work.storage:
+        mounts = [{"name": v.name, "mountPath": v.mount_path} for v in work.storage]
+        for kind in _CONTAINER_KINDS:
+            for container in spec.get(kind) or []:
+                container.setdefault("volumeMounts", []).extend(dict(m) for m in mounts)
     metadata: JSON = template.setdefault("metadata", {})
     metadata["labels"] = dict(metadata.get("labels") or {}) | _labels(work)
     return template
@@ -432,9 +488,53 @@ def job(work: PlacementWork) -> JSON:
     }
 
 
+def stateful_set(work: PlacementWork) -> JSON:
+    """The workload of a placement with storage: a StatefulSet, one claim per replica and entry.
+
+    Each ``spec.storage`` entry is a claim template (ReadWriteOnce, the tier's class, the
+    entry's size), mounted in every container. Pods start in parallel; claims are deleted with
+    the StatefulSet (reclaimPolicy Delete) and kept when it is scaled down (suspend keeps the
+    data). ``serviceName`` names no Service: the pods need no stable DNS names.
+    """
+    claims = [
+        {
+            "metadata": {"name": v.name, "labels": _labels(work)},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": v.storage_class,
+                "resources": {"requests": {"storage": v.size}},
+            },
+        }
+        for v in work.storage
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": WORKLOAD_NAME,
+            "namespace": target_namespace(work.name),
+            "labels": _labels(work),
+        },
+        "spec": {
+            "replicas": 0 if work.suspend else work.replicas,
+            "serviceName": WORKLOAD_NAME,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {LABEL_PLACEMENT: work.name}},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            },
+            "template": sanitised_pod_template(work),
+            "volumeClaimTemplates": claims,
+        },
+    }
+
+
 def workload(work: PlacementWork) -> JSON:
-    """The placement's workload: a Job when it runs to completion, else a Deployment."""
-    return job(work) if work.completions is not None else deployment(work)
+    """The placement's workload: a Job, a StatefulSet (with storage) or a Deployment."""
+    if work.completions is not None:
+        return job(work)
+    return stateful_set(work) if work.storage else deployment(work)
 
 
 def manifests(work: PlacementWork) -> list[JSON]:

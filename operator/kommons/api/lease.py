@@ -101,15 +101,44 @@ class ConfigSource(ApiModel):
 
 
 class StorageRequest(ApiModel):
-    """A persistent volume per replica, from the provider's storage class of a tier."""
+    """A persistent volume per replica, from the provider's storage class of a tier.
+
+    Each replica gets its own ReadWriteOnce claim (the workload is then a StatefulSet with one
+    claim template per entry). The data lives on the provider that holds the claim: a failover
+    or a move to another provider starts with empty volumes there, nothing is moved or copied
+    (docs/storage.md).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            Cel(
+                "!has(self.reclaimPolicy) || self.reclaimPolicy == 'Delete'",
+                "spec.storage[].reclaimPolicy Retain is planned, not built yet: only Delete is"
+                " accepted (the claims are deleted with the placement)",
+                field_path=".reclaimPolicy",
+            )
+        )
+    )
 
     name: DnsLabel = Field(description="Volume name, unique in the lease (DNS label).")
-    size: PositiveQuantity = Field(description="Size, a positive quantity (50Gi).")
+    size: PositiveQuantity = Field(
+        description="Size of each replica's volume, a positive quantity (50Gi); reserved on"
+        " the provider and billed per GiB-hour at its storageGiBHour price of the tier."
+    )
     tier: LabelValue = Field(
-        default="standard", description="Storage tier the provider maps to a storage class."
+        default="standard",
+        description="Storage tier (e.g. fast, standard); each provider maps its tiers to its"
+        " own storage classes and offers capacity per tier. Providers without it are left out.",
     )
     mount_path: Annotated[str, Field(min_length=2, max_length=1024, pattern=r"^/")] = Field(
         description="Absolute path where the volume is mounted in every container."
+    )
+    reclaim_policy: Literal["Delete", "Retain"] = Field(
+        default="Delete",
+        description="What happens to the data when the placement that has it ends (lease"
+        " deleted, expired, scaled down, or failed over to another provider): Delete (the"
+        " claims are deleted with the placement). Retain (keep the claims for a later lease) is"
+        " planned and refused at admission.",
     )
 
 
@@ -158,6 +187,48 @@ JOB_RULES = cel_rules(
 )
 """Admission rules of Job-style leases (on ``ComputeLeaseSpec``)."""
 
+STORAGE_RULES = cel_rules(
+    Cel(
+        "!has(self.job) || !has(self.storage) || size(self.storage) == 0",
+        "spec.storage is not supported for a Job lease (spec.job): persistent volumes are"
+        " for long-running leases",
+        field_path=".storage",
+        reason="FieldValueForbidden",
+    ),
+    Cel(
+        "has(self.storage) == has(oldSelf.storage) && (!has(self.storage)"
+        " || self.storage == oldSelf.storage)",
+        "spec.storage is immutable (the volumes exist on the providers): create a new lease",
+        field_path=".storage",
+        reason="FieldValueForbidden",
+    ),
+    Cel(
+        "!has(self.storage) || self.storage.all(s, self.storage.exists_one(t,"
+        " t.mountPath == s.mountPath))",
+        "spec.storage[].mountPath must be unique in the lease",
+        field_path=".storage",
+    ),
+    Cel(
+        "!has(self.storage) || !has(self.template.spec.volumes)"
+        " || self.storage.all(s, self.template.spec.volumes.all(v, !has(v.name)"
+        " || v.name != s.name))",
+        "spec.storage[].name must differ from every spec.template.spec.volumes[].name: the"
+        " agent adds a volume of that name to the pod",
+        field_path=".storage",
+    ),
+    Cel(
+        "!has(self.storage) || self.storage.all(s, self.template.spec.containers.all(c,"
+        " !has(c.volumeMounts) || c.volumeMounts.all(m, !has(m.mountPath)"
+        " || m.mountPath != s.mountPath)) && (!has(self.template.spec.initContainers)"
+        " || self.template.spec.initContainers.all(c, !has(c.volumeMounts)"
+        " || c.volumeMounts.all(m, !has(m.mountPath) || m.mountPath != s.mountPath))))",
+        "spec.storage[].mountPath must differ from every volumeMounts[].mountPath of the"
+        " template's containers: the agent mounts the volume there in every container",
+        field_path=".storage",
+    ),
+)
+"""Admission rules of persistent storage (on ``ComputeLeaseSpec``)."""
+
 
 class PoolRef(ApiModel):
     """The ProviderPool a lease draws from."""
@@ -168,7 +239,12 @@ class PoolRef(ApiModel):
 class ComputeLeaseSpec(ApiModel):
     """What a tenant rents: replicas of a pod, from a pool, under a price cap."""
 
-    model_config = ConfigDict(json_schema_extra=JOB_RULES)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": JOB_RULES["x-kubernetes-validations"]
+            + STORAGE_RULES["x-kubernetes-validations"]
+        }
+    )
 
     pool_ref: Annotated[
         PoolRef,
@@ -193,8 +269,8 @@ class ComputeLeaseSpec(ApiModel):
         " once a provider's Job exceeds job.backoffLimit. Immutable.",
     )
     max_price_per_hour: PositiveDecimal = Field(
-        description="Most the tenant pays per hour for one replica (its cpu, memory and gpu at"
-        " the provider's prices), in settlement-token units as a decimal string, e.g."
+        description="Most the tenant pays per hour for one replica (its cpu, memory, gpu and"
+        " storage at the provider's prices), in settlement-token units as a decimal string, e.g."
         ' "5.00". Providers priced above it are not considered.'
     )
     placement: PlacementPreferences | None = Field(
@@ -225,7 +301,8 @@ class ComputeLeaseSpec(ApiModel):
     storage: list[StorageRequest] | None = Field(
         default=None,
         max_length=8,
-        description="Persistent volumes per replica, by provider storage tier.",
+        description="Persistent volumes per replica, by provider storage tier: each replica"
+        " gets its own claim of each entry (docs/storage.md). Immutable; not with spec.job.",
         json_schema_extra=list_map("name"),
     )
 

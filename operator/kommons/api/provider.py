@@ -73,8 +73,9 @@ class Pricing(ApiModel):
         default=None,
         alias="storageGiBHour",
         max_length=16,
-        description="Price of one GiB of storage for one hour, by tier; not used yet"
-        " (planned, issue 11).",
+        description="Price of one GiB of persistent storage for one hour, by tier (the tiers"
+        " of spec.storage of leases). A tier without a price is not offered. Billed with the"
+        " replica while it is ready (docs/storage.md).",
     )
     policy: PricingPolicy | None = Field(default=None, description="Price policy; absent = Static.")
 
@@ -140,6 +141,13 @@ class ResourceSummary(StatusModel):
         ge=0,
         description="Pod slots: the nodes' pods allowance; in available, what is left after"
         " other pods and one slot per replica of every materialised placement.",
+    )
+    storage: dict[str, Quantity] | None = Field(
+        default=None,
+        max_length=16,
+        description="Persistent storage by tier, as quantities: in capacity, what the agent"
+        " config offers per tier; in available, that minus the claims of every materialised"
+        " placement (suspended ones included: their volumes are kept).",
     )
 
 

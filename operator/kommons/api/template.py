@@ -585,6 +585,15 @@ class ContainerPort(LooseModel):
     )
 
 
+class VolumeMount(LooseModel):
+    """A container's volume mount (other Kubernetes fields of it are kept)."""
+
+    name: str | None = Field(default=None, max_length=63, description="Volume name.")
+    mount_path: str | None = Field(
+        default=None, max_length=1024, description="Where it is mounted in the container."
+    )
+
+
 class Container(LooseModel):
     """A container of the leased pod (any other Kubernetes container field is kept)."""
 
@@ -594,6 +603,11 @@ class Container(LooseModel):
     image: str | None = Field(default=None, max_length=4096, description="Container image.")
     ports: list[ContainerPort] | None = Field(
         default=None, max_length=64, description="Ports; host ports are refused."
+    )
+    volume_mounts: list[VolumeMount] | None = Field(
+        default=None,
+        max_length=64,
+        description="Volume mounts; a mountPath may not be one of spec.storage[].mountPath.",
     )
     security_context: SecurityContext | None = Field(
         default=None, description="Security context; privilege-granting fields are refused."

@@ -46,6 +46,7 @@ from kommons.scheduler import (
     Market,
     PoolPolicy,
     ProviderView,
+    Resources,
     placement_key,
 )
 
@@ -92,6 +93,7 @@ def _has_capacity_gain(old: ProviderView | None, new: ProviderView) -> bool:
         or b.memory_bytes > a.memory_bytes
         or b.pods > a.pods
         or any(n > a.gpus.get(m, 0) for m, n in b.gpus.items())
+        or any(n > a.storage.get(t, 0) for t, n in b.storage.items())
         or new.pricing != old.pricing
         or new.labels != old.labels
         or (old.cordoned and not new.cordoned)
@@ -437,9 +439,8 @@ class MarketView:
                 continue
             restore.append((view, placement))
             self.market.release(key, placement.spec.provider)  # the unreported part
-            reported = self._reported(placement)
-            if reported:  # the part the provider's report already subtracts
-                freed = placement_resources(placement, reported)
+            freed = self._reported_resources(placement)
+            if freed != Resources():  # the part the provider's report already subtracts
                 self.market.set_provider(replace(view, available=view.available.plus(freed)))
         try:
             return self.market.decide(lease, pool, already_placed=already_placed, exclude=exclude)
@@ -447,6 +448,18 @@ class MarketView:
             for view, placement in restore:
                 self.market.set_provider(view)
                 self.set_placement(placement)
+
+    def _reported_resources(self, placement: LeasePlacement) -> Resources:
+        """What the provider's last report subtracts for a placement.
+
+        Its accounted replicas' resources; and all its storage while it is suspended: the
+        claims (and their data) are kept, so the quota, and the report, still count them.
+        """
+        reported = self._reported(placement)
+        freed = placement_resources(placement, reported) if reported else Resources()
+        if placement.spec.suspend and placement.spec.storage:
+            freed = replace(freed, storage=placement_resources(placement).storage)
+        return freed
 
     def placements_of_key(self, key: str) -> list[LeasePlacement]:
         """The placements the view holds for the lease ``namespace/name`` (none if unknown)."""

@@ -7,7 +7,7 @@ with the reason, and harms no one else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kommons.api import (
@@ -17,6 +17,7 @@ from kommons.api import (
     Provider,
     ProviderPool,
     ResourceSummary,
+    StorageRequest,
 )
 from kommons.api import Resources as ApiResources
 from kommons.hub.reputation import NEUTRAL_SCORE
@@ -69,14 +70,25 @@ def selects(
     return selector.matches(labels)
 
 
-def replica_resources(lease_resources: ApiResources) -> ReplicaResources:
-    """Per-replica resources of a lease or placement spec (``spec.resources``)."""
+def storage_by_tier(storage: Sequence[StorageRequest] | None) -> dict[str, int]:
+    """One replica's persistent storage in bytes by tier (``spec.storage``, sizes summed)."""
+    out: dict[str, int] = {}
+    for volume in storage or ():
+        out[volume.tier] = out.get(volume.tier, 0) + to_bytes(volume.size)
+    return out
+
+
+def replica_resources(
+    lease_resources: ApiResources, storage: Sequence[StorageRequest] | None = None
+) -> ReplicaResources:
+    """Per-replica resources of a lease or placement spec (``spec.resources``, ``spec.storage``)."""
     gpu = lease_resources.gpu
     return ReplicaResources(
         cpu_milli=to_millicores(lease_resources.cpu),
         memory_bytes=to_bytes(lease_resources.memory),
         gpu_count=gpu.count if gpu else 0,
         gpu_model=gpu.model if gpu else None,
+        storage=storage_by_tier(storage),
     )
 
 
@@ -87,7 +99,7 @@ def lease_request(lease: ComputeLease) -> LeaseRequest:
     return LeaseRequest(
         key=lease_key(lease),
         replicas=spec.replicas,
-        resources=replica_resources(spec.resources),
+        resources=replica_resources(spec.resources, spec.storage),
         max_price_per_hour=parse_units(spec.max_price_per_hour, rounding="down"),
         regions=frozenset(placement.regions or ()) if placement else frozenset(),
         providers=frozenset(placement.providers or ()) if placement else frozenset(),
@@ -109,7 +121,7 @@ def pool_policy(pool: ProviderPool) -> PoolPolicy:
 def placement_resources(placement: LeasePlacement, replicas: int | None = None) -> Resources:
     """What ``replicas`` (default: all) replicas of a placement hold on its provider."""
     count = placement.spec.replicas if replicas is None else replicas
-    per = replica_resources(placement.spec.resources)
+    per = replica_resources(placement.spec.resources, placement.spec.storage)
     return per.as_resources(count, per.gpu_model)
 
 
@@ -133,9 +145,19 @@ def summary_resources(summary: ResourceSummary | None, field: str) -> Resources:
         )
     pods = summary.pods
     gpus = dict(summary.gpus or {})
-    if cpu < 0 or memory < 0 or pods < 0 or any(n < 0 for n in gpus.values()):
+    try:
+        storage = {tier: to_bytes(size) for tier, size in (summary.storage or {}).items()}
+    except (ValueError, ArithmeticError) as exc:
+        raise InvalidDeclaration(f"status.{field}.storage is malformed: {exc}") from exc
+    if (
+        cpu < 0
+        or memory < 0
+        or pods < 0
+        or any(n < 0 for n in gpus.values())
+        or any(n < 0 for n in storage.values())
+    ):
         raise InvalidDeclaration(f"status.{field} has a negative amount")
-    return Resources(cpu_milli=cpu, memory_bytes=memory, gpus=gpus, pods=pods)
+    return Resources(cpu_milli=cpu, memory_bytes=memory, gpus=gpus, pods=pods, storage=storage)
 
 
 def _pricing(provider: Provider) -> Pricing:
@@ -151,7 +173,15 @@ def _pricing(provider: Provider) -> Pricing:
     zero = sorted(m for m, p in gpus.items() if p <= 0)
     if zero:
         raise InvalidDeclaration(f"quotes a zero price for gpu {', '.join(zero)}")
-    return Pricing(cpu_core_hour=cpu, memory_gib_hour=memory, gpu_hour=gpus)
+    storage = {
+        t: parse_units(p, rounding="up") for t, p in (pricing.storage_gib_hour or {}).items()
+    }
+    zero = sorted(t for t, p in storage.items() if p <= 0)
+    if zero:
+        raise InvalidDeclaration(f"quotes a zero price for storage tier {', '.join(zero)}")
+    return Pricing(
+        cpu_core_hour=cpu, memory_gib_hour=memory, gpu_hour=gpus, storage_gib_hour=storage
+    )
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ RESOURCE_QUOTAS = Resource("", "v1", "resourcequotas", True, "ResourceQuota")
 LIMIT_RANGES = Resource("", "v1", "limitranges", True, "LimitRange")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", True, "Deployment")
 JOBS = Resource("batch", "v1", "jobs", True, "Job")
+STATEFUL_SETS = Resource("apps", "v1", "statefulsets", True, "StatefulSet")
+PERSISTENT_VOLUME_CLAIMS = Resource(
+    "", "v1", "persistentvolumeclaims", True, "PersistentVolumeClaim"
+)
+PERSISTENT_VOLUMES = Resource("", "v1", "persistentvolumes", False, "PersistentVolume")
+STORAGE_CLASSES = Resource("storage.k8s.io", "v1", "storageclasses", False, "StorageClass")
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", True, "NetworkPolicy")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", True, "Lease")
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", True, "Role")

@@ -32,10 +32,12 @@ class RejectionKind(StrEnum):
     EXCLUDED = "Excluded"
     REPUTATION = "Reputation"
     GPU = "Gpu"
+    STORAGE_TIER = "StorageTier"
     PRICE = "Price"
     INSUFFICIENT_GPU = "InsufficientGpu"
     INSUFFICIENT_CPU = "InsufficientCpu"
     INSUFFICIENT_MEMORY = "InsufficientMemory"
+    INSUFFICIENT_STORAGE = "InsufficientStorage"
     INSUFFICIENT_PODS = "InsufficientPods"
 
 
@@ -100,7 +102,31 @@ def fit_count(free: Resources, lease: LeaseRequest, gpu_model: str | None) -> in
     fits = min(free.cpu_milli // need.cpu_milli, free.memory_bytes // need.memory_bytes, free.pods)
     if need.gpu_count:
         fits = min(fits, free.gpus.get(gpu_model, 0) // need.gpu_count if gpu_model else 0)
+    for tier, size in need.storage.items():
+        fits = min(fits, free.storage.get(tier, 0) // size)
     return fits
+
+
+def short_storage_tier(free: Resources, lease: LeaseRequest) -> str | None:
+    """The first tier (by name) whose free storage cannot hold one replica's volumes."""
+    for tier, size in sorted(lease.resources.storage.items()):
+        if free.storage.get(tier, 0) < size:
+            return tier
+    return None
+
+
+def storage_tier_reason(view: ProviderView, lease: LeaseRequest) -> str | None:
+    """Why the provider does not offer a storage tier the lease asks for (``None``: it does).
+
+    A tier is offered when the provider prices it (``storageGiBHour``) and its agent reports
+    capacity for it (``status.available.storage``).
+    """
+    offered = set(view.pricing.storage_gib_hour) & set(view.available.storage)
+    missing = sorted(set(lease.resources.storage) - offered)
+    if not missing:
+        return None
+    listing = ", ".join(sorted(offered)) or "none"
+    return f"no storage tier {', '.join(missing)} (has: {listing})"
 
 
 def _resolve_gpu_model(view: ProviderView, free: Resources, lease: LeaseRequest) -> str | None:
@@ -154,10 +180,16 @@ def shortage_reason(
     return f"insufficient pods ({have} free < 1)"
 
 
+def storage_shortage_reason(tier: str, have: int, lease: LeaseRequest) -> str:
+    """Reason of an ``InsufficientStorage`` rejection: ``have`` bytes free in ``tier``."""
+    need = lease.resources.storage[tier]
+    return f"insufficient storage {tier} ({format_bytes(have)} free < {format_bytes(need)})"
+
+
 def capacity_reason(
     free: Resources, lease: LeaseRequest, gpu_model: str | None
 ) -> tuple[RejectionKind, str]:
-    """Why not even one replica fits: the first short dimension in order gpu, cpu, memory, pods.
+    """Why not even one replica fits: the first short of gpu, cpu, memory, storage, pods.
 
     Args:
         free: Effective free capacity (no replica fits into it).
@@ -174,6 +206,9 @@ def capacity_reason(
         kind, have = RejectionKind.INSUFFICIENT_CPU, free.cpu_milli
     elif free.memory_bytes < need.memory_bytes:
         kind, have = RejectionKind.INSUFFICIENT_MEMORY, free.memory_bytes
+    elif (tier := short_storage_tier(free, lease)) is not None:
+        have = free.storage.get(tier, 0)
+        return RejectionKind.INSUFFICIENT_STORAGE, storage_shortage_reason(tier, have, lease)
     else:
         kind, have = RejectionKind.INSUFFICIENT_PODS, free.pods
     return kind, shortage_reason(kind, have, lease, gpu_model)
@@ -241,6 +276,10 @@ def classify(
             wanted = f"{need.gpu_model} " if need.gpu_model else ""
             return RejectionKind.GPU, _gpu_reason(view, free, gpu_model, wanted)
         gpu_hour = view.pricing.gpu_hour[gpu_model]
+    if need.storage:
+        tier_reason = storage_tier_reason(view, lease)
+        if tier_reason is not None:
+            return RejectionKind.STORAGE_TIER, tier_reason
 
     price = replica_price(
         cpu_milli=need.cpu_milli,
@@ -249,6 +288,7 @@ def classify(
         cpu_core_hour=view.pricing.cpu_core_hour,
         memory_gib_hour=view.pricing.memory_gib_hour,
         gpu_hour=gpu_hour,
+        storage=[(size, view.pricing.storage_gib_hour[t]) for t, size in need.storage.items()],
     )
     if lease.max_price_per_hour is not None and price > lease.max_price_per_hour:
         return RejectionKind.PRICE, price_reason(price, lease.max_price_per_hour, ctx.money)

@@ -27,6 +27,9 @@ bounded caches (O(providers) per cached shape).
 It takes the same decisions as :func:`.schedule` given the same providers and the equivalent
 :class:`.Reservations` ledger (a property test checks it on random markets).
 
+A lease with persistent storage (``ReplicaResources.storage``) is decided by :func:`.schedule`
+over the market's providers and holds instead (O(providers + holds) per decision).
+
 Not thread-safe: the hub calls it from its event loop only.
 """
 
@@ -61,8 +64,13 @@ from kommons.scheduler.filters import (
 )
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources, Strategy
 from kommons.scheduler.money import format_price, replica_price
-from kommons.scheduler.reservations import Reservation, is_reflected, placement_key
-from kommons.scheduler.schedule import spread
+from kommons.scheduler.reservations import (
+    Reservation,
+    Reservations,
+    is_reflected,
+    placement_key,
+)
+from kommons.scheduler.schedule import schedule, spread
 from kommons.scheduler.scoring import BALANCED_WEIGHTS, REPUTATION_SCALE
 from kommons.scheduler.selector import LabelSelector
 
@@ -814,6 +822,8 @@ class Market:
         """
         if any(count < 0 for count in already_placed.values()):
             raise ValueError(f"already_placed counts must be >= 0, got {dict(already_placed)}")
+        if lease.resources.storage:
+            return self._decide_with_storage(lease, pool, already_placed, exclude, money)
         wanted = max(0, lease.replicas - sum(already_placed.values()))
         shape = self._shape(lease, pool)
         cap_price = lease.max_price_per_hour
@@ -923,6 +933,35 @@ class Market:
             chosen=chosen,
             counts=counts,
             samples=samples,
+        )
+
+    def _decide_with_storage(
+        self,
+        lease: LeaseRequest,
+        pool: PoolPolicy,
+        already_placed: Mapping[str, int],
+        exclude: frozenset[str],
+        money: Formatter,
+    ) -> Decision:
+        """A lease with persistent storage: :func:`.schedule` over the market and its holds.
+
+        Storage leases are decided by the reference implementation (O(providers + holds) per
+        decision): the incremental caches track cpu, memory, gpus and pods only.
+        """
+        ledger = Reservations(settle_seconds=self.settle_seconds)
+        for held in self._held.values():
+            for r in held.by_key.values():
+                ledger.reserve(
+                    key=r.key, provider=r.provider, resources=r.resources, at=r.created_at
+                )
+        return schedule(
+            lease,
+            [row.view for row in self._by_name()],
+            pool,
+            ledger,
+            exclude=exclude,
+            already_placed=already_placed,
+            money=money,
         )
 
     @staticmethod

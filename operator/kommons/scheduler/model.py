@@ -1,7 +1,8 @@
 """Inputs of the scheduler: small frozen dataclasses of integers, converted by the hub.
 
 Units: cpu in millicores, memory in bytes, gpus as ``{model: count}``, pods as pod slots
-(every replica needs exactly one), money in integer settlement-token base units per hour.
+(every replica needs exactly one), storage as ``{tier: bytes}``, money in integer
+settlement-token base units per hour.
 Constructors validate what the scheduler relies on and raise :class:`ValueError` naming the
 field.
 """
@@ -54,21 +55,26 @@ class Resources:
     """Gpus by model (``nvidia.com/gpu.product``)."""
     pods: int = 0
     """Pod slots (the nodes' ``pods`` allowance); every replica needs exactly one."""
+    storage: Mapping[str, int] = field(default_factory=dict)
+    """Persistent storage in bytes by tier (a tier absent: none offered)."""
 
     def __post_init__(self) -> None:
         _non_negative(
             "Resources", cpu_milli=self.cpu_milli, memory_bytes=self.memory_bytes, pods=self.pods
         )
         object.__setattr__(self, "gpus", _frozen_counts("Resources", "gpus", self.gpus))
+        object.__setattr__(self, "storage", _frozen_counts("Resources", "storage", self.storage))
 
     def minus(self, other: Resources) -> Resources:
         """Subtract ``other``, clamping every dimension at zero."""
         gpus = {m: max(0, n - other.gpus.get(m, 0)) for m, n in self.gpus.items()}
+        storage = {t: max(0, n - other.storage.get(t, 0)) for t, n in self.storage.items()}
         return Resources(
             cpu_milli=max(0, self.cpu_milli - other.cpu_milli),
             memory_bytes=max(0, self.memory_bytes - other.memory_bytes),
             gpus=gpus,
             pods=max(0, self.pods - other.pods),
+            storage=storage,
         )
 
     def plus(self, other: Resources) -> Resources:
@@ -76,11 +82,15 @@ class Resources:
         gpus = dict(self.gpus)
         for model, count in other.gpus.items():
             gpus[model] = gpus.get(model, 0) + count
+        storage = dict(self.storage)
+        for tier, size in other.storage.items():
+            storage[tier] = storage.get(tier, 0) + size
         return Resources(
             cpu_milli=self.cpu_milli + other.cpu_milli,
             memory_bytes=self.memory_bytes + other.memory_bytes,
             gpus=gpus,
             pods=self.pods + other.pods,
+            storage=storage,
         )
 
 
@@ -94,12 +104,20 @@ class Pricing:
     """Price of one GiB of memory for one hour."""
     gpu_hour: Mapping[str, int] = field(default_factory=dict)
     """Price of one gpu for one hour, by model. A model without a price is not offered."""
+    storage_gib_hour: Mapping[str, int] = field(default_factory=dict)
+    """Price of one GiB of storage for one hour, by tier. A tier without a price is not
+    offered."""
 
     def __post_init__(self) -> None:
         _non_negative(
             "Pricing", cpu_core_hour=self.cpu_core_hour, memory_gib_hour=self.memory_gib_hour
         )
         object.__setattr__(self, "gpu_hour", _frozen_counts("Pricing", "gpu_hour", self.gpu_hour))
+        object.__setattr__(
+            self,
+            "storage_gib_hour",
+            _frozen_counts("Pricing", "storage_gib_hour", self.storage_gib_hour),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +170,8 @@ class ReplicaResources:
     """Gpus per replica."""
     gpu_model: str | None = None
     """Required gpu model; ``None`` with ``gpu_count > 0`` takes the provider's cheapest."""
+    storage: Mapping[str, int] = field(default_factory=dict)
+    """Persistent storage of one replica in bytes, by tier (the sum of its volumes there)."""
 
     def __post_init__(self) -> None:
         if self.cpu_milli <= 0 or self.memory_bytes <= 0:
@@ -160,6 +180,10 @@ class ReplicaResources:
                 f"{self.cpu_milli}, {self.memory_bytes}"
             )
         _non_negative("ReplicaResources", gpu_count=self.gpu_count)
+        storage = _frozen_counts("ReplicaResources", "storage", self.storage)
+        if any(size == 0 for size in storage.values()):
+            raise ValueError(f"ReplicaResources.storage sizes must be > 0, got {dict(storage)}")
+        object.__setattr__(self, "storage", storage)
 
     def as_resources(self, replicas: int, gpu_model: str | None) -> Resources:
         """Resources of ``replicas`` replicas using gpus of ``gpu_model`` (one pod each)."""
@@ -169,6 +193,7 @@ class ReplicaResources:
             memory_bytes=self.memory_bytes * replicas,
             gpus=gpus,
             pods=replicas,
+            storage={tier: size * replicas for tier, size in self.storage.items()},
         )
 
 

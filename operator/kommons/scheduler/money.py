@@ -9,6 +9,7 @@ this module adds the replica price and the renderings used in rejection reasons.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from kommons.money import DEFAULT_DECIMALS, format_units, parse_units
@@ -73,15 +74,16 @@ def replica_price(
     cpu_core_hour: int,
     memory_gib_hour: int,
     gpu_hour: int,
+    storage: Iterable[tuple[int, int]] = (),
 ) -> int:
     """Price of one replica for one hour, in base units, rounded up once.
 
     The exact price is the rational number
     ``cpu_milli/1000 * cpu_core_hour + memory_bytes/2**30 * memory_gib_hour
-    + gpu_count * gpu_hour``. It is computed over the common denominator ``1000 * 2**30``
-    and rounded up to the next base unit once, so a provider never earns less than its
-    quoted prices and a tenant never pays more than one base unit above them per
-    replica-hour.
+    + gpu_count * gpu_hour + sum(storage_bytes/2**30 * storage_gib_hour)``. It is computed
+    over the common denominator ``1000 * 2**30`` and rounded up to the next base unit once,
+    so a provider never earns less than its quoted prices and a tenant never pays more than
+    one base unit above them per replica-hour.
 
     Args:
         cpu_milli: Cpu of one replica in millicores.
@@ -90,12 +92,15 @@ def replica_price(
         cpu_core_hour: Provider's price per core-hour in base units.
         memory_gib_hour: Provider's price per GiB-hour in base units.
         gpu_hour: Provider's price per gpu-hour of the replica's gpu model (0 without gpus).
+        storage: ``(bytes, price per GiB-hour)`` of each storage tier of one replica.
 
     Returns:
         The price in base units per replica-hour.
     """
     denominator = MILLI_PER_CORE * BYTES_PER_GIB
     numerator = (
-        cpu_milli * cpu_core_hour * BYTES_PER_GIB + memory_bytes * memory_gib_hour * MILLI_PER_CORE
+        cpu_milli * cpu_core_hour * BYTES_PER_GIB
+        + memory_bytes * memory_gib_hour * MILLI_PER_CORE
+        + sum(size * price for size, price in storage) * MILLI_PER_CORE
     )
     return _ceil_div(numerator, denominator) + gpu_count * gpu_hour
