@@ -73,6 +73,7 @@ def replica_price(
     cpu_core_hour: int,
     memory_gib_hour: int,
     gpu_hour: int,
+    multiplier: tuple[int, int] = (1, 1),
 ) -> int:
     """Price of one replica for one hour, in base units, rounded up once.
 
@@ -81,7 +82,8 @@ def replica_price(
     + gpu_count * gpu_hour``. It is computed over the common denominator ``1000 * 2**30``
     and rounded up to the next base unit once, so a provider never earns less than its
     quoted prices and a tenant never pays more than one base unit above them per
-    replica-hour.
+    replica-hour. A ``multiplier`` ``(a, b)`` (a dynamic price, see :mod:`.quote`) scales
+    the exact price by ``a/b`` before that single rounding.
 
     Args:
         cpu_milli: Cpu of one replica in millicores.
@@ -90,6 +92,7 @@ def replica_price(
         cpu_core_hour: Provider's price per core-hour in base units.
         memory_gib_hour: Provider's price per GiB-hour in base units.
         gpu_hour: Provider's price per gpu-hour of the replica's gpu model (0 without gpus).
+        multiplier: Factor ``(numerator, denominator)`` applied to the exact price; both > 0.
 
     Returns:
         The price in base units per replica-hour.
@@ -98,4 +101,8 @@ def replica_price(
     numerator = (
         cpu_milli * cpu_core_hour * BYTES_PER_GIB + memory_bytes * memory_gib_hour * MILLI_PER_CORE
     )
-    return _ceil_div(numerator, denominator) + gpu_count * gpu_hour
+    if multiplier == (1, 1):
+        return _ceil_div(numerator, denominator) + gpu_count * gpu_hour
+    times, per = multiplier
+    numerator = (numerator + gpu_count * gpu_hour * denominator) * times
+    return _ceil_div(numerator, denominator * per)
