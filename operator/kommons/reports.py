@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from kommons.api import ComputeLease, LeasePlacement, Provider, ProviderPool, get_condition
+from kommons.api import (
+    ChosenProvider,
+    ComputeLease,
+    LeasePlacement,
+    Provider,
+    ProviderPool,
+    get_condition,
+)
 
 __all__ = [
     "BillLine",
@@ -76,6 +83,14 @@ def _condition_line(lease: ComputeLease, type_: str) -> str | None:
     return f"{type_}={found.status} {found.reason}: {found.message}"
 
 
+def _chosen_text(chosen: ChosenProvider) -> str:
+    """``prov-a (2 at 0.01/h)``, with list price × multiplier when a Utilization quote rose."""
+    price = f"{chosen.price_per_hour}/h"
+    if chosen.price_multiplier is not None and chosen.list_price_per_hour is not None:
+        price += f" = {chosen.list_price_per_hour}/h list × {chosen.price_multiplier}"
+    return f"{chosen.provider} ({chosen.replicas} at {price})"
+
+
 def explain_lease(lease: ComputeLease, now: datetime) -> str:
     """Where the lease runs and why, what moved, and what it cost so far."""
     meta, spec, status = lease.metadata, lease.spec, lease.status
@@ -105,12 +120,7 @@ def explain_lease(lease: ComputeLease, now: datetime) -> str:
         lines.append(
             f"Why: the last decision ({age(decision.decided_at, now)} ago) considered"
             f" {decision.considered} provider(s), {decision.feasible} feasible; chose "
-            + (
-                ", ".join(
-                    f"{c.provider} ({c.replicas} at {c.price_per_hour}/h)" for c in decision.chosen
-                )
-                or "none"
-            )
+            + (", ".join(_chosen_text(c) for c in decision.chosen) or "none")
         )
         for reason, count in decision.rejected_counts.items():
             lines.append(f"  rejected {count} for {reason}")
