@@ -8,7 +8,8 @@ Behaviour matrix (case -> expected):
   shown in the decision).
 - that lease holds 45 of the 64 cores prov-a offers; a second lease pinned to prov-a -> its
   decision shows list price 0.01075 × a multiplier between 1 + 2 × 45/64 and 3, and its
-  locked price is that product rounded up; the first lease's locked price is unchanged.
+  locked price is that product rounded up, and its Scheduled Event quotes list price ×
+  multiplier; the first lease's locked price is unchanged.
 - a new LowestPrice lease, not pinned -> placed on prov-c (list 0.013375 for its shape, above
   prov-a's list price but below prov-a's quote), locked at prov-c's quote.
 """
@@ -22,6 +23,7 @@ import pytest
 
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
+from kommons_testbed.processes import wait_for
 from kommons_testbed.stack import Stack
 from tests.integration.conftest import lease_body, wait_lease
 
@@ -86,8 +88,14 @@ def test_a_busy_provider_loses_lowest_price_to_a_quieter_dearer_one(
         quoted = (Decimal("0.01075") * multiplier).quantize(Decimal("0.000001"), "ROUND_CEILING")
         assert Decimal(chosen["pricePerHour"]) == quoted
         assert [Decimal(p) for p in _locked(hub, tenant, "probe")] == [quoted]
-        assert "list ×" in next(
-            c["message"] for c in probe["status"]["conditions"] if c["type"] == "Scheduled"
+        wait_for(
+            lambda: any(
+                e["reason"] == "Scheduled"
+                and f"prov-a (1 at {chosen['pricePerHour']}/h = 0.01075/h list ×" in e["message"]
+                for e in hub.list(r.EVENTS, tenant, field_selector="involvedObject.name=probe")
+            ),
+            timeout=30,
+            what="a Scheduled Event quoting list price × multiplier",
         )
         assert _locked(hub, tenant, "busy") == ["0.303"], "a locked price never moves"
 

@@ -4,8 +4,9 @@ Behaviour matrix:
 
 - ``age`` is kubectl's (s, m, h, d; ``-`` unknown); ``table`` aligns columns;
 - lease rows: a lease without status is ``Pending`` at ``0/N`` with cost 0;
-- explain: where it runs (per provider, ready and price), why (considered, feasible, chosen,
-  rejected counts and samples), what moved (history), cost so far (accrued, settled);
+- explain: where it runs (per provider, ready and price), why (considered, feasible, chosen
+  with list price × multiplier for a Utilization quote, rejected counts and samples), what
+  moved (history), cost so far (accrued, settled);
 - bill: a lease's settled total, then its unsettled usage per epoch and provider, and a TOTAL;
 - provider report: earnings summed per epoch when readable, or says they are not readable;
 - the commands: a missing kubeconfig, an unreachable hub, a namespace from the kubeconfig's
@@ -135,6 +136,24 @@ def test_explain_says_where_why_what_moved_and_the_cost() -> None:
     assert "nowhere yet" in quiet
     assert "What moved:\n  nothing" in quiet
     assert "nothing metered yet" in quiet
+
+
+def test_explain_shows_list_price_times_multiplier_of_a_utilization_quote() -> None:
+    status = dict(RUNNING)
+    status["decision"] = {
+        **RUNNING["decision"],
+        "chosen": [
+            {
+                "provider": "prov-a",
+                "replicas": 2,
+                "pricePerHour": "0.025",
+                "listPricePerHour": "0.01",
+                "priceMultiplier": "2.5",
+            }
+        ],
+    }
+    text = explain_lease(lease(status), NOW)
+    assert "chose prov-a (2 at 0.025/h = 0.01/h list × 2.5)" in text
 
 
 def test_bill_has_the_settled_total_then_usage_per_epoch_and_a_total() -> None:

@@ -55,7 +55,7 @@ def format_multiplier(multiplier: int) -> str:
 def price_text(placement: Placement, money: Formatter = format_price) -> str:
     """The locked price of a placement, with list price × multiplier when multiplied.
 
-    For example ``"0.01075/h"`` or ``"0.025869/h = 0.01075/h list × 2.4064"``.
+    For example ``"0.01075/h"`` or ``"0.025868/h = 0.01075/h list × 2.4063"``.
     """
     text = f"{money(placement.price_per_hour)}/h"
     if placement.multiplied and placement.list_price_per_hour is not None:
