@@ -9,11 +9,12 @@ Behaviour matrix:
 - role provider renders the agent (RBAC, config, Deployment) and nothing of the hub: no CRD,
   no admission policy, no tenant role;
 - the agent config the chart renders is one the agent accepts (``AgentConfig``), with the values
-  given; every flag the Deployments pass is one ``kommons hub``/``kommons agent`` knows;
+  given (a Utilization price policy included); every flag the Deployments pass is one
+  ``kommons hub``/``kommons agent`` knows;
 - the PrometheusRule carries the promtool-tested rules with the configured runbook base URL;
   the dashboard ConfigMap carries the dashboard JSON, labelled for the Grafana sidecar;
-- a typo, an unknown role, a malformed address or a missing required value is refused by
-  ``helm`` naming the key;
+- a typo, an unknown role, a malformed address, a price multiplier above 10 or with more than
+  4 decimals, or a missing required value is refused by ``helm`` naming the key;
 - the hub's RBAC grants no Secrets, pods or RBAC writes (push mode adds exactly Secret ``get``
   in the release namespace and agent token requests); the agent's grants nothing on Secrets.
 """
@@ -170,6 +171,10 @@ def test_the_provider_role_installs_only_the_agent() -> None:
         "provider.pricing.gpuHour.a100=1.5",
         "--set",
         "provider.runtimeClassName=gvisor",
+        "--set",
+        "provider.pricing.policy.type=Utilization",
+        "--set",
+        "provider.pricing.policy.maxMultiplier=2.5",
     )
     kinds = _kinds(objects)
     assert set(kinds) == {
@@ -191,6 +196,11 @@ def test_the_provider_role_installs_only_the_agent() -> None:
     assert config.pricing.gpu_hour is not None
     assert {k: str(v) for k, v in dict(config.pricing.gpu_hour).items()} == {"a100": "1.5"}
     assert config.runtime_class_name == "gvisor"
+    assert config.pricing.policy is not None
+    assert (config.pricing.policy.type, config.pricing.policy.max_multiplier) == (
+        "Utilization",
+        "2.5",
+    )
     deployment = _one(objects, "Deployment")
     args = _args(deployment)
     assert args[0] == "agent"
@@ -264,6 +274,14 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
         ([*PROVIDER[:-2], "--set", "provider.payoutAddress=0x12"], "/provider/payoutAddress"),
         ([*PROVIDER, "--set", "provider.region=eu-west"], "'region' not allowed"),
         (["--set", "monitoring.runbookBaseURL=docs/runbooks"], "/monitoring/runbookBaseURL"),
+        (
+            [*PROVIDER, "--set", "provider.pricing.policy.maxMultiplier=25"],
+            "/provider/pricing/policy/maxMultiplier",
+        ),
+        (
+            [*PROVIDER, "--set-string", "provider.pricing.policy.maxMultiplier=1.00001"],
+            "/provider/pricing/policy/maxMultiplier",
+        ),
         (PROVIDER[:2], "provider.payoutAddress is required"),
         (
             [*PROVIDER[:4], "--set", f"provider.payoutAddress={PAYOUT}"],
@@ -274,7 +292,18 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
             "hub.chain.settlementAddress is required",
         ),
     ],
-    ids=["typo", "role", "address", "region", "url", "payout", "secret", "settlement"],
+    ids=[
+        "typo",
+        "role",
+        "address",
+        "region",
+        "url",
+        "multiplier",
+        "multiplier-decimals",
+        "payout",
+        "secret",
+        "settlement",
+    ],
 )
 def test_wrong_values_are_refused_naming_the_key(args: list[str], named: str) -> None:
     assert named in _refusal(*args)
