@@ -222,6 +222,19 @@ def _amounts(summary: object) -> str:
     return f"cpu {cpu}, memory {memory}, pods {pods if pods is not None else '?'}, {gpu_text}"
 
 
+def _prices(provider: Provider) -> str:
+    """List prices and the policy, e.g. ``0.02/core-h, 0.003/GiB-h; Utilization, up to ×3``."""
+    pricing = provider.spec.pricing
+    parts = [f"{pricing.cpu_core_hour}/core-h", f"{pricing.memory_gib_hour}/GiB-h"]
+    parts += [f"{price}/{model}-h" for model, price in sorted((pricing.gpu_hour or {}).items())]
+    policy = pricing.policy
+    if policy is not None and policy.type == "Utilization":
+        how = f"Utilization, up to ×{policy.max_multiplier} when full"
+    else:
+        how = "Static (list prices)"
+    return ", ".join(parts) + f"; {how}"
+
+
 def provider_report(
     provider: Provider,
     placements: Sequence[LeasePlacement],
@@ -237,6 +250,7 @@ def provider_report(
         f" last heartbeat {age(status.last_heartbeat_time if status else None, now)} ago",
         f"Allocatable: {_amounts(status.allocatable if status else None)}",
         f"Available:   {_amounts(status.available if status else None)}",
+        f"Prices:      {_prices(provider)}",
     ]
     reputation = status.reputation if status else None
     if reputation is not None:
