@@ -300,6 +300,7 @@ def _static_of(view: ProviderView) -> tuple[object, ...]:
         view.cordoned,
         view.reputation,
         view.pricing,
+        view.ceiling if view.pricing.dynamic else None,
     )
 
 
@@ -515,8 +516,15 @@ class Market:
 
     def _refresh(self, row: _Row) -> None:
         if row.view.pricing.dynamic:
-            # its quotes follow its free capacity: the shapes' price orders are stale
-            self._shapes.clear()
+            before = (row.cpu, row.mem, row.gpus)
+            self._refit(row)
+            if (row.cpu, row.mem, row.gpus) != before:
+                # its quotes follow its free capacity: the shapes' price orders are stale
+                self._shapes.clear()
+        else:
+            self._refit(row)
+
+    def _refit(self, row: _Row) -> None:
         log = self._log
         log.append(row.name)
         if len(log) > CHANGE_LOG_SIZE:
