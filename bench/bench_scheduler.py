@@ -14,6 +14,7 @@ decisions. It also prints the cost of the market's events (provider report, hold
 the market's memory. It asserts nothing about time. Run::
 
     .venv/bin/python bench/bench_scheduler.py [--quick] [--sizes 100,1000,5000] [--holds 10000]
+        [--dynamic 0.2]   # a share of providers with Utilization prices
 """
 
 from __future__ import annotations
@@ -50,30 +51,53 @@ LIVE = 1000
 are released), so the market neither fills up nor empties during a run."""
 
 
-def make_providers(count: int, rnd: random.Random) -> list[ProviderView]:
-    """Providers of 1-20 nodes (16 cores, 64Gi, 110 pods each), mixed prices and gpus."""
+def make_providers(count: int, rnd: random.Random, dynamic: float = 0.0) -> list[ProviderView]:
+    """Providers of 1-20 nodes (16 cores, 64Gi, 110 pods each), mixed prices and gpus.
+
+    A share ``dynamic`` of them price by utilisation (``maxMultiplier`` 2, a ceiling of 1.5 ×
+    their free capacity); with 0 the random stream is the same as before dynamic pricing.
+    """
     views = []
     for i in range(count):
         model = rnd.choice(MODELS)
         nodes = rnd.randint(1, 20)
+        region = rnd.choice(REGIONS)
+        labels = {"tier": rnd.choice(["gold", "silver"])}
+        ready, cordoned = rnd.random() > 0.05, rnd.random() < 0.02
+        reputation = rnd.uniform(0.5, 1.0)
+        available = Resources(
+            cpu_milli=nodes * rnd.randint(4, 16) * 1000,
+            memory_bytes=nodes * rnd.randint(16, 64) * GI,
+            gpus={model: rnd.randint(0, 8)},
+            pods=nodes * 110,
+        )
+        prices = (
+            rnd.randint(10_000, 40_000),
+            rnd.randint(1_000, 5_000),
+            {model: rnd.randint(300_000, 3_000_000)},
+        )
+        utilization = bool(dynamic) and rnd.random() < dynamic
         views.append(
             ProviderView(
                 name=f"prov-{i:05d}",
-                region=rnd.choice(REGIONS),
-                labels={"tier": rnd.choice(["gold", "silver"])},
-                ready=rnd.random() > 0.05,
-                cordoned=rnd.random() < 0.02,
-                reputation=rnd.uniform(0.5, 1.0),
-                available=Resources(
-                    cpu_milli=nodes * rnd.randint(4, 16) * 1000,
-                    memory_bytes=nodes * rnd.randint(16, 64) * GI,
-                    gpus={model: rnd.randint(0, 8)},
-                    pods=nodes * 110,
-                ),
+                region=region,
+                labels=labels,
+                ready=ready,
+                cordoned=cordoned,
+                reputation=reputation,
+                available=available,
+                ceiling=Resources(
+                    cpu_milli=available.cpu_milli * 3 // 2,
+                    memory_bytes=available.memory_bytes * 3 // 2,
+                    gpus={model: available.gpus[model] * 3 // 2},
+                )
+                if utilization
+                else Resources(),
                 pricing=Pricing(
-                    cpu_core_hour=rnd.randint(10_000, 40_000),
-                    memory_gib_hour=rnd.randint(1_000, 5_000),
-                    gpu_hour={model: rnd.randint(300_000, 3_000_000)},
+                    cpu_core_hour=prices[0],
+                    memory_gib_hour=prices[1],
+                    gpu_hour=prices[2],
+                    max_multiplier=20_000 if utilization else 10_000,
                 ),
                 observed_at=OBSERVED_AT,
             )
@@ -170,10 +194,11 @@ def bench_size(
     budget: float,
     seed: int,
     warmup: int,
+    dynamic: float = 0.0,
 ) -> list[tuple[str, Cell, Cell, int, float]]:
     """Both paths for every strategy at one size."""
     rnd = random.Random(seed + size)
-    views = make_providers(size, rnd)
+    views = make_providers(size, rnd, dynamic)
     holds = make_holds(views, holds_count, rnd)
     rows = []
     for strategy in Strategy:
@@ -216,7 +241,12 @@ def bench_size(
 
 
 def event_costs(
-    size: int, holds_count: int, seed: int, leases: list[LeaseRequest], warmup: int
+    size: int,
+    holds_count: int,
+    seed: int,
+    leases: list[LeaseRequest],
+    warmup: int,
+    dynamic: float = 0.0,
 ) -> dict[str, float]:
     """Microseconds of CPU per market event, and the market's memory, at one size.
 
@@ -224,7 +254,7 @@ def event_costs(
     (every cache filled for its lease shapes).
     """
     rnd = random.Random(seed)
-    views = make_providers(size, rnd)
+    views = make_providers(size, rnd, dynamic)
     holds = make_holds(views, holds_count, rnd)
     gc.collect()
     tracemalloc.start()
@@ -264,6 +294,7 @@ def event_costs(
                 gpus=v.available.gpus,
                 pods=v.available.pods - 1,
             ),
+            ceiling=v.ceiling,
             pricing=v.pricing,
             observed_at=OBSERVED_AT,
         )
@@ -302,6 +333,12 @@ def main() -> None:
         help="market decisions before timing, to fill the caches of the stream's lease "
         "shapes (default 2000, 500 with --quick)",
     )
+    parser.add_argument(
+        "--dynamic",
+        type=float,
+        default=0.0,
+        help="share of providers pricing by utilisation (pricing.policy Utilization), 0-1",
+    )
     args = parser.parse_args()
     budget = args.budget if args.budget is not None else (0.3 if args.quick else 2.0)
     if args.warmup is None:
@@ -313,7 +350,8 @@ def main() -> None:
     print(
         f"scheduler core: {args.holds} existing holds, budget {budget}s CPU per cell, "
         f"decisions = decide + commit (+ release of the lease decided {LIVE} before); "
-        f"market timed after {args.warmup} warm-up decisions (CPU seconds in 'warm-up')"
+        f"market timed after {args.warmup} warm-up decisions (CPU seconds in 'warm-up'); "
+        f"{args.dynamic:.0%} of providers price by utilisation"
     )
     header = (
         f"{'providers':>9} {'strategy':<12} {'market dec/s':>12} {'(wall)':>9} "
@@ -323,7 +361,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for size in sizes:
-        cells = bench_size(size, args.holds, leases, budget, args.seed, args.warmup)
+        cells = bench_size(size, args.holds, leases, budget, args.seed, args.warmup, args.dynamic)
         for strategy, fast, ref, agree, warm in cells:
             shared = min(len(fast.outcomes), len(ref.outcomes))
             print(
@@ -336,7 +374,7 @@ def main() -> None:
     print()
     print("market events (CPU per call) and memory (tracemalloc) with the holds:")
     for size in sizes:
-        costs = event_costs(size, args.holds, args.seed, leases, args.warmup)
+        costs = event_costs(size, args.holds, args.seed, leases, args.warmup, args.dynamic)
         print(
             f"{size:>9} providers: report {costs['report']:.1f}us, hold {costs['hold']:.1f}us, "
             f"release {costs['release']:.1f}us, memory {costs['memory_mib']:.1f} MiB "

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from kommons.api import ComputeLease, LeasePlacement, Provider, ProviderPool, get_condition
+from kommons.api import (
+    ChosenProvider,
+    ComputeLease,
+    LeasePlacement,
+    Provider,
+    ProviderPool,
+    get_condition,
+)
 
 __all__ = [
     "BillLine",
@@ -76,6 +83,14 @@ def _condition_line(lease: ComputeLease, type_: str) -> str | None:
     return f"{type_}={found.status} {found.reason}: {found.message}"
 
 
+def _chosen_text(chosen: ChosenProvider) -> str:
+    """``prov-a (2 at 0.01/h)``, with list price × multiplier when a Utilization quote rose."""
+    price = f"{chosen.price_per_hour}/h"
+    if chosen.price_multiplier is not None and chosen.list_price_per_hour is not None:
+        price += f" = {chosen.list_price_per_hour}/h list × {chosen.price_multiplier}"
+    return f"{chosen.provider} ({chosen.replicas} at {price})"
+
+
 def explain_lease(lease: ComputeLease, now: datetime) -> str:
     """Where the lease runs and why, what moved, and what it cost so far."""
     meta, spec, status = lease.metadata, lease.spec, lease.status
@@ -105,12 +120,7 @@ def explain_lease(lease: ComputeLease, now: datetime) -> str:
         lines.append(
             f"Why: the last decision ({age(decision.decided_at, now)} ago) considered"
             f" {decision.considered} provider(s), {decision.feasible} feasible; chose "
-            + (
-                ", ".join(
-                    f"{c.provider} ({c.replicas} at {c.price_per_hour}/h)" for c in decision.chosen
-                )
-                or "none"
-            )
+            + (", ".join(_chosen_text(c) for c in decision.chosen) or "none")
         )
         for reason, count in decision.rejected_counts.items():
             lines.append(f"  rejected {count} for {reason}")
@@ -212,6 +222,19 @@ def _amounts(summary: object) -> str:
     return f"cpu {cpu}, memory {memory}, pods {pods if pods is not None else '?'}, {gpu_text}"
 
 
+def _prices(provider: Provider) -> str:
+    """List prices and the policy, e.g. ``0.02/core-h, 0.003/GiB-h; Utilization, up to ×3``."""
+    pricing = provider.spec.pricing
+    parts = [f"{pricing.cpu_core_hour}/core-h", f"{pricing.memory_gib_hour}/GiB-h"]
+    parts += [f"{price}/{model}-h" for model, price in sorted((pricing.gpu_hour or {}).items())]
+    policy = pricing.policy
+    if policy is not None and policy.type == "Utilization":
+        how = f"Utilization, up to ×{policy.max_multiplier} when full"
+    else:
+        how = "Static (list prices)"
+    return ", ".join(parts) + f"; {how}"
+
+
 def provider_report(
     provider: Provider,
     placements: Sequence[LeasePlacement],
@@ -227,6 +250,7 @@ def provider_report(
         f" last heartbeat {age(status.last_heartbeat_time if status else None, now)} ago",
         f"Allocatable: {_amounts(status.allocatable if status else None)}",
         f"Available:   {_amounts(status.available if status else None)}",
+        f"Prices:      {_prices(provider)}",
     ]
     reputation = status.reputation if status else None
     if reputation is not None:

@@ -9,12 +9,13 @@ Behaviour matrix:
 - role provider renders the agent (RBAC, config, Deployment) and nothing of the hub: no CRD,
   no admission policy, no tenant role;
 - the agent config the chart renders is one the agent accepts (``AgentConfig``), with the values
-  given (storage tiers included); every flag the Deployments pass is one
-  ``kommons hub``/``kommons agent`` knows; the agent may manage StatefulSets (storage leases);
+  given (storage tiers and a Utilization price policy included); every flag the Deployments
+  pass is one ``kommons hub``/``kommons agent`` knows; the agent may manage StatefulSets
+  (storage leases);
 - the PrometheusRule carries the promtool-tested rules with the configured runbook base URL;
   the dashboard ConfigMap carries the dashboard JSON, labelled for the Grafana sidecar;
-- a typo, an unknown role, a malformed address, a storage tier without its class or a
-  missing required value is refused by
+- a typo, an unknown role, a malformed address, a storage tier without its class, a price
+  multiplier above 10 or with more than 4 decimals, or a missing required value is refused by
   ``helm`` naming the key;
 - the hub's RBAC grants no Secrets, pods or RBAC writes (push mode adds exactly Secret ``get``
   in the release namespace and agent token requests); the agent's grants nothing on Secrets.
@@ -178,6 +179,10 @@ def test_the_provider_role_installs_only_the_agent() -> None:
         "provider.storage.fast.storageClassName=local-nvme",
         "--set",
         "provider.storage.fast.capacity=500Gi",
+        "--set",
+        "provider.pricing.policy.type=Utilization",
+        "--set",
+        "provider.pricing.policy.maxMultiplier=2.5",
     )
     kinds = _kinds(objects)
     assert set(kinds) == {
@@ -206,6 +211,11 @@ def test_the_provider_role_installs_only_the_agent() -> None:
     assert {k: str(v) for k, v in dict(config.pricing.storage_gib_hour).items()} == {
         "fast": "0.0002"
     }
+    assert config.pricing.policy is not None
+    assert (config.pricing.policy.type, config.pricing.policy.max_multiplier) == (
+        "Utilization",
+        "2.5",
+    )
     deployment = _one(objects, "Deployment")
     args = _args(deployment)
     assert args[0] == "agent"
@@ -286,6 +296,14 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
             [*PROVIDER, "--set", "provider.storage.fast.capacity=10Gi"],
             "/provider/storage/fast",
         ),
+        (
+            [*PROVIDER, "--set", "provider.pricing.policy.maxMultiplier=25"],
+            "/provider/pricing/policy/maxMultiplier",
+        ),
+        (
+            [*PROVIDER, "--set-string", "provider.pricing.policy.maxMultiplier=1.00001"],
+            "/provider/pricing/policy/maxMultiplier",
+        ),
         (PROVIDER[:2], "provider.payoutAddress is required"),
         (
             [*PROVIDER[:4], "--set", f"provider.payoutAddress={PAYOUT}"],
@@ -303,6 +321,8 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
         "region",
         "url",
         "storage",
+        "multiplier",
+        "multiplier-decimals",
         "payout",
         "secret",
         "settlement",

@@ -4,10 +4,12 @@ Behaviour matrix:
 
 - ``age`` is kubectl's (s, m, h, d; ``-`` unknown); ``table`` aligns columns;
 - lease rows: a lease without status is ``Pending`` at ``0/N`` with cost 0;
-- explain: where it runs (per provider, ready and price), why (considered, feasible, chosen,
-  rejected counts and samples), what moved (history), cost so far (accrued, settled);
+- explain: where it runs (per provider, ready and price), why (considered, feasible, chosen
+  with list price × multiplier for a Utilization quote, rejected counts and samples), what
+  moved (history), cost so far (accrued, settled);
 - bill: a lease's settled total, then its unsettled usage per epoch and provider, and a TOTAL;
-- provider report: earnings summed per epoch when readable, or says they are not readable;
+- provider report: list prices and price policy (Static, or Utilization up to its multiplier);
+  earnings summed per epoch when readable, or says they are not readable;
 - the commands: a missing kubeconfig, an unreachable hub, a namespace from the kubeconfig's
   context — one ``error:`` line and exit 1, never a traceback.
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from kommons.api import ComputeLease, LeasePlacement, Provider
+from kommons.api import ComputeLease, LeasePlacement, PricingPolicy, Provider
 from kommons.cli import app
 from kommons.cli_common import context_namespace
 from kommons.reports import (
@@ -137,6 +139,24 @@ def test_explain_says_where_why_what_moved_and_the_cost() -> None:
     assert "nothing metered yet" in quiet
 
 
+def test_explain_shows_list_price_times_multiplier_of_a_utilization_quote() -> None:
+    status = dict(RUNNING)
+    status["decision"] = {
+        **RUNNING["decision"],
+        "chosen": [
+            {
+                "provider": "prov-a",
+                "replicas": 2,
+                "pricePerHour": "0.025",
+                "listPricePerHour": "0.01",
+                "priceMultiplier": "2.5",
+            }
+        ],
+    }
+    text = explain_lease(lease(status), NOW)
+    assert "chose prov-a (2 at 0.025/h = 0.01/h list × 2.5)" in text
+
+
 def test_bill_has_the_settled_total_then_usage_per_epoch_and_a_total() -> None:
     lines = bill_lines([lease(RUNNING), lease(name="idle")])
     rows = bill_rows(lines)
@@ -171,8 +191,17 @@ def test_provider_report_with_and_without_earnings() -> None:
     assert "Phase: Ready; last heartbeat 4s ago" in readable
     assert "epoch 7: 1.5" in readable
     assert "Placements: 0" in readable
+    assert "Prices:      0.02/core-h, 0.001/GiB-h; Static (list prices)" in readable
     hidden = provider_report(provider(), placements, NOW, None)
     assert "not readable with these credentials" in hidden
+
+
+def test_provider_report_shows_a_utilization_policy() -> None:
+    body = provider()
+    body.spec.pricing.gpu_hour = {"nvidia-l4": "0.6"}
+    body.spec.pricing.policy = PricingPolicy(type="Utilization", max_multiplier="3")
+    text = provider_report(body, [], NOW, None)
+    assert "Prices:      0.02/core-h, 0.001/GiB-h, 0.6/nvidia-l4-h; Utilization, up to ×3" in text
 
 
 def test_commands_fail_in_one_line(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ Behaviour matrix:
   round-robin over kinds, message quotes counts and at most five reasons.
 - properties (hypothesis): ``Market.decide`` equals ``schedule`` on random markets (holds,
   reflected holds, exclude, already placed, gpus, pods, every strategy, interleaved provider
-  updates); a burst of commits never over-commits any dimension; ``decide`` mutates nothing.
+  updates, Utilization-priced providers whose quotes follow their holds); a burst of commits
+  never over-commits any dimension; ``decide`` mutates nothing.
 """
 
 from __future__ import annotations
@@ -327,6 +328,12 @@ def views(draw: st.DrawFn, name: str) -> ProviderView:
             gpu_hour=draw(
                 st.dictionaries(st.sampled_from(MODELS), st.sampled_from([0, TOKEN, 2 * TOKEN]))
             ),
+            max_multiplier=draw(st.sampled_from([10_000, 10_000, 15_000, 30_000, 100_000])),
+        ),
+        ceiling=Resources(
+            cpu_milli=draw(st.integers(0, 16)) * 1000,
+            memory_bytes=draw(st.integers(0, 16)) * GI,
+            gpus=draw(st.dictionaries(st.sampled_from(MODELS), st.integers(0, 8))),
         ),
         observed_at=draw(st.sampled_from([0.0, 5.0, 10.0])),
         accounted=draw(st.sampled_from([frozenset(), frozenset({placement_key("ns/h0", name)})])),

@@ -193,6 +193,20 @@ PositiveDecimal = Annotated[
     *_checked((DECIMAL_PATTERN, _POSITIVE_DECIMAL_MSG), ("[1-9]", _POSITIVE_DECIMAL_MSG)),
 ]
 """A decimal string strictly greater than zero."""
+MULTIPLIER_PATTERN = r"^0*([1-9](\.[0-9]{1,4})?|10(\.0{1,4})?)$"
+"""A price multiplier from 1 to 10 with at most 4 decimals."""
+Multiplier = Annotated[
+    str,
+    Field(min_length=1, max_length=16),
+    *_checked(
+        (
+            MULTIPLIER_PATTERN,
+            "must be a decimal of at least 1 and at most 10 with at most 4 decimals, such as"
+            ' "2" or "1.5": a provider cannot quote more than ten times its list prices',
+        )
+    ),
+]
+"""A bounded price multiplier (``Provider.spec.pricing.policy.maxMultiplier``)."""
 StatusDecimal = Annotated[str, Field(max_length=40, pattern=DECIMAL_PATTERN)]
 """A decimal amount in a status (written by Kommons; checked by OpenAPI only, no CEL cost)."""
 

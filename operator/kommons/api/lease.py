@@ -371,6 +371,16 @@ class ChosenProvider(StatusModel):
     price_per_hour: StatusDecimal | None = Field(
         default=None, description="Price of one replica-hour on it, locked for the placement."
     )
+    list_price_per_hour: StatusDecimal | None = Field(
+        default=None,
+        description="Its list price of one replica-hour, shown when a Utilization provider"
+        " quoted more: pricePerHour = listPricePerHour × priceMultiplier, rounded up.",
+    )
+    price_multiplier: StatusDecimal | None = Field(
+        default=None,
+        description="The utilisation multiplier of its quote (above 1, at most its"
+        " maxMultiplier), shown with listPricePerHour.",
+    )
 
 
 class SchedulingDecision(StatusModel):

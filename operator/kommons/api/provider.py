@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from kommons.api.common import (
     API_VERSION,
@@ -17,6 +18,7 @@ from kommons.api.common import (
     Condition,
     Decimal,
     LabelValue,
+    Multiplier,
     PositiveQuantity,
     Quantity,
     Resource,
@@ -35,26 +37,45 @@ _KEYS_ARE_LABEL_VALUES = Cel(
 
 PriceMap = Annotated[dict[str, Decimal], _KEYS_ARE_LABEL_VALUES]
 
+_ONE = re.compile(r"0*1(\.0+)?")
+
 
 class PricingPolicy(ApiModel):
-    """How the provider's prices move with its utilisation."""
+    """How the provider's prices move with its utilisation (evaluated by the hub)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            Cel(
+                "self.type == 'Utilization' || !has(self.maxMultiplier)"
+                " || self.maxMultiplier.matches(r'^0*1(\\.0+)?$')",
+                "maxMultiplier applies to type Utilization only: set type: Utilization or"
+                " leave maxMultiplier out",
+                field_path=".maxMultiplier",
+            )
+        )
+    )
 
     type: Literal["Static", "Utilization"] = Field(
         default="Static",
-        description="Static: list prices. Utilization (planned, issue 11: prices rising as free"
-        " capacity falls) is accepted and not used: list prices apply.",
+        description="Static: list prices. Utilization: the hub quotes list prices times a"
+        " multiplier from 1 (idle) to maxMultiplier (full), linear in the utilisation of the"
+        " scarcest dimension the lease asks for (cpu, memory, GPUs of its model), measured at"
+        " decision time against allocatable capped by the offer (docs/scheduling.md).",
     )
-    max_multiplier: Annotated[
-        Decimal,
-        Cel(
-            "self.matches('^0*[1-9]')",
-            "maxMultiplier must be at least 1",
-        ),
-    ] = Field(
+    max_multiplier: Multiplier = Field(
         default="1",
-        description="Utilization only: the highest factor applied to list prices (>= 1);"
-        " not used yet (planned, issue 11).",
+        description="Utilization only: the factor applied to list prices when full, from 1 to"
+        " 10 with at most 4 decimals.",
     )
+
+    @model_validator(mode="after")
+    def _multiplier_needs_utilization(self) -> PricingPolicy:
+        if self.type != "Utilization" and not _ONE.fullmatch(self.max_multiplier):
+            raise ValueError(
+                "maxMultiplier applies to type Utilization only: set type: Utilization or"
+                " leave maxMultiplier out"
+            )
+        return self
 
 
 class Pricing(ApiModel):
@@ -77,7 +98,11 @@ class Pricing(ApiModel):
         " of spec.storage of leases). A tier without a price is not offered. Billed with the"
         " replica while it is ready (docs/storage.md).",
     )
-    policy: PricingPolicy | None = Field(default=None, description="Price policy; absent = Static.")
+    policy: PricingPolicy | None = Field(
+        default=None,
+        description="Price policy: Static (list prices) or Utilization (list prices times a"
+        " bounded multiplier rising as free capacity falls); absent = Static.",
+    )
 
 
 class Offer(ApiModel):

@@ -24,9 +24,8 @@ from kommons.hub.reputation import NEUTRAL_SCORE
 from kommons.money import parse_units
 from kommons.quantity import to_bytes, to_millicores
 from kommons.scheduler import (
-    LabelSelector as SchedulerSelector,
-)
-from kommons.scheduler import (
+    MAX_MULTIPLIER,
+    MULTIPLIER_ONE,
     LeaseRequest,
     Operator,
     PoolPolicy,
@@ -36,6 +35,9 @@ from kommons.scheduler import (
     Requirement,
     Resources,
     Strategy,
+)
+from kommons.scheduler import (
+    LabelSelector as SchedulerSelector,
 )
 
 
@@ -179,8 +181,49 @@ def _pricing(provider: Provider) -> Pricing:
     zero = sorted(t for t, p in storage.items() if p <= 0)
     if zero:
         raise InvalidDeclaration(f"quotes a zero price for storage tier {', '.join(zero)}")
+    policy = pricing.policy
+    multiplier = MULTIPLIER_ONE
+    if policy is not None and policy.type == "Utilization":
+        try:
+            multiplier = parse_units(policy.max_multiplier, decimals=4)
+        except ValueError as exc:
+            raise InvalidDeclaration(f"spec.pricing.policy.maxMultiplier: {exc}") from exc
+        if not MULTIPLIER_ONE <= multiplier <= MAX_MULTIPLIER:
+            raise InvalidDeclaration(
+                "spec.pricing.policy.maxMultiplier must be from 1 to 10, got"
+                f" {policy.max_multiplier}"
+            )
     return Pricing(
-        cpu_core_hour=cpu, memory_gib_hour=memory, gpu_hour=gpus, storage_gib_hour=storage
+        cpu_core_hour=cpu,
+        memory_gib_hour=memory,
+        gpu_hour=gpus,
+        storage_gib_hour=storage,
+        max_multiplier=multiplier,
+    )
+
+
+def ceiling_resources(provider: Provider, allocatable: Resources) -> Resources:
+    """Allocatable capped by the offer: what a ``Utilization`` provider's utilisation is of.
+
+    Cpu and memory are capped by the offer's; every GPU model by the offer's GPU total (the
+    offer counts GPUs in total, as the agent caps them). Pod slots are not capped.
+    """
+    offer = provider.spec.offer
+    if offer is None:
+        return allocatable
+    try:
+        cpu = to_millicores(offer.cpu) if offer.cpu is not None else allocatable.cpu_milli
+        memory = to_bytes(offer.memory) if offer.memory is not None else allocatable.memory_bytes
+    except (ValueError, ArithmeticError) as exc:
+        raise InvalidDeclaration(f"spec.offer is malformed: {exc}") from exc
+    gpus = dict(allocatable.gpus)
+    if offer.gpus is not None:
+        gpus = {model: min(count, offer.gpus) for model, count in gpus.items()}
+    return Resources(
+        cpu_milli=min(cpu, allocatable.cpu_milli),
+        memory_bytes=min(memory, allocatable.memory_bytes),
+        gpus=gpus,
+        pods=allocatable.pods,
     )
 
 
@@ -208,9 +251,13 @@ def provider_view(
     status = provider.status
     reputation = status.reputation.score if status and status.reputation else NEUTRAL_SCORE
     excluded: str | None = None
+    ceiling = Resources()
     try:
         pricing = _pricing(provider)
         available = summary_resources(status.available if status else None, "available")
+        if pricing.dynamic and status is not None and status.allocatable is not None:
+            allocatable = summary_resources(status.allocatable, "allocatable")
+            ceiling = ceiling_resources(provider, allocatable)
     except InvalidDeclaration as exc:
         excluded = str(exc)
         pricing, available = Pricing(), Resources()
@@ -224,6 +271,7 @@ def provider_view(
         region=provider.spec.region,
         labels=dict(provider.metadata.labels or {}),
         available=available,
+        ceiling=ceiling,
         pricing=pricing,
         ready=health.fresh and health.phase == "Ready" and not phase.startswith(("Invalid", "Not")),
         phase=phase,
@@ -237,6 +285,7 @@ def provider_view(
 __all__ = [
     "InvalidDeclaration",
     "ProviderHealth",
+    "ceiling_resources",
     "lease_key",
     "lease_request",
     "placement_resources",

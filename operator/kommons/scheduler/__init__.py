@@ -12,7 +12,9 @@ from kommons.scheduler.decision import (
     MESSAGE_REASONS,
     Decision,
     Placement,
+    format_multiplier,
     pick_samples,
+    price_text,
 )
 from kommons.scheduler.filters import (
     Candidate,
@@ -41,6 +43,14 @@ from kommons.scheduler.money import (
     parse_units,
     replica_price,
 )
+from kommons.scheduler.quote import (
+    MAX_MULTIPLIER,
+    MULTIPLIER_ONE,
+    Quote,
+    provider_quote,
+    quote,
+    utilization_multiplier,
+)
 from kommons.scheduler.reservations import (
     Reservation,
     Reservations,
@@ -55,8 +65,10 @@ from kommons.scheduler.selector import LabelSelector, Operator, Requirement, mat
 __all__ = [
     "BALANCED_WEIGHTS",
     "DEFAULT_DECIMALS",
+    "MAX_MULTIPLIER",
     "MAX_REJECTED_SAMPLES",
     "MESSAGE_REASONS",
+    "MULTIPLIER_ONE",
     "Candidate",
     "Decision",
     "FilterContext",
@@ -68,6 +80,7 @@ __all__ = [
     "PoolPolicy",
     "Pricing",
     "ProviderView",
+    "Quote",
     "RejectionKind",
     "ReplicaResources",
     "Requirement",
@@ -81,6 +94,7 @@ __all__ = [
     "evaluate",
     "fit_count",
     "format_bytes",
+    "format_multiplier",
     "format_price",
     "format_units",
     "is_reflected",
@@ -88,7 +102,11 @@ __all__ = [
     "parse_units",
     "pick_samples",
     "placement_key",
+    "price_text",
+    "provider_quote",
+    "quote",
     "rank",
     "replica_price",
     "schedule",
+    "utilization_multiplier",
 ]

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from kommons.scheduler.filters import KIND_ORDER, RejectionKind
-from kommons.scheduler.money import DEFAULT_DECIMALS, format_price
+from kommons.scheduler.filters import KIND_ORDER, Formatter, RejectionKind
+from kommons.scheduler.money import DEFAULT_DECIMALS, format_price, format_units
+from kommons.scheduler.quote import MULTIPLIER_ONE
 
 MAX_REJECTED_SAMPLES: Final = 10
 """Provider → reason samples a decision keeps (``Decision.rejected``)."""
@@ -34,6 +35,33 @@ class Placement:
     """Locked price of ONE replica for one hour, in base units."""
     gpu_model: str | None = None
     """Gpu model the replicas use there (``None`` without gpus)."""
+    list_price_per_hour: int | None = None
+    """List price of one replica-hour there; ``None``: the same as ``price_per_hour``."""
+    multiplier: int = MULTIPLIER_ONE
+    """Utilisation multiplier of the provider's quote, in ten-thousandths (see
+    :mod:`.quote`); ``MULTIPLIER_ONE``: the list price."""
+
+    @property
+    def multiplied(self) -> bool:
+        """Whether the locked price is the list price times a multiplier above 1."""
+        return self.multiplier > MULTIPLIER_ONE
+
+
+def format_multiplier(multiplier: int) -> str:
+    """Render a multiplier in ten-thousandths, e.g. ``"2.4063"`` or ``"3"``."""
+    return format_units(multiplier, decimals=4)
+
+
+def price_text(placement: Placement, money: Formatter = format_price) -> str:
+    """The locked price of a placement, with list price × multiplier when multiplied.
+
+    For example ``"0.01075/h"`` or ``"0.025868/h = 0.01075/h list × 2.4063"``.
+    """
+    text = f"{money(placement.price_per_hour)}/h"
+    if placement.multiplied and placement.list_price_per_hour is not None:
+        listed = money(placement.list_price_per_hour)
+        text += f" = {listed}/h list × {format_multiplier(placement.multiplier)}"
+    return text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,20 +120,25 @@ class Decision:
 
         Returns:
             ``{"considered", "feasible", "chosen": [{"provider", "replicas", "pricePerHour"}],
+            ... ``; a multiplied price adds ``listPricePerHour`` and ``priceMultiplier``;
             "rejected": {provider: reason} (at most 10 samples), "rejectedCounts": {kind: n}}``;
             ``pricePerHour`` is per replica.
         """
+        chosen: list[dict[str, Any]] = []
+        for p in self.chosen:
+            entry: dict[str, Any] = {
+                "provider": p.provider,
+                "replicas": p.replicas,
+                "pricePerHour": format_price(p.price_per_hour, decimals=decimals),
+            }
+            if p.multiplied and p.list_price_per_hour is not None:
+                entry["listPricePerHour"] = format_price(p.list_price_per_hour, decimals=decimals)
+                entry["priceMultiplier"] = format_multiplier(p.multiplier)
+            chosen.append(entry)
         return {
             "considered": self.considered,
             "feasible": self.feasible,
-            "chosen": [
-                {
-                    "provider": p.provider,
-                    "replicas": p.replicas,
-                    "pricePerHour": format_price(p.price_per_hour, decimals=decimals),
-                }
-                for p in self.chosen
-            ],
+            "chosen": chosen,
             "rejected": dict(self.rejected),
             "rejectedCounts": dict(self.rejected_counts),
         }
@@ -160,6 +193,12 @@ def _reasons(samples: Mapping[str, str], counts: Mapping[str, int], total: int) 
     return text + (f"; and {more} more" if more else "")
 
 
+def _where(placement: Placement, money: Formatter) -> str:
+    if not placement.multiplied:
+        return f"{placement.provider} ({placement.replicas})"
+    return f"{placement.provider} ({placement.replicas} at {price_text(placement, money)})"
+
+
 def build_decision(
     *,
     lease: str,
@@ -170,6 +209,7 @@ def build_decision(
     chosen: Sequence[Placement],
     counts: Mapping[RejectionKind, int],
     samples: Mapping[str, str],
+    money: Formatter = format_price,
 ) -> Decision:
     """Assemble a :class:`Decision` and its one-line message (shared by every scheduler path).
 
@@ -182,6 +222,7 @@ def build_decision(
         chosen: Placements, best-ranked first (empty unless all ``wanted`` are placed).
         counts: Rejected providers by kind.
         samples: Quoted provider → reason, in :func:`pick_samples` order.
+        money: Formats base units (a multiplied price is quoted with its list price).
 
     Returns:
         The decision.
@@ -193,7 +234,7 @@ def build_decision(
     if wanted == 0:
         message = f"no replicas missing; {ratio}"
     elif placed:
-        where = ", ".join(f"{p.provider} ({p.replicas})" for p in placed[:MESSAGE_REASONS])
+        where = ", ".join(_where(p, money) for p in placed[:MESSAGE_REASONS])
         if len(placed) > MESSAGE_REASONS:
             where += f" and {len(placed) - MESSAGE_REASONS} more provider(s)"
         message = f"placed {wanted} replica(s) on {where}; {ratio}"

@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Final
 
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources
-from kommons.scheduler.money import format_bytes, format_price, replica_price
+from kommons.scheduler.money import format_bytes, format_price
+from kommons.scheduler.quote import MULTIPLIER_ONE, provider_quote
 
 Formatter = Callable[[int], str]
 """Renders an amount of base units for a reason, e.g. ``functools.partial(format_price,
@@ -56,9 +57,13 @@ class Candidate:
     gpu_model: str | None
     """Gpu model replicas would use there (``None`` without gpus)."""
     price: int
-    """Price of one replica-hour there, in base units."""
+    """Price of one replica-hour there, in base units (the quote, see :mod:`.quote`)."""
     slots: int
     """Replicas of this lease that fit in ``free``; at least 1."""
+    list_price: int = 0
+    """List price of one replica-hour there (``price`` before the multiplier)."""
+    multiplier: int = MULTIPLIER_ONE
+    """Utilisation multiplier in ten-thousandths (``MULTIPLIER_ONE``: list price)."""
 
     @property
     def name(self) -> str:
@@ -132,7 +137,7 @@ def storage_tier_reason(view: ProviderView, lease: LeaseRequest) -> str | None:
 def _resolve_gpu_model(view: ProviderView, free: Resources, lease: LeaseRequest) -> str | None:
     """Pick the gpu model for a lease that asks for gpus without naming a model.
 
-    The cheapest priced model with room for one replica wins (ties by name); if none has
+    The model with the cheapest list price and room for one replica wins (ties by name); if none has
     room, the cheapest priced model (the capacity filter then explains); ``None`` if the
     provider prices no gpu at all.
     """
@@ -269,31 +274,37 @@ def classify(
 
     need = lease.resources
     gpu_model: str | None = None
-    gpu_hour = 0
     if need.gpu_count:
         gpu_model = need.gpu_model or _resolve_gpu_model(view, free, lease)
         if gpu_model is None or gpu_model not in view.pricing.gpu_hour:
             wanted = f"{need.gpu_model} " if need.gpu_model else ""
             return RejectionKind.GPU, _gpu_reason(view, free, gpu_model, wanted)
-        gpu_hour = view.pricing.gpu_hour[gpu_model]
     if need.storage:
         tier_reason = storage_tier_reason(view, lease)
         if tier_reason is not None:
             return RejectionKind.STORAGE_TIER, tier_reason
 
-    price = replica_price(
-        cpu_milli=need.cpu_milli,
-        memory_bytes=need.memory_bytes,
-        gpu_count=need.gpu_count,
-        cpu_core_hour=view.pricing.cpu_core_hour,
-        memory_gib_hour=view.pricing.memory_gib_hour,
-        gpu_hour=gpu_hour,
-        storage=[(size, view.pricing.storage_gib_hour[t]) for t, size in need.storage.items()],
+    quoted = provider_quote(
+        view,
+        need,
+        gpu_model,
+        free_cpu=free.cpu_milli,
+        free_memory=free.memory_bytes,
+        free_gpus=free.gpus,
     )
+    price = quoted.price
     if lease.max_price_per_hour is not None and price > lease.max_price_per_hour:
         return RejectionKind.PRICE, price_reason(price, lease.max_price_per_hour, ctx.money)
 
     slots = fit_count(free, lease, gpu_model)
     if slots < 1:
         return capacity_reason(free, lease, gpu_model)
-    return Candidate(view=view, free=free, gpu_model=gpu_model, price=price, slots=slots)
+    return Candidate(
+        view=view,
+        free=free,
+        gpu_model=gpu_model,
+        price=price,
+        slots=slots,
+        list_price=quoted.list_price,
+        multiplier=quoted.multiplier,
+    )

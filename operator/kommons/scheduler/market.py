@@ -16,13 +16,15 @@ as plain integers and updated only for the provider an event touches. What never
 between reports -- which providers pass the pool's selector, readiness, cordon, regions,
 allow-list and reputation, which gpu model and which replica price a lease shape gets on each
 provider -- is cached per pool/lease shape in small bounded LRU caches, and dropped whenever a
-provider is added, removed or changes one of those attributes. Per lease shape the cache also
-keeps every provider's free slots for that shape (and their counts by shortage, and the
-BinPack/Spread orders), refreshed lazily from a bounded log of free-capacity changes. A
-decision then refits only the providers changed since its shape was last used, reads counts,
-ranks with integer keys only as far as the replicas need, and formats reasons only for the at
-most ``MAX_REJECTED_SAMPLES`` quoted providers. Memory is O(providers + holds) plus the
-bounded caches (O(providers) per cached shape).
+provider is added, removed or changes one of those attributes. A provider with a
+``Utilization`` price policy quotes from its free capacity (:mod:`.quote`), so any change of
+its free capacity drops the lease-shape caches too (a market of static providers keeps them).
+Per lease shape the cache also keeps every provider's free slots for that shape (and their
+counts by shortage, and the BinPack/Spread orders), refreshed lazily from a bounded log of
+free-capacity changes. A decision then refits only the providers changed since its shape was
+last used, reads counts, ranks with integer keys only as far as the replicas need, and formats
+reasons only for the at most ``MAX_REJECTED_SAMPLES`` quoted providers. Memory is
+O(providers + holds) plus the bounded caches (O(providers) per cached shape).
 
 It takes the same decisions as :func:`.schedule` given the same providers and the equivalent
 :class:`.Reservations` ledger (a property test checks it on random markets).
@@ -64,6 +66,7 @@ from kommons.scheduler.filters import (
 )
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources, Strategy
 from kommons.scheduler.money import format_price, replica_price
+from kommons.scheduler.quote import MULTIPLIER_ONE, provider_quote
 from kommons.scheduler.reservations import (
     Reservation,
     Reservations,
@@ -305,6 +308,7 @@ def _static_of(view: ProviderView) -> tuple[object, ...]:
         view.cordoned,
         view.reputation,
         view.pricing,
+        view.ceiling if view.pricing.dynamic else None,
     )
 
 
@@ -519,6 +523,16 @@ class Market:
                 del self._by_lease[lease]
 
     def _refresh(self, row: _Row) -> None:
+        if row.view.pricing.dynamic:
+            before = (row.cpu, row.mem, row.gpus)
+            self._refit(row)
+            if (row.cpu, row.mem, row.gpus) != before:
+                # its quotes follow its free capacity: the shapes' price orders are stale
+                self._shapes.clear()
+        else:
+            self._refit(row)
+
+    def _refit(self, row: _Row) -> None:
         log = self._log
         log.append(row.name)
         if len(log) > CHANGE_LOG_SIZE:
@@ -612,20 +626,24 @@ class Market:
         options: list[list[tuple[str, int]]] = []
         any_model = bool(need.gpu_count) and need.gpu_model is None
 
-        def price(row: _Row, gpu_hour: int) -> int:
+        def price(row: _Row, model: str | None) -> int:
             pricing = row.view.pricing
-            return replica_price(
-                cpu_milli=need.cpu_milli,
-                memory_bytes=need.memory_bytes,
-                gpu_count=need.gpu_count,
-                cpu_core_hour=pricing.cpu_core_hour,
-                memory_gib_hour=pricing.memory_gib_hour,
-                gpu_hour=gpu_hour,
-            )
+            if not pricing.dynamic:
+                return replica_price(
+                    cpu_milli=need.cpu_milli,
+                    memory_bytes=need.memory_bytes,
+                    gpu_count=need.gpu_count,
+                    cpu_core_hour=pricing.cpu_core_hour,
+                    memory_gib_hour=pricing.memory_gib_hour,
+                    gpu_hour=pricing.gpu_hour[model] if model is not None else 0,
+                )
+            return provider_quote(
+                row.view, need, model, free_cpu=row.cpu, free_memory=row.mem, free_gpus=row.gpus
+            ).price
 
         for row in static.after:
             kind: RejectionKind | None = None
-            gpu_hour = 0
+            model: str | None = None
             if row.view.reputation < pool.min_reputation:
                 kind = _K.REPUTATION
             elif need.gpu_count:
@@ -635,16 +653,16 @@ class Market:
                 elif need.gpu_model not in row.view.pricing.gpu_hour:
                     kind = _K.GPU
                 else:
-                    gpu_hour = row.view.pricing.gpu_hour[need.gpu_model]
+                    model = need.gpu_model
             if kind is not None:
                 late[row.name] = kind
                 counts[kind] = counts.get(kind, 0) + 1
                 late_names.setdefault(kind, []).append(row.name)
             elif any_model:
                 kept.append((0, 0.0, row.name, row))
-                options.append([(m, price(row, p)) for p, m in row.priced])
+                options.append([(m, price(row, m)) for _, m in row.priced])
             else:
-                kept.append((price(row, gpu_hour), row.negrep, row.name, row))
+                kept.append((price(row, model), row.negrep, row.name, row))
         if not any_model:
             kept.sort(key=lambda item: item[:3])
         rows = [item[3] for item in kept]
@@ -933,6 +951,7 @@ class Market:
             chosen=chosen,
             counts=counts,
             samples=samples,
+            money=money,
         )
 
     def _decide_with_storage(
@@ -1078,10 +1097,23 @@ class Market:
                 if not left:
                     break
         fixed = lease.resources.gpu_model if lease.resources.gpu_count else None
-        return tuple(
-            Placement(rows[i].name, count, prices[i], fixed if models is None else models[i])
-            for i, count in placed.items()
-        )
+        chosen = []
+        for i, count in placed.items():
+            row = rows[i]
+            model = fixed if models is None else models[i]
+            listed, multiplier = prices[i], MULTIPLIER_ONE
+            if row.view.pricing.dynamic:
+                quoted = provider_quote(
+                    row.view,
+                    lease.resources,
+                    model,
+                    free_cpu=row.cpu,
+                    free_memory=row.mem,
+                    free_gpus=row.gpus,
+                )
+                listed, multiplier = quoted.list_price, quoted.multiplier
+            chosen.append(Placement(row.name, count, prices[i], model, listed, multiplier))
+        return tuple(chosen)
 
 
 __all__ = ["SHAPE_CACHE_SIZE", "STATIC_CACHE_SIZE", "Market"]

@@ -107,17 +107,30 @@ class Pricing:
     storage_gib_hour: Mapping[str, int] = field(default_factory=dict)
     """Price of one GiB of storage for one hour, by tier. A tier without a price is not
     offered."""
+    max_multiplier: int = 10_000
+    """``policy.maxMultiplier`` of a ``Utilization`` provider in ten-thousandths; 10000
+    (a multiplier of 1, and ``Static``) quotes list prices (see :mod:`.quote`)."""
 
     def __post_init__(self) -> None:
         _non_negative(
             "Pricing", cpu_core_hour=self.cpu_core_hour, memory_gib_hour=self.memory_gib_hour
         )
+        if not 10_000 <= self.max_multiplier <= 100_000:
+            raise ValueError(
+                "Pricing.max_multiplier must be in [10000, 100000] (1 to 10), got "
+                f"{self.max_multiplier}"
+            )
         object.__setattr__(self, "gpu_hour", _frozen_counts("Pricing", "gpu_hour", self.gpu_hour))
         object.__setattr__(
             self,
             "storage_gib_hour",
             _frozen_counts("Pricing", "storage_gib_hour", self.storage_gib_hour),
         )
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether quotes depend on utilisation (``Utilization`` with maxMultiplier > 1)."""
+        return self.max_multiplier > 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +144,9 @@ class ProviderView:
     available: Resources
     """Free capacity within the offer, as last reported by the agent (``pods`` = free pod
     slots of its Ready schedulable nodes)."""
+    ceiling: Resources = field(default_factory=Resources)
+    """Allocatable capped by the offer: what a ``Utilization`` provider's utilisation is
+    measured against (unused for static prices)."""
     pricing: Pricing
     """``Provider.spec.pricing`` converted to base units."""
     labels: Mapping[str, str] = field(default_factory=dict)

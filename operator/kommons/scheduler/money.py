@@ -75,6 +75,7 @@ def replica_price(
     memory_gib_hour: int,
     gpu_hour: int,
     storage: Iterable[tuple[int, int]] = (),
+    multiplier: tuple[int, int] = (1, 1),
 ) -> int:
     """Price of one replica for one hour, in base units, rounded up once.
 
@@ -83,7 +84,9 @@ def replica_price(
     + gpu_count * gpu_hour + sum(storage_bytes/2**30 * storage_gib_hour)``. It is computed
     over the common denominator ``1000 * 2**30`` and rounded up to the next base unit once,
     so a provider never earns less than its quoted prices and a tenant never pays more than
-    one base unit above them per replica-hour.
+    one base unit above them per replica-hour. A ``multiplier`` ``(a, b)`` (a dynamic price,
+    see :mod:`.quote`) scales the exact price, storage included, by ``a/b`` before that
+    single rounding.
 
     Args:
         cpu_milli: Cpu of one replica in millicores.
@@ -93,6 +96,7 @@ def replica_price(
         memory_gib_hour: Provider's price per GiB-hour in base units.
         gpu_hour: Provider's price per gpu-hour of the replica's gpu model (0 without gpus).
         storage: ``(bytes, price per GiB-hour)`` of each storage tier of one replica.
+        multiplier: Factor ``(numerator, denominator)`` applied to the exact price; both > 0.
 
     Returns:
         The price in base units per replica-hour.
@@ -103,4 +107,8 @@ def replica_price(
         + memory_bytes * memory_gib_hour * MILLI_PER_CORE
         + sum(size * price for size, price in storage) * MILLI_PER_CORE
     )
-    return _ceil_div(numerator, denominator) + gpu_count * gpu_hour
+    if multiplier == (1, 1):
+        return _ceil_div(numerator, denominator) + gpu_count * gpu_hour
+    times, per = multiplier
+    numerator = (numerator + gpu_count * gpu_hour * denominator) * times
+    return _ceil_div(numerator, denominator * per)

@@ -149,7 +149,7 @@ def schedule(
         spreads = lease.spread or pool.strategy is Strategy.SPREAD
         placed = spread(pairs, wanted, already) if spreads else fill(pairs, wanted)
         chosen = tuple(
-            Placement(c.name, placed[c.name], c.price, c.gpu_model)
+            Placement(c.name, placed[c.name], c.price, c.gpu_model, c.list_price, c.multiplier)
             for c in ranked
             if placed.get(c.name)
         )
@@ -164,4 +164,5 @@ def schedule(
         chosen=chosen,
         counts=counts,
         samples={name: reasons[name] for name in sampled},
+        money=money,
     )
