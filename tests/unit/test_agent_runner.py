@@ -46,6 +46,8 @@ class FakeCluster:
         self.applied: list[list[str]] = []
         self.removed: list[str] = []
         self.pod_list: list[dict[str, Any]] = []
+        self.pruned: list[list[tuple[str, str]]] = []
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
@@ -54,6 +56,12 @@ class FakeCluster:
 
     def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
         return self.workload
+
+    def remove_endpoint_objects(self, placement_name: str, keys: list[tuple[str, str]]) -> None:
+        self.pruned.append(list(keys))
+
+    def endpoint_objects(self, placement_name: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.objects
 
     def pods(self, placement_name: str) -> list[dict[str, Any]]:
         return self.pod_list

@@ -47,8 +47,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kommons.agent.workload import PlacementWork, manifests, target_namespace
-from kommons.api import LeasePlacement, LeasePlacementStatus, get_condition, set_condition
+from kommons.agent import endpoints
+from kommons.agent.config import ExposeConfig
+from kommons.agent.workload import PlacementWork, manifests, publication, target_namespace
+from kommons.api import (
+    ENDPOINTS_CONDITION,
+    LeasePlacement,
+    LeasePlacementStatus,
+    get_condition,
+    set_condition,
+)
 from kommons.api.placement import PlacementPhase
 from kommons.api_names import PREFIX
 
@@ -181,8 +189,13 @@ def wanted_replicas(placement: LeasePlacement) -> int:
     return 0 if placement.spec.suspend else placement.spec.replicas
 
 
-def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> PlacementWork:
-    """What :mod:`kommons.agent.workload` needs from a typed placement."""
+def placement_work(
+    placement: LeasePlacement, *, runtime_class: str | None, publish: ExposeConfig | None = None
+) -> PlacementWork:
+    """What :mod:`kommons.agent.workload` needs from a typed placement.
+
+    ``publish`` is how the provider publishes public ports (its agent config's ``expose``).
+    """
     spec = placement.spec
     gpu = spec.resources.gpu
     return PlacementWork(
@@ -201,16 +214,20 @@ def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> P
         completions=spec.job.completions if spec.job else None,
         backoff_limit=spec.job.backoff_limit if spec.job else 6,
         fencing_token=spec.fencing_token,
+        expose=tuple(spec.expose or ()),
+        publish=publish,
     )
 
 
-def desired_manifests(placement: LeasePlacement, *, runtime_class: str | None) -> list[JSON]:
+def desired_manifests(
+    placement: LeasePlacement, *, runtime_class: str | None, publish: ExposeConfig | None = None
+) -> list[JSON]:
     """Every object of a placement on the provider cluster, in the order to apply them.
 
     The ResourceQuota carries the lease and GPU model as annotations: the inventory reads the
     reservations back from the quotas alone.
     """
-    work = placement_work(placement, runtime_class=runtime_class)
+    work = placement_work(placement, runtime_class=runtime_class, publish=publish)
     objects = manifests(work)
     for manifest in objects:
         if manifest["kind"] == "ResourceQuota":
@@ -219,6 +236,15 @@ def desired_manifests(placement: LeasePlacement, *, runtime_class: str | None) -
                 ANNOTATION_GPU_MODEL: work.gpu_model or "",
             }
     return objects
+
+
+def undesired_endpoint_objects(manifests: Sequence[JSON]) -> list[tuple[str, str]]:
+    """(kind, name) of endpoint objects (Services, Ingress) ``manifests`` no longer has.
+
+    The agent deletes them after applying: the lease stopped exposing a port, or the provider
+    changed its publishing mode.
+    """
+    return endpoints.undesired([m for m in manifests if m["kind"] in ("Service", "Ingress")])
 
 
 # --------------------------------------------------------------------------------------
@@ -568,6 +594,54 @@ def placement_status(
             "succeeded": workload.succeeded if workload.job else None,
             "failed": workload.failed if workload.job else None,
         }
+    )
+
+
+def observe_endpoints(
+    placement: LeasePlacement,
+    objects: Mapping[tuple[str, str], JSON],
+    *,
+    publish: ExposeConfig | None,
+) -> endpoints.Observed | None:
+    """The endpoints of a placement from its endpoint objects (``None``: it exposes nothing)."""
+    if not placement.spec.expose:
+        return None
+    work = placement_work(placement, runtime_class=None, publish=publish)
+    name = placement_name(placement)
+    return endpoints.observe(
+        publication(work),
+        placement=name,
+        namespace=target_namespace(name),
+        config=publish,
+        objects=objects,
+    )
+
+
+def with_endpoints(
+    status: LeasePlacementStatus,
+    observed: endpoints.Observed | None,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> LeasePlacementStatus:
+    """``status`` with the placement's endpoints and its ``Endpoints`` condition.
+
+    Without exposed ports (``observed`` is ``None``) both are absent.
+    """
+    if observed is None:
+        kept = [c for c in status.conditions or () if c.type != ENDPOINTS_CONDITION]
+        return status.model_copy(update={"endpoints": None, "conditions": kept or None})
+    conditions = set_condition(
+        status.conditions,
+        type_=ENDPOINTS_CONDITION,
+        status="True" if observed.ok else "False",
+        reason=observed.reason,
+        message=observed.message,
+        observed_generation=generation,
+        now=now.replace(microsecond=0),
+    )
+    return status.model_copy(
+        update={"endpoints": list(observed.endpoints) or None, "conditions": conditions}
     )
 
 

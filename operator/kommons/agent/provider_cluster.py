@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kommons.agent.endpoints import OBJECTS
 from kommons.agent.inventory import Amount, Inventory, compute_inventory
 from kommons.agent.plan import (
     ANNOTATION_GPU_MODEL,
@@ -36,6 +37,8 @@ _BY_KIND = {
     "NetworkPolicy": r.NETWORK_POLICIES,
     "Deployment": r.DEPLOYMENTS,
     "Job": r.JOBS,
+    "Service": r.SERVICES,
+    "Ingress": r.INGRESSES,
 }
 
 
@@ -49,6 +52,25 @@ class ProviderCluster:
         """Server-side apply every object, in order (idempotent)."""
         for manifest in manifests:
             self.kube.apply(_BY_KIND[manifest["kind"]], manifest)
+
+    def remove_endpoint_objects(self, placement_name: str, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete a placement's endpoint objects by (kind, name); gone already is fine."""
+        namespace = target_namespace(placement_name)
+        for kind, name in keys:
+            self.kube.delete(_BY_KIND[kind], name, namespace)
+
+    def endpoint_objects(self, placement_name: str) -> dict[tuple[str, str], JSON]:
+        """The placement's endpoint objects that exist (Services, Ingress), by (kind, name).
+
+        One GET per object :mod:`kommons.agent.endpoints` may create.
+        """
+        namespace = target_namespace(placement_name)
+        found: dict[tuple[str, str], JSON] = {}
+        for kind, name in OBJECTS:
+            obj = self.kube.get_or_none(_BY_KIND[kind], name, namespace)
+            if obj is not None:
+                found[(kind, name)] = obj
+        return found
 
     def observe(self, placement_name: str, *, wanted: int, job: bool = False) -> WorkloadView:
         """A placement's Deployment (or Job), and its pods when not all wanted are ready.

@@ -149,8 +149,7 @@ class Agent:
         placement = self._parse(body, patch)
         if placement is None or plan.being_deleted(placement):
             return
-        runtime_class = self.options.config.runtime_class_name
-        self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
+        self._materialise(placement)
         spec = placement.spec
         log.info(
             "materialised placement %s (lease %s/%s, %d replicas) in namespace %s",
@@ -161,6 +160,17 @@ class Agent:
             target_namespace(plan.placement_name(placement)),
         )
         self._report(placement, body, patch)
+
+    def _materialise(self, placement: LeasePlacement) -> None:
+        """Apply a placement's objects, then delete the endpoint objects it no longer needs."""
+        config = self.options.config
+        manifests = plan.desired_manifests(
+            placement, runtime_class=config.runtime_class_name, publish=config.expose
+        )
+        self.cluster.apply(manifests)
+        self.cluster.remove_endpoint_objects(
+            plan.placement_name(placement), plan.undesired_endpoint_objects(manifests)
+        )
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Report a placement's status when it changed (or is due for a refresh).
@@ -205,12 +215,12 @@ class Agent:
                 log.info("placement %s is gone or deleting on the hub; not re-applying", name)
                 return
             log.warning("workload of placement %s is missing; materialising it again", name)
-            runtime_class = self.options.config.runtime_class_name
-            self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
+            self._materialise(placement)
             workload = self.cluster.observe(name, wanted=wanted, job=job)
         previous = plan.previous_status(body)
         now = datetime.now(UTC)
         status = plan.placement_status(placement, workload, previous=previous, now=now)
+        status = self._endpoints(placement, status, now)
         status = self._metered(name, status, previous, now)
         if not plan.needs_write(previous, status, now=now, refresh=self.refresh):
             return
@@ -226,6 +236,21 @@ class Agent:
                 status.message,
             )
         patch.status.update(plan.status_patch(status))
+
+    def _endpoints(
+        self, placement: LeasePlacement, status: LeasePlacementStatus, now: datetime
+    ) -> LeasePlacementStatus:
+        """``status`` with the placement's endpoints (read only when it exposes ports)."""
+        publish = self.options.config.expose
+        objects = (
+            self.cluster.endpoint_objects(plan.placement_name(placement))
+            if placement.spec.expose
+            else {}
+        )
+        observed = plan.observe_endpoints(placement, objects, publish=publish)
+        return plan.with_endpoints(
+            status, observed, generation=placement.metadata.generation, now=now
+        )
 
     def _metered(
         self,

@@ -17,7 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kommons.agent import endpoints
+from kommons.agent.config import ExposeConfig
 from kommons.agent.fencing import LABEL_FENCING_TOKEN
+from kommons.api.lease import ExposedPort
 from kommons.api.template import (
     EPHEMERAL_STORAGE_PER_REPLICA,
     KOMMONS_LABEL_PREFIX,
@@ -133,6 +136,15 @@ class PlacementWork:
     """A Job's failed pods retried before it fails."""
     fencing_token: int | None = None
     """The hub's fencing token of the placement (labels the namespace; see agent.fencing)."""
+    expose: tuple[ExposedPort, ...] = ()
+    """The lease's exposed ports (:mod:`kommons.agent.endpoints`)."""
+    publish: ExposeConfig | None = None
+    """How the provider publishes public ports (its agent config's ``expose``)."""
+
+
+def publication(work: PlacementWork) -> endpoints.Publication:
+    """How the provider publishes the placement's exposed ports."""
+    return endpoints.publication(work.expose, work.publish)
 
 
 def target_namespace(placement_name: str) -> str:
@@ -201,8 +213,7 @@ def resource_quota(work: PlacementWork) -> JSON:
         "limits.memory": _times(work.memory, replicas),
         f"limits.{EPHEMERAL_STORAGE}": _times(EPHEMERAL_STORAGE_PER_REPLICA, replicas),
         f"requests.{GPU_RESOURCE}": str(work.gpu_count * replicas),
-        "services.loadbalancers": "0",
-        "services.nodeports": "0",
+        **endpoints.quota(publication(work)),  # exactly what the public Service needs
         "persistentvolumeclaims": "0",
     }
     return {
@@ -250,7 +261,12 @@ def limit_range(work: PlacementWork) -> JSON:
 
 
 def network_policy(work: PlacementWork) -> JSON:
-    """Deny all ingress; allow egress to the internet and DNS only, never private ranges."""
+    """Deny all ingress but the exposed ports; egress to the internet and DNS only.
+
+    Published public ports are admitted from anywhere, other exposed ports from the
+    placement's own pods only (:func:`kommons.agent.endpoints.ingress_rules`); egress never
+    reaches private ranges.
+    """
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -262,7 +278,7 @@ def network_policy(work: PlacementWork) -> JSON:
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "ingress": endpoints.ingress_rules(publication(work)),
             "egress": [
                 {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(EGRESS_DENIED_CIDRS)}}]},
                 {
@@ -437,6 +453,17 @@ def workload(work: PlacementWork) -> JSON:
     return job(work) if work.completions is not None else deployment(work)
 
 
+def services(work: PlacementWork) -> list[JSON]:
+    """The Services (and Ingress) of the placement's exposed ports (none without ``expose``)."""
+    return endpoints.manifests(
+        publication(work),
+        placement=work.name,
+        namespace=target_namespace(work.name),
+        labels=_labels(work),
+        config=work.publish,
+    )
+
+
 def manifests(work: PlacementWork) -> list[JSON]:
     """Every object of a placement, in the order they must be applied."""
     return [
@@ -444,5 +471,6 @@ def manifests(work: PlacementWork) -> list[JSON]:
         resource_quota(work),
         limit_range(work),
         network_policy(work),
+        *services(work),
         workload(work),
     ]
