@@ -15,7 +15,8 @@ placement's ``Endpoints`` condition says why (``PortNotPublishable``) — never 
 The NetworkPolicy admits the published public ports from anywhere and the other exposed ports
 from the placement's own pods only; the ResourceQuota allows exactly the NodePorts and
 LoadBalancers the public Service needs. The agent reports one URL per exposed port
-(:func:`observe`): the public one for a published public port, the in-cluster one otherwise.
+(:func:`observe`): the public one for a published public port, the in-cluster one for a
+non-public port, none for a public port it cannot publish.
 """
 
 from __future__ import annotations
@@ -284,14 +285,18 @@ def observe(
 
     ``objects`` are this module's objects that exist, by (kind, name). A published public
     port's URL is ``https://<host>`` (Ingress), ``tcp://<address>:<nodePort>`` (NodePort)
-    or ``tcp://<load balancer address>:<port>`` (LoadBalancer); any other port's is the
-    in-cluster ``tcp://workload.<namespace>.svc:<port>`` (``udp://`` for UDP).
+    or ``tcp://<load balancer address>:<port>`` (LoadBalancer); a non-public port's is the
+    in-cluster ``tcp://workload.<namespace>.svc:<port>`` (``udp://`` for UDP). A public port
+    the mode cannot publish has none (the condition is ``PortNotPublishable``).
     """
     endpoints: list[PlacementEndpoint] = []
     pending: list[str] = []
     service = objects.get(("Service", SERVICE_NAME))
     public = objects.get(("Service", PUBLIC_SERVICE_NAME))
+    refused = {port.name for port, _ in pub.refused}
     for port in pub.internal:
+        if port.name in refused:  # asked public, not published: no URL, the condition says why
+            continue
         if service is None:
             pending.append(f"port {port.name}: Service {SERVICE_NAME} not created yet")
             continue

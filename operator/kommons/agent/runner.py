@@ -34,7 +34,7 @@ from kommons.api import LeasePlacement, LeasePlacementStatus
 from kommons.api.provider import ProviderStatus
 from kommons.api_names import GROUP, VERSION, provider_namespace
 from kommons.kopf_settings import configure_settings
-from kommons.kube import connect
+from kommons.kube import Forbidden, connect
 from kommons.kube.login import connection_info
 from kommons.lease_logs import answer as logs_answer
 from kommons.lease_logs import request_of as logs_request_of
@@ -162,12 +162,21 @@ class Agent:
         self._report(placement, body, patch)
 
     def _materialise(self, placement: LeasePlacement) -> None:
-        """Apply a placement's objects, then delete the endpoint objects it no longer needs."""
+        """Apply a placement's objects, then delete the endpoint objects it no longer needs.
+
+        A Service refused by a quota whose new limits the provider's quota controller has not
+        counted yet (NodePorts raised with a public port) is tried again in seconds.
+        """
         config = self.options.config
         manifests = plan.desired_manifests(
             placement, runtime_class=config.runtime_class_name, publish=config.expose
         )
-        self.cluster.apply(manifests)
+        try:
+            self.cluster.apply(manifests)
+        except Forbidden as exc:
+            if "quota" not in exc.message:
+                raise
+            raise kopf.TemporaryError(f"waiting for the quota to count: {exc}", delay=3) from exc
         self.cluster.remove_endpoint_objects(
             plan.placement_name(placement), plan.undesired_endpoint_objects(manifests)
         )

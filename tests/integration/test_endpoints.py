@@ -1,0 +1,272 @@
+"""Endpoints on the real bed: ``spec.expose`` → Services, the provider's way in, lease status.
+
+The bed has no ingress controller, no load balancer and no network path to kwok's pods: this
+module checks the objects the agent writes and the status the hub shows, not traffic.
+
+For this module prov-a's agent publishes through an ``Ingress`` (domain
+``apps.prov-a.kommons.test``, class ``nginx``) and prov-c's through a ``NodePort`` (address
+``127.0.0.1``); the hub runs with short failover timeouts. A lease exposing ``http`` (public
+TCP), ``dns`` (public UDP) and ``metrics`` (not public) lands on prov-a (the cheapest):
+
+- on prov-a: a ClusterIP Service ``workload`` with the three ports selecting exactly the
+  placement's pods, an Ingress with one host under the domain for ``http`` (class nginx,
+  backend ``workload:http``), no NodePort/LoadBalancer Service, a quota of 0 NodePorts and 0
+  LoadBalancers, a NetworkPolicy admitting 8080/TCP from anywhere and 9090/TCP, 5353/UDP from
+  the placement's own pods only;
+- the lease lists ``http`` (``https://<host>``, prov-a) and ``metrics`` (in-cluster URL); its
+  ``Endpoints`` condition is False ``PortNotPublishable`` naming ``dns`` (an Ingress carries
+  no UDP);
+- prov-a's agent is killed: the replicas fail over to prov-c, where a NodePort Service
+  ``workload-public`` carries ``http`` and ``dns``, the quota allows exactly 2 NodePorts, the
+  NetworkPolicy admits both from anywhere; the lease's ``http`` endpoint is now
+  ``tcp://127.0.0.1:<its nodePort>`` on prov-c, ``Endpoints`` is True, and an
+  ``EndpointChanged`` Event names the old and the new URL and provider;
+- the tenant drops ``expose``: the Services go from prov-c, the quota is back to 0 NodePorts,
+  the NetworkPolicy admits nothing, the lease lists no endpoint and has no Endpoints condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from kommons.api_names import LABEL_PLACEMENT, provider_namespace
+from kommons.kube import Kube
+from kommons.kube import resources as r
+from kommons_testbed.processes import wait_for
+from kommons_testbed.stack import Stack
+from tests.integration.conftest import lease_body, wait_lease
+
+INGRESS = "prov-a"
+NODEPORT = "prov-c"
+DOMAIN = "apps.prov-a.kommons.test"
+PUBLISHING = {
+    INGRESS: {"mode": "Ingress", "domain": DOMAIN, "ingressClassName": "nginx"},
+    NODEPORT: {"mode": "NodePort", "address": "127.0.0.1"},
+}
+EXPOSE = [
+    {"name": "http", "port": 8080, "public": True},
+    {"name": "dns", "port": 5353, "protocol": "UDP", "public": True},
+    {"name": "metrics", "port": 9090},
+]
+TIMEOUT = 180.0
+"""Generous deadline for the bed (2 shared cores); nothing here measures speed."""
+
+
+def _restart_agents(stack: Stack, configs: dict[str, Any]) -> None:
+    since = datetime.now(UTC)
+    for provider, config in configs.items():
+        stack.stop(f"agent-{provider}")
+        stack.start_agent(provider, config=config)
+    stack.wait_providers_ready(timeout=120, since=since)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def publishing(stack: Stack) -> Iterator[dict[str, Any]]:
+    """prov-a and prov-c publish (Ingress, NodePort); the bed's configs again afterwards."""
+    with stack.hub_with("--heartbeat-timeout", "10", "--replace-after", "20"):
+        configs: dict[str, Any] = {}
+        for provider, expose in PUBLISHING.items():
+            config = yaml.safe_load(stack.agent_config(provider).read_text())
+            path = stack.dir / f"{provider}.endpoints.agent.yaml"
+            path.write_text(yaml.safe_dump({**config, "expose": expose}))
+            configs[provider] = path
+        _restart_agents(stack, configs)
+        try:
+            yield configs
+        finally:
+            _restart_agents(stack, dict.fromkeys(PUBLISHING))
+
+
+def _condition(lease: dict[str, Any], type_: str) -> dict[str, Any]:
+    for condition in (lease.get("status") or {}).get("conditions") or ():
+        if condition["type"] == type_:
+            return dict(condition)
+    return {}
+
+
+def _endpoints(lease: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in (lease.get("status") or {}).get("endpoints") or ()}
+
+
+def _placement(hub: Kube, lease: dict[str, Any]) -> dict[str, Any]:
+    summary = lease["status"]["placements"][0]
+    return hub.get(
+        r.LEASE_PLACEMENTS, summary["placementName"], provider_namespace(summary["provider"])
+    )
+
+
+def _ports(service: dict[str, Any]) -> set[tuple[str, int, str]]:
+    return {(p["name"], p["port"], p["protocol"]) for p in service["spec"]["ports"]}
+
+
+def _policy(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    policy = kube.get(r.NETWORK_POLICIES, "kommons-default-deny", namespace)
+    return list(policy["spec"].get("ingress") or [])
+
+
+def _quota(kube: Kube, namespace: str) -> dict[str, str]:
+    hard = kube.get(r.RESOURCE_QUOTAS, "kommons-lease", namespace)["spec"]["hard"]
+    return {k: hard[k] for k in ("services.nodeports", "services.loadbalancers")}
+
+
+def _selects_the_pods(kube: Kube, namespace: str, service: dict[str, Any], placement: str) -> None:
+    selector = service["spec"]["selector"]
+    assert selector == {LABEL_PLACEMENT: placement}
+    label = ",".join(f"{k}={v}" for k, v in selector.items())
+    pods = kube.list(r.PODS, namespace, label_selector=label)
+    names = sorted(p["metadata"]["name"] for p in kube.list(r.PODS, namespace))
+    assert len(pods) == 1  # the placement's one replica, and nothing else in its namespace
+    assert [p["metadata"]["name"] for p in pods] == names
+
+
+def _events(hub: Kube, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in hub.list(r.EVENTS, namespace)
+        if (e.get("involvedObject") or {}).get("name") == name and e.get("reason") == reason
+    ]
+
+
+def test_exposed_ports_are_served_listed_and_follow_failover(
+    hub: Kube, tenant: str, stack: Stack, provider_kube: Callable[[str], Kube]
+) -> None:
+    body = lease_body("web", tenant, replicas=1)
+    body["spec"]["expose"] = EXPOSE
+    hub.create(r.COMPUTE_LEASES, body, tenant)
+
+    def on_ingress(lease: dict[str, Any]) -> bool:
+        status = lease.get("status") or {}
+        return (
+            status.get("phase") == "Running"
+            and set(_endpoints(lease)) == {"http", "metrics"}
+            and _condition(lease, "Endpoints").get("reason") == "PortNotPublishable"
+        )
+
+    lease = wait_lease(hub, tenant, "web", on_ingress, what="endpoints on prov-a", timeout=TIMEOUT)
+    assert lease["status"]["providers"] == INGRESS
+    placement = _placement(hub, lease)
+    name, namespace = placement["metadata"]["name"], placement["status"]["namespace"]
+    kube = provider_kube(INGRESS)
+
+    service = kube.get(r.SERVICES, "workload", namespace)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert _ports(service) == {
+        ("http", 8080, "TCP"),
+        ("dns", 5353, "UDP"),
+        ("metrics", 9090, "TCP"),
+    }
+    _selects_the_pods(kube, namespace, service, name)
+    assert kube.get_or_none(r.SERVICES, "workload-public", namespace) is None
+    ingress = kube.get(r.INGRESSES, "workload", namespace)
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"].endswith(f".{DOMAIN}")
+    assert rule["host"].startswith("http-")
+    [path] = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "workload", "port": {"name": "http"}}
+    assert _quota(kube, namespace) == {"services.nodeports": "0", "services.loadbalancers": "0"}
+    assert _policy(kube, namespace) == [
+        {"ports": [{"protocol": "TCP", "port": 8080}]},
+        {
+            "from": [{"podSelector": {}}],
+            "ports": [{"protocol": "UDP", "port": 5353}, {"protocol": "TCP", "port": 9090}],
+        },
+    ]
+
+    endpoints = _endpoints(lease)
+    assert endpoints["http"] == {
+        "name": "http",
+        "url": f"https://{rule['host']}",
+        "provider": INGRESS,
+    }
+    assert endpoints["metrics"]["url"] == f"tcp://workload.{namespace}.svc:9090"
+    message = _condition(lease, "Endpoints")["message"]
+    assert "dns" in message
+    assert "Ingress" in message
+    assert placement["status"]["endpoints"] == sorted(
+        ({"name": n, "url": e["url"]} for n, e in endpoints.items()), key=lambda e: e["name"]
+    )
+
+    # --- prov-a's agent dies: the lease fails over to prov-c, which publishes by NodePort
+    stack.kill(f"agent-{INGRESS}")
+    try:
+
+        def on_nodeport(lease: dict[str, Any]) -> bool:
+            http = _endpoints(lease).get("http") or {}
+            return (
+                (lease.get("status") or {}).get("providers") == NODEPORT
+                and http.get("provider") == NODEPORT
+                and _condition(lease, "Endpoints").get("status") == "True"
+            )
+
+        lease = wait_lease(hub, tenant, "web", on_nodeport, what="failover", timeout=TIMEOUT)
+        placement = _placement(hub, lease)
+        name, namespace = placement["metadata"]["name"], placement["status"]["namespace"]
+        kube = provider_kube(NODEPORT)
+        public = kube.get(r.SERVICES, "workload-public", namespace)
+        assert public["spec"]["type"] == "NodePort"
+        assert _ports(public) == {("http", 8080, "TCP"), ("dns", 5353, "UDP")}
+        _selects_the_pods(kube, namespace, public, name)
+        node_ports = {p["name"]: p["nodePort"] for p in public["spec"]["ports"]}
+        assert _ports(kube.get(r.SERVICES, "workload", namespace)) == {
+            ("http", 8080, "TCP"),
+            ("dns", 5353, "UDP"),
+            ("metrics", 9090, "TCP"),
+        }
+        assert kube.get_or_none(r.INGRESSES, "workload", namespace) is None
+        assert _quota(kube, namespace) == {
+            "services.nodeports": "2",
+            "services.loadbalancers": "0",
+        }
+        assert _policy(kube, namespace) == [
+            {"ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "UDP", "port": 5353}]},
+            {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 9090}]},
+        ]
+        endpoints = _endpoints(lease)
+        assert endpoints["http"]["url"] == f"tcp://127.0.0.1:{node_ports['http']}"
+        assert endpoints["dns"] == {
+            "name": "dns",
+            "url": f"udp://127.0.0.1:{node_ports['dns']}",
+            "provider": NODEPORT,
+        }
+        assert urlsplit(endpoints["metrics"]["url"]).hostname == f"workload.{namespace}.svc"
+        changed = [
+            e["message"]
+            for e in _events(hub, tenant, "web", "EndpointChanged")
+            if e["message"].startswith("endpoint http ")
+        ]
+        assert changed, "an EndpointChanged Event is posted for http"
+        assert endpoints["http"]["url"] in changed[-1]
+        assert f"({NODEPORT})" in changed[-1]
+        assert "https://http-" in changed[-1]
+        assert f"({INGRESS})" in changed[-1]
+    finally:
+        since = datetime.now(UTC)
+        stack.start_agent(INGRESS, config=stack.dir / f"{INGRESS}.endpoints.agent.yaml")
+        stack.wait_providers_ready(timeout=120, since=since)
+
+    # --- the tenant stops exposing: the objects go, the quota and policy close again
+    hub.patch(r.COMPUTE_LEASES, "web", {"spec": {"expose": None}}, tenant)
+    lease = wait_lease(
+        hub,
+        tenant,
+        "web",
+        lambda lease: not _endpoints(lease) and not _condition(lease, "Endpoints"),
+        what="endpoints withdrawn",
+        timeout=TIMEOUT,
+    )
+    wait_for(
+        lambda: not kube.list(r.SERVICES, namespace),
+        timeout=TIMEOUT,
+        what="the Services removed from prov-c",
+        every=1.0,
+    )
+    assert _quota(kube, namespace) == {"services.nodeports": "0", "services.loadbalancers": "0"}
+    assert _policy(kube, namespace) == []
+    assert lease["status"]["providers"] == NODEPORT
