@@ -2,8 +2,10 @@
 
 Per placement the agent creates a dedicated namespace (Pod Security ``restricted``), a
 ``ResourceQuota`` and a ``LimitRange`` equal to what was leased, a default-deny
-``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges, and the
-workload as a ``Deployment`` (a ``batch/v1`` ``Job`` for a run-to-completion placement). A
+``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges (its ingress
+admits the lease's exposed ports only), the Services and Ingress of ``expose``
+(:mod:`kommons.agent.endpoints`), and the workload as a ``Deployment`` (a ``batch/v1``
+``Job`` for a run-to-completion placement). A
 suspended placement's quota is zero: what it reserved is the market's again until it resumes.
 The template is sanitised again here: the agent never trusts the hub blindly, and whatever
 the hub sent, nothing privileged reaches the provider.
