@@ -4,25 +4,29 @@ The bed has no ingress controller, no load balancer and no network path to kwok'
 module checks the objects the agent writes and the status the hub shows, not traffic.
 
 For this module prov-a's agent publishes through an ``Ingress`` (domain
-``apps.prov-a.kommons.test``, class ``nginx``) and prov-c's through a ``NodePort`` (address
-``127.0.0.1``); the hub runs with short failover timeouts. A lease exposing ``http`` (public
-TCP), ``dns`` (public UDP) and ``metrics`` (not public) lands on prov-a (the cheapest):
+``apps.prov-a.kommons.test``, class ``nginx``), prov-c's through a ``NodePort`` (address
+``127.0.0.1``) and prov-b publishes nothing (the default); the hub runs with short failover
+timeouts.
 
-- on prov-a: a ClusterIP Service ``workload`` with the three ports selecting exactly the
+- the agents declare their modes: ``Provider.spec.expose.mode`` is Ingress / NodePort / None
+  on the hub (the trust boundary lets an agent write that declaration);
+- a lease exposing ``http`` (public TCP) and ``metrics`` (not public) lands on prov-a (the
+  cheapest). On prov-a: a ClusterIP Service ``workload`` with both ports selecting exactly the
   placement's pods, an Ingress with one host under the domain for ``http`` (class nginx,
   backend ``workload:http``), no NodePort/LoadBalancer Service, a quota of 0 NodePorts and 0
-  LoadBalancers, a NetworkPolicy admitting 8080/TCP from anywhere and 9090/TCP, 5353/UDP from
-  the placement's own pods only;
-- the lease lists ``http`` (``https://<host>``, prov-a) and ``metrics`` (in-cluster URL); its
-  ``Endpoints`` condition is False ``PortNotPublishable`` naming ``dns`` (an Ingress carries
-  no UDP);
+  LoadBalancers, a NetworkPolicy admitting 8080/TCP from anywhere and 9090/TCP from the
+  placement's own pods only. The lease lists ``http`` (``https://<host>``, prov-a) and
+  ``metrics`` (in-cluster URL), ``Endpoints`` True;
 - prov-a's agent is killed: the replicas fail over to prov-c, where a NodePort Service
-  ``workload-public`` carries ``http`` and ``dns``, the quota allows exactly 2 NodePorts, the
-  NetworkPolicy admits both from anywhere; the lease's ``http`` endpoint is now
-  ``tcp://127.0.0.1:<its nodePort>`` on prov-c, ``Endpoints`` is True, and an
-  ``EndpointChanged`` Event names the old and the new URL and provider;
+  ``workload-public`` carries ``http``, the quota allows exactly 1 NodePort, the NetworkPolicy
+  admits it from anywhere; the lease's ``http`` endpoint is now ``tcp://127.0.0.1:<its
+  nodePort>`` on prov-c, and an ``EndpointChanged`` Event names the old and the new URL and
+  provider;
 - the tenant drops ``expose``: the Services go from prov-c, the quota is back to 0 NodePorts,
-  the NetworkPolicy admits nothing, the lease lists no endpoint and has no Endpoints condition.
+  the NetworkPolicy admits nothing, the lease lists no endpoint and has no Endpoints condition;
+- a lease with a public UDP port is placed on prov-c only: the decision rejects prov-a (an
+  Ingress carries no UDP) and prov-b (publishes no public ports) with those reasons; prov-c
+  publishes it on a NodePort (``udp://127.0.0.1:<nodePort>``).
 """
 
 from __future__ import annotations
@@ -49,11 +53,8 @@ PUBLISHING = {
     INGRESS: {"mode": "Ingress", "domain": DOMAIN, "ingressClassName": "nginx"},
     NODEPORT: {"mode": "NodePort", "address": "127.0.0.1"},
 }
-EXPOSE = [
-    {"name": "http", "port": 8080, "public": True},
-    {"name": "dns", "port": 5353, "protocol": "UDP", "public": True},
-    {"name": "metrics", "port": 9090},
-]
+EXPOSE = [{"name": "http", "port": 8080, "public": True}, {"name": "metrics", "port": 9090}]
+DNS = [{"name": "dns", "port": 5353, "protocol": "UDP", "public": True}]
 TIMEOUT = 180.0
 """Generous deadline for the bed (2 shared cores); nothing here measures speed."""
 
@@ -133,6 +134,44 @@ def _events(hub: Kube, namespace: str, name: str, reason: str) -> list[dict[str,
     ]
 
 
+def test_agents_declare_their_publishing_mode(hub: Kube) -> None:
+    modes = {
+        name: (hub.get(r.PROVIDERS, name)["spec"].get("expose") or {}).get("mode")
+        for name in ("prov-a", "prov-b", "prov-c")
+    }
+    assert modes == {"prov-a": "Ingress", "prov-b": "None", "prov-c": "NodePort"}
+
+
+def test_a_public_udp_port_goes_where_it_can_be_published(
+    hub: Kube, tenant: str, provider_kube: Callable[[str], Kube]
+) -> None:
+    body = lease_body("dns", tenant, replicas=1)
+    body["spec"]["expose"] = DNS
+
+    def published(lease: dict[str, Any]) -> bool:
+        return (lease.get("status") or {}).get("phase") == "Running" and "dns" in _endpoints(lease)
+
+    hub.create(r.COMPUTE_LEASES, body, tenant)
+    lease = wait_lease(hub, tenant, "dns", published, what="dns published", timeout=TIMEOUT)
+    assert lease["status"]["providers"] == NODEPORT
+    rejected = lease["status"]["decision"]["rejected"]
+    assert rejected[INGRESS] == "publishes through an Ingress (HTTP over TCP): no public UDP port"
+    assert rejected["prov-b"] == "publishes no public ports (expose.mode None)"
+    assert lease["status"]["decision"]["rejectedCounts"]["PortNotPublishable"] == 2
+    placement = _placement(hub, lease)
+    public = provider_kube(NODEPORT).get(
+        r.SERVICES, "workload-public", placement["status"]["namespace"]
+    )
+    [port] = public["spec"]["ports"]
+    assert (port["name"], port["protocol"]) == ("dns", "UDP")
+    assert _endpoints(lease)["dns"] == {
+        "name": "dns",
+        "url": f"udp://127.0.0.1:{port['nodePort']}",
+        "provider": NODEPORT,
+    }
+    hub.delete(r.COMPUTE_LEASES, "dns", tenant)
+
+
 def test_exposed_ports_are_served_listed_and_follow_failover(
     hub: Kube, tenant: str, stack: Stack, provider_kube: Callable[[str], Kube]
 ) -> None:
@@ -145,7 +184,7 @@ def test_exposed_ports_are_served_listed_and_follow_failover(
         return (
             status.get("phase") == "Running"
             and set(_endpoints(lease)) == {"http", "metrics"}
-            and _condition(lease, "Endpoints").get("reason") == "PortNotPublishable"
+            and _condition(lease, "Endpoints").get("status") == "True"
         )
 
     lease = wait_lease(hub, tenant, "web", on_ingress, what="endpoints on prov-a", timeout=TIMEOUT)
@@ -156,11 +195,7 @@ def test_exposed_ports_are_served_listed_and_follow_failover(
 
     service = kube.get(r.SERVICES, "workload", namespace)
     assert service["spec"]["type"] == "ClusterIP"
-    assert _ports(service) == {
-        ("http", 8080, "TCP"),
-        ("dns", 5353, "UDP"),
-        ("metrics", 9090, "TCP"),
-    }
+    assert _ports(service) == {("http", 8080, "TCP"), ("metrics", 9090, "TCP")}
     _selects_the_pods(kube, namespace, service, name)
     assert kube.get_or_none(r.SERVICES, "workload-public", namespace) is None
     ingress = kube.get(r.INGRESSES, "workload", namespace)
@@ -173,10 +208,7 @@ def test_exposed_ports_are_served_listed_and_follow_failover(
     assert _quota(kube, namespace) == {"services.nodeports": "0", "services.loadbalancers": "0"}
     assert _policy(kube, namespace) == [
         {"ports": [{"protocol": "TCP", "port": 8080}]},
-        {
-            "from": [{"podSelector": {}}],
-            "ports": [{"protocol": "UDP", "port": 5353}, {"protocol": "TCP", "port": 9090}],
-        },
+        {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 9090}]},
     ]
 
     endpoints = _endpoints(lease)
@@ -186,9 +218,7 @@ def test_exposed_ports_are_served_listed_and_follow_failover(
         "provider": INGRESS,
     }
     assert endpoints["metrics"]["url"] == f"tcp://workload.{namespace}.svc:9090"
-    message = _condition(lease, "Endpoints")["message"]
-    assert "dns" in message
-    assert "Ingress" in message
+    assert _condition(lease, "Endpoints")["reason"] == "Published"
     assert placement["status"]["endpoints"] == sorted(
         ({"name": n, "url": e["url"]} for n, e in endpoints.items()), key=lambda e: e["name"]
     )
@@ -211,30 +241,24 @@ def test_exposed_ports_are_served_listed_and_follow_failover(
         kube = provider_kube(NODEPORT)
         public = kube.get(r.SERVICES, "workload-public", namespace)
         assert public["spec"]["type"] == "NodePort"
-        assert _ports(public) == {("http", 8080, "TCP"), ("dns", 5353, "UDP")}
+        assert _ports(public) == {("http", 8080, "TCP")}
         _selects_the_pods(kube, namespace, public, name)
         node_ports = {p["name"]: p["nodePort"] for p in public["spec"]["ports"]}
         assert _ports(kube.get(r.SERVICES, "workload", namespace)) == {
             ("http", 8080, "TCP"),
-            ("dns", 5353, "UDP"),
             ("metrics", 9090, "TCP"),
         }
         assert kube.get_or_none(r.INGRESSES, "workload", namespace) is None
         assert _quota(kube, namespace) == {
-            "services.nodeports": "2",
+            "services.nodeports": "1",
             "services.loadbalancers": "0",
         }
         assert _policy(kube, namespace) == [
-            {"ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "UDP", "port": 5353}]},
+            {"ports": [{"protocol": "TCP", "port": 8080}]},
             {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 9090}]},
         ]
         endpoints = _endpoints(lease)
         assert endpoints["http"]["url"] == f"tcp://127.0.0.1:{node_ports['http']}"
-        assert endpoints["dns"] == {
-            "name": "dns",
-            "url": f"udp://127.0.0.1:{node_ports['dns']}",
-            "provider": NODEPORT,
-        }
         assert urlsplit(endpoints["metrics"]["url"]).hostname == f"workload.{namespace}.svc"
         changed = [
             e["message"]

@@ -17,7 +17,10 @@ Behaviour matrix:
 - Events: ``EndpointPublished`` on a name's first URL, ``EndpointChanged`` on a change,
   ``EndpointWithdrawn`` (Warning) when an exposed name loses its URL; nothing when unchanged;
 - through ``plan_lease``: the status gets the endpoints and the condition, the Events are
-  planned once, a second identical step writes nothing; dropping ``expose`` drops both.
+  planned once, a second identical step writes nothing; dropping ``expose`` drops both;
+- scheduling: a lease with public ports goes only to a provider whose declared publishing mode
+  can publish them (none: ``None``/undeclared; UDP: not ``Ingress``), the others rejected
+  with that reason; a lease without public ports goes anywhere.
 """
 
 from __future__ import annotations
@@ -264,7 +267,7 @@ def reporting(placements: list[LeasePlacement], reported: list[dict[str, str]]) 
 
 
 def test_plan_writes_the_endpoints_once_with_their_event() -> None:
-    view = market(provider_body("p1"))
+    view = market(publishing("p1", "NodePort", "0.02"))
     exposing = ComputeLease.model_validate(lease_body(replicas=1, expose=EXPOSE))
     first = step(exposing, view)
     assert first.create[0].spec.expose == exposing.spec.expose
@@ -294,3 +297,41 @@ def test_plan_writes_the_endpoints_once_with_their_event() -> None:
     assert dropped.status.endpoints is None
     assert all(c.type != "Endpoints" for c in dropped.status.conditions or ())
     assert [e.reason for e in dropped.events if e.reason.startswith("Endpoint")] == []
+
+
+def publishing(name: str, mode: str | None, cpu_price: str) -> dict[str, Any]:
+    body = provider_body(name, cpu_price=cpu_price)
+    if mode is not None:
+        body["spec"]["expose"] = {"mode": mode}
+    return body
+
+
+def test_public_ports_are_placed_only_where_the_provider_can_publish_them() -> None:
+    view = market(
+        publishing("cheap", None, "0.01"),
+        publishing("ingress", "Ingress", "0.02"),
+        publishing("nodeport", "NodePort", "0.03"),
+    )
+    plan = step(ComputeLease.model_validate(lease_body(replicas=1, expose=EXPOSE)), view)
+    assert [p.spec.provider for p in plan.create] == ["nodeport"]
+    assert plan.status is not None
+    assert plan.status.decision is not None
+    rejected = plan.status.decision.rejected
+    assert rejected["cheap"] == "publishes no public ports (expose.mode None)"
+    assert rejected["ingress"].startswith("publishes through an Ingress")
+    http_only = lease_body(replicas=1, expose=[EXPOSE[0]])
+    plan = step(
+        ComputeLease.model_validate(
+            http_only | {"metadata": {**http_only["metadata"], "name": "api", "uid": "uid-api"}}
+        ),
+        view,
+    )
+    assert [p.spec.provider for p in plan.create] == ["ingress"]
+    private = lease_body(replicas=1, expose=[{"name": "metrics", "port": 9090}])
+    plan = step(
+        ComputeLease.model_validate(
+            private | {"metadata": {**private["metadata"], "name": "db", "uid": "uid-db"}}
+        ),
+        view,
+    )
+    assert [p.spec.provider for p in plan.create] == ["cheap"]

@@ -14,12 +14,10 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from kommons.api.common import DNS_SUBDOMAIN_PATTERN, ApiModel
-from kommons.api.provider import Offer, Pricing
+from kommons.api.provider import Offer, Pricing, PublishMode
 
 ADDRESS_PATTERN = DNS_SUBDOMAIN_PATTERN + r"|^[0-9a-fA-F:]+$"
 """A DNS name, an IPv4 address (both DNS-subdomain shaped) or an IPv6 literal."""
-PublishMode = Literal["None", "Ingress", "NodePort", "LoadBalancer"]
-"""How a provider publishes a lease's public ports (docs/endpoints.md)."""
 
 
 class ExposeConfig(ApiModel):

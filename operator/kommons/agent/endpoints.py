@@ -26,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kommons.agent.config import ExposeConfig, PublishMode
+from kommons.agent.config import ExposeConfig
 from kommons.api.lease import ExposedPort
 from kommons.api.placement import ENDPOINTS_CONDITION, PlacementEndpoint
+from kommons.api.provider import PublishMode
 from kommons.api_names import LABEL_PLACEMENT
 
 JSON = dict[str, Any]
