@@ -32,7 +32,7 @@ timeouts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,9 +60,15 @@ TIMEOUT = 180.0
 
 
 def _restart_agents(stack: Stack, configs: dict[str, Any]) -> None:
-    since = datetime.now(UTC)
-    for provider, config in configs.items():
+    """Restart agents with ``configs``; wait for heartbeats of the new ones.
+
+    A new agent heartbeats after it registered its declarations. The old ones are stopped
+    first, and only heartbeats the hub saw a second later count (its times are whole seconds).
+    """
+    for provider in configs:
         stack.stop(f"agent-{provider}")
+    since = datetime.now(UTC) + timedelta(seconds=1)
+    for provider, config in configs.items():
         stack.start_agent(provider, config=config)
     stack.wait_providers_ready(timeout=120, since=since)
 
