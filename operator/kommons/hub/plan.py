@@ -34,6 +34,10 @@ Payment (:mod:`kommons.hub.payment`, hooks marked ``payment``): before the gates
 ``PaymentOK`` follows its BillingAccount's standing; once the account is ``Suspended`` the
 lease is planned as suspended (:func:`kommons.hub.lifecycle.as_planned`) and
 ``status.paymentSuspendedAt`` records it, until a top-up resumes it.
+
+Endpoints (:mod:`kommons.hub.endpoints`): every status the plan writes lists the endpoints the
+placements' agents reported, once the hub checked them, with the ``Endpoints`` condition and
+the ``EndpointPublished``/``EndpointChanged``/``EndpointWithdrawn`` Events.
 """
 
 from __future__ import annotations
