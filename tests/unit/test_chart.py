@@ -16,7 +16,7 @@ Behaviour matrix:
   ``helm`` naming the key;
 - ``provider.expose`` reaches the agent config (mode, domain, class, scheme, address; mode
   ``None`` by default) and the agent may manage Services and Ingresses (endpoints); an
-  unknown mode is refused naming the key;
+  unknown mode or a malformed address is refused naming the key;
 - the hub's RBAC grants no Secrets, pods or RBAC writes (push mode adds exactly Secret ``get``
   in the release namespace and agent token requests); the agent's grants nothing on Secrets.
 """
@@ -244,6 +244,8 @@ def test_the_provider_publishes_as_its_expose_values_say() -> None:
     )
     assert (config.expose.mode, config.expose.address) == ("NodePort", "203.0.113.7")
     assert "/provider/expose/mode" in _refusal(*PROVIDER, "--set", "provider.expose.mode=Route")
+    bad_address = _refusal(*PROVIDER, "--set", "provider.expose.address=http://203.0.113.7")
+    assert "/provider/expose/address" in bad_address
 
 
 def test_monitoring_objects_carry_the_checked_rules_and_the_dashboard() -> None:
