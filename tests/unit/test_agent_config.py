@@ -9,10 +9,13 @@ Behaviour matrix (``load_config``):
 - every error is a ``ConfigError`` whose message names the file, and for invalid content
   the field path: missing file, a directory, a file that is not UTF-8 text, invalid YAML,
   an empty file (every required field missing), a list instead of a mapping, a missing or
-  nested field, a non-positive period, an unknown key, a bad quantity in the offer.
+  nested field, a non-positive period, an unknown key, a bad quantity in the offer;
 - storage tiers: each tier's class and capacity load (``storage_classes`` maps tier to
   class); two tiers on one class, a missing class, a non-positive capacity and a tier name
-  that is not a label value are refused naming the field.
+  that is not a label value are refused naming the field;
+- ``expose`` (how public ports are published): ``None`` by default; Ingress needs a domain,
+  NodePort an address (DNS name, IPv4 or IPv6); an unknown mode, a malformed domain or
+  address, a scheme other than http/https or an unknown key is refused naming the field.
 """
 
 from __future__ import annotations
@@ -186,3 +189,45 @@ def test_bad_storage_tiers_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ConfigError, match=named):
         load_config(write(tmp_path, STORAGE.replace(old, new)))
+
+
+MINIMAL = """\
+payoutAddress: "0x00000000000000000000000000000000000000aa"
+pricing: {cpuCoreHour: "0.01", memoryGiBHour: "0.002"}
+"""
+
+
+def test_expose_defaults_to_publishing_nothing(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).expose.mode == "None"
+
+
+@pytest.mark.parametrize(
+    ("expose", "mode"),
+    [
+        ("{mode: Ingress, domain: apps.example.org, ingressClassName: nginx}", "Ingress"),
+        ("{mode: NodePort, address: 203.0.113.7}", "NodePort"),
+        ("{mode: NodePort, address: nodes.example.org}", "NodePort"),
+        ("{mode: NodePort, address: '2001:db8::7'}", "NodePort"),
+        ("{mode: LoadBalancer}", "LoadBalancer"),
+    ],
+)
+def test_expose_modes_load(tmp_path: Path, expose: str, mode: str) -> None:
+    config = load_config(write(tmp_path, MINIMAL + f"expose: {expose}\n"))
+    assert config.expose.mode == mode
+
+
+@pytest.mark.parametrize(
+    ("expose", "named"),
+    [
+        ("{mode: Ingress}", "expose.domain is required with mode Ingress"),
+        ("{mode: NodePort}", "expose.address is required with mode NodePort"),
+        ("{mode: Route}", "expose.mode"),
+        ("{mode: Ingress, domain: Apps_Example}", "expose.domain"),
+        ("{mode: NodePort, address: 'http://x'}", "expose.address"),
+        ("{mode: Ingress, domain: a.example, scheme: ftp}", "expose.scheme"),
+        ("{mode: Ingress, domain: a.example, hosts: [x]}", "expose.hosts"),
+    ],
+)
+def test_bad_expose_is_refused_naming_the_field(tmp_path: Path, expose: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(write(tmp_path, MINIMAL + f"expose: {expose}\n"))

@@ -17,7 +17,11 @@ Behaviour matrix:
 - a placement with storage -> a StatefulSet whose claims use the classes the agent config
   maps the tiers to, observed as a StatefulSet; the claims of replicas beyond its count are
   deleted, none while it is suspended; one asking for a tier the config does not
-  map -> nothing applied, Ready=False/InvalidPlacement naming the tier.
+  map -> nothing applied, Ready=False/InvalidPlacement naming the tier;
+- endpoints: applying a placement deletes the endpoint objects it no longer needs (all of them
+  without ``expose``); an exposing placement's status carries the endpoints read back from
+  the provider and its ``Endpoints`` condition; a Service refused by a quota not counted yet
+  is retried in seconds (kopf TemporaryError), any other refusal is raised as it is.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import kopf
+import pytest
 
 from kommons.agent.config import AgentConfig
 from kommons.agent.hub_link import HubLink
 from kommons.agent.plan import WorkloadView
 from kommons.agent.provider_cluster import ProviderCluster
 from kommons.agent.runner import Agent, AgentOptions
+from kommons.kube import Forbidden
 from tests.unit.test_agent_plan import body
 
 CONFIG = AgentConfig.model_validate(
@@ -54,6 +60,8 @@ class FakeCluster:
         self.observed: list[tuple[bool, bool]] = []
         self.claim_names: list[str] = []
         self.deleted_claims: list[str] = []
+        self.pruned: list[list[tuple[str, str]]] = []
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
@@ -66,6 +74,12 @@ class FakeCluster:
     ) -> WorkloadView:
         self.observed.append((job, stateful))
         return self.workload
+
+    def remove_endpoint_objects(self, placement_name: str, keys: list[tuple[str, str]]) -> None:
+        self.pruned.append(list(keys))
+
+    def endpoint_objects(self, placement_name: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.objects
 
     def pods(self, placement_name: str) -> list[dict[str, Any]]:
         return self.pod_list
@@ -180,6 +194,55 @@ def test_a_placement_being_deleted_is_not_applied_again() -> None:
     assert run(the_agent.report_placement, raw) == {}
     assert run(the_agent.apply_placement, raw) == {}
     assert cluster.applied == []
+
+
+# --- endpoints (kommons.agent.endpoints through the agent) --------------------------------
+
+
+def test_apply_removes_endpoint_objects_no_longer_needed() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    status = run(agent(cluster).apply_placement, body())
+    assert cluster.pruned == [
+        [("Service", "workload"), ("Service", "workload-public"), ("Ingress", "workload")]
+    ]
+    assert "endpoints" not in status
+    assert all(c["type"] != "Endpoints" for c in status["conditions"])
+
+
+def test_an_exposing_placement_reports_its_endpoints() -> None:
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    cluster.objects = {("Service", "workload"): {}}
+    raw = body()
+    raw["spec"]["expose"] = [{"name": "metrics", "port": 9090}]
+    status = run(agent(cluster).apply_placement, raw)
+    assert cluster.applied[0][-3:] == ["NetworkPolicy", "Service", "Deployment"]
+    assert cluster.pruned == [[("Service", "workload-public"), ("Ingress", "workload")]]
+    assert status["endpoints"] == [
+        {"name": "metrics", "url": "tcp://workload.kommons-web-abc12-prov-a.svc:9090"}
+    ]
+    condition = next(c for c in status["conditions"] if c["type"] == "Endpoints")
+    assert (condition["status"], condition["reason"]) == ("True", "Published")
+
+
+class RefusingCluster(FakeCluster):
+    """Refuses every apply with a 403 of the given message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(WorkloadView(exists=True))
+        self.message = message
+
+    def apply(self, manifests: list[dict[str, Any]]) -> None:
+        raise Forbidden(403, "Forbidden", self.message, "PATCH", "/api/v1/services/workload")
+
+
+def test_a_service_over_a_quota_not_counted_yet_is_retried_soon() -> None:
+    quota = RefusingCluster("exceeded quota: kommons-lease, requested: services.nodeports=1")
+    with pytest.raises(kopf.TemporaryError) as caught:
+        run(agent(quota).apply_placement, body())
+    assert caught.value.delay == 3
+    other = RefusingCluster('namespaces "kommons-web" is forbidden: being terminated')
+    with pytest.raises(Forbidden):
+        run(agent(other).apply_placement, body())
 
 
 # --- metering (kommons.metering.accounting through the agent) -------------------------------

@@ -28,6 +28,8 @@ Behaviour matrix:
   capabilities, pod anti-affinity, allowed volumes and emptyDir size limits; never mutates its
   input. Property: whatever junk the input template holds, the result passes
   ``template_violations`` (but for the agent's own GPU selector and runtime class).
+- a storage lease that exposes ports: a StatefulSet, both Services, a quota with its claims and
+  NodePorts, and Services whose selectors match the StatefulSet's pods.
 - ``manifests``: apply order namespace, quota, limit range, network policy, deployment, all in
   the placement's namespace.
 - storage (a placement with ``spec.storage``): the workload is a StatefulSet (Parallel, claims
@@ -50,6 +52,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kommons.agent.config import ExposeConfig
 from kommons.agent.workload import (
     EGRESS_DENIED_CIDRS,
     EPHEMERAL_STORAGE,
@@ -65,11 +68,13 @@ from kommons.agent.workload import (
     network_policy,
     resource_quota,
     sanitised_pod_template,
+    services,
     stateful_set,
     storage_class_key,
     target_namespace,
     workload,
 )
+from kommons.api.lease import ExposedPort
 from kommons.api.template import (
     ALLOWED_VOLUME_SOURCES,
     EPHEMERAL_STORAGE_PER_REPLICA,
@@ -817,3 +822,26 @@ def test_without_storage_no_claim_no_storage_and_no_mount() -> None:
     assert workload(w)["kind"] == "Deployment"
     assert "volumeMounts" not in workload(w)["spec"]["template"]["spec"]["containers"][0]
     assert workload(work(completions=4, storage=VOLUMES))["kind"] == "Job"
+
+
+# --- storage and endpoints together -----------------------------------------------------
+
+
+def test_a_storage_lease_that_exposes_ports_gets_both_and_the_service_selects_its_pods() -> None:
+    both = work(
+        storage=(StorageVolume(name="data", size="10Gi", storage_class="nvme", mount_path="/d"),),
+        expose=(ExposedPort(name="http", port=8080, public=True),),
+        publish=ExposeConfig(mode="NodePort", address="203.0.113.7"),
+    )
+    kinds = [m["kind"] for m in manifests(both)]
+    assert kinds.count("StatefulSet") == 1
+    assert "Deployment" not in kinds
+    assert kinds.count("Service") == 2  # in-cluster and the public NodePort one
+    hard = resource_quota(both)["spec"]["hard"]
+    assert hard["persistentvolumeclaims"] == "3"
+    assert parse_quantity(hard[storage_class_key("nvme", "requests.storage")]) == 30 * 2**30
+    assert hard["services.nodeports"] == "1"
+    pod_labels = stateful_set(both)["spec"]["template"]["metadata"]["labels"]
+    for service in services(both):
+        selector = service["spec"]["selector"]
+        assert selector.items() <= pod_labels.items(), service["metadata"]["name"]

@@ -17,6 +17,9 @@ Behaviour matrix:
 - a typo, an unknown role, a malformed address, a storage tier without its class, a price
   multiplier above 10 or with more than 4 decimals, or a missing required value is refused by
   ``helm`` naming the key;
+- ``provider.expose`` reaches the agent config (mode, domain, class, scheme, address; mode
+  ``None`` by default) and the agent may manage Services and Ingresses (endpoints); an
+  unknown mode or a malformed address is refused naming the key;
 - the hub's RBAC grants no Secrets, pods or RBAC writes (push mode adds exactly Secret ``get``
   in the release namespace and agent token requests); the agent's grants nothing on Secrets.
 """
@@ -229,6 +232,48 @@ def test_the_provider_role_installs_only_the_agent() -> None:
     assert ("apps", "statefulsets", "create") in grants  # the workload of a lease with storage
     assert ("", "persistentvolumeclaims", "delete") in grants  # claims of removed replicas
     assert ("", "persistentvolumeclaims", "create") not in grants  # the StatefulSet makes them
+
+
+def test_the_provider_publishes_as_its_expose_values_say() -> None:
+    plain = _template(*PROVIDER)
+    config = AgentConfig.model_validate(
+        yaml.safe_load(_one(plain, "ConfigMap")["data"]["agent.yaml"])
+    )
+    assert config.expose.mode == "None"
+    grants = set(_rules(_one(plain, "ClusterRole")))
+    for verb in ("get", "create", "patch", "delete"):
+        assert ("", "services", verb) in grants
+        assert ("networking.k8s.io", "ingresses", verb) in grants
+    ingress = _template(
+        *PROVIDER,
+        "--set",
+        "provider.expose.mode=Ingress",
+        "--set",
+        "provider.expose.domain=apps.prov-a.example.org",
+        "--set",
+        "provider.expose.ingressClassName=nginx",
+        "--set",
+        "provider.expose.scheme=http",
+    )
+    config = AgentConfig.model_validate(
+        yaml.safe_load(_one(ingress, "ConfigMap")["data"]["agent.yaml"])
+    )
+    assert (config.expose.mode, config.expose.domain) == ("Ingress", "apps.prov-a.example.org")
+    assert (config.expose.ingress_class_name, config.expose.scheme) == ("nginx", "http")
+    nodeport = _template(
+        *PROVIDER,
+        "--set",
+        "provider.expose.mode=NodePort",
+        "--set",
+        "provider.expose.address=203.0.113.7",
+    )
+    config = AgentConfig.model_validate(
+        yaml.safe_load(_one(nodeport, "ConfigMap")["data"]["agent.yaml"])
+    )
+    assert (config.expose.mode, config.expose.address) == ("NodePort", "203.0.113.7")
+    assert "/provider/expose/mode" in _refusal(*PROVIDER, "--set", "provider.expose.mode=Route")
+    bad_address = _refusal(*PROVIDER, "--set", "provider.expose.address=http://203.0.113.7")
+    assert "/provider/expose/address" in bad_address
 
 
 def test_monitoring_objects_carry_the_checked_rules_and_the_dashboard() -> None:

@@ -5,7 +5,8 @@ Behaviour matrix:
 - money: exact formatting/parsing of base units; replica price rounded up once.
 - selector: matchLabels AND matchExpressions with In, NotIn, Exists, DoesNotExist; invalid
   requirements refused.
-- filters: each rejection reason, and that the first failing filter (fixed order) wins.
+- filters: each rejection reason, and that the first failing filter (fixed order) wins; a
+  lease with public ports only goes where the provider's publishing mode can publish them.
 - strategies: LowestPrice, BinPack, Spread, Balanced ordering; name tie-break.
 - allocation: fill best-first, spread round-robin, all or nothing, exclude, already placed.
 - output: ``Decision.to_status`` camelCase with money strings; messages.
@@ -15,6 +16,7 @@ Behaviour matrix:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 
@@ -290,6 +292,29 @@ def test_reason_provider_allow_list() -> None:
 def test_reason_excluded() -> None:
     decision = schedule(lease(), [provider("a")], POOL, exclude=frozenset({"a"}))
     assert decision.rejected == {"a": "excluded from this decision (being replaced)"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "protocols", "why"),
+    [
+        ("None", {"TCP"}, "publishes no public ports (expose.mode None)"),
+        ("Ingress", {"TCP", "UDP"}, "publishes through an Ingress (HTTP over TCP): no public UDP"),
+        ("Ingress", {"TCP"}, ""),
+        ("NodePort", {"TCP", "UDP"}, ""),
+        ("LoadBalancer", {"UDP"}, ""),
+        ("None", set(), ""),
+    ],
+)
+def test_reason_public_ports_the_provider_cannot_publish(
+    mode: str, protocols: set[str], why: str
+) -> None:
+    view = replace(provider("a"), publish_mode=mode)
+    request = replace(lease(), public_protocols=frozenset(protocols))
+    if why:
+        assert reason(view, request).startswith(why)
+        assert schedule(request, [view], POOL).rejected_counts == {"PortNotPublishable": 1}
+    else:
+        assert schedule(request, [view], POOL).scheduled
 
 
 def test_reason_reputation() -> None:

@@ -114,6 +114,7 @@ def test_register_replaces_declarations_and_keeps_the_admins_fields() -> None:
     assert spec["payoutAddress"].endswith("bb")
     assert spec["pricing"] == {"cpuCoreHour": "0.02", "memoryGiBHour": "0.003"}  # no GPU price
     assert "offer" not in spec
+    assert spec["expose"] == {"mode": "None"}  # its publishing mode, never its domain
 
 
 def test_register_writes_the_offer_when_declared() -> None:

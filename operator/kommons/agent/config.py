@@ -8,13 +8,72 @@ them (the hub refuses the write). A config that still carries them is refused wi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from kommons.api.common import ApiModel, LabelValue, ObjectName, PositiveQuantity
-from kommons.api.provider import Offer, Pricing
+from kommons.api.common import (
+    DNS_SUBDOMAIN_PATTERN,
+    ApiModel,
+    LabelValue,
+    ObjectName,
+    PositiveQuantity,
+)
+from kommons.api.provider import Offer, Pricing, PublishMode
+
+ADDRESS_PATTERN = DNS_SUBDOMAIN_PATTERN + r"|^[0-9a-fA-F:]+$"
+"""A DNS name, an IPv4 address (both DNS-subdomain shaped) or an IPv6 literal."""
+
+
+class ExposeConfig(ApiModel):
+    """How this provider publishes the ``public: true`` ports of the leases it runs.
+
+    ``None``: no way in (public ports are reported as not publishable); ``Ingress``: one
+    ``Ingress`` per placement, a host ``<port>-<id>.<domain>`` per public TCP port (HTTP only,
+    so a public UDP port is not publishable); ``NodePort``: a ``NodePort`` Service reached at
+    ``address``; ``LoadBalancer``: a ``LoadBalancer`` Service, reached at the address the
+    provider's load balancer assigns.
+    """
+
+    mode: PublishMode = Field(
+        default="None", description="None, Ingress, NodePort or LoadBalancer."
+    )
+    domain: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Ingress: the DNS domain whose subdomains route to the provider's ingress"
+        " controller (a wildcard record), e.g. apps.prov-a.example.org.",
+    )
+    ingress_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Ingress: the ingressClassName of the Ingresses; absent = the cluster's"
+        " default class.",
+    )
+    scheme: Literal["http", "https"] = Field(
+        default="https",
+        description="Ingress: the scheme tenants use (https: the controller terminates TLS"
+        " for the domain, e.g. with a wildcard certificate).",
+    )
+    address: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=ADDRESS_PATTERN,
+        description="NodePort: the public address (DNS name or IP) at which the provider's"
+        " nodes are reached.",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> ExposeConfig:
+        """Ingress needs a domain, NodePort an address."""
+        if self.mode == "Ingress" and not self.domain:
+            raise ValueError("expose.domain is required with mode Ingress")
+        if self.mode == "NodePort" and not self.address:
+            raise ValueError("expose.address is required with mode NodePort")
+        return self
 
 
 class StorageTier(ApiModel):
@@ -49,6 +108,11 @@ class AgentConfig(ApiModel):
         max_length=16,
         description="Persistent storage offered, by tier (the tiers leases ask for in"
         " spec.storage[].tier; price them in pricing.storageGiBHour). Absent = none.",
+    )
+
+    expose: ExposeConfig = Field(
+        default_factory=ExposeConfig,
+        description="How the provider publishes the public ports of the leases it runs.",
     )
 
     @model_validator(mode="after")

@@ -45,7 +45,7 @@ class HubLink:
         self.identity = f"{socket.gethostname()}/{provider}"
 
     def declarations(self) -> JSON:
-        """The ``Provider.spec`` fields this agent declares (prices, offer, payout address).
+        """The ``Provider.spec`` fields this agent declares (prices, offer, payout, publishing).
 
         Region, mode and labels are the hub admin's (set at onboarding); the hub refuses an
         agent's write of them. ``cordoned`` is left as it is.
@@ -56,6 +56,7 @@ class HubLink:
         }
         if self.config.offer is not None:
             spec["offer"] = self.config.offer.to_api()
+        spec["expose"] = {"mode": self.config.expose.mode}  # the scheduler's, not the domain
         return spec
 
     def register(self, *, attempts: int = 5) -> None:

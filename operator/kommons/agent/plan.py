@@ -47,14 +47,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kommons.agent import endpoints
+from kommons.agent.config import ExposeConfig
 from kommons.agent.workload import (
     WORKLOAD_NAME,
     PlacementWork,
     StorageVolume,
     manifests,
+    publication,
     target_namespace,
 )
-from kommons.api import LeasePlacement, LeasePlacementStatus, get_condition, set_condition
+from kommons.api import (
+    ENDPOINTS_CONDITION,
+    LeasePlacement,
+    LeasePlacementStatus,
+    get_condition,
+    set_condition,
+)
 from kommons.api.placement import PlacementPhase
 from kommons.api_names import PREFIX
 
@@ -213,11 +222,13 @@ def placement_work(
     *,
     runtime_class: str | None,
     storage_classes: Mapping[str, str] | None = None,
+    publish: ExposeConfig | None = None,
 ) -> PlacementWork:
     """What :mod:`kommons.agent.workload` needs from a typed placement.
 
     ``storage_classes`` maps the provider's storage tiers to its classes (agent config);
     a tier it does not map is refused by :func:`check_storage` before this is called.
+    ``publish`` is how the provider publishes public ports (its agent config's ``expose``).
     """
     spec = placement.spec
     gpu = spec.resources.gpu
@@ -248,6 +259,8 @@ def placement_work(
         backoff_limit=spec.job.backoff_limit if spec.job else 6,
         fencing_token=spec.fencing_token,
         storage=storage,
+        expose=tuple(spec.expose or ()),
+        publish=publish,
     )
 
 
@@ -276,13 +289,16 @@ def desired_manifests(
     *,
     runtime_class: str | None,
     storage_classes: Mapping[str, str] | None = None,
+    publish: ExposeConfig | None = None,
 ) -> list[JSON]:
     """Every object of a placement on the provider cluster, in the order to apply them.
 
     The ResourceQuota carries the lease and GPU model as annotations: the inventory reads the
     reservations back from the quotas alone.
     """
-    work = placement_work(placement, runtime_class=runtime_class, storage_classes=storage_classes)
+    work = placement_work(
+        placement, runtime_class=runtime_class, storage_classes=storage_classes, publish=publish
+    )
     objects = manifests(work)
     for manifest in objects:
         if manifest["kind"] == "ResourceQuota":
@@ -291,6 +307,15 @@ def desired_manifests(
                 ANNOTATION_GPU_MODEL: work.gpu_model or "",
             }
     return objects
+
+
+def undesired_endpoint_objects(manifests: Sequence[JSON]) -> list[tuple[str, str]]:
+    """(kind, name) of endpoint objects (Services, Ingress) ``manifests`` no longer has.
+
+    The agent deletes them after applying: the lease stopped exposing a port, or the provider
+    changed its publishing mode.
+    """
+    return endpoints.undesired([m for m in manifests if m["kind"] in ("Service", "Ingress")])
 
 
 # --------------------------------------------------------------------------------------
@@ -640,6 +665,54 @@ def placement_status(
             "succeeded": workload.succeeded if workload.job else None,
             "failed": workload.failed if workload.job else None,
         }
+    )
+
+
+def observe_endpoints(
+    placement: LeasePlacement,
+    objects: Mapping[tuple[str, str], JSON],
+    *,
+    publish: ExposeConfig | None,
+) -> endpoints.Observed | None:
+    """The endpoints of a placement from its endpoint objects (``None``: it exposes nothing)."""
+    if not placement.spec.expose:
+        return None
+    work = placement_work(placement, runtime_class=None, publish=publish)
+    name = placement_name(placement)
+    return endpoints.observe(
+        publication(work),
+        placement=name,
+        namespace=target_namespace(name),
+        config=publish,
+        objects=objects,
+    )
+
+
+def with_endpoints(
+    status: LeasePlacementStatus,
+    observed: endpoints.Observed | None,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> LeasePlacementStatus:
+    """``status`` with the placement's endpoints and its ``Endpoints`` condition.
+
+    Without exposed ports (``observed`` is ``None``) both are absent.
+    """
+    if observed is None:
+        kept = [c for c in status.conditions or () if c.type != ENDPOINTS_CONDITION]
+        return status.model_copy(update={"endpoints": None, "conditions": kept or None})
+    conditions = set_condition(
+        status.conditions,
+        type_=ENDPOINTS_CONDITION,
+        status="True" if observed.ok else "False",
+        reason=observed.reason,
+        message=observed.message,
+        observed_generation=generation,
+        now=now.replace(microsecond=0),
+    )
+    return status.model_copy(
+        update={"endpoints": list(observed.endpoints) or None, "conditions": conditions}
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kommons.agent.endpoints import OBJECTS
 from kommons.agent.inventory import Amount, Inventory, StorageOffer, compute_inventory
 from kommons.agent.plan import (
     ANNOTATION_GPU_MODEL,
@@ -42,6 +43,8 @@ _BY_KIND = {
     "Deployment": r.DEPLOYMENTS,
     "Job": r.JOBS,
     "StatefulSet": r.STATEFUL_SETS,
+    "Service": r.SERVICES,
+    "Ingress": r.INGRESSES,
 }
 
 
@@ -55,6 +58,25 @@ class ProviderCluster:
         """Server-side apply every object, in order (idempotent)."""
         for manifest in manifests:
             self.kube.apply(_BY_KIND[manifest["kind"]], manifest)
+
+    def remove_endpoint_objects(self, placement_name: str, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete a placement's endpoint objects by (kind, name); gone already is fine."""
+        namespace = target_namespace(placement_name)
+        for kind, name in keys:
+            self.kube.delete(_BY_KIND[kind], name, namespace)
+
+    def endpoint_objects(self, placement_name: str) -> dict[tuple[str, str], JSON]:
+        """The placement's endpoint objects that exist (Services, Ingress), by (kind, name).
+
+        One GET per object :mod:`kommons.agent.endpoints` may create.
+        """
+        namespace = target_namespace(placement_name)
+        found: dict[tuple[str, str], JSON] = {}
+        for kind, name in OBJECTS:
+            obj = self.kube.get_or_none(_BY_KIND[kind], name, namespace)
+            if obj is not None:
+                found[(kind, name)] = obj
+        return found
 
     def observe(
         self, placement_name: str, *, wanted: int, job: bool = False, stateful: bool = False

@@ -39,7 +39,7 @@ from kommons.api import LeasePlacement, LeasePlacementStatus
 from kommons.api.provider import ProviderStatus
 from kommons.api_names import GROUP, VERSION, provider_namespace
 from kommons.kopf_settings import configure_settings
-from kommons.kube import connect
+from kommons.kube import Forbidden, connect
 from kommons.kube.login import connection_info
 from kommons.lease_logs import answer as logs_answer
 from kommons.lease_logs import request_of as logs_request_of
@@ -159,23 +159,12 @@ class Agent:
                 patch.status.update(plan.status_patch(status))
             return None
 
-    def _manifests(
-        self, placement: LeasePlacement, runtime_class: str | None
-    ) -> list[dict[str, Any]]:
-        return plan.desired_manifests(
-            placement,
-            runtime_class=runtime_class,
-            storage_classes=self.options.config.storage_classes(),
-        )
-
     def apply_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Materialise a placement on the provider cluster and report its status."""
         placement = self._parse(body, patch)
         if placement is None or plan.being_deleted(placement):
             return
-        runtime_class = self.options.config.runtime_class_name
-        self.cluster.apply(self._manifests(placement, runtime_class))
-        self._prune_claims(placement)
+        self._materialise(placement)
         spec = placement.spec
         log.info(
             "materialised placement %s (lease %s/%s, %d replicas) in namespace %s",
@@ -196,6 +185,30 @@ class Agent:
         if surplus:
             self.cluster.delete_claims(name, surplus)
             log.info("placement %s: deleted the claims of removed replicas: %s", name, surplus)
+
+    def _materialise(self, placement: LeasePlacement) -> None:
+        """Apply a placement's objects, then delete what it no longer needs (endpoints, claims).
+
+        A Service refused by a quota whose new limits the provider's quota controller has not
+        counted yet (NodePorts raised with a public port) is tried again in seconds.
+        """
+        config = self.options.config
+        manifests = plan.desired_manifests(
+            placement,
+            runtime_class=config.runtime_class_name,
+            storage_classes=config.storage_classes(),
+            publish=config.expose,
+        )
+        try:
+            self.cluster.apply(manifests)
+        except Forbidden as exc:
+            if "quota" not in exc.message:
+                raise
+            raise kopf.TemporaryError(f"waiting for the quota to count: {exc}", delay=3) from exc
+        self.cluster.remove_endpoint_objects(
+            plan.placement_name(placement), plan.undesired_endpoint_objects(manifests)
+        )
+        self._prune_claims(placement)
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Report a placement's status when it changed (or is due for a refresh).
@@ -241,12 +254,12 @@ class Agent:
                 log.info("placement %s is gone or deleting on the hub; not re-applying", name)
                 return
             log.warning("workload of placement %s is missing; materialising it again", name)
-            runtime_class = self.options.config.runtime_class_name
-            self.cluster.apply(self._manifests(placement, runtime_class))
+            self._materialise(placement)
             workload = self.cluster.observe(name, wanted=wanted, job=job, stateful=stateful)
         previous = plan.previous_status(body)
         now = datetime.now(UTC)
         status = plan.placement_status(placement, workload, previous=previous, now=now)
+        status = self._endpoints(placement, status, now)
         status = self._metered(name, status, previous, now)
         if not plan.needs_write(previous, status, now=now, refresh=self.refresh):
             return
@@ -262,6 +275,21 @@ class Agent:
                 status.message,
             )
         patch.status.update(plan.status_patch(status))
+
+    def _endpoints(
+        self, placement: LeasePlacement, status: LeasePlacementStatus, now: datetime
+    ) -> LeasePlacementStatus:
+        """``status`` with the placement's endpoints (read only when it exposes ports)."""
+        publish = self.options.config.expose
+        objects = (
+            self.cluster.endpoint_objects(plan.placement_name(placement))
+            if placement.spec.expose
+            else {}
+        )
+        observed = plan.observe_endpoints(placement, objects, publish=publish)
+        return plan.with_endpoints(
+            status, observed, generation=placement.metadata.generation, now=now
+        )
 
     def _metered(
         self,

@@ -2,11 +2,13 @@
 
 Per placement the agent creates a dedicated namespace (Pod Security ``restricted``), a
 ``ResourceQuota`` and a ``LimitRange`` equal to what was leased, a default-deny
-``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges, and the
-workload as a ``Deployment`` (a ``batch/v1`` ``Job`` for a run-to-completion placement, a
-``StatefulSet`` with one claim per replica and ``spec.storage`` entry for a placement with
-storage). A suspended placement's quota is zero but for its claims (kept with their data):
-what it reserved is the market's again until it resumes.
+``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges (its ingress
+admits the lease's exposed ports only), the Services and Ingress of ``expose``
+(:mod:`kommons.agent.endpoints`), and the workload as a ``Deployment`` (a ``batch/v1``
+``Job`` for a run-to-completion placement, a ``StatefulSet`` with one claim per replica and
+``spec.storage`` entry for a placement with storage). A suspended placement's quota is zero
+but for its claims (kept with their data): what it reserved is the market's again until it
+resumes.
 The template is sanitised again here: the agent never trusts the hub blindly, and whatever
 the hub sent, nothing privileged reaches the provider.
 """
@@ -19,7 +21,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kommons.agent import endpoints
+from kommons.agent.config import ExposeConfig
 from kommons.agent.fencing import LABEL_FENCING_TOKEN
+from kommons.api.lease import ExposedPort
 from kommons.api.template import (
     EPHEMERAL_STORAGE_PER_REPLICA,
     KOMMONS_LABEL_PREFIX,
@@ -151,6 +156,15 @@ class PlacementWork:
     """The hub's fencing token of the placement (labels the namespace; see agent.fencing)."""
     storage: tuple[StorageVolume, ...] = ()
     """Persistent volumes per replica: the workload is then a StatefulSet."""
+    expose: tuple[ExposedPort, ...] = ()
+    """The lease's exposed ports (:mod:`kommons.agent.endpoints`)."""
+    publish: ExposeConfig | None = None
+    """How the provider publishes public ports (its agent config's ``expose``)."""
+
+
+def publication(work: PlacementWork) -> endpoints.Publication:
+    """How the provider publishes the placement's exposed ports."""
+    return endpoints.publication(work.expose, work.publish)
 
 
 def target_namespace(placement_name: str) -> str:
@@ -219,8 +233,7 @@ def resource_quota(work: PlacementWork) -> JSON:
         "limits.memory": _times(work.memory, replicas),
         f"limits.{EPHEMERAL_STORAGE}": _times(EPHEMERAL_STORAGE_PER_REPLICA, replicas),
         f"requests.{GPU_RESOURCE}": str(work.gpu_count * replicas),
-        "services.loadbalancers": "0",
-        "services.nodeports": "0",
+        **endpoints.quota(publication(work)),  # exactly what the public Service needs
         "persistentvolumeclaims": "0",
         "requests.storage": "0",
     } | storage_quota(work)
@@ -299,7 +312,12 @@ def limit_range(work: PlacementWork) -> JSON:
 
 
 def network_policy(work: PlacementWork) -> JSON:
-    """Deny all ingress; allow egress to the internet and DNS only, never private ranges."""
+    """Deny all ingress but the exposed ports; egress to the internet and DNS only.
+
+    Published public ports are admitted from anywhere, other exposed ports from the
+    placement's own pods only (:func:`kommons.agent.endpoints.ingress_rules`); egress never
+    reaches private ranges.
+    """
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -311,7 +329,7 @@ def network_policy(work: PlacementWork) -> JSON:
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "ingress": endpoints.ingress_rules(publication(work)),
             "egress": [
                 {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(EGRESS_DENIED_CIDRS)}}]},
                 {
@@ -537,6 +555,17 @@ def workload(work: PlacementWork) -> JSON:
     return stateful_set(work) if work.storage else deployment(work)
 
 
+def services(work: PlacementWork) -> list[JSON]:
+    """The Services (and Ingress) of the placement's exposed ports (none without ``expose``)."""
+    return endpoints.manifests(
+        publication(work),
+        placement=work.name,
+        namespace=target_namespace(work.name),
+        labels=_labels(work),
+        config=work.publish,
+    )
+
+
 def manifests(work: PlacementWork) -> list[JSON]:
     """Every object of a placement, in the order they must be applied."""
     return [
@@ -544,5 +573,6 @@ def manifests(work: PlacementWork) -> list[JSON]:
         resource_quota(work),
         limit_range(work),
         network_policy(work),
+        *services(work),
         workload(work),
     ]

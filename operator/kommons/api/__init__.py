@@ -75,10 +75,12 @@ from kommons.api.lease import (
     ready_summary,
 )
 from kommons.api.placement import (
+    ENDPOINTS_CONDITION,
     LeasePlacement,
     LeasePlacementSpec,
     LeasePlacementStatus,
     LeaseRef,
+    PlacementEndpoint,
     PlacementMetering,
     PlacementPhase,
     PodMetering,
@@ -110,6 +112,7 @@ __all__ = [
     "BILLING_ACCOUNT",
     "CATEGORY",
     "COMPUTE_LEASE",
+    "ENDPOINTS_CONDITION",
     "GROUP",
     "HISTORY_LIMIT",
     "KINDS",
@@ -152,6 +155,7 @@ __all__ = [
     "ObjectMeta",
     "Offer",
     "Outage",
+    "PlacementEndpoint",
     "PlacementMetering",
     "PlacementPhase",
     "PlacementPreferences",

@@ -82,14 +82,16 @@ class PlacementPreferences(ApiModel):
 
 
 class ExposedPort(ApiModel):
-    """A port of the workload published by the provider (ingress or LoadBalancer)."""
+    """A port of the workload, served by a Service on each provider (docs/endpoints.md)."""
 
     name: DnsLabel = Field(description="Port name, unique in the lease (DNS label).")
     port: int = Field(ge=1, le=65535, description="Container port to publish.")
     protocol: Literal["TCP", "UDP"] = Field(default="TCP", description="TCP or UDP.")
     public: bool = Field(
         default=False,
-        description="Publish on the provider's public address; false = reachable in-cluster only.",
+        description="Publish it through the provider's way in (its Ingress, a NodePort or a"
+        " LoadBalancer, as the provider configured); false = reachable from the lease's own"
+        " pods on that provider only.",
     )
 
 
@@ -230,6 +232,14 @@ STORAGE_RULES = cel_rules(
 """Admission rules of persistent storage (on ``ComputeLeaseSpec``)."""
 
 
+EXPOSE_UNIQUE_PORTS = Cel(
+    "self.all(x, self.exists_one(y, y.port == x.port && y.protocol == x.protocol))",
+    "spec.expose: each port and protocol may be exposed once (a Service cannot serve one port"
+    " under two names)",
+)
+"""Admission rule of ``spec.expose``: the provider's Service would refuse a duplicate port."""
+
+
 class PoolRef(ApiModel):
     """The ProviderPool a lease draws from."""
 
@@ -282,10 +292,11 @@ class ComputeLeaseSpec(ApiModel):
         " capacity is released to the market; the lease and its placements stay. false"
         " resumes, on the same providers when they still have room, elsewhere otherwise.",
     )
-    expose: list[ExposedPort] | None = Field(
+    expose: Annotated[list[ExposedPort], EXPOSE_UNIQUE_PORTS] | None = Field(
         default=None,
         max_length=16,
-        description="Ports the provider publishes (ingress or LoadBalancer).",
+        description="Ports served by a Service on each provider; public ones also through the"
+        " provider's Ingress, NodePort or LoadBalancer (docs/endpoints.md).",
         json_schema_extra=list_map("name"),
     )
     config_from: list[ConfigSource] | None = Field(
@@ -407,7 +418,10 @@ class Endpoint(StatusModel):
     """An address where an exposed port of the lease is reachable."""
 
     name: str = Field(description="Name of the exposed port.")
-    url: str = Field(description="URL or host:port.")
+    url: str = Field(
+        description="scheme://host[:port]: https or http through the provider's Ingress, tcp or"
+        " udp through a NodePort, a LoadBalancer or (non-public ports) the in-cluster Service."
+    )
     provider: str | None = Field(default=None, description="Provider serving it.")
 
 
@@ -476,7 +490,10 @@ class ComputeLeaseStatus(StatusModel):
         default=None, description="The scheduler's last decision."
     )
     endpoints: list[Endpoint] | None = Field(
-        default=None, description="Where exposed ports are reachable."
+        default=None,
+        description="Where exposed ports are reachable, per provider, as its agent reported and"
+        " the hub checked them; follows the lease through failover (an EndpointChanged Event"
+        " says when a URL changes). The Endpoints condition says why one is missing.",
     )
     billing_account: str | None = Field(
         default=None,
@@ -503,7 +520,7 @@ class ComputeLeaseStatus(StatusModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Conditions: Scheduled, Ready, PaymentOK ...",
+        description="Conditions: Scheduled, Ready, PaymentOK, Endpoints (with spec.expose) ...",
         json_schema_extra=CONDITIONS_EXTRA,
     )
 

@@ -102,6 +102,28 @@ class LeasePlacementSpec(ApiModel):
     )
 
 
+ENDPOINTS_CONDITION = "Endpoints"
+"""Condition type on a placement's status saying whether every exposed port has its endpoint."""
+ENDPOINT_URL_MAX = 300
+"""Longest endpoint URL an agent may report."""
+
+
+class PlacementEndpoint(StatusModel):
+    """Where one exposed port of a placement is reachable, as the provider's agent reports it.
+
+    Provider-written: the hub checks it (only ports the lease exposes, URL shape) before it
+    copies it to the lease's ``status.endpoints``.
+    """
+
+    name: DnsLabel = Field(description="Name of the exposed port (spec.expose[].name).")
+    url: str = Field(
+        min_length=1,
+        max_length=ENDPOINT_URL_MAX,
+        description="scheme://host[:port]: https or http through the provider's Ingress, tcp"
+        " or udp for a NodePort, a LoadBalancer or the in-cluster Service.",
+    )
+
+
 METERING_POD_LIMIT = 1000
 """At most this many pods in a placement's metering checkpoint (spec.replicas is at most 1000)."""
 METERING_INTERVAL_LIMIT = 32
@@ -200,6 +222,12 @@ class LeasePlacementStatus(StatusModel):
         " the pods' own Ready conditions and monotonic counters (docs/metering.md). Written on"
         " every transition and at least every --metering-report-seconds while a pod is ready.",
     )
+    endpoints: list[PlacementEndpoint] | None = Field(
+        default=None,
+        max_length=16,
+        description="Where each exposed port is reachable (the provider's publishing mode:"
+        " docs/endpoints.md); the Endpoints condition says why one is missing.",
+    )
     message: str | None = Field(
         default=None,
         description="The Ready condition's message: the provider-side cause of replicas not"
@@ -215,7 +243,8 @@ class LeasePlacementStatus(StatusModel):
         " JobComplete, BackoffLimitExceeded (or another reason of the Job's Failed condition),"
         " InvalidPlacement, WorkloadMissing, PodsUnschedulable, ErrImagePull,"
         " ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError, PodsFailed,"
-        " ReplicaFailure or ContainersNotReady.",
+        " ReplicaFailure or ContainersNotReady; Endpoints (with spec.expose), whose reason is"
+        " Published, PortNotPublishable or AddressPending.",
         json_schema_extra=CONDITIONS_EXTRA,
     )
 

@@ -113,6 +113,21 @@ class Offer(ApiModel):
     gpus: int | None = Field(default=None, ge=0, le=4096, description="GPUs offered in total.")
 
 
+PublishMode = Literal["None", "Ingress", "NodePort", "LoadBalancer"]
+"""How a provider publishes a lease's public ports (docs/endpoints.md)."""
+
+
+class ProviderExpose(ApiModel):
+    """How the provider publishes the public ports of the leases it runs (its agent declares it)."""
+
+    mode: PublishMode = Field(
+        default="None",
+        description="None (no public ports), Ingress (public TCP ports as HTTP hosts under the"
+        " provider's domain), NodePort or LoadBalancer. The scheduler places a lease with public"
+        " ports only where the mode can publish them.",
+    )
+
+
 class ProviderSpec(ApiModel):
     """A community cluster: how the hub reaches it, where it is, what it charges and offers."""
 
@@ -151,6 +166,11 @@ class ProviderSpec(ApiModel):
         default=None, description="Ceiling offered to the market; absent = all allocatable."
     )
     cordoned: bool = Field(default=False, description="Accept no new placements.")
+    expose: ProviderExpose | None = Field(
+        default=None,
+        description="How the provider publishes leases' public ports, as its agent declares it"
+        " (agent config expose.mode); absent = None: it publishes none.",
+    )
 
 
 class ResourceSummary(StatusModel):

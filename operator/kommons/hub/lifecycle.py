@@ -299,6 +299,7 @@ def ended_status(
             "ready": ready_summary(0, lease.spec.replicas),
             "providers": "",
             "placements": [],
+            "endpoints": None,  # nothing runs any more
             "succeeded": succeeded,
             "failed": failed,
             "observed_generation": generation,

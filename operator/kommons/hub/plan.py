@@ -34,6 +34,10 @@ Payment (:mod:`kommons.hub.payment`, hooks marked ``payment``): before the gates
 ``PaymentOK`` follows its BillingAccount's standing; once the account is ``Suspended`` the
 lease is planned as suspended (:func:`kommons.hub.lifecycle.as_planned`) and
 ``status.paymentSuspendedAt`` records it, until a top-up resumes it.
+
+Endpoints (:mod:`kommons.hub.endpoints`): every status the plan writes lists the endpoints the
+placements' agents reported, once the hub checked them, with the ``Endpoints`` condition and
+the ``EndpointPublished``/``EndpointChanged``/``EndpointWithdrawn`` Events.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from kommons.api import (
+    ENDPOINTS_CONDITION,
     BillingAccountStatus,
     ComputeLease,
     ComputeLeaseStatus,
@@ -56,7 +61,7 @@ from kommons.api import (
     template_violations,
 )
 from kommons.api_names import FINALIZER_HUB
-from kommons.hub import failover, lifecycle, payment
+from kommons.hub import endpoints, failover, lifecycle, payment
 from kommons.hub.lease_status import Gate, lease_status, readiness, status_changed
 from kommons.hub.placements import locked_price, placement_object, placement_spec, same_spec
 from kommons.hub.placements import scale_down as scale_down_counts
@@ -290,10 +295,19 @@ def _finish(
     ready = readiness(lease, after, now=world.now, timeout=world.ready_timeout)
     if pay is not None and pay.ready is not None:  # payment: suspended by the hub
         ready = replace(ready, gate=pay.ready)
+    current = lease.status
+    # endpoints: the placements' reports, checked (provider-written data)
+    published = endpoints.lease_endpoints(
+        lease, after, previous=current.endpoints if current else None
+    )
+    endpoint_gates = []
+    if published.gate is not None:
+        gate = published.gate
+        endpoint_gates.append(Gate(ENDPOINTS_CONDITION, gate.ok, gate.reason, gate.message))
     desired = lease_status(
         lease,
         after,
-        [*gate_list, ready.gate],
+        [*gate_list, ready.gate, *endpoint_gates],
         decision=decision,
         billing_account=world.account,
         now=world.now,
@@ -301,14 +315,19 @@ def _finish(
     desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
     if pay is not None:  # payment
         desired = desired.model_copy(update={"payment_suspended_at": pay.suspended_at})
-    current = lease.status
     last_token = max(token, (current.last_fencing_token or 0) if current else 0)
+    conditions = desired.conditions
+    if published.gate is None:  # the lease exposes nothing (any more)
+        conditions = [c for c in conditions or () if c.type != ENDPOINTS_CONDITION] or None
     desired = desired.model_copy(
         update={
             "history": failover.with_history(current.history if current else None, history),
             "last_fencing_token": last_token or None,
+            "endpoints": published.endpoints,
+            "conditions": conditions,
         }
     )
+    plan.events += [LeaseEvent(e.type, e.reason, e.message) for e in published.events]
     if status_changed(lease.status, desired):
         plan.status = desired
         previous = lease.status.conditions if lease.status else None

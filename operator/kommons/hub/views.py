@@ -106,6 +106,7 @@ def lease_request(lease: ComputeLease) -> LeaseRequest:
         regions=frozenset(placement.regions or ()) if placement else frozenset(),
         providers=frozenset(placement.providers or ()) if placement else frozenset(),
         spread=bool(placement and placement.spread),
+        public_protocols=frozenset(p.protocol for p in spec.expose or () if p.public),
     )
 
 
@@ -278,6 +279,7 @@ def provider_view(
         cordoned=provider.spec.cordoned,
         reputation=min(1.0, max(0.0, float(reputation))),
         observed_at=observed_at,
+        publish_mode=provider.spec.expose.mode if provider.spec.expose else "None",
     )
     return view, excluded
 

@@ -51,6 +51,8 @@ PERSISTENT_VOLUME_CLAIMS = Resource(
 )
 PERSISTENT_VOLUMES = Resource("", "v1", "persistentvolumes", False, "PersistentVolume")
 STORAGE_CLASSES = Resource("storage.k8s.io", "v1", "storageclasses", False, "StorageClass")
+SERVICES = Resource("", "v1", "services", True, "Service")
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", True, "Ingress")
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", True, "NetworkPolicy")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", True, "Lease")
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", True, "Role")

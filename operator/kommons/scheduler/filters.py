@@ -32,6 +32,7 @@ class RejectionKind(StrEnum):
     NOT_ALLOWED = "NotAllowed"
     EXCLUDED = "Excluded"
     REPUTATION = "Reputation"
+    PUBLISHING = "PortNotPublishable"
     GPU = "Gpu"
     STORAGE_TIER = "StorageTier"
     PRICE = "Price"
@@ -219,6 +220,17 @@ def capacity_reason(
     return kind, shortage_reason(kind, have, lease, gpu_model)
 
 
+def publishing_reason(mode: str, protocols: frozenset[str]) -> str:
+    """Why a provider publishing in ``mode`` cannot publish public ports of ``protocols``."""
+    if not protocols:
+        return ""
+    if mode == "None":
+        return "publishes no public ports (expose.mode None)"
+    if mode == "Ingress" and protocols - {"TCP"}:
+        return "publishes through an Ingress (HTTP over TCP): no public UDP port"
+    return ""
+
+
 def evaluate(view: ProviderView, free: Resources, ctx: FilterContext) -> Candidate | str:
     """Run every filter on one provider.
 
@@ -271,6 +283,10 @@ def classify(
             RejectionKind.REPUTATION,
             f"reputation {_ratio(view.reputation, pool.min_reputation)}",
         )
+
+    publishing = publishing_reason(view.publish_mode, lease.public_protocols)
+    if publishing:
+        return RejectionKind.PUBLISHING, publishing
 
     need = lease.resources
     gpu_model: str | None = None

@@ -62,6 +62,7 @@ from kommons.scheduler.filters import (
     RejectionKind,
     classify,
     price_reason,
+    publishing_reason,
     shortage_reason,
 )
 from kommons.scheduler.model import LeaseRequest, PoolPolicy, ProviderView, Resources, Strategy
@@ -162,7 +163,7 @@ class _Shape:
     """(cpu_milli, memory_bytes, gpu_count, gpu_model) of one replica."""
     counts: dict[RejectionKind, int]
     late: dict[str, RejectionKind]
-    """Providers rejected for reputation or gpu."""
+    """Providers rejected for reputation, publishing (public ports) or gpu."""
     late_names: dict[RejectionKind, list[str]]
     """Those names by kind, sorted."""
     rows: list[_Row]
@@ -309,6 +310,7 @@ def _static_of(view: ProviderView) -> tuple[object, ...]:
         view.reputation,
         view.pricing,
         view.ceiling if view.pricing.dynamic else None,
+        view.publish_mode,
     )
 
 
@@ -614,6 +616,7 @@ class Market:
             need.memory_bytes,
             need.gpu_count,
             need.gpu_model,
+            lease.public_protocols,
         )
         entry = _lru_get(self._shapes, key)
         if entry is not None and entry.static is static:
@@ -646,6 +649,8 @@ class Market:
             model: str | None = None
             if row.view.reputation < pool.min_reputation:
                 kind = _K.REPUTATION
+            elif publishing_reason(row.view.publish_mode, lease.public_protocols):
+                kind = _K.PUBLISHING
             elif need.gpu_count:
                 if need.gpu_model is None:
                     if not row.priced:

@@ -164,6 +164,8 @@ class ProviderView:
     clock, the same clock as reservation times)."""
     accounted: frozenset[str] = frozenset()
     """Placement keys the report says it already includes (optional, see reservations)."""
+    publish_mode: str = "None"
+    """``Provider.spec.expose.mode``: how it publishes public ports (``None``: not at all)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -232,6 +234,8 @@ class LeaseRequest:
     """Allowed providers (``spec.placement.providers``); empty means any."""
     spread: bool = False
     """``spec.placement.spread``: replicas across distinct providers where possible."""
+    public_protocols: frozenset[str] = frozenset()
+    """Protocols (``TCP``, ``UDP``) of the lease's ``public: true`` exposed ports."""
 
     def __post_init__(self) -> None:
         _non_negative("LeaseRequest", replicas=self.replicas)
@@ -239,6 +243,7 @@ class LeaseRequest:
             _non_negative("LeaseRequest", max_price_per_hour=self.max_price_per_hour)
         object.__setattr__(self, "regions", frozenset(self.regions))
         object.__setattr__(self, "providers", frozenset(self.providers))
+        object.__setattr__(self, "public_protocols", frozenset(self.public_protocols))
 
 
 @dataclass(frozen=True, kw_only=True)

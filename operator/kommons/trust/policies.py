@@ -52,7 +52,7 @@ AGENT_ANNOTATION_PREFIX = f"agent.{PREFIX}/"
 AGENT_USER_PREFIX = f"system:serviceaccount:{PROVIDER_NAMESPACE_PREFIX}"
 AGENT_USER_SUFFIX = f":{AGENT_SERVICE_ACCOUNT}"
 
-PROVIDER_DECLARATIONS = ("pricing", "offer", "cordoned", "payoutAddress")
+PROVIDER_DECLARATIONS = ("pricing", "offer", "cordoned", "payoutAddress", "expose")
 """``Provider.spec`` fields a provider's agent declares itself."""
 INVENTORY_FIELDS = (
     "capacity",
