@@ -4,8 +4,9 @@ Behaviour matrix (case -> expected):
 
 - prov-a (the lowest list prices of the bed: 0.02/core-h, 0.003/GiB-h) declares, with its
   agent's own credentials, ``policy: {type: Utilization, maxMultiplier: "3"}`` -> admitted.
-- a lease pinned to prov-a while it is idle -> locked at prov-a's list price (no multiplier
-  shown in the decision).
+- a lease pinned to prov-a -> locked at prov-a's list price when prov-a is idle (no multiplier
+  shown in the decision), at list price × the multiplier shown when leases of earlier tests
+  still hold some of prov-a (the whole suite shares one bed).
 - that lease holds 45 of the 64 cores prov-a offers; a second lease pinned to prov-a -> its
   decision shows list price 0.01075 × a multiplier between 1 + 2 × 45/64 and 3, and its
   locked price is that product rounded up, and its Scheduled Event quotes list price ×
@@ -47,6 +48,11 @@ def _pinned(name: str, tenant: str, *, replicas: int, cpu: str, memory: str) -> 
     return body
 
 
+def _times(price: str, multiplier: str) -> Decimal:
+    """A list price times a multiplier, rounded up to the token's base unit (6 decimals)."""
+    return (Decimal(price) * Decimal(multiplier)).quantize(Decimal("0.000001"), "ROUND_CEILING")
+
+
 def _locked(hub: Kube, tenant: str, name: str) -> list[str]:
     lease = hub.get(r.COMPUTE_LEASES, name, tenant)
     return [p["pricePerHour"] for p in lease["status"]["placements"]]
@@ -62,16 +68,22 @@ def test_a_busy_provider_loses_lowest_price_to_a_quieter_dearer_one(
         {"spec": {"pricing": {"policy": {"type": "Utilization", "maxMultiplier": "3"}}}},
     )
     try:
-        # idle: the list price, 15 x 0.02 + 1 x 0.003
+        # its list price, 15 x 0.02 + 1 x 0.003, times what prov-a's load is now: 1 when idle
+        # (alone on a bed), more when leases of earlier tests still hold some of prov-a
         hub.create(
             r.COMPUTE_LEASES,
             _pinned("busy", tenant, replicas=3, cpu=str(BUSY_CORES // 3), memory="1Gi"),
             tenant,
         )
         busy = wait_lease(hub, tenant, "busy", _running, what="busy Running on prov-a")
-        assert _chosen(busy) == [{"provider": "prov-a", "replicas": 3, "pricePerHour": "0.303"}], (
-            "an idle Utilization provider quotes its list price"
-        )
+        [first] = _chosen(busy)
+        assert (first["provider"], first["replicas"]) == ("prov-a", 3)
+        if "priceMultiplier" in first:  # prov-a was not idle: the quote says so
+            assert first["listPricePerHour"] == "0.303"
+            assert Decimal(first["pricePerHour"]) == _times("0.303", first["priceMultiplier"])
+        else:
+            assert first["pricePerHour"] == "0.303", "an idle Utilization provider quotes its list"
+        busy_price = first["pricePerHour"]
 
         # busy: list 0.5 x 0.02 + 0.25 x 0.003 = 0.01075, times the multiplier
         hub.create(
@@ -85,7 +97,7 @@ def test_a_busy_provider_loses_lowest_price_to_a_quieter_dearer_one(
         assert chosen["listPricePerHour"] == "0.01075"
         multiplier = Decimal(chosen["priceMultiplier"])
         assert 1 + 2 * Decimal(BUSY_CORES) / OFFERED_CORES <= multiplier <= 3
-        quoted = (Decimal("0.01075") * multiplier).quantize(Decimal("0.000001"), "ROUND_CEILING")
+        quoted = _times("0.01075", chosen["priceMultiplier"])
         assert Decimal(chosen["pricePerHour"]) == quoted
         assert [Decimal(p) for p in _locked(hub, tenant, "probe")] == [quoted]
         wait_for(
@@ -97,7 +109,7 @@ def test_a_busy_provider_loses_lowest_price_to_a_quieter_dearer_one(
             timeout=30,
             what="a Scheduled Event quoting list price × multiplier",
         )
-        assert _locked(hub, tenant, "busy") == ["0.303"], "a locked price never moves"
+        assert _locked(hub, tenant, "busy") == [busy_price], "a locked price never moves"
 
         # a LowestPrice lease anywhere: prov-c's 0.013375 beats prov-a's quote (> 0.0258)
         hub.create(r.COMPUTE_LEASES, lease_body("new", tenant, replicas=1, memory="256Mi"), tenant)
