@@ -13,7 +13,9 @@ Behaviour matrix:
   the field; reported again unchanged -> nothing written (no write loop);
 - deletion reads only the name (a malformed placement is still removed);
 - a placement being deleted whose workload is gone -> not applied again, nothing written
-  (the removal waits for that namespace to go).
+  (the removal waits for that namespace to go);
+- a placement whose config copy is not on the hub yet -> nothing applied, kopf retries
+  (TemporaryError naming the copy); once it is -> the Secret is applied before the workload.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import kopf
+import pytest
 
 from kommons.agent.config import AgentConfig
 from kommons.agent.hub_link import HubLink
@@ -62,13 +65,21 @@ class FakeCluster:
         self.removed.append(placement_name)
         return True
 
+    def prune_config(self, placement_name: str, keep: list[dict[str, Any]]) -> list[str]:
+        self.kept = [f"{m['kind']}/{m['metadata']['name']}" for m in keep]
+        return []
+
 
 class FakeHub:
     """Answers whether a placement is live on the hub."""
 
-    def __init__(self, live: bool = True) -> None:
+    def __init__(self, live: bool = True, copies: dict[str, Any] | None = None) -> None:
         self.live = live
         self.asked: list[str] = []
+        self.copies = copies or {}
+
+    def config_copies(self, placement: str, keys: list[str]) -> dict[str, Any]:
+        return {key: self.copies.get(key) for key in keys}
 
     def placement_live(self, name: str, uid: str | None) -> bool:
         self.asked.append(name)
@@ -216,3 +227,29 @@ def test_removal_writes_a_final_checkpoint_first() -> None:
     assert not any(p.get("readySince") for p in final["pods"])
     assert final["readySeconds"] > 0
     assert cluster.removed
+
+
+def test_config_copies_are_waited_for_then_applied_before_the_workload() -> None:
+    from kommons.config_copies import hub_copy
+
+    raw = body()
+    raw["spec"]["configRevisions"] = {"Secret/app-env": "7"}
+    source = {
+        "kind": "Secret",
+        "metadata": {"name": "app-env", "namespace": "team-a", "resourceVersion": "7"},
+        "data": {"K": "dg=="},
+    }
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    hub = FakeHub()
+    with pytest.raises(kopf.TemporaryError, match="Secret/app-env: the hub's copy is not there"):
+        run(agent(cluster, hub).apply_placement, raw)
+    assert cluster.applied == []
+    name = raw["metadata"]["name"]
+    hub.copies["Secret/app-env"] = hub_copy(
+        source, kind="Secret", placement=name, namespace="n", owner_uid="u"
+    )
+    run(agent(cluster, hub).apply_placement, raw)
+    assert cluster.applied == [
+        ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "Secret", "Deployment"]
+    ]
+    assert cluster.kept == ["Secret/app-env"]

@@ -51,6 +51,7 @@ from kommons.agent.workload import PlacementWork, manifests, target_namespace
 from kommons.api import LeasePlacement, LeasePlacementStatus, get_condition, set_condition
 from kommons.api.placement import PlacementPhase
 from kommons.api_names import PREFIX
+from kommons.config_copies import copy_revision
 
 JSON = dict[str, Any]
 
@@ -181,9 +182,43 @@ def wanted_replicas(placement: LeasePlacement) -> int:
     return 0 if placement.spec.suspend else placement.spec.replicas
 
 
-def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> PlacementWork:
-    """What :mod:`kommons.agent.workload` needs from a typed placement."""
+def config_problems(placement: LeasePlacement, copies: Mapping[str, JSON | None]) -> list[str]:
+    """Why the hub's copies cannot be applied yet: one per copy missing or of another version.
+
+    ``copies`` maps each ``Kind/name`` of ``spec.configRevisions`` to the copy read from the
+    hub (``None``: not there). The hub writes the copies right after the placement, so this is
+    a short wait; the messages name kinds, names and versions, never data.
+    """
+    out = []
+    for key, revision in sorted((placement.spec.config_revisions or {}).items()):
+        copy = copies.get(key)
+        if copy is None:
+            out.append(f"{key}: the hub's copy is not there yet")
+        elif copy_revision(copy) != revision:
+            out.append(
+                f"{key}: the hub's copy is of version {copy_revision(copy)}, the placement asks"
+                f" for {revision}"
+            )
+    return out
+
+
+def placement_work(
+    placement: LeasePlacement,
+    *,
+    runtime_class: str | None,
+    copies: Mapping[str, JSON | None] | None = None,
+) -> PlacementWork:
+    """What :mod:`kommons.agent.workload` needs from a typed placement.
+
+    ``copies`` are the hub's copies of the placement's ``spec.configRevisions`` (see
+    :func:`config_problems`).
+    """
     spec = placement.spec
+    config = tuple(
+        copy
+        for key in sorted(spec.config_revisions or {})
+        if (copy := (copies or {}).get(key)) is not None
+    )
     gpu = spec.resources.gpu
     return PlacementWork(
         name=placement_name(placement),
@@ -201,16 +236,23 @@ def placement_work(placement: LeasePlacement, *, runtime_class: str | None) -> P
         completions=spec.job.completions if spec.job else None,
         backoff_limit=spec.job.backoff_limit if spec.job else 6,
         fencing_token=spec.fencing_token,
+        image_pull_secrets=tuple(ref.name for ref in spec.image_pull_secrets or ()),
+        config=config,
     )
 
 
-def desired_manifests(placement: LeasePlacement, *, runtime_class: str | None) -> list[JSON]:
+def desired_manifests(
+    placement: LeasePlacement,
+    *,
+    runtime_class: str | None,
+    copies: Mapping[str, JSON | None] | None = None,
+) -> list[JSON]:
     """Every object of a placement on the provider cluster, in the order to apply them.
 
     The ResourceQuota carries the lease and GPU model as annotations: the inventory reads the
-    reservations back from the quotas alone.
+    reservations back from the quotas alone. ``copies``: see :func:`placement_work`.
     """
-    work = placement_work(placement, runtime_class=runtime_class)
+    work = placement_work(placement, runtime_class=runtime_class, copies=copies)
     objects = manifests(work)
     for manifest in objects:
         if manifest["kind"] == "ResourceQuota":

@@ -149,8 +149,7 @@ class Agent:
         placement = self._parse(body, patch)
         if placement is None or plan.being_deleted(placement):
             return
-        runtime_class = self.options.config.runtime_class_name
-        self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
+        self._materialise(placement)
         spec = placement.spec
         log.info(
             "materialised placement %s (lease %s/%s, %d replicas) in namespace %s",
@@ -161,6 +160,28 @@ class Agent:
             target_namespace(plan.placement_name(placement)),
         )
         self._report(placement, body, patch)
+
+    def _materialise(self, placement: LeasePlacement) -> None:
+        """Apply a placement's objects, its ConfigMaps and Secrets from the hub's copies.
+
+        While a copy is missing or of another version than the placement asks (the hub writes
+        them right after the placement), nothing is applied and kopf retries shortly. Objects
+        made from copies the placement no longer lists are deleted.
+        """
+        name = plan.placement_name(placement)
+        keys = sorted(placement.spec.config_revisions or {})
+        copies = self.hub.config_copies(name, keys) if keys else {}
+        problems = plan.config_problems(placement, copies)
+        if problems:
+            raise kopf.TemporaryError(
+                f"placement {name}: waiting for its config: " + "; ".join(problems), delay=2
+            )
+        runtime_class = self.options.config.runtime_class_name
+        manifests = plan.desired_manifests(placement, runtime_class=runtime_class, copies=copies)
+        self.cluster.apply(manifests)
+        kept = [m for m in manifests if m["kind"] in ("Secret", "ConfigMap")]
+        for gone in self.cluster.prune_config(name, kept):
+            log.info("placement %s: removed %s, no longer taken along", name, gone)
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Report a placement's status when it changed (or is due for a refresh).
@@ -205,8 +226,7 @@ class Agent:
                 log.info("placement %s is gone or deleting on the hub; not re-applying", name)
                 return
             log.warning("workload of placement %s is missing; materialising it again", name)
-            runtime_class = self.options.config.runtime_class_name
-            self.cluster.apply(plan.desired_manifests(placement, runtime_class=runtime_class))
+            self._materialise(placement)
             workload = self.cluster.observe(name, wanted=wanted, job=job)
         previous = plan.previous_status(body)
         now = datetime.now(UTC)

@@ -2,8 +2,9 @@
 
 Per placement the agent creates a dedicated namespace (Pod Security ``restricted``), a
 ``ResourceQuota`` and a ``LimitRange`` equal to what was leased, a default-deny
-``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges, and the
-workload as a ``Deployment`` (a ``batch/v1`` ``Job`` for a run-to-completion placement). A
+``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges, the lease's
+ConfigMaps and Secrets under their own names (from the hub's copies), and the workload as a
+``Deployment`` (a ``batch/v1`` ``Job`` for a run-to-completion placement). A
 suspended placement's quota is zero: what it reserved is the market's again until it resumes.
 The template is sanitised again here: the agent never trusts the hub blindly, and whatever
 the hub sent, nothing privileged reaches the provider.
@@ -31,6 +32,7 @@ from kommons.api_names import (
     LABEL_PLACEMENT,
     MANAGER,
 )
+from kommons.config_copies import provider_object
 from kommons.quantity import parse_quantity
 
 JSON = dict[str, Any]
@@ -77,6 +79,7 @@ AGENT_ADDITIONS: frozenset[str] = frozenset(
         f"spec.nodeSelector.{GPU_PRODUCT_LABEL}",
         "spec.runtimeClassName",
         "spec.restartPolicy",  # Never, for a Job's pods (a Job lease may not set it)
+        "spec.imagePullSecrets",  # the lease's spec.imagePullSecrets (the template may not)
     }
     | {
         f"spec.{kind}[].{field}"
@@ -133,6 +136,11 @@ class PlacementWork:
     """A Job's failed pods retried before it fails."""
     fencing_token: int | None = None
     """The hub's fencing token of the placement (labels the namespace; see agent.fencing)."""
+    image_pull_secrets: tuple[str, ...] = ()
+    """The lease's image pull Secrets (copied with ``config``), set on the pods."""
+    config: tuple[JSON, ...] = ()
+    """The hub's copies of the lease's ConfigMaps and Secrets (:mod:`kommons.config_copies`),
+    applied under their original names before the workload."""
 
 
 def target_namespace(placement_name: str) -> str:
@@ -315,7 +323,7 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
     context defaults of every container and of the pod (the tenant's non-root IDs are
     kept), one replica's resources on every container, no service-account token, no service
     links, the GPU node selector for a GPU lease with a model, the sandbox runtime class when
-    configured, and the Kommons pod labels.
+    configured, the lease's image pull Secrets, and the Kommons pod labels.
     """
     template = sanitise_template(work.template or {})
     spec: JSON = template.setdefault("spec", {})
@@ -332,6 +340,8 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
         spec["nodeSelector"] = {GPU_PRODUCT_LABEL: work.gpu_model}
     if work.runtime_class:
         spec["runtimeClassName"] = work.runtime_class
+    if work.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in work.image_pull_secrets]
     metadata: JSON = template.setdefault("metadata", {})
     metadata["labels"] = dict(metadata.get("labels") or {}) | _labels(work)
     return template
@@ -437,6 +447,12 @@ def workload(work: PlacementWork) -> JSON:
     return job(work) if work.completions is not None else deployment(work)
 
 
+def config_objects(work: PlacementWork) -> list[JSON]:
+    """The lease's ConfigMaps and Secrets, under their own names in the placement's namespace."""
+    where = target_namespace(work.name)
+    return [provider_object(copy, namespace=where, labels=_labels(work)) for copy in work.config]
+
+
 def manifests(work: PlacementWork) -> list[JSON]:
     """Every object of a placement, in the order they must be applied."""
     return [
@@ -444,5 +460,6 @@ def manifests(work: PlacementWork) -> list[JSON]:
         resource_quota(work),
         limit_range(work),
         network_policy(work),
+        *config_objects(work),
         workload(work),
     ]
