@@ -9,7 +9,8 @@ The branches, in order (``docs/architecture.md`` has the table):
 
 1. deleting: delete every live placement; drop the finalizer once none is left.
 2. gates: pool missing, namespace not admitted by the pool, no BillingAccount, template the
-   agent would refuse: nothing is scheduled, existing placements are kept (fail safe).
+   agent would refuse, config the lease takes along missing or unlisted (:func:`config_gate`):
+   nothing is scheduled, existing placements are kept (fail safe).
 3. stale placements: a placement whose per-replica resources differ from the lease's, or
    whose locked price is above the lease's ``maxPricePerHour``, is re-placed: its replicas are
    scheduled again (possibly on the same provider, at that provider's current price, with an
@@ -24,6 +25,9 @@ The lease's life (:mod:`kommons.hub.lifecycle`, hooks marked ``lifecycle``): a l
 term passed or whose Job finished ends (placements deleted, the lease kept with phase
 ``Expired``, ``Succeeded`` or ``Failed``) right after branch 1; a resumed lease's suspended
 placements go back where they still fit and are re-placed (branch 3) where they do not.
+Config (:mod:`kommons.config_copies`): every placement written carries
+``configRevisions`` (the versions of the ConfigMaps and Secrets the lease takes along), and
+the plan lists the copies to (re)write next to them (``copies``).
 Failover (:mod:`kommons.hub.failover`) hooks into 1 and 3: a deleted lease does not wait for
 placements on Unreachable providers (bounded deletion), and a placement on an Unreachable
 provider, or one whose replicas stay not ready for a provider-side reason, is one more stale
