@@ -9,7 +9,9 @@ Behaviour matrix (case -> expected):
   Secret's type); the Deployment's pods reference them and carry imagePullSecrets; on the hub
   each copy is a Secret in the provider's hub namespace owned by the placement; no Secret data
   in the placement's spec, the lease's status or its Events.
-- the tenant changes the Secret -> the provider's copy follows.
+- the tenant changes the Secret -> the provider's copy follows; a ConfigMap added to
+  configFrom appears on the provider, and goes once it is removed from the list.
+- the lease is deleted -> the hub's copies go with the placement (garbage collection).
 - a lease naming a Secret that does not exist -> ``Scheduled=False ConfigNotFound`` naming
   kind, name and namespace, no placement; the Secret is created -> the lease runs.
 - a template setting imagePullSecrets itself -> refused at admission, the field named.
@@ -168,11 +170,45 @@ def test_config_and_secrets_travel_and_stay_in_sync(
         every=0.5,
     )
 
+    # one more ConfigMap taken along, then no longer: it comes and goes on the provider
+    hub.create(
+        r.CONFIGMAPS,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "extra", "namespace": tenant},
+            "data": {"x": "1"},
+        },
+        tenant,
+    )
+    listed = lease["spec"]["configFrom"]
+    hub.patch(
+        r.COMPUTE_LEASES,
+        "cfg",
+        {"spec": {"configFrom": [*listed, {"kind": "ConfigMap", "name": "extra"}]}},
+        tenant,
+    )
+    wait_for(
+        lambda: kube.get_or_none(r.CONFIGMAPS, "extra", where) is not None,
+        timeout=60,
+        what="ConfigMap extra on the provider",
+        every=0.5,
+    )
+    hub.patch(r.COMPUTE_LEASES, "cfg", {"spec": {"configFrom": listed}}, tenant)
+    wait_for(
+        lambda: kube.get_or_none(r.CONFIGMAPS, "extra", where) is None,
+        timeout=60,
+        what="ConfigMap extra removed from the provider",
+        every=0.5,
+    )
+    assert kube.get_or_none(r.CONFIGMAPS, "app-config", where) is not None
+
     # the agent's own credentials: read its copies, never write them
     agent = connect(stack.agent_kubeconfig(provider), field_manager="forger")
     name = copies[0]["metadata"]["name"]
-    assert agent.get(r.SECRETS, name, hub_ns)["metadata"]["name"] == name
-    forged = dict(copies[0], data={"PASSWORD": b64("forged")})
+    before = hub.get(r.SECRETS, name, hub_ns)
+    assert agent.get(r.SECRETS, name, hub_ns)["data"] == before["data"]
+    forged = dict(before, data={"PASSWORD": b64("forged")})
     forged["metadata"] = {"name": name, "namespace": hub_ns}
     for write in (
         lambda: agent.patch(r.SECRETS, name, {"data": {"PASSWORD": b64("forged")}}, hub_ns),
@@ -184,11 +220,21 @@ def test_config_and_secrets_travel_and_stay_in_sync(
     ):
         with pytest.raises(Forbidden):
             write()
-    assert hub.get(r.SECRETS, name, hub_ns)["data"] == copies[0]["data"]
+    assert hub.get(r.SECRETS, name, hub_ns)["data"] == before["data"]
     for other in (p for p in PROVIDERS if p != provider):
         stranger = connect(stack.agent_kubeconfig(other), field_manager="stranger")
         with pytest.raises(Forbidden):
             stranger.get(r.SECRETS, name, hub_ns)
+
+    # the copies go with their placement
+    hub.delete(r.COMPUTE_LEASES, "cfg", tenant)
+    selector = f"kommons.io/placement={placement['metadata']['name']}"
+    wait_for(
+        lambda: not hub.list(r.SECRETS, hub_ns, label_selector=selector),
+        timeout=120,
+        what="the hub's copies gone with their placement",
+        every=1.0,
+    )
 
 
 def test_a_missing_secret_holds_the_lease_until_it_exists(hub: Kube, tenant: str) -> None:

@@ -29,6 +29,8 @@ Behaviour matrix (case -> expected):
 - agent: ``config_problems`` names a copy missing or of another version (never data); the
   manifests carry the original ConfigMap and Secret before the workload, the pods carry the
   lease's imagePullSecrets, and the agent changes nothing else of the template.
+  Objects no longer taken along are removed with one delete-collection per kind by label,
+  keeping the wanted names (no get or list of Secrets).
 """
 
 from __future__ import annotations
@@ -522,3 +524,37 @@ def test_the_agent_applies_the_originals_before_the_workload_and_sets_pull_secre
     work = agent_plan.placement_work(placement, runtime_class=None, copies=copies)
     template = placement.spec.template.to_api()
     assert changed_by_agent(template, sanitised_pod_template(work)) == []
+
+
+class DeletingKube:
+    """Answers delete-collection requests with the objects a label/field selector matches."""
+
+    def __init__(self, present: dict[str, list[str]]) -> None:
+        self.present = present
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+    def request(self, method: str, path: str, *, query: dict[str, str]) -> Any:
+        self.requests.append((method, path, query))
+        plural = path.rsplit("/", 1)[-1]
+        keep = {
+            part.split("!=", 1)[1] for part in query.get("fieldSelector", "").split(",") if part
+        }
+        gone = [n for n in self.present.get(plural, []) if n not in keep]
+        return {"items": [{"metadata": {"name": n}} for n in gone]}
+
+
+def test_the_agent_prunes_by_selector_without_reading_secrets() -> None:
+    from kommons.agent.provider_cluster import ProviderCluster
+
+    kube = DeletingKube({"secrets": ["app-env", "old"], "configmaps": ["old-config"]})
+    keep = [{"kind": "Secret", "metadata": {"name": "app-env"}}]
+    gone = ProviderCluster(kube).prune_config("web-1", keep)  # type: ignore[arg-type]
+    assert gone == ["Secret/old", "ConfigMap/old-config"]
+    assert [m for m, _, _ in kube.requests] == ["DELETE", "DELETE"]
+    (secrets, configmaps) = kube.requests
+    assert secrets[1] == f"/api/v1/namespaces/{target_namespace('web-1')}/secrets"
+    assert secrets[2] == {
+        "labelSelector": f"{LABEL_COPY}=true",
+        "fieldSelector": "metadata.name!=app-env",
+    }
+    assert configmaps[2] == {"labelSelector": f"{LABEL_COPY}=true"}
