@@ -46,7 +46,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from kommons import config_copies
 from kommons.api import (
@@ -238,7 +238,8 @@ def gates(
     account = world.account
     paying = (pay or payment_of(lease, world)).gate
     blocked: Gate | None = None
-    violations = template_violations(lease.spec.template.to_api(), path="spec.template")
+    template = lease.spec.template.to_api()
+    violations = template_violations(template, path="spec.template")
     if world.pool is None:
         blocked = Gate(
             "Scheduled", False, "PoolNotFound", f"ProviderPool {pool_name} does not exist"
@@ -258,7 +259,7 @@ def gates(
     elif violations:
         blocked = Gate("Scheduled", False, "InvalidTemplate", "; ".join(violations))
     else:
-        blocked = config_gate(lease, world)
+        blocked = config_gate(lease, world, template=template)
     return [paying] + ([blocked] if blocked else []), blocked
 
 
@@ -276,17 +277,22 @@ def config_revisions(lease: ComputeLease, world: World) -> dict[str, str] | None
     return out or None
 
 
-def config_gate(lease: ComputeLease, world: World) -> Gate | None:
+def config_gate(
+    lease: ComputeLease, world: World, *, template: Mapping[str, Any] | None = None
+) -> Gate | None:
     """``Scheduled=False`` while the lease's config cannot go along with it, else ``None``.
 
     Reasons: ``ConfigNotListed`` (the template references a ConfigMap or Secret that
     ``spec.configFrom`` does not list: it would never exist on the provider),
     ``ConfigNotFound`` (a listed one does not exist; nothing is placed until it does),
     ``ConfigNotCopyable`` (a service-account token Secret, meaningful on the hub only).
+    ``template`` is the lease's template in wire form, when the caller has it already.
     """
     namespace = str(lease.metadata.namespace)
     listed = config_copies.sources(lease.spec.config_from, lease.spec.image_pull_secrets)
-    unlisted = config_copies.unlisted_references(lease.spec.template.to_api(), listed)
+    if template is None:
+        template = lease.spec.template.to_api()
+    unlisted = config_copies.unlisted_references(template, listed)
     if unlisted:
         return Gate("Scheduled", False, "ConfigNotListed", "; ".join(unlisted))
     missing = [s for s in listed if (namespace, s.kind, s.name) not in world.config]
