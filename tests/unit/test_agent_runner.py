@@ -15,7 +15,9 @@ Behaviour matrix:
 - a placement being deleted whose workload is gone -> not applied again, nothing written
   (the removal waits for that namespace to go);
 - a placement whose config copy is not on the hub yet -> nothing applied, kopf retries
-  (TemporaryError naming the copy); once it is -> the Secret is applied before the workload.
+  (TemporaryError naming the copy); once it is -> the Secret is applied before the workload;
+  dropped from the placement -> applied without it and pruned; a placement that never took
+  config along -> no prune request.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class FakeCluster:
         self.applied: list[list[str]] = []
         self.removed: list[str] = []
         self.pod_list: list[dict[str, Any]] = []
+        self.kept: list[list[str]] = []
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
@@ -66,7 +69,7 @@ class FakeCluster:
         return True
 
     def prune_config(self, placement_name: str, keep: list[dict[str, Any]]) -> list[str]:
-        self.kept = [f"{m['kind']}/{m['metadata']['name']}" for m in keep]
+        self.kept.append([f"{m['kind']}/{m['metadata']['name']}" for m in keep])
         return []
 
 
@@ -248,8 +251,23 @@ def test_config_copies_are_waited_for_then_applied_before_the_workload() -> None
     hub.copies["Secret/app-env"] = hub_copy(
         source, kind="Secret", placement=name, namespace="n", owner_uid="u"
     )
-    run(agent(cluster, hub).apply_placement, raw)
+    the_agent = agent(cluster, hub)
+    run(the_agent.apply_placement, raw)
     assert cluster.applied == [
         ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "Secret", "Deployment"]
     ]
-    assert cluster.kept == ["Secret/app-env"]
+    assert cluster.kept == [["Secret/app-env"]]
+    # the lease no longer takes it along: applied without it, and pruned
+    del raw["spec"]["configRevisions"]
+    run(the_agent.apply_placement, raw)
+    assert cluster.applied[-1] == [
+        "Namespace",
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+        "Deployment",
+    ]
+    assert cluster.kept[-1] == []
+    # a placement that never took config along costs no prune request
+    run(agent(cluster, hub).apply_placement, raw)
+    assert len(cluster.kept) == 2

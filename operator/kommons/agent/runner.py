@@ -113,6 +113,9 @@ class Agent:
         """Placement name → the nonce of the last ``kommons logs`` request it answered."""
         self.metrics = AgentMetrics()
         """What ``/metrics`` shows (served by :func:`run_agent` when a port is set)."""
+        self.config_applied: dict[str, frozenset[str]] = {}
+        """Placement name → the ``Kind/name`` of the ConfigMaps and Secrets last applied for it
+        (bounded by the placements; dropped on removal)."""
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -166,7 +169,10 @@ class Agent:
 
         While a copy is missing or of another version than the placement asks (the hub writes
         them right after the placement), nothing is applied and kopf retries shortly. Objects
-        made from copies the placement no longer lists are deleted.
+        made from copies the placement no longer lists are deleted (while it lists some, or
+        listed some since the agent started: a placement that never took config along costs no
+        request; one whose last entry was dropped while the agent was down keeps the orphaned
+        objects, unreferenced, until its namespace goes).
         """
         name = plan.placement_name(placement)
         keys = sorted(placement.spec.config_revisions or {})
@@ -179,9 +185,11 @@ class Agent:
         runtime_class = self.options.config.runtime_class_name
         manifests = plan.desired_manifests(placement, runtime_class=runtime_class, copies=copies)
         self.cluster.apply(manifests)
-        kept = [m for m in manifests if m["kind"] in ("Secret", "ConfigMap")]
-        for gone in self.cluster.prune_config(name, kept):
-            log.info("placement %s: removed %s, no longer taken along", name, gone)
+        if keys or self.config_applied.get(name):  # a placement without config costs nothing
+            kept = [m for m in manifests if m["kind"] in ("Secret", "ConfigMap")]
+            for gone in self.cluster.prune_config(name, kept):
+                log.info("placement %s: removed %s, no longer taken along", name, gone)
+        self.config_applied[name] = frozenset(keys)
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
         """Report a placement's status when it changed (or is due for a refresh).
@@ -299,6 +307,7 @@ class Agent:
             raise kopf.TemporaryError(f"removing placement {name}: {exc}", delay=3) from exc
         if not gone:
             raise kopf.TemporaryError(f"waiting for namespace of placement {name} to go", delay=1)
+        self.config_applied.pop(name, None)
         log.info("removed placement %s from the provider cluster", name)
 
     # --- periodic work --------------------------------------------------------------------
