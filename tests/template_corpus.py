@@ -125,6 +125,7 @@ CHANGES: tuple[Change, ...] = (
     Change("pod", "serviceAccount", "default", NO),
     Change("pod", "automountServiceAccountToken", True, NO),
     Change("pod", "automountServiceAccountToken", False, OK),
+    Change("pod", "imagePullSecrets", [{"name": "registry"}], NO),
     Change("pod", "enableServiceLinks", True, NO),
     Change("pod", "enableServiceLinks", False, OK),
     # pod: placement, scheduling

@@ -13,8 +13,9 @@ One test, in order (each step needs the one before):
    rendered and the token of the chart's agent ServiceAccount -> a lease pinned to ``prov-a``
    reaches Running, ``kommons logs`` shows both replicas' logs, and the lease's deletion
    removes its namespace from ``prov-a``.
-3. The same tokens are refused outside their scope: the hub's on Secrets, pods, RBAC, CRDs and
-   tenants' lease specs; the agent's on Secrets, RBAC, pods' exec and nodes' writes.
+3. The same tokens are refused outside their scope: the hub's on changing or deleting Secrets,
+   pods, RBAC, CRDs and tenants' lease specs; the agent's on reading Secrets, RBAC, pods' exec
+   and nodes' writes.
 4. ``helm uninstall`` of both: the CRDs (and so every lease) stay; the stack's trust boundary
    is re-applied for the tests after this one.
 """
@@ -285,8 +286,10 @@ def test_the_chart_installs_both_roles_and_its_rbac_runs_the_market(
 
     # 3. the chart's tokens, outside their scope
     for verb, what, *where in [
-        ("get", "secrets", "-n", "kube-system"),
-        ("list", "secrets", "-A"),
+        # configFrom: the hub reads tenants' Secrets and writes copies, never changes or
+        # deletes a Secret
+        ("update", "secrets", "-n", "kube-system"),
+        ("delete", "secrets", "-n", "kube-system"),
         ("create", "pods", "-n", tenant),
         ("create", "clusterrolebindings"),
         ("delete", "customresourcedefinitions"),
@@ -297,7 +300,7 @@ def test_the_chart_installs_both_roles_and_its_rbac_runs_the_market(
     ]:
         assert not _can(hub_token, verb, what, *where), f"hub token may {verb} {what} {where}"
     assert _can(hub_token, "patch", "computeleases.kommons.io", "--subresource=status", "-A")
-    refused = _kubectl(hub_token, "-n", "kube-system", "get", "secrets", ok=False)
+    refused = _kubectl(hub_token, "-n", "kube-system", "get", "pods", ok=False)
     assert refused.returncode != 0
     assert "forbidden" in refused.stderr
 

@@ -21,7 +21,11 @@ Behaviour matrix:
 - endpoints: applying a placement deletes the endpoint objects it no longer needs (all of them
   without ``expose``); an exposing placement's status carries the endpoints read back from
   the provider and its ``Endpoints`` condition; a Service refused by a quota not counted yet
-  is retried in seconds (kopf TemporaryError), any other refusal is raised as it is.
+  is retried in seconds (kopf TemporaryError), any other refusal is raised as it is;
+- a placement whose config copy is not on the hub yet -> nothing applied, kopf retries
+  (TemporaryError naming the copy); once it is -> the Secret is applied before the workload;
+  dropped from the placement -> applied without it and pruned; a placement that never took
+  config along -> no prune request.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class FakeCluster:
         self.deleted_claims: list[str] = []
         self.pruned: list[list[tuple[str, str]]] = []
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.kept: list[list[str]] = []
 
     def apply(self, manifests: list[dict[str, Any]]) -> None:
         self.applied.append([m["kind"] for m in manifests])
@@ -94,13 +99,21 @@ class FakeCluster:
         self.removed.append(placement_name)
         return True
 
+    def prune_config(self, placement_name: str, keep: list[dict[str, Any]]) -> list[str]:
+        self.kept.append([f"{m['kind']}/{m['metadata']['name']}" for m in keep])
+        return []
+
 
 class FakeHub:
     """Answers whether a placement is live on the hub."""
 
-    def __init__(self, live: bool = True) -> None:
+    def __init__(self, live: bool = True, copies: dict[str, Any] | None = None) -> None:
         self.live = live
         self.asked: list[str] = []
+        self.copies = copies or {}
+
+    def config_copies(self, placement: str, keys: list[str]) -> dict[str, Any]:
+        return {key: self.copies.get(key) for key in keys}
 
     def placement_live(self, name: str, uid: str | None) -> bool:
         self.asked.append(name)
@@ -344,3 +357,44 @@ def test_a_placement_asking_an_unmapped_tier_is_refused_naming_it() -> None:
     assert ready(status)["reason"] == "InvalidPlacement"
     assert "tier slow is not offered" in ready(status)["message"]
     assert "has: fast" in ready(status)["message"]
+
+
+def test_config_copies_are_waited_for_then_applied_before_the_workload() -> None:
+    from kommons.config_copies import hub_copy
+
+    raw = body()
+    raw["spec"]["configRevisions"] = {"Secret/app-env": "7"}
+    source = {
+        "kind": "Secret",
+        "metadata": {"name": "app-env", "namespace": "team-a", "resourceVersion": "7"},
+        "data": {"K": "dg=="},
+    }
+    cluster = FakeCluster(WorkloadView(exists=True, replicas=2, ready_replicas=2))
+    hub = FakeHub()
+    with pytest.raises(kopf.TemporaryError, match="Secret/app-env: the hub's copy is not there"):
+        run(agent(cluster, hub).apply_placement, raw)
+    assert cluster.applied == []
+    name = raw["metadata"]["name"]
+    hub.copies["Secret/app-env"] = hub_copy(
+        source, kind="Secret", placement=name, namespace="n", owner_uid="u"
+    )
+    the_agent = agent(cluster, hub)
+    run(the_agent.apply_placement, raw)
+    assert cluster.applied == [
+        ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "Secret", "Deployment"]
+    ]
+    assert cluster.kept == [["Secret/app-env"]]
+    # the lease no longer takes it along: applied without it, and pruned
+    del raw["spec"]["configRevisions"]
+    run(the_agent.apply_placement, raw)
+    assert cluster.applied[-1] == [
+        "Namespace",
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+        "Deployment",
+    ]
+    assert cluster.kept[-1] == []
+    # a placement that never took config along costs no prune request
+    run(agent(cluster, hub).apply_placement, raw)
+    assert len(cluster.kept) == 2

@@ -227,7 +227,11 @@ def test_the_provider_role_installs_only_the_agent() -> None:
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["hub-kubeconfig"]["secret"]["secretName"] == "hub-kubeconfig"
     grants = set(_rules(_one(objects, "ClusterRole")))
-    assert not {g for g in grants if g[1] in {"secrets", "pods/exec", "clusterroles", "roles"}}
+    assert not {g for g in grants if g[1] in {"pods/exec", "clusterroles", "roles"}}
+    # configFrom: the lease's Secrets are written and removed, never read or listed
+    assert {g for g in grants if g[1] == "secrets"} == {
+        ("", "secrets", verb) for verb in ("create", "patch", "delete", "deletecollection")
+    }
     assert ("", "pods", "create") not in grants
     assert ("apps", "statefulsets", "create") in grants  # the workload of a lease with storage
     assert ("", "persistentvolumeclaims", "delete") in grants  # claims of removed replicas
@@ -315,7 +319,6 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
 
     cluster, local = grants()
     forbidden = {
-        "secrets",
         "pods",
         "clusterroles",
         "roles",
@@ -324,6 +327,10 @@ def test_hub_rbac_is_narrow_and_push_mode_adds_only_what_it_needs() -> None:
     }
     assert not {g for g in cluster | local if g[1] in forbidden}
     assert ("kommons.io", "computeleases", "create") not in cluster  # tenants create leases
+    # configFrom/imagePullSecrets: read tenants' Secrets, write copies; never update or delete
+    assert {g for g in cluster | local if g[1] == "secrets"} == {
+        ("", "secrets", verb) for verb in ("get", "list", "watch", "create", "patch")
+    }
     pushed_cluster, pushed_local = grants("--set", "hub.pushMode.enabled=true")
     assert pushed_cluster - cluster == {("", "serviceaccounts/token", "create")}
     assert pushed_local - local == {("", "secrets", "get")}

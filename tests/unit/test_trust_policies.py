@@ -18,7 +18,9 @@ Behaviour matrix:
   under an UPDATE guard;
 - tenant roles: computeleases CRUD, no status, nothing else writable; the market viewer is
   read-only; tenant bindings bind the right roles;
-- onboarding: the agent's Role grants leases only by name and never create; the heartbeat Lease
+- config copies: the policy refuses every Secret create, update and delete by an agent;
+- onboarding: the agent's Role grants Secrets get only (the hub's copies), leases only by name
+  and never create; the heartbeat Lease
   is pre-created; admin labels go on the Provider and cannot override Kommons' own; a bad
   label is refused.
 """
@@ -47,6 +49,7 @@ from kommons.trust.policies import (
     agent_policies,
     aggregated_lease_roles,
     binding,
+    config_copy_policy,
     heartbeat_policy,
     hub_policy_objects,
     market_viewer_cluster_role,
@@ -258,6 +261,7 @@ def test_hub_policy_objects_are_complete_and_unique() -> None:
             "kommons-agent-provider",
             "kommons-agent-provider-status",
             "kommons-agent-heartbeat",
+            "kommons-agent-config-copies",
         }
     )
     assert ("ClusterRole", "kommons-tenant") in keys
@@ -278,6 +282,8 @@ def test_agent_rbac_reaches_only_its_heartbeat_lease_without_create() -> None:
     # it creates only events and its answers to `kommons logs`, in its own namespace (a Role)
     creatable = {res for r in role["rules"] if "create" in r["verbs"] for res in r["resources"]}
     assert creatable == {"events", "configmaps"}
+    # the hub's copies of its placements' config: read only
+    assert [r["verbs"] for r in role["rules"] if "secrets" in r["resources"]] == [["get"]]
     lease = next(o for o in objects if o["kind"] == "Lease")
     assert lease["metadata"] == {
         "name": HEARTBEAT_LEASE,
@@ -323,3 +329,12 @@ def test_parse_labels_needs_key_and_equals() -> None:
     assert parse_labels(["a=", "b=c=d"]) == {"a": "", "b": "c=d"}
     with pytest.raises(OnboardingError, match="KEY=VALUE"):
         parse_labels(["novalue"])
+
+
+def test_config_copy_policy_refuses_every_secret_write_by_an_agent() -> None:
+    policy = config_copy_policy()
+    assert resources(policy) == {"secrets"}
+    assert operations(policy) == {"CREATE", "UPDATE", "DELETE"}
+    (validation,) = policy["spec"]["validations"]
+    assert validation["expression"] == "false"
+    assert "may only read them" in validation["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from kommons.agent.inventory import Inventory, inventory_status
 from kommons.api.placement import PlacementMetering
 from kommons.api.provider import ProviderStatus
 from kommons.api_names import provider_namespace
+from kommons.config_copies import copy_name, split_key
 from kommons.kube import Conflict, Forbidden, Kube, NotFound
 from kommons.kube import resources as r
 from kommons.trust.policies import HEARTBEAT_LEASE
@@ -112,6 +114,20 @@ class HubLink:
     def write_logs_answer(self, body: JSON) -> None:
         """Write (server-side apply) an answer to ``kommons logs`` in the provider's namespace."""
         self.hub.apply(r.CONFIGMAPS, body)
+
+    def config_copies(self, placement: str, keys: Iterable[str]) -> dict[str, JSON | None]:
+        """The hub's copies of a placement's ConfigMaps and Secrets (``Kind/name`` → Secret).
+
+        Read by name from this provider's hub namespace (its RBAC there: ``get`` on Secrets,
+        no write); ``None`` for a copy not written yet. Never logged.
+        """
+        out: dict[str, JSON | None] = {}
+        for key in keys:
+            kind, name = split_key(key)
+            out[key] = self.hub.get_or_none(
+                r.SECRETS, copy_name(placement, kind, name), self.namespace
+            )
+        return out
 
     def placements(self) -> dict[str, int | None]:
         """The placements the hub has for this provider: name → fencing token."""

@@ -66,6 +66,7 @@ from kommons.api import (
 )
 from kommons.api.placement import PlacementPhase
 from kommons.api_names import PREFIX
+from kommons.config_copies import copy_revision
 
 JSON = dict[str, Any]
 
@@ -217,20 +218,48 @@ def check_storage(placement: LeasePlacement, storage_classes: Mapping[str, str])
         )
 
 
+def config_problems(placement: LeasePlacement, copies: Mapping[str, JSON | None]) -> list[str]:
+    """Why the hub's copies cannot be applied yet: one per copy missing or of another version.
+
+    ``copies`` maps each ``Kind/name`` of ``spec.configRevisions`` to the copy read from the
+    hub (``None``: not there). The hub writes the copies right after the placement, so this is
+    a short wait; the messages name kinds, names and versions, never data.
+    """
+    out = []
+    for key, revision in sorted((placement.spec.config_revisions or {}).items()):
+        copy = copies.get(key)
+        if copy is None:
+            out.append(f"{key}: the hub's copy is not there yet")
+        elif copy_revision(copy) != revision:
+            out.append(
+                f"{key}: the hub's copy is of version {copy_revision(copy)}, the placement asks"
+                f" for {revision}"
+            )
+    return out
+
+
 def placement_work(
     placement: LeasePlacement,
     *,
     runtime_class: str | None,
     storage_classes: Mapping[str, str] | None = None,
     publish: ExposeConfig | None = None,
+    copies: Mapping[str, JSON | None] | None = None,
 ) -> PlacementWork:
     """What :mod:`kommons.agent.workload` needs from a typed placement.
 
     ``storage_classes`` maps the provider's storage tiers to its classes (agent config);
     a tier it does not map is refused by :func:`check_storage` before this is called.
     ``publish`` is how the provider publishes public ports (its agent config's ``expose``).
+    ``copies`` are the hub's copies of the placement's ``spec.configRevisions`` (see
+    :func:`config_problems`).
     """
     spec = placement.spec
+    config = tuple(
+        copy
+        for key in sorted(spec.config_revisions or {})
+        if (copy := (copies or {}).get(key)) is not None
+    )
     gpu = spec.resources.gpu
     classes = storage_classes or {}
     storage = tuple(
@@ -261,6 +290,8 @@ def placement_work(
         storage=storage,
         expose=tuple(spec.expose or ()),
         publish=publish,
+        image_pull_secrets=tuple(ref.name for ref in spec.image_pull_secrets or ()),
+        config=config,
     )
 
 
@@ -290,14 +321,19 @@ def desired_manifests(
     runtime_class: str | None,
     storage_classes: Mapping[str, str] | None = None,
     publish: ExposeConfig | None = None,
+    copies: Mapping[str, JSON | None] | None = None,
 ) -> list[JSON]:
     """Every object of a placement on the provider cluster, in the order to apply them.
 
     The ResourceQuota carries the lease and GPU model as annotations: the inventory reads the
-    reservations back from the quotas alone.
+    reservations back from the quotas alone. ``copies``: see :func:`placement_work`.
     """
     work = placement_work(
-        placement, runtime_class=runtime_class, storage_classes=storage_classes, publish=publish
+        placement,
+        runtime_class=runtime_class,
+        storage_classes=storage_classes,
+        publish=publish,
+        copies=copies,
     )
     objects = manifests(work)
     for manifest in objects:

@@ -27,6 +27,7 @@ from kommons.agent.workload import (
     target_namespace,
 )
 from kommons.api_names import LABEL_MANAGED_BY, LABEL_PLACEMENT, MANAGER
+from kommons.config_copies import LABEL_COPY
 from kommons.kube import Kube, KubeError, NotFound
 from kommons.kube import resources as r
 from kommons.lease_logs import MAX_BYTES_PER_CONTAINER, MAX_PODS
@@ -45,6 +46,8 @@ _BY_KIND = {
     "StatefulSet": r.STATEFUL_SETS,
     "Service": r.SERVICES,
     "Ingress": r.INGRESSES,
+    "Secret": r.SECRETS,
+    "ConfigMap": r.CONFIGMAPS,
 }
 
 
@@ -64,6 +67,26 @@ class ProviderCluster:
         namespace = target_namespace(placement_name)
         for kind, name in keys:
             self.kube.delete(_BY_KIND[kind], name, namespace)
+
+    def prune_config(self, placement_name: str, keep: Sequence[JSON]) -> list[str]:
+        """Delete the lease's ConfigMaps and Secrets the placement no longer takes along.
+
+        One delete-collection per kind in the placement's namespace, selecting the objects the
+        agent made from hub copies (label ``kommons.io/config-copy``) except those in ``keep``:
+        the agent never needs to read or list Secrets on its cluster. Returns ``Kind/name`` of
+        those deleted.
+        """
+        namespace = target_namespace(placement_name)
+        gone: list[str] = []
+        for kind, resource in (("Secret", r.SECRETS), ("ConfigMap", r.CONFIGMAPS)):
+            names = sorted(m["metadata"]["name"] for m in keep if m["kind"] == kind)
+            query = {"labelSelector": f"{LABEL_COPY}=true"}
+            if names:
+                query["fieldSelector"] = ",".join(f"metadata.name!={n}" for n in names)
+            deleted = self.kube.request("DELETE", resource.path(namespace), query=query)
+            for item in deleted.get("items") or []:
+                gone.append(f"{kind}/{(item.get('metadata') or {}).get('name')}")
+        return gone
 
     def endpoint_objects(self, placement_name: str) -> dict[tuple[str, str], JSON]:
         """The placement's endpoint objects that exist (Services, Ingress), by (kind, name).

@@ -126,6 +126,9 @@ class Agent:
         """Placement name → the nonce of the last ``kommons logs`` request it answered."""
         self.metrics = AgentMetrics()
         """What ``/metrics`` shows (served by :func:`run_agent` when a port is set)."""
+        self.config_applied: dict[str, frozenset[str]] = {}
+        """Placement name → the ``Kind/name`` of the ConfigMaps and Secrets last applied for it
+        (bounded by the placements; dropped on removal)."""
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -187,17 +190,34 @@ class Agent:
             log.info("placement %s: deleted the claims of removed replicas: %s", name, surplus)
 
     def _materialise(self, placement: LeasePlacement) -> None:
-        """Apply a placement's objects, then delete what it no longer needs (endpoints, claims).
+        """Apply a placement's objects, then delete what it no longer needs.
 
-        A Service refused by a quota whose new limits the provider's quota controller has not
-        counted yet (NodePorts raised with a public port) is tried again in seconds.
+        Its ConfigMaps and Secrets come from the hub's copies: while a copy is missing or of
+        another version than the placement asks (the hub writes them right after the
+        placement), nothing is applied and kopf retries shortly. A Service refused by a quota
+        whose new limits the provider's quota controller has not counted yet (NodePorts raised
+        with a public port) is tried again in seconds. Then go: the endpoint objects it no
+        longer needs, the objects made from copies it no longer lists (while it lists some, or
+        listed some since the agent started: a placement that never took config along costs
+        no request; one whose last entry was dropped while the agent was down keeps the
+        orphaned objects, unreferenced, until its namespace goes), and the claims of replicas
+        it scaled away.
         """
+        name = plan.placement_name(placement)
+        keys = sorted(placement.spec.config_revisions or {})
+        copies = self.hub.config_copies(name, keys) if keys else {}
+        problems = plan.config_problems(placement, copies)
+        if problems:
+            raise kopf.TemporaryError(
+                f"placement {name}: waiting for its config: " + "; ".join(problems), delay=2
+            )
         config = self.options.config
         manifests = plan.desired_manifests(
             placement,
             runtime_class=config.runtime_class_name,
             storage_classes=config.storage_classes(),
             publish=config.expose,
+            copies=copies,
         )
         try:
             self.cluster.apply(manifests)
@@ -205,9 +225,12 @@ class Agent:
             if "quota" not in exc.message:
                 raise
             raise kopf.TemporaryError(f"waiting for the quota to count: {exc}", delay=3) from exc
-        self.cluster.remove_endpoint_objects(
-            plan.placement_name(placement), plan.undesired_endpoint_objects(manifests)
-        )
+        self.cluster.remove_endpoint_objects(name, plan.undesired_endpoint_objects(manifests))
+        if keys or self.config_applied.get(name):  # a placement without config costs nothing
+            kept = [m for m in manifests if m["kind"] in ("Secret", "ConfigMap")]
+            for gone in self.cluster.prune_config(name, kept):
+                log.info("placement %s: removed %s, no longer taken along", name, gone)
+        self.config_applied[name] = frozenset(keys)
         self._prune_claims(placement)
 
     def report_placement(self, body: kopf.Body, patch: kopf.Patch) -> None:
@@ -343,6 +366,7 @@ class Agent:
             raise kopf.TemporaryError(f"removing placement {name}: {exc}", delay=3) from exc
         if not gone:
             raise kopf.TemporaryError(f"waiting for namespace of placement {name} to go", delay=1)
+        self.config_applied.pop(name, None)
         log.info("removed placement %s from the provider cluster", name)
 
     # --- periodic work --------------------------------------------------------------------

@@ -4,8 +4,9 @@ Per placement the agent creates a dedicated namespace (Pod Security ``restricted
 ``ResourceQuota`` and a ``LimitRange`` equal to what was leased, a default-deny
 ``NetworkPolicy`` whose egress excludes private, link-local and metadata ranges (its ingress
 admits the lease's exposed ports only), the Services and Ingress of ``expose``
-(:mod:`kommons.agent.endpoints`), and the workload as a ``Deployment`` (a ``batch/v1``
-``Job`` for a run-to-completion placement, a ``StatefulSet`` with one claim per replica and
+(:mod:`kommons.agent.endpoints`), the lease's ConfigMaps and Secrets under their own names
+(from the hub's copies), and the workload as a ``Deployment`` (a ``batch/v1`` ``Job`` for a
+run-to-completion placement, a ``StatefulSet`` with one claim per replica and
 ``spec.storage`` entry for a placement with storage). A suspended placement's quota is zero
 but for its claims (kept with their data): what it reserved is the market's again until it
 resumes.
@@ -38,6 +39,7 @@ from kommons.api_names import (
     LABEL_PLACEMENT,
     MANAGER,
 )
+from kommons.config_copies import provider_object
 from kommons.quantity import parse_quantity
 
 JSON = dict[str, Any]
@@ -84,6 +86,7 @@ AGENT_ADDITIONS: frozenset[str] = frozenset(
         f"spec.nodeSelector.{GPU_PRODUCT_LABEL}",
         "spec.runtimeClassName",
         "spec.restartPolicy",  # Never, for a Job's pods (a Job lease may not set it)
+        "spec.imagePullSecrets",  # the lease's spec.imagePullSecrets (the template may not)
     }
     | {
         f"spec.{kind}[].{field}"
@@ -160,6 +163,12 @@ class PlacementWork:
     """The lease's exposed ports (:mod:`kommons.agent.endpoints`)."""
     publish: ExposeConfig | None = None
     """How the provider publishes public ports (its agent config's ``expose``)."""
+
+    image_pull_secrets: tuple[str, ...] = ()
+    """The lease's image pull Secrets (copied with ``config``), set on the pods."""
+    config: tuple[JSON, ...] = ()
+    """The hub's copies of the lease's ConfigMaps and Secrets (:mod:`kommons.config_copies`),
+    applied under their original names before the workload."""
 
 
 def publication(work: PlacementWork) -> endpoints.Publication:
@@ -382,9 +391,10 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
     context defaults of every container and of the pod (the tenant's non-root IDs are
     kept), one replica's resources on every container, no service-account token, no service
     links, the GPU node selector for a GPU lease with a model, the sandbox runtime class when
-    configured, the Kommons pod labels, and for a placement with storage one volume mount per
-    ``spec.storage`` entry appended to every container's ``volumeMounts`` (admission refuses a
-    template whose mounts or volumes would clash with them).
+    configured, the lease's image pull Secrets, the Kommons pod labels, and for a placement
+    with storage one volume mount per ``spec.storage`` entry appended to every container's
+    ``volumeMounts`` (admission refuses a template whose mounts or volumes would clash with
+    them).
     """
     template = sanitise_template(work.template or {})
     spec: JSON = template.setdefault("spec", {})
@@ -406,6 +416,8 @@ def sanitised_pod_template(work: PlacementWork) -> JSON:
         for kind in _CONTAINER_KINDS:
             for container in spec.get(kind) or []:
                 container.setdefault("volumeMounts", []).extend(dict(m) for m in mounts)
+    if work.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in work.image_pull_secrets]
     metadata: JSON = template.setdefault("metadata", {})
     metadata["labels"] = dict(metadata.get("labels") or {}) | _labels(work)
     return template
@@ -566,6 +578,12 @@ def services(work: PlacementWork) -> list[JSON]:
     )
 
 
+def config_objects(work: PlacementWork) -> list[JSON]:
+    """The lease's ConfigMaps and Secrets, under their own names in the placement's namespace."""
+    where = target_namespace(work.name)
+    return [provider_object(copy, namespace=where, labels=_labels(work)) for copy in work.config]
+
+
 def manifests(work: PlacementWork) -> list[JSON]:
     """Every object of a placement, in the order they must be applied."""
     return [
@@ -573,6 +591,7 @@ def manifests(work: PlacementWork) -> list[JSON]:
         resource_quota(work),
         limit_range(work),
         network_policy(work),
+        *config_objects(work),
         *services(work),
         workload(work),
     ]

@@ -181,9 +181,12 @@ JOB_RULES = cel_rules(
     Cel(
         "has(self.job) == has(oldSelf.job) && (!has(self.job) || (self.job == oldSelf.job"
         " && self.replicas == oldSelf.replicas && self.resources == oldSelf.resources"
-        " && self.template == oldSelf.template))",
-        "spec.job cannot be added or removed, and a Job lease's job, replicas, resources and"
-        " template are immutable (a started Job cannot change): create a new lease",
+        " && self.template == oldSelf.template && has(self.imagePullSecrets) =="
+        " has(oldSelf.imagePullSecrets) && (!has(self.imagePullSecrets)"
+        " || self.imagePullSecrets == oldSelf.imagePullSecrets)))",
+        "spec.job cannot be added or removed, and a Job lease's job, replicas, resources,"
+        " template and imagePullSecrets are immutable (a started Job cannot change): create a"
+        " new lease",
         reason="FieldValueForbidden",
     ),
 )
@@ -302,12 +305,18 @@ class ComputeLeaseSpec(ApiModel):
     config_from: list[ConfigSource] | None = Field(
         default=None,
         max_length=32,
-        description="Secrets and ConfigMaps of this namespace copied with the workload.",
+        description="Secrets and ConfigMaps of this namespace copied with the workload to the"
+        " placement's namespace on the provider, under their own names, and kept in sync: the"
+        " template references them as usual (envFrom, env valueFrom, configMap/secret volumes)."
+        " The template may reference no other ConfigMap or Secret. Nothing is placed while one"
+        " does not exist (condition Scheduled, reason ConfigNotFound).",
     )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         default=None,
         max_length=8,
-        description="Image pull Secrets of this namespace, copied with the workload, never logged.",
+        description="Image pull Secrets of this namespace, copied with the workload like"
+        " configFrom Secrets (never logged) and set as the pods' imagePullSecrets (the template"
+        " itself may not set them). Immutable for a Job lease.",
     )
     storage: list[StorageRequest] | None = Field(
         default=None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -93,6 +93,14 @@ class LeasePlacementSpec(ApiModel):
     )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         default=None, max_length=8, description="Image pull Secrets copied with the workload."
+    )
+    config_revisions: dict[str, Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        max_length=40,
+        description="What the agent copies to the provider: Kind/name (Secret/app-env,"
+        " ConfigMap/app-config) of every configFrom and imagePullSecrets source, to the"
+        " resourceVersion of the source the hub's copy in this namespace was made from"
+        " (docs/config-and-secrets.md). Names and versions only, never data.",
     )
     storage: list[StorageRequest] | None = Field(
         default=None,

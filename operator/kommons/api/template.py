@@ -272,6 +272,13 @@ TEMPLATE_RULES: tuple[TemplateRule, ...] = (
     TemplateRule("pod", "automountServiceAccountToken", NOT_TRUE, NO_TOKEN),
     TemplateRule(
         "pod",
+        "imagePullSecrets",
+        ABSENT,
+        "list them in the lease's spec.imagePullSecrets instead: the agent copies those Secrets"
+        " to the provider and sets the pods' imagePullSecrets from them",
+    ),
+    TemplateRule(
+        "pod",
         "enableServiceLinks",
         NOT_TRUE,
         "leased pods get no environment variables describing the provider's services",
@@ -740,6 +747,9 @@ class PodSpec(LooseModel):
     )
     enable_service_links: bool | None = Field(
         default=None, description="Must be absent or false (the agent sets false)."
+    )
+    image_pull_secrets: list[Obj] | None = Field(
+        default=None, max_length=8, description="Refused: set the lease's spec.imagePullSecrets."
     )
     node_name: str | None = Field(default=None, max_length=253, description="Refused.")
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(

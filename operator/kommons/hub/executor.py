@@ -18,7 +18,8 @@ from typing import Any
 
 from kommons.api import ComputeLease, LeasePlacement
 from kommons.api_names import FINALIZER_HUB, LABEL_LEASE_UID
-from kommons.hub.plan import LeaseEvent, LeasePlan
+from kommons.config_copies import hub_copy
+from kommons.hub.plan import CopyWrite, LeaseEvent, LeasePlan
 from kommons.kube import Conflict, Kube, NotFound
 from kommons.kube import resources as r
 
@@ -39,6 +40,8 @@ class Outcome:
     """Placements created or replaced, as returned."""
     deleted: list[LeasePlacement] = field(default_factory=list)
     """Placements deleted, or already gone."""
+    copies: list[JSON] = field(default_factory=list)
+    """Metadata of the config copies written (never their data)."""
     conflict: bool = False
     """A precondition failed: plan again from fresher objects."""
 
@@ -57,7 +60,7 @@ class Executor:
         """Apply ``plan`` for ``lease``.
 
         Order: Events; a finalizer to add (before any placement is created); placements;
-        then the finalizer to remove, or the status.
+        the config copies next to them; then the finalizer to remove, or the status.
         """
         outcome = Outcome()
         for event in plan.events:  # first: whoever sees the new status finds its Event too
@@ -72,6 +75,7 @@ class Executor:
                 if outcome.lease is None:
                     return outcome  # the lease is gone: write nothing for it
             self._placements(plan, outcome)
+            self._copies(plan, outcome)
             if plan.remove_finalizer and self._placements_left(lease, outcome):
                 outcome.conflict = True  # the view was behind: plan again with them
             elif plan.remove_finalizer:
@@ -95,6 +99,57 @@ class Executor:
             if meta.deletion_timestamp is None:
                 self.kube.delete(r.LEASE_PLACEMENTS, str(meta.name), meta.namespace, uid=meta.uid)
             outcome.deleted.append(placement)
+
+    def _copies(self, plan: LeasePlan, outcome: Outcome) -> None:
+        """Write each copy from the source as it is now, owned by its placement.
+
+        The placement's uid comes from the object the plan saw or, for a new one, from the
+        create just done. A source gone meanwhile is skipped (its watch event re-plans the
+        lease, which then waits for it). Nothing of the data is logged.
+        """
+        uids: dict[tuple[str, str], str | None] = {
+            (str(p.metadata.namespace), str(p.metadata.name)): p.metadata.uid
+            for p in (*plan.update, *plan.create)
+            if p.metadata.uid
+        }
+        for body in outcome.written:
+            meta = body.get("metadata") or {}
+            uids[(str(meta.get("namespace")), str(meta.get("name")))] = meta.get("uid")
+        for write in plan.copies:
+            outcome.copies.extend(self._copy(write, uids.get((write.namespace, write.placement))))
+
+    def _copy(self, write: CopyWrite, owner_uid: str | None) -> list[JSON]:
+        resource = r.SECRETS if write.kind == "Secret" else r.CONFIGMAPS
+        source = self.kube.get_or_none(resource, write.name, write.source_namespace)
+        if source is None:
+            log.info(
+                "%s %s/%s is gone: no copy for placement %s",
+                write.kind,
+                write.source_namespace,
+                write.name,
+                write.placement,
+            )
+            return []
+        if owner_uid is None:  # a placement the plan kept: read its uid
+            found = self.kube.get_or_none(r.LEASE_PLACEMENTS, write.placement, write.namespace)
+            owner_uid = ((found or {}).get("metadata") or {}).get("uid")
+        body = hub_copy(
+            source,
+            kind=write.kind,
+            placement=write.placement,
+            namespace=write.namespace,
+            owner_uid=owner_uid,
+        )
+        written = self.kube.apply(r.SECRETS, body)
+        log.info(
+            "copied %s %s/%s to %s for placement %s",
+            write.kind,
+            write.source_namespace,
+            write.name,
+            write.namespace,
+            write.placement,
+        )
+        return [written.get("metadata") or {}]
 
     def _placements_left(self, lease: ComputeLease, outcome: Outcome) -> bool:
         """Read the lease's placements from the API server before its finalizer goes.

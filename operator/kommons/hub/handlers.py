@@ -679,6 +679,20 @@ def build_registry(
             view.namespaces[name] = dict(labels)
             hub.wake_waiting()
 
+    def _config_changed(keys: list[str]) -> None:
+        if hub.ready.is_set():  # before that, every lease is planned anyway
+            for key in keys:
+                hub.queue.add(key)
+
+    # config and secrets (kommons.config_copies): names and versions only, never data
+    @kopf.index("", "v1", "secrets", registry=registry)
+    async def secret_index(body: kopf.Body, **_: Any) -> None:
+        _config_changed(view.set_config("Secret", body))
+
+    @kopf.index("", "v1", "configmaps", registry=registry)
+    async def configmap_index(body: kopf.Body, **_: Any) -> None:
+        _config_changed(view.set_config("ConfigMap", body))
+
     # --- regular handlers: kopf starts them once every index is populated --------------
 
     @kopf.on.event(*LEASES, registry=registry)
@@ -728,6 +742,18 @@ def build_registry(
             gone = view.accounts.pop(name, None)
             for key in view.leases_billed_by(gone) if gone is not None else ():
                 hub.queue.add(key)  # billed to another account now, or to none
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    async def secret_deleted(name: str, namespace: str | None, type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            _config_changed(view.remove_config("Secret", str(namespace), name))
+
+    @kopf.on.event("", "v1", "configmaps", registry=registry)
+    async def configmap_deleted(
+        name: str, namespace: str | None, type: str | None, **_: Any
+    ) -> None:
+        if type == "DELETED":
+            _config_changed(view.remove_config("ConfigMap", str(namespace), name))
 
     @kopf.on.event("", "v1", "namespaces", registry=registry)
     async def namespace_deleted(name: str, type: str | None, **_: Any) -> None:

@@ -6,7 +6,8 @@ scheduler's :class:`~kommons.scheduler.Market` with one *hold* per placement who
 the provider's last inventory report does not include yet.
 
 Everything here is a cache of the API server, rebuildable from a list + watch; its size is
-O(leases + placements + providers + pools + accounts + namespaces), nothing grows otherwise.
+O(leases + placements + providers + pools + accounts + namespaces + ConfigMaps and Secrets of
+the hub cluster, kept as name and version only), nothing grows otherwise.
 It is used from the hub's event loop thread only (not thread-safe, no locks).
 """
 
@@ -28,6 +29,14 @@ from kommons.api import (
     ObjectMeta,
     Provider,
     ProviderPool,
+)
+from kommons.api_names import PROVIDER_NAMESPACE_PREFIX
+from kommons.config_copies import (
+    LABEL_COPY,
+    UNCOPYABLE_SECRET_TYPES,
+    copy_revision,
+    revision_key,
+    sources,
 )
 from kommons.hub.edge import parse
 from kommons.hub.payment import accounts_selecting
@@ -126,6 +135,11 @@ class MarketView:
         """Provider → its last report's accounted leases (``ns/name`` → replicas)."""
         self._placements_on: dict[str, set[str]] = {}
         """Provider → lease uids with a placement there (to re-hold on each report)."""
+        self.config: dict[tuple[str, str, str], str | None] = {}
+        """Tenant ConfigMaps and Secrets: (namespace, kind, name) → resourceVersion (``None``:
+        not copyable). Names and versions only, never data (kommons.config_copies)."""
+        self.copies: dict[tuple[str, str], str] = {}
+        """The hub's config copies: (provider namespace, name) → source resourceVersion."""
 
     # --- clocks ---------------------------------------------------------------------------
 
@@ -385,7 +399,51 @@ class MarketView:
             ready_timeout=ready_timeout,
             unreachable=self.unreachable({p.spec.provider for p in placements}),
             replace_after=replace_after,
+            config=self.config,
+            copies=self.copies,
         )
+
+    # --- config and secrets (kommons.config_copies) -------------------------------------------
+
+    def set_config(self, kind: str, body: Mapping[str, Any]) -> list[str]:
+        """A ConfigMap or Secret was added or changed: record its version (never its data).
+
+        Returns the keys of the leases that take it along (their copies must follow). In a
+        provider's hub namespace only the hub's copies are recorded.
+        """
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        version = str(meta.get("resourceVersion"))
+        if namespace.startswith(PROVIDER_NAMESPACE_PREFIX):
+            if kind == "Secret" and (meta.get("labels") or {}).get(LABEL_COPY) == "true":
+                self.copies[(namespace, name)] = copy_revision(body) or ""
+            return []
+        copyable = kind != "Secret" or body.get("type") not in UNCOPYABLE_SECRET_TYPES
+        key = (namespace, kind, name)
+        known = self.config.get(key, "")
+        self.config[key] = version if copyable else None
+        return self.leases_taking(namespace, kind, name) if known != self.config[key] else []
+
+    def remove_config(self, kind: str, namespace: str, name: str) -> list[str]:
+        """A ConfigMap or Secret is gone; returns the keys of the leases that take it along."""
+        if namespace.startswith(PROVIDER_NAMESPACE_PREFIX):
+            self.copies.pop((namespace, name), None)
+            return []
+        self.config.pop((namespace, kind, name), None)
+        return self.leases_taking(namespace, kind, name)
+
+    def leases_taking(self, namespace: str, kind: str, name: str) -> list[str]:
+        """Keys of the leases of ``namespace`` whose configFrom/imagePullSecrets name it."""
+        wanted = revision_key(kind, name)
+        return [
+            key
+            for key, lease in self.leases.items()
+            if lease.metadata.namespace == namespace
+            and any(
+                s.key == wanted
+                for s in sources(lease.spec.config_from, lease.spec.image_pull_secrets)
+            )
+        ]
 
     # --- failover (kommons.hub.failover) ----------------------------------------------------
 

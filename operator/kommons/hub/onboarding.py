@@ -160,6 +160,13 @@ def rbac_objects(provider: str) -> list[JSON]:
                     "verbs": ["create", "patch"],
                 },
                 {
+                    # The hub's copies of its placements' ConfigMaps and Secrets
+                    # (kommons.config_copies): read by name, never written.
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "verbs": ["get"],
+                },
+                {
                     # Its answers to `kommons logs` (kommons.lease_logs), in this namespace only.
                     "apiGroups": [""],
                     "resources": ["configmaps"],

@@ -61,12 +61,14 @@ def placement_spec(
     expires_at: datetime | None = None,
     job: JobSpec | None = None,
     fencing_token: int | None = None,
+    config_revisions: dict[str, str] | None = None,
 ) -> LeasePlacementSpec:
     """The spec of the placement putting ``replicas`` of ``lease`` on ``provider``.
 
     ``expires_at`` is the lease's term end and ``job`` this provider's share of a Job lease
     (:mod:`kommons.hub.lifecycle`); ``fencing_token`` is the hub's token for it
-    (:mod:`kommons.hub.failover`).
+    (:mod:`kommons.hub.failover`); ``config_revisions`` the versions of the ConfigMaps and
+    Secrets it takes along (:mod:`kommons.config_copies`).
     """
     meta = lease.metadata
     copied = {name: getattr(lease.spec, name) for name in SPEC_FIELDS_COPIED}
@@ -80,6 +82,7 @@ def placement_spec(
         expires_at=expires_at,
         job=job,
         fencing_token=fencing_token,
+        config_revisions=config_revisions,
         **copied,
     )
 
@@ -94,6 +97,7 @@ def placement_object(
     expires_at: datetime | None = None,
     job: JobSpec | None = None,
     fencing_token: int | None = None,
+    config_revisions: dict[str, str] | None = None,
 ) -> LeasePlacement:
     """A new ``LeasePlacement`` for ``replicas`` of ``lease`` on ``provider``."""
     meta = lease.metadata
@@ -119,6 +123,7 @@ def placement_object(
             expires_at=expires_at,
             job=job,
             fencing_token=fencing_token,
+            config_revisions=config_revisions,
         ),
     )
 

@@ -9,7 +9,8 @@ The branches, in order (``docs/architecture.md`` has the table):
 
 1. deleting: delete every live placement; drop the finalizer once none is left.
 2. gates: pool missing, namespace not admitted by the pool, no BillingAccount, template the
-   agent would refuse: nothing is scheduled, existing placements are kept (fail safe).
+   agent would refuse, config the lease takes along missing or unlisted (:func:`config_gate`):
+   nothing is scheduled, existing placements are kept (fail safe).
 3. stale placements: a placement whose per-replica resources differ from the lease's, or
    whose locked price is above the lease's ``maxPricePerHour``, is re-placed: its replicas are
    scheduled again (possibly on the same provider, at that provider's current price, with an
@@ -24,6 +25,9 @@ The lease's life (:mod:`kommons.hub.lifecycle`, hooks marked ``lifecycle``): a l
 term passed or whose Job finished ends (placements deleted, the lease kept with phase
 ``Expired``, ``Succeeded`` or ``Failed``) right after branch 1; a resumed lease's suspended
 placements go back where they still fit and are re-placed (branch 3) where they do not.
+Config (:mod:`kommons.config_copies`): every placement written carries
+``configRevisions`` (the versions of the ConfigMaps and Secrets the lease takes along), and
+the plan lists the copies to (re)write next to them (``copies``).
 Failover (:mod:`kommons.hub.failover`) hooks into 1 and 3: a deleted lease does not wait for
 placements on Unreachable providers (bounded deletion), and a placement on an Unreachable
 provider, or one whose replicas stay not ready for a provider-side reason, is one more stale
@@ -46,8 +50,9 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from kommons import config_copies
 from kommons.api import (
     ENDPOINTS_CONDITION,
     BillingAccountStatus,
@@ -151,6 +156,26 @@ class World:
     """The paying account's status: the payment guard's last assessment."""
     payment_guard: bool = False
     """Whether the payment guard runs (the hub has ``--chain-rpc``)."""
+    config: Mapping[tuple[str, str, str], str | None] = field(default_factory=dict)
+    """ConfigMaps and Secrets of tenant namespaces: ``(namespace, kind, name)`` →
+    ``resourceVersion`` (``None``: exists but cannot be copied, e.g. a service-account token).
+    Names and versions only: the hub keeps no data in memory."""
+    copies: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """The hub's copies in providers' hub namespaces: ``(namespace, name)`` → the source
+    ``resourceVersion`` each was made from (:mod:`kommons.config_copies`)."""
+
+
+@dataclass(frozen=True)
+class CopyWrite:
+    """A copy of a tenant's ConfigMap or Secret the hub (re)writes for one placement."""
+
+    placement: str
+    """The placement's name."""
+    namespace: str
+    """The placement's namespace (the provider's hub namespace), where the copy goes."""
+    kind: config_copies.Kind
+    name: str
+    source_namespace: str
 
 
 @dataclass
@@ -178,6 +203,8 @@ class LeasePlan:
     """Plan again after this many seconds even if nothing changes (readiness timeout)."""
     endings: list[PlacementEnding] = field(default_factory=list)
     """Placements this plan ends (a subset of ``delete``), for providers' reputation."""
+    copies: list[CopyWrite] = field(default_factory=list)
+    """Copies of ConfigMaps and Secrets to (re)write next to the placements, after them."""
 
     @property
     def writes(self) -> int:
@@ -188,6 +215,7 @@ class LeasePlan:
             + len(self.delete)
             + int(self.status is not None)
             + int(self.add_finalizer or self.remove_finalizer)
+            + len(self.copies)
         )
 
 
@@ -215,7 +243,8 @@ def gates(
     account = world.account
     paying = (pay or payment_of(lease, world)).gate
     blocked: Gate | None = None
-    violations = template_violations(lease.spec.template.to_api(), path="spec.template")
+    template = lease.spec.template.to_api()
+    violations = template_violations(template, path="spec.template")
     if world.pool is None:
         blocked = Gate(
             "Scheduled", False, "PoolNotFound", f"ProviderPool {pool_name} does not exist"
@@ -234,7 +263,87 @@ def gates(
         blocked = Gate("Scheduled", False, "NoBillingAccount", paying.message)
     elif violations:
         blocked = Gate("Scheduled", False, "InvalidTemplate", "; ".join(violations))
+    else:
+        blocked = config_gate(lease, world, template=template)
     return [paying] + ([blocked] if blocked else []), blocked
+
+
+def config_revisions(lease: ComputeLease, world: World) -> dict[str, str] | None:
+    """``Kind/name`` → resourceVersion of what the lease takes along (``None``: nothing).
+
+    Only sources that exist (:func:`config_gate` holds the lease back otherwise).
+    """
+    namespace = str(lease.metadata.namespace)
+    out: dict[str, str] = {}
+    for source in config_copies.sources(lease.spec.config_from, lease.spec.image_pull_secrets):
+        revision = world.config.get((namespace, source.kind, source.name))
+        if revision:
+            out[source.key] = revision
+    return out or None
+
+
+def config_gate(
+    lease: ComputeLease, world: World, *, template: Mapping[str, Any] | None = None
+) -> Gate | None:
+    """``Scheduled=False`` while the lease's config cannot go along with it, else ``None``.
+
+    Reasons: ``ConfigNotListed`` (the template references a ConfigMap or Secret that
+    ``spec.configFrom`` does not list: it would never exist on the provider),
+    ``ConfigNotFound`` (a listed one does not exist; nothing is placed until it does),
+    ``ConfigNotCopyable`` (a service-account token Secret, meaningful on the hub only).
+    ``template`` is the lease's template in wire form, when the caller has it already.
+    """
+    namespace = str(lease.metadata.namespace)
+    listed = config_copies.sources(lease.spec.config_from, lease.spec.image_pull_secrets)
+    if template is None:
+        template = lease.spec.template.to_api()
+    unlisted = config_copies.unlisted_references(template, listed)
+    if unlisted:
+        return Gate("Scheduled", False, "ConfigNotListed", "; ".join(unlisted))
+    missing = [s for s in listed if (namespace, s.kind, s.name) not in world.config]
+    if missing:
+        named = "; ".join(
+            f"{s.kind} {s.name} ({s.field}) does not exist in namespace {namespace}"
+            for s in missing
+        )
+        return Gate(
+            "Scheduled", False, "ConfigNotFound", f"{named}: nothing is placed until it exists"
+        )
+    uncopyable = [s for s in listed if world.config.get((namespace, s.kind, s.name)) is None]
+    if uncopyable:
+        return Gate(
+            "Scheduled",
+            False,
+            "ConfigNotCopyable",
+            "; ".join(
+                f"{s.kind} {s.name} ({s.field}) is a service-account token of the hub, which"
+                " means nothing on a provider: list another Secret"
+                for s in uncopyable
+            ),
+        )
+    return None
+
+
+def copy_writes(
+    lease: ComputeLease, world: World, placements: Sequence[LeasePlacement]
+) -> list[CopyWrite]:
+    """The copies to (re)write next to ``placements``.
+
+    Each source of the lease, for each placement whose copy is missing or was made from
+    another version of the source.
+    """
+    namespace = str(lease.metadata.namespace)
+    revisions = config_revisions(lease, world) or {}
+    out: list[CopyWrite] = []
+    for placement in placements:
+        name = str(placement.metadata.name)
+        where = str(placement.metadata.namespace)
+        for key, revision in sorted(revisions.items()):
+            kind, source = config_copies.split_key(key)
+            copy = config_copies.copy_name(name, kind, source)
+            if world.copies.get((where, copy)) != revision:
+                out.append(CopyWrite(name, where, kind, source, namespace))
+    return out
 
 
 def _payment_events(lease: ComputeLease, pay: payment.LeasePayment) -> list[LeaseEvent]:
@@ -405,6 +514,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     account = world.account
     request = lease_request(lease)
     wanted = lease.spec.replicas
+    revisions = config_revisions(lease, world)
 
     # lifecycle: a resumed lease's suspended placements go back only where they still fit
     resume = lifecycle.resume_check(
@@ -492,6 +602,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             expires_at=expiry,
             job=shares.get(provider),
             fencing_token=placement.spec.fencing_token or next(tokens),
+            config_revisions=revisions,
         )
         if same_spec(placement.spec, desired):
             after.append(placement)
@@ -513,6 +624,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
                 expires_at=expiry,
                 job=shares.get(provider),
                 fencing_token=old.spec.fencing_token or next(tokens),
+                config_revisions=revisions,
             )
             updated = old.model_copy(update={"spec": spec})
             plan.update.append(updated)
@@ -535,6 +647,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             expires_at=expiry,
             job=shares.get(provider),
             fencing_token=next(tokens),
+            config_revisions=revisions,
         )
         plan.create.append(new)
         after.append(new)
@@ -587,6 +700,10 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         plan.decision = lifecycle.merge_decisions(plan.decision, resume.decision)
         plan.request = request
         plan.events.append(LeaseEvent("Normal", "Resumed", resume.decision.message))
+    # config: copies next to every placement that asks for the current versions
+    plan.copies = copy_writes(
+        lease, world, [p for p in after if p.spec.config_revisions == revisions]
+    )
     issued = [p.spec.fencing_token or 0 for p in (*plan.create, *plan.update)]
     token = max([failover.token_base(lease, world.placements), *issued])
     return _finish(
@@ -603,12 +720,16 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
 
 
 __all__ = [
+    "CopyWrite",
     "LeaseEvent",
     "LeasePlan",
     "MarketReader",
     "PlacementEndKind",
     "PlacementEnding",
     "World",
+    "config_gate",
+    "config_revisions",
+    "copy_writes",
     "ending",
     "gates",
     "payment_of",

@@ -25,6 +25,8 @@ policy                         what a provider agent may change
 status``                       FIELDS`); never phase, reputation, lastHeartbeatTime, conditions.
 ``kommons-agent-heartbeat``    its heartbeat Lease ``kommons-agent`` in its own namespace: the
                                spec only (renewal); never labels or annotations; no create.
+``kommons-agent-config-        no Secret at all: those in its hub namespace are the hub's copies
+copies``                       of its placements' config (it may only read them, RBAC ``get``).
 =============================  =============================================================
 
 Objects of custom resources are untyped in CEL (type checking does not cover CRD fields), so
@@ -477,9 +479,38 @@ def heartbeat_policy() -> JSON:
     )
 
 
+def config_copy_policy() -> JSON:
+    """``kommons-agent-config-copies``: a provider agent never writes a Secret on the hub.
+
+    The Secrets in a provider's hub namespace are the hub's copies of the tenant ConfigMaps
+    and Secrets its placements take along (:mod:`kommons.config_copies`). The agent's RBAC is
+    ``get`` there; this policy keeps a forged or altered copy out even if RBAC were widened.
+    """
+    return _policy(
+        "kommons-agent-config-copies",
+        [_rule("", ["secrets"], ["CREATE", "UPDATE", "DELETE"])],
+        [],
+        [
+            _validation(
+                "false",
+                "Secrets in a provider's hub namespace are the hub's copies of the ConfigMaps and"
+                " Secrets a LeasePlacement takes along; provider agents may only read them, never"
+                " create, change or delete one",
+                update_only=False,
+            )
+        ],
+    )
+
+
 def agent_policies() -> list[JSON]:
     """Every ``ValidatingAdmissionPolicy`` that bounds what provider agents may write."""
-    return [placement_policy(), provider_policy(), provider_status_policy(), heartbeat_policy()]
+    return [
+        placement_policy(),
+        provider_policy(),
+        provider_status_policy(),
+        heartbeat_policy(),
+        config_copy_policy(),
+    ]
 
 
 def binding(policy: JSON) -> JSON:
