@@ -462,6 +462,29 @@ def test_the_executor_writes_copies_after_the_placement_owned_by_it() -> None:
     assert all("data" not in meta for meta in outcome.copies)
 
 
+def test_a_kept_placements_missing_copy_is_owned_by_the_uid_the_plan_saw() -> None:
+    """A kept placement's copy is owned by the uid the plan saw; no second read of it."""
+    the_lease = lease()
+    placements = served(plan_of(the_lease, known(SECRET, CONFIG_MAP, PULL)))
+    name = str(placements[0].metadata.name)
+    ns = "kommons-provider-cheap"
+    copies = {  # the Secret's copy is gone (deleted by hand, say)
+        (ns, copy_name(name, "ConfigMap", "app-config")): "73",
+        (ns, copy_name(name, "Secret", "registry")): "72",
+    }
+    plan = plan_of(the_lease, known(SECRET, CONFIG_MAP, PULL), placements=placements, copies=copies)
+    assert not plan.update
+    assert not plan.create
+    assert [(c.name, c.owner_uid) for c in plan.copies] == [("app-env", "p-0")]
+    plan.events = []
+    plan.status = None
+    kube = FakeKube({("secrets", "app-env"): SECRET})
+    Executor(kube).execute(the_lease, plan)  # type: ignore[arg-type]
+    assert kube.calls == ["apply secrets"]
+    (body,) = kube.applied
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "p-0"
+
+
 # --- the agent ------------------------------------------------------------------------------
 
 

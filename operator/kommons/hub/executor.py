@@ -107,16 +107,13 @@ class Executor:
         create just done. A source gone meanwhile is skipped (its watch event re-plans the
         lease, which then waits for it). Nothing of the data is logged.
         """
-        uids: dict[tuple[str, str], str | None] = {
-            (str(p.metadata.namespace), str(p.metadata.name)): p.metadata.uid
-            for p in (*plan.update, *plan.create)
-            if p.metadata.uid
-        }
+        created: dict[tuple[str, str], str | None] = {}
         for body in outcome.written:
             meta = body.get("metadata") or {}
-            uids[(str(meta.get("namespace")), str(meta.get("name")))] = meta.get("uid")
+            created[(str(meta.get("namespace")), str(meta.get("name")))] = meta.get("uid")
         for write in plan.copies:
-            outcome.copies.extend(self._copy(write, uids.get((write.namespace, write.placement))))
+            owner = write.owner_uid or created.get((write.namespace, write.placement))
+            outcome.copies.extend(self._copy(write, owner))
 
     def _copy(self, write: CopyWrite, owner_uid: str | None) -> list[JSON]:
         resource = r.SECRETS if write.kind == "Secret" else r.CONFIGMAPS
@@ -130,9 +127,6 @@ class Executor:
                 write.placement,
             )
             return []
-        if owner_uid is None:  # a placement the plan kept: read its uid
-            found = self.kube.get_or_none(r.LEASE_PLACEMENTS, write.placement, write.namespace)
-            owner_uid = ((found or {}).get("metadata") or {}).get("uid")
         body = hub_copy(
             source,
             kind=write.kind,

@@ -176,6 +176,9 @@ class CopyWrite:
     kind: config_copies.Kind
     name: str
     source_namespace: str
+    owner_uid: str | None = None
+    """The placement's uid as the plan saw it; ``None`` for a placement this plan creates
+    (the executor takes it from the create)."""
 
 
 @dataclass
@@ -282,21 +285,17 @@ def config_revisions(lease: ComputeLease, world: World) -> dict[str, str] | None
     return out or None
 
 
-def config_gate(
-    lease: ComputeLease, world: World, *, template: Mapping[str, Any] | None = None
-) -> Gate | None:
+def config_gate(lease: ComputeLease, world: World, *, template: Mapping[str, Any]) -> Gate | None:
     """``Scheduled=False`` while the lease's config cannot go along with it, else ``None``.
 
     Reasons: ``ConfigNotListed`` (the template references a ConfigMap or Secret that
     ``spec.configFrom`` does not list: it would never exist on the provider),
     ``ConfigNotFound`` (a listed one does not exist; nothing is placed until it does),
     ``ConfigNotCopyable`` (a service-account token Secret, meaningful on the hub only).
-    ``template`` is the lease's template in wire form, when the caller has it already.
+    ``template`` is the lease's template in wire form (the caller rendered it already).
     """
     namespace = str(lease.metadata.namespace)
     listed = config_copies.sources(lease.spec.config_from, lease.spec.image_pull_secrets)
-    if template is None:
-        template = lease.spec.template.to_api()
     unlisted = config_copies.unlisted_references(template, listed)
     if unlisted:
         return Gate("Scheduled", False, "ConfigNotListed", "; ".join(unlisted))
@@ -342,7 +341,7 @@ def copy_writes(
             kind, source = config_copies.split_key(key)
             copy = config_copies.copy_name(name, kind, source)
             if world.copies.get((where, copy)) != revision:
-                out.append(CopyWrite(name, where, kind, source, namespace))
+                out.append(CopyWrite(name, where, kind, source, namespace, placement.metadata.uid))
     return out
 
 
