@@ -342,7 +342,15 @@ def test_low_escrow_suspends_after_the_grace_and_a_top_up_resumes(
     assert "paymentSuspendedAt" not in resumed["status"]
     assert _condition(resumed, "PaymentOK")["reason"] == "EscrowCovers"
     assert hub.get(r.BILLING_ACCOUNTS, account)["status"]["standing"] == "Covered"
-    assert len(_pods(prov_a, provider_ns)) == 2
+    # a resume may re-place the replicas (new placements, new namespaces): count them all
+    resumed_namespaces = {p["namespace"] for p in resumed["status"]["placements"]}
+    assert {p["provider"] for p in resumed["status"]["placements"]} == {"prov-a"}
+    wait_for(
+        lambda: sum(len(_pods(prov_a, ns)) for ns in resumed_namespaces) == 2,
+        timeout=60,
+        what="web's 2 pods on prov-a",
+        every=0.5,
+    )
     reasons = [e["reason"] for e in hub.list(r.EVENTS, namespace)]
     assert {"InsufficientEscrow", "PaymentSuspended", "PaymentResumed"} <= set(reasons), reasons
 

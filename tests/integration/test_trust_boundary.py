@@ -40,7 +40,7 @@ from typing import Any
 
 import pytest
 
-from kommons.kube import Forbidden, Invalid, Kube, KubeError, connect
+from kommons.kube import Conflict, Forbidden, Invalid, Kube, KubeError, connect
 from kommons.kube import resources as r
 from kommons.trust.policies import HEARTBEAT_LEASE
 from kommons_testbed.stack import Stack
@@ -145,12 +145,21 @@ def test_agent_cannot_change_placement_spec_by_put_or_through_status(
     agent: Kube, hub: Kube, placement: JSON
 ) -> None:
     name = placement["metadata"]["name"]
-    body = current(hub, placement)
-    body["spec"]["pricePerHour"] = "99"
-    refused(
-        lambda: agent.request("PUT", r.LEASE_PLACEMENTS.path(AGENT_NS, name), body=body),
-        "spec.pricePerHour",
-    )
+
+    def forged_put() -> None:
+        # A 409 only says the hub or the agent wrote the placement meanwhile (its status, a
+        # metering checkpoint): read it again and retry until admission answers.
+        for _ in range(20):
+            body = current(hub, placement)
+            body["spec"]["pricePerHour"] = "99"
+            try:
+                agent.request("PUT", r.LEASE_PLACEMENTS.path(AGENT_NS, name), body=body)
+                return
+            except Conflict:
+                continue
+        pytest.fail("every PUT of the placement conflicted with a concurrent write")
+
+    refused(forged_put, "spec.pricePerHour")
     # the status subresource keeps everything but status: a spec or label there is dropped
     agent.patch(
         r.LEASE_PLACEMENTS,
