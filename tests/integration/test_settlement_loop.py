@@ -318,6 +318,37 @@ def test_an_epoch_is_sealed_and_committed_once(world: World) -> None:
     assert_committed_once(world)
 
 
+def test_a_restarted_hub_waits_the_seal_delay_before_freezing_an_overdue_epoch(
+    world: World,
+) -> None:
+    before = world.loop()
+    before.step()
+    assert world.phase() == "Open"
+    # the hub is down past epoch 1's end + seal delay; a new one starts acting
+    world.clock.now += timedelta(seconds=EPOCH + SEAL_DELAY + 30)
+    restarted = world.loop()
+    restarted._commit = lambda *_: None  # type: ignore[method-assign]
+    restarted.step()
+    assert world.phase() == "Open", "frozen before the agents' reports could be ingested"
+    assert world.phase(2) == "Open"  # the missed epoch was created all the same
+    # what the agents wrote while no hub acted is ingested in the new hub's first seconds
+    _write_usage(world.kube)
+    world.clock.now += timedelta(seconds=SEAL_DELAY - 1)
+    restarted.step()
+    assert world.phase() == "Open"
+    world.clock.now += timedelta(seconds=1)
+
+    def sealed() -> bool:
+        status = world.epoch().status
+        return status is not None and status.root is not None
+
+    step_until(restarted, sealed)
+    epoch = world.epoch()
+    assert epoch.status is not None
+    assert epoch.status.total == "3.750001"  # every report billed, none late
+    assert epoch.status.leaf_count == 3
+
+
 class Killed(BaseException):
     """What a SIGKILL does to the step: it stops right there."""
 

@@ -93,6 +93,22 @@ def test_epochs_to_seal_in_order() -> None:
     assert epochs_to_seal(existing, T0 + timedelta(seconds=130), 0) == [1, 2]
 
 
+@pytest.mark.parametrize(
+    ("acting_for", "sealed"),
+    [
+        (9, False),  # a hub acting for less than the seal delay freezes nothing yet
+        (10, True),
+        (500, True),
+    ],
+)
+def test_a_new_hub_waits_the_seal_delay_before_freezing(acting_for: int, sealed: bool) -> None:
+    now = T0 + timedelta(seconds=1000)  # epoch 1 (60 s) is long overdue
+    existing = [_w(1, T0), _w(2, T0 + timedelta(seconds=60))]
+    since = now - timedelta(seconds=acting_for)
+    result = epochs_to_seal(existing, now, 10, acting_since=since)
+    assert result == ([1, 2] if sealed else [])
+
+
 def test_epoch_name() -> None:
     assert epoch_name(7) == "epoch-7"
 

@@ -5,8 +5,10 @@ re-reads everything it needs from the API server and the chain; nothing is remem
 steps, so a hub killed at any point resumes where the objects say. One step:
 
 1. **Create** the epochs missing up to "now" (:func:`~kommons.settlement.epochs.epochs_to_create`).
-2. **Freeze** each open epoch ``seal_delay_seconds`` after its end: phase ``Sealed``, no root
-   yet. Metering stops writing usage for it (it writes only for ``Open`` epochs).
+2. **Freeze** each open epoch ``seal_delay_seconds`` after its end (and, after a hub restart
+   or takeover, not before ``seal_delay_seconds`` since this loop's first step, so the agents'
+   reports written while no hub acted are ingested first): phase ``Sealed``, no root yet.
+   Metering stops writing usage for it (it writes only for ``Open`` epochs).
 3. **Seal** a frozen epoch one step later (usage settled): leaves, proofs, root, total
    (:func:`~kommons.settlement.sealing.seal_epoch`), one status write.
 4. **Commit** the lowest sealed epoch not settled yet, as
@@ -174,6 +176,9 @@ class SettlementLoop:
         self.metrics = metrics or HubMetrics()
         self._refused: dict[tuple[int, str, str], str] = {}
         """Claims refused, by (epoch, account, provider) → reason: logged once each."""
+        self.acting_since: datetime | None = None
+        """The clock at this loop's first step: no epoch is frozen before the seal delay
+        has passed since then as well (see :func:`epochs_to_seal`)."""
 
     async def run(self) -> None:
         """Step forever (cancel to stop); a failed step is logged and retried."""
@@ -212,10 +217,15 @@ class SettlementLoop:
     def step(self) -> None:
         """One pass: create, freeze, seal, commit, claim."""
         now = self.clock()
+        if self.acting_since is None:
+            self.acting_since = now
         epochs = self.epochs()
         self._create(epochs, now)
         windows = [_window(e) for e in epochs]
-        for epoch_id in epochs_to_seal(windows, now, self.options.seal_delay_seconds):
+        due = epochs_to_seal(
+            windows, now, self.options.seal_delay_seconds, acting_since=self.acting_since
+        )
+        for epoch_id in due:
             self._patch(epoch_id, {"phase": "Sealed", "sealedAt": _stamp(now), "message": None})
             log.info("epoch %d frozen: usage no longer changes", epoch_id)
         for epoch in epochs:

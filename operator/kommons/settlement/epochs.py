@@ -84,10 +84,22 @@ def epochs_to_create(
 
 
 def epochs_to_seal(
-    existing: Sequence[EpochWindow], now: datetime, seal_delay_seconds: int
+    existing: Sequence[EpochWindow],
+    now: datetime,
+    seal_delay_seconds: int,
+    *,
+    acting_since: datetime | None = None,
 ) -> list[int]:
-    """Ids of the open epochs whose end + ``seal_delay_seconds`` has passed, in increasing order."""
+    """Ids of the open epochs whose end + ``seal_delay_seconds`` has passed, in increasing order.
+
+    ``acting_since`` is when this hub began to act (its loop's first step). The delay counts
+    from it too: an epoch whose seal time passed while no hub acted waits ``seal_delay_seconds``
+    more, so the reports the agents wrote meanwhile are ingested before it is frozen (else
+    their ready time would arrive late, not billed).
+    """
     if seal_delay_seconds < 0:
         raise ValueError(f"seal_delay_seconds: must be >= 0, got {seal_delay_seconds}")
     delay = timedelta(seconds=seal_delay_seconds)
+    if acting_since is not None and acting_since + delay > now:
+        return []
     return sorted(e.epoch_id for e in existing if e.is_open and e.end + delay <= now)
