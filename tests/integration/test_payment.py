@@ -44,6 +44,7 @@ from kommons.scheduler.money import replica_price
 from kommons.trust.policies import tenant_bindings
 from kommons_testbed.processes import wait_for
 from kommons_testbed.proxy import TcpProxy
+from kommons_testbed.settlement_bed import fresh_payer
 from kommons_testbed.stack import Stack
 from tests.integration.conftest import ACCOUNT, lease_body, make_namespace, wait_lease
 
@@ -354,6 +355,52 @@ def test_low_escrow_suspends_after_the_grace_and_a_top_up_resumes(
     reasons = [e["reason"] for e in hub.list(r.EVENTS, namespace)]
     assert {"InsufficientEscrow", "PaymentSuspended", "PaymentResumed"} <= set(reasons), reasons
 
+    hub.delete(r.COMPUTE_LEASES, "web", namespace)
+    hub.delete(r.BILLING_ACCOUNTS, account)
+
+
+def test_a_pending_withdrawal_is_owed_by_the_escrow(payment_hub: Stack, hub: Kube) -> None:
+    deployment = payment_hub.settlement
+    assert deployment is not None
+    price = _replica_price(hub, "prov-a")
+    payer = fresh_payer(deployment, deposit=price * 3)  # 3 replica-hours: covers 1 replica
+    account, namespace = _new_account(hub, payer.address)
+    body = lease_body("web", namespace, replicas=1, cpu="1", memory="1Gi")
+    body["spec"]["placement"] = {"providers": ["prov-a"]}
+    hub.create(r.COMPUTE_LEASES, body, namespace)
+    wait_for(
+        lambda: (
+            _standing(hub, account).get("standing") == "Covered"
+            and _standing(hub, account).get("burnPerHour") == format_units(price)
+        ),
+        timeout=120,
+        what=f"{account} Covered, burning one replica",
+        every=0.5,
+    )
+
+    # the payer asks for 2.5 replica-hours back: what is left no longer covers the horizon
+    chain = deployment.chain(payer)
+    chain.request_withdrawal(price * 5 // 2)
+    wait_for(
+        lambda: _standing(hub, account).get("standing") == "Low",
+        timeout=60,
+        what=f"{account} Low once the withdrawal is pending",
+        every=0.5,
+    )
+    status = _standing(hub, account)
+    assert status["escrowBalance"] == format_units(price * 3)  # still in escrow on chain
+    assert status["pendingWithdrawal"] == format_units(price * 5 // 2)
+    ok = next(c for c in status["conditions"] if c["type"] == "PaymentOK")
+    assert f"pending withdrawal {format_units(price * 5 // 2)}" in ok["message"]
+    lease = wait_lease(
+        hub,
+        namespace,
+        "web",
+        lambda lease: _condition(lease, "PaymentOK").get("reason") == "InsufficientEscrow",
+        what="web PaymentOK=False InsufficientEscrow",
+        timeout=60,
+    )
+    assert "paymentSuspendedAt" not in lease["status"]
     hub.delete(r.COMPUTE_LEASES, "web", namespace)
     hub.delete(r.BILLING_ACCOUNTS, account)
 

@@ -12,6 +12,9 @@ Behaviour matrix:
   (metered usage) -> the account written, its leases not re-planned.
 - the balance drops below the horizon: written Low, leases re-planned.
 - the chain raises: the read is stale (figures kept, balanceStale), never an exception.
+- a confirmed epoch's leaf charging the payer, not claimed: subtracted (its usage, still on the
+  lease, not counted twice); once seen claimed it is not asked again; a pending withdrawal is
+  subtracted too.
 - the chain connection is made on the first read and again after a failed one.
 - the watch delivers an older version of an account: ignored; a selector change re-plans the
   leases of both the old and the new namespaces.
@@ -25,10 +28,11 @@ from typing import Any
 
 import pytest
 
-from kommons.api import BillingAccount, BillingAccountStatus, ComputeLease
+from kommons.api import BillingAccount, BillingAccountStatus, ComputeLease, SettlementEpoch
 from kommons.hub.market_view import MarketView
 from kommons.hub.payment import PaymentSettings
 from kommons.hub.payment_loop import LazyBalances, PaymentLoop, absorb
+from kommons.settlement.chain import Withdrawal
 from tests.unit.test_hub_payment import UNIT, _placement
 from tests.unit.test_hub_plan import lease_body
 
@@ -49,14 +53,28 @@ class Chain:
 
     def __init__(self, balance: int) -> None:
         self.balance = balance
+        self.withdrawal = 0
+        self.claimed: set[tuple[int, str, str]] = set()
         self.down = False
         self.reads: list[str] = []
+        self.claim_reads: list[tuple[int, str, str]] = []
 
     def escrow_of(self, payer: str) -> int:
         self.reads.append(payer)
         if self.down:
             raise ConnectionError("connection refused")
         return self.balance
+
+    def pending_withdrawal(self, payer: str) -> Withdrawal:
+        if self.down:
+            raise ConnectionError("connection refused")
+        return Withdrawal(amount=self.withdrawal, available_at=1 if self.withdrawal else 0)
+
+    def is_claimed(self, epoch_id: int, payer: str, provider: str) -> bool:
+        self.claim_reads.append((epoch_id, payer, provider))
+        if self.down:
+            raise ConnectionError("connection refused")
+        return (epoch_id, payer, provider) in self.claimed
 
 
 class Fixture:
@@ -71,6 +89,7 @@ class Fixture:
         self.written: list[BillingAccountStatus] = []
         self.replanned: list[str] = []
         self.version = 5
+        self.epochs: list[SettlementEpoch] = []
         self.loop = PaymentLoop(
             settings=PaymentSettings(horizon_seconds=3600, grace_seconds=900),
             reader=self.chain,
@@ -78,6 +97,7 @@ class Fixture:
             write=self.write,
             replan=self.replanned.append,
             threads=ThreadPoolExecutor(max_workers=1),
+            epochs=lambda: list(self.epochs),
         )
 
     def write(self, account: BillingAccount, status: BillingAccountStatus) -> dict[str, Any]:
@@ -188,3 +208,88 @@ def test_lazy_balances_connect_on_first_read_and_again_after_a_failure() -> None
         balances.escrow_of(ADDRESS)
     assert balances.escrow_of(ADDRESS) == 7
     assert len(chains) == 2
+
+
+PAYEE = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+
+def confirmed_epoch(epoch_id: int, amount_units: int) -> SettlementEpoch:
+    """A Confirmed epoch with one leaf charging ADDRESS for PAYEE."""
+    return SettlementEpoch.model_validate(
+        {
+            "apiVersion": "kommons.io/v1alpha1",
+            "kind": "SettlementEpoch",
+            "metadata": {"name": f"epoch-{epoch_id}"},
+            "spec": {
+                "epochId": epoch_id,
+                "start": "2026-12-01T00:00:00Z",
+                "end": "2026-12-01T01:00:00Z",
+            },
+            "status": {
+                "phase": "Confirmed",
+                "leaves": [
+                    {
+                        "billingAccount": "acct",
+                        "payer": ADDRESS,
+                        "provider": "p1",
+                        "payee": PAYEE,
+                        "amount": str(amount_units / UNIT),
+                        "amountUnits": str(amount_units),
+                    }
+                ],
+            },
+        }
+    )
+
+
+def test_unclaimed_committed_leaves_and_pending_withdrawals_are_owed_by_the_escrow() -> None:
+    f = Fixture(balance=10 * UNIT)  # burn 2/h: needs 2 for the horizon
+    f.epochs = [confirmed_epoch(1, 7 * UNIT)]
+    body = lease_body()  # metering has not folded epoch 1 yet: its usage is still on the lease
+    body["status"] = {
+        "usage": [
+            {
+                "epochId": 1,
+                "provider": "p1",
+                "placementUid": "x",
+                "billingAccount": "acct",
+                "readySeconds": 60,
+                "amount": "7",
+            }
+        ]
+    }
+    f.view.set_lease(ComputeLease.model_validate(body))
+    f.round()
+    assert f.status.committed_unclaimed == "7"
+    assert f.status.accrued_unsettled == "0"  # counted once, as the committed leaf
+    assert f.status.standing == "Covered"  # 10 - 7 = 3 >= 2
+
+    f.chain.withdrawal = 2 * UNIT
+    f.round()
+    assert f.status.pending_withdrawal == "2"
+    assert f.status.standing == "Low"  # 10 - 7 - 2 = 1 < 2
+    message = next(c.message for c in f.status.conditions or [] if c.type == "PaymentOK")
+    assert "less unsettled 0, committed unclaimed 7, pending withdrawal 2 leaves 1" in message
+
+    # the provider claims: the escrow is debited on chain, the leaf is no longer owed
+    f.chain.claimed.add((1, ADDRESS.lower(), PAYEE.lower()))
+    f.chain.balance = 3 * UNIT
+    f.chain.withdrawal = 0
+    f.round()
+    assert f.status.committed_unclaimed is None
+    assert f.status.pending_withdrawal is None
+    assert f.status.standing == "Covered"  # 3 >= 2
+    asked = len(f.chain.claim_reads)
+    f.round()
+    assert len(f.chain.claim_reads) == asked  # a claimed leaf is never asked again
+
+
+def test_an_unreadable_claim_is_a_stale_read() -> None:
+    f = Fixture(balance=10 * UNIT)
+    f.epochs = [confirmed_epoch(1, 9 * UNIT)]
+    f.round()
+    assert f.status.standing == "Low"
+    f.chain.down = True
+    f.round()
+    assert f.status.balance_stale is True
+    assert f.status.committed_unclaimed == "9"  # the last known figures

@@ -43,7 +43,8 @@ class BillingAccountStatus(StatusModel):
 
     standing: Standing | None = Field(
         default=None,
-        description="Covered: the escrow, less what is metered but not settled, pays the"
+        description="Covered: the escrow, less what is metered but not settled, committed but"
+        " not claimed, or asked for in a withdrawal, pays the"
         " projected burn for the payment horizon. Low: it does not; the leases run on until"
         " graceEndsAt. Suspended: the grace ended; the account's leases are suspended until a"
         " top-up covers the horizon again. Absent: the balance was never read.",
@@ -56,6 +57,16 @@ class BillingAccountStatus(StatusModel):
         default=None,
         description="Metered but not yet settled (usage of epochs not confirmed on chain), in"
         " settlement-token units.",
+    )
+    committed_unclaimed: StatusDecimal | None = Field(
+        default=None,
+        description="Committed on chain in confirmed epochs but not claimed yet: a claim will"
+        " debit it from the escrow. Absent when none.",
+    )
+    pending_withdrawal: StatusDecimal | None = Field(
+        default=None,
+        description="Asked for by the payer (requestWithdrawal) and not withdrawn yet. Absent"
+        " when none.",
     )
     burn_per_hour: StatusDecimal | None = Field(
         default=None,

@@ -52,6 +52,7 @@ from kommons.hub.payment_loop import (
     LazyBalances,
     PaymentLoop,
     absorb,
+    read_epochs,
     write_status,
 )
 from kommons.hub.plan import LeasePlan, plan_lease
@@ -600,6 +601,7 @@ def build_registry(
                 write=lambda account, status: write_status(kube, account, status),
                 replan=hub.queue.add,
                 threads=hub.threads,
+                epochs=lambda: read_epochs(kube),
                 on_read_error=hub.metrics.chain_errors.labels(loop="payment").inc,
             )
             hub.tasks.append(asyncio.create_task(guard.run(hub.ready)))

@@ -4,6 +4,8 @@ Every ``--balance-poll-seconds`` the hub (:mod:`kommons.hub.payment_loop`, leade
 each BillingAccount's escrow on chain and :func:`assess` turns it into the account's status::
 
     available = escrow balance - accrued unsettled       (metered, not settled yet)
+                               - committed unclaimed     (confirmed leaves no claim debited yet)
+                               - pending withdrawal      (requested by the payer)
     needed    = burn per hour x horizon / 3600            (rounded up to a base unit)
     covered   = available >= needed
 
@@ -31,7 +33,7 @@ that marker as if ``spec.suspend`` were true. The tenant's spec is never written
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +43,7 @@ from kommons.api import (
     ComputeLease,
     ConditionStatus,
     LeasePlacement,
+    SettlementEpoch,
     Standing,
     get_condition,
     set_condition,
@@ -71,12 +74,62 @@ class PaymentSettings:
 
 @dataclass(frozen=True)
 class Reading:
-    """One attempt to read an escrow balance on chain."""
+    """One attempt to read a payer's escrow on chain, and what it already owes out of it."""
 
     balance: int | None
     """The balance in base units, or ``None`` when the read failed."""
     error: str = ""
     """Why it failed (an exception's class name: no URL, no key)."""
+    committed_unclaimed: int = 0
+    """Base units of leaves charging this payer in confirmed epochs, not claimed yet: a claim
+    will debit them from the balance."""
+    pending_withdrawal: int = 0
+    """Base units the payer asked to withdraw (``requestWithdrawal``), not withdrawn yet."""
+
+
+@dataclass(frozen=True)
+class CommittedLeaf:
+    """One leaf of a confirmed epoch: what a claim may still debit from ``payer``'s escrow."""
+
+    epoch_id: int
+    payer: str
+    """Escrow address, lower case."""
+    payee: str
+    """Provider payout address, lower case."""
+    amount: int
+    """Base units."""
+
+
+def confirmed_epochs(epochs: Iterable[SettlementEpoch]) -> set[int]:
+    """Ids of the epochs committed on chain and confirmed."""
+    return {
+        e.spec.epoch_id
+        for e in epochs
+        if e.spec.epoch_id is not None and e.status is not None and e.status.phase == "Confirmed"
+    }
+
+
+def committed_leaves(epochs: Iterable[SettlementEpoch]) -> dict[str, list[CommittedLeaf]]:
+    """Payer address (lower case) → the leaves charging it in confirmed epochs.
+
+    Their usage has left the leases' ``status.usage`` (folded into ``cost.settled``), yet the
+    escrow still holds it until a claim debits it.
+    """
+    out: dict[str, list[CommittedLeaf]] = {}
+    confirmed = confirmed_epochs(epochs)
+    for epoch in epochs:
+        if epoch.spec.epoch_id not in confirmed or epoch.status is None:
+            continue
+        for leaf in epoch.status.leaves or ():
+            if leaf.payer is None or leaf.payee is None or leaf.amount_units is None:
+                continue
+            payer = leaf.payer.lower()
+            out.setdefault(payer, []).append(
+                CommittedLeaf(
+                    epoch.spec.epoch_id or 0, payer, leaf.payee.lower(), int(leaf.amount_units)
+                )
+            )
+    return out
 
 
 @dataclass(frozen=True)
@@ -121,18 +174,24 @@ def billed_namespaces(
 
 
 def ledgers(
-    leases: Iterable[ComputeLease], placements: Mapping[str, Iterable[LeasePlacement]]
+    leases: Iterable[ComputeLease],
+    placements: Mapping[str, Iterable[LeasePlacement]],
+    confirmed: Collection[int] = (),
 ) -> dict[str, Ledger]:
     """Every account's :class:`Ledger` from the leases and their placements (by lease uid).
 
     Burn: the live placements of leases that neither their tenant suspended nor are being
     deleted (a lease the hub suspended for payment counts: its burn is what a top-up must
-    cover). Unsettled: ``status.usage`` amounts by their ``billingAccount``.
+    cover). Unsettled: ``status.usage`` amounts by their ``billingAccount``, but those of
+    ``confirmed`` epochs (a lease may show them until metering folds them): they are counted
+    as committed leaves instead (:func:`committed_leaves`), never twice.
     """
     burn: dict[str, int] = {}
     unsettled: dict[str, int] = {}
     for lease in leases:
         for usage in (lease.status.usage if lease.status else None) or ():
+            if usage.epoch_id in confirmed:
+                continue
             account = usage.billing_account
             unsettled[account] = unsettled.get(account, 0) + parse_units(usage.amount)
         if lease.spec.suspend or lease.metadata.deletion_timestamp is not None:
@@ -163,22 +222,27 @@ def _stamp(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def _figures(status: BillingAccountStatus, horizon: int) -> tuple[int, int, int, int]:
-    """(balance, unsettled, burn per hour, needed) recorded in ``status``."""
-    balance = parse_units(status.escrow_balance or "0")
-    unsettled = parse_units(status.accrued_unsettled or "0")
-    burn = parse_units(status.burn_per_hour or "0")
-    return balance, unsettled, burn, needed(burn, horizon)
+def _owed(status: BillingAccountStatus) -> list[tuple[str, int]]:
+    """What the escrow already owes, as recorded in ``status``: (what, base units)."""
+    return [
+        ("unsettled", parse_units(status.accrued_unsettled or "0")),
+        ("committed unclaimed", parse_units(status.committed_unclaimed or "0")),
+        ("pending withdrawal", parse_units(status.pending_withdrawal or "0")),
+    ]
 
 
 def _message(status: BillingAccountStatus, settings: PaymentSettings) -> str:
     """The PaymentOK message of an account that was read at least once."""
-    balance, unsettled, burn, need = _figures(status, settings.horizon_seconds)
-    available = balance - unsettled
-    head = (
-        f"escrow {format_units(balance)} less unsettled {format_units(unsettled)} leaves"
-        f" {format_units(available)}"
+    balance = parse_units(status.escrow_balance or "0")
+    burn = parse_units(status.burn_per_hour or "0")
+    need = needed(burn, settings.horizon_seconds)
+    owed = _owed(status)
+    available = balance - sum(amount for _, amount in owed)
+    # unsettled is always named; the other two only when there is some
+    less = ", ".join(
+        f"{what} {format_units(amount)}" for what, amount in owed if amount or what == "unsettled"
     )
+    head = f"escrow {format_units(balance)} less {less} leaves {format_units(available)}"
     projection = f"{settings.horizon_seconds}s of the projected burn of {format_units(burn)}/h"
     short = format_units(need - available)
     grace_end = status.grace_ends_at.isoformat() if status.grace_ends_at else "?"
@@ -250,7 +314,12 @@ def assess(
         ok: ConditionStatus = "True" if previous.standing == "Covered" else "False"
         return _with_condition(status, ok, reason, _message(status, settings), now=now)
 
-    available = reading.balance - ledger.unsettled
+    available = (
+        reading.balance
+        - ledger.unsettled
+        - reading.committed_unclaimed
+        - reading.pending_withdrawal
+    )
     covered = available >= needed(ledger.burn_per_hour, settings.horizon_seconds)
     standing: Standing = "Covered"
     low_since: datetime | None = None
@@ -263,6 +332,8 @@ def assess(
             "standing": standing,
             "escrow_balance": format_units(reading.balance),
             "accrued_unsettled": format_units(ledger.unsettled),
+            "committed_unclaimed": _optional_units(reading.committed_unclaimed),
+            "pending_withdrawal": _optional_units(reading.pending_withdrawal),
             "burn_per_hour": format_units(ledger.burn_per_hour),
             "balance_checked_at": now,
             "balance_stale": None,
@@ -274,6 +345,10 @@ def assess(
     )
     ok = "True" if covered else "False"
     return _with_condition(status, ok, _REASONS[standing], _message(status, settings), now=now)
+
+
+def _optional_units(amount: int) -> str | None:
+    return format_units(amount) if amount else None
 
 
 def _with_condition(

@@ -3,8 +3,10 @@
 Thin: every decision is :mod:`kommons.hub.payment`'s. One round, every
 ``--balance-poll-seconds``:
 
-1. read each account's escrow on chain (``SettlementChain.escrow_of``, in a thread; a failed
-   read is a stale :class:`~kommons.hub.payment.Reading`, logged, never raised);
+1. read each payer's escrow on chain (``SettlementChain.escrow_of``, in a thread), its pending
+   withdrawal, and which of its leaves in confirmed SettlementEpochs are not claimed yet (a
+   leaf seen claimed is remembered, never asked again); a failed read is a stale
+   :class:`~kommons.hub.payment.Reading`, logged, never raised;
 2. :func:`~kommons.hub.payment.assess` each account against its leases' ledger;
 3. write the statuses that are due (PUT on ``/status`` with the observed resourceVersion: a
    conflict is skipped, the next round reads the fresher account);
@@ -19,37 +21,55 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from kommons.api import BillingAccount, BillingAccountStatus, get_condition
+from pydantic import ValidationError
+
+from kommons.api import BillingAccount, BillingAccountStatus, SettlementEpoch, get_condition
 from kommons.hub.edge import parse
 from kommons.hub.market_view import MarketView
 from kommons.hub.payment import (
     PAYMENT_OK,
+    CommittedLeaf,
     Ledger,
     PaymentSettings,
     Reading,
     assess,
     billed_namespaces,
+    committed_leaves,
+    confirmed_epochs,
     lease_message,
     ledgers,
     status_due,
 )
 from kommons.kube import Kube, KubeError
 from kommons.kube import resources as r
+from kommons.settlement.chain import Withdrawal
 
 log = logging.getLogger("kommons.hub.payment")
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
 class BalanceReader(Protocol):
-    """Reads escrow balances on chain (``kommons.settlement.SettlementChain`` is one)."""
+    """Reads escrows on chain (``kommons.settlement.SettlementChain`` is one).
+
+    Every method raises when the chain cannot be read.
+    """
 
     def escrow_of(self, payer: str) -> int:
-        """The escrow of ``payer`` in base units; raises when the chain cannot be read."""
+        """The escrow of ``payer`` in base units."""
+        ...
+
+    def pending_withdrawal(self, payer: str) -> Withdrawal:
+        """``payer``'s withdrawal request (amount 0: none)."""
+        ...
+
+    def is_claimed(self, epoch_id: int, payer: str, provider: str) -> bool:
+        """Whether the leaf (``epoch_id``, ``payer``, ``provider``) has been claimed."""
         ...
 
 
@@ -64,15 +84,26 @@ class LazyBalances:
         self._connect = connect
         self._reader: BalanceReader | None = None
 
-    def escrow_of(self, payer: str) -> int:
-        """The escrow of ``payer`` (connecting first if needed)."""
+    def _call(self, read: Callable[[BalanceReader], T]) -> T:
         if self._reader is None:
             self._reader = self._connect()
         try:
-            return self._reader.escrow_of(payer)
+            return read(self._reader)
         except Exception:
             self._reader = None  # a fresh connection next time
             raise
+
+    def escrow_of(self, payer: str) -> int:
+        """The escrow of ``payer`` (connecting first if needed)."""
+        return self._call(lambda reader: reader.escrow_of(payer))
+
+    def pending_withdrawal(self, payer: str) -> Withdrawal:
+        """``payer``'s withdrawal request (connecting first if needed)."""
+        return self._call(lambda reader: reader.pending_withdrawal(payer))
+
+    def is_claimed(self, epoch_id: int, payer: str, provider: str) -> bool:
+        """Whether the leaf was claimed (connecting first if needed)."""
+        return self._call(lambda reader: reader.is_claimed(epoch_id, payer, provider))
 
 
 def lease_facing(status: BillingAccountStatus | None) -> tuple[object, ...]:
@@ -82,6 +113,17 @@ def lease_facing(status: BillingAccountStatus | None) -> tuple[object, ...]:
     condition = get_condition(status.conditions, PAYMENT_OK)
     message = lease_message(status, condition.message) if condition else None
     return (status.standing, status.balance_stale, message)
+
+
+def read_epochs(kube: Kube) -> list[SettlementEpoch]:
+    """Every SettlementEpoch that parses (one that does not is logged and left out)."""
+    out = []
+    for body in kube.list(r.SETTLEMENT_EPOCHS):
+        try:
+            out.append(parse(SettlementEpoch, body))
+        except ValidationError as exc:
+            log.warning("SettlementEpoch %s ignored: %s", body["metadata"]["name"], exc)
+    return out
 
 
 def write_status(kube: Kube, account: BillingAccount, status: BillingAccountStatus) -> JSON:
@@ -105,6 +147,7 @@ class PaymentLoop:
         write: Callable[[BillingAccount, BillingAccountStatus], JSON],
         replan: Callable[[str], None],
         threads: Executor,
+        epochs: Callable[[], list[SettlementEpoch]] = list,
         on_read_error: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -113,8 +156,12 @@ class PaymentLoop:
         self.write = write
         self.replan = replan
         self.threads = threads
+        self.epochs = epochs
+        """Reads the SettlementEpochs (their confirmed leaves are debts of the escrows)."""
         self.on_read_error = on_read_error
         """Called on every failed balance read (the hub counts them in its metrics)."""
+        self._claimed: set[CommittedLeaf] = set()
+        """Leaves seen claimed on chain: a claim is final, so they are not asked again."""
         self._failing: set[str] = set()
         """Addresses whose last read failed (their failures are logged once)."""
 
@@ -134,10 +181,27 @@ class PaymentLoop:
                 log.exception("payment guard: round failed; trying again next poll")
             await asyncio.sleep(self.settings.poll_seconds)
 
-    def _read(self, address: str) -> Reading:
-        """One balance read; a failure is logged once (a warning) until a read succeeds."""
+    def _unclaimed(self, leaves: Sequence[CommittedLeaf]) -> int:
+        """Base units of ``leaves`` not claimed on chain (claimed ones are remembered)."""
+        total = 0
+        for leaf in leaves:
+            if leaf in self._claimed:
+                continue
+            if self.reader.is_claimed(leaf.epoch_id, leaf.payer, leaf.payee):
+                self._claimed.add(leaf)
+            else:
+                total += leaf.amount
+        return total
+
+    def _read(self, address: str, leaves: Sequence[CommittedLeaf] = ()) -> Reading:
+        """One payer's escrow, pending withdrawal and unclaimed ``leaves`` (its confirmed ones).
+
+        A failure is logged once (a warning) until a read succeeds.
+        """
         try:
             balance = int(self.reader.escrow_of(address))
+            withdrawal = int(self.reader.pending_withdrawal(address).amount)
+            unclaimed = self._unclaimed(leaves)
         except Exception as exc:  # the chain is outside: any failure is a stale read
             self.on_read_error()
             level = logging.DEBUG if address in self._failing else logging.WARNING
@@ -147,19 +211,28 @@ class PaymentLoop:
         if address in self._failing:
             self._failing.discard(address)
             log.info("payment guard: escrow of %s read again", address)
-        return Reading(balance)
+        return Reading(balance, committed_unclaimed=unclaimed, pending_withdrawal=withdrawal)
 
     async def round(self) -> None:
         """Read, assess, write, re-plan: once for every account."""
         loop = asyncio.get_running_loop()
         accounts = dict(self.view.accounts)
+        try:
+            epochs = await loop.run_in_executor(self.threads, self.epochs)
+        except KubeError as exc:  # judged on the balances alone would over-estimate: skip
+            log.warning("payment guard: SettlementEpochs not read, round skipped: %s", exc)
+            return
+        leaves = committed_leaves(epochs)
         readings: dict[str, Reading] = {}
         for address in sorted({a.spec.address for a in accounts.values()}):
-            readings[address] = await loop.run_in_executor(self.threads, self._read, address)
+            mine = leaves.get(address.lower(), [])
+            readings[address] = await loop.run_in_executor(self.threads, self._read, address, mine)
         now = datetime.now(UTC)
         view = self.view
         books = ledgers(
-            view.leases.values(), {u: list(p.values()) for u, p in view.placements.items()}
+            view.leases.values(),
+            {u: list(p.values()) for u, p in view.placements.items()},
+            confirmed_epochs(epochs),
         )
         billed = billed_namespaces(accounts, view.namespaces)
         for name, account in sorted(accounts.items()):
