@@ -11,8 +11,8 @@ transitions on the provider clusters, read independently of Kommons' code.
   replicas over to another provider. Per epoch and placement the usage equals the ground truth
   within 1 s per replica: prov-a's time up to its last heartbeat only (the agent's report of
   the outage is not billed), the new provider's from its pods. Then: confirming an epoch folds
-  its usage into ``cost.settled``; a deleted lease waits (``Settled=False``,
-  ``AwaitingSettlement``) until its epochs are confirmed.
+  its usage into ``cost.settled``; a deleted lease goes at once, its usage of the epochs still
+  open handed over to them (``SettlementEpoch.status.departed``).
 - **crashes** (:func:`test_sigkill_of_agent_and_hub_loses_and_doubles_nothing`): while the
   pods flip on a seeded random schedule, the agent and the hub are SIGKILLed at random moments
   (seeded) and restarted; the totals still equal the ground truth. A pod flips at most once
@@ -384,28 +384,35 @@ def test_metered_time_equals_the_pods_ready_time(
         assert lease["status"]["cost"]["accrued"] == before["cost"]["accrued"]
         _check_amounts(lease, prices)
 
-        # a deleted lease waits until its epochs are settled
+        # a deleted lease goes at once, its usage of the open epochs handed over to them
+        open_ids = {epoch_id for epoch_id, _, _ in epochs[1:]}
+        owed = {e["epochId"] for e in lease["status"]["usage"] if e["epochId"] in open_ids}
+        assert owed, "the lease has no usage in an open epoch to hand over"
         hub.delete(r.COMPUTE_LEASES, name, tenant)
-        waiting = wait_lease(
-            hub,
-            tenant,
-            name,
-            lambda b: any(
-                c.get("type") == "Settled" and c.get("reason") == "AwaitingSettlement"
-                for c in (b.get("status") or {}).get("conditions") or ()
-            ),
-            what="Settled=False AwaitingSettlement",
-            timeout=DEADLINE,
-        )
-        assert waiting["status"]["phase"] == "Terminating"
-        for epoch_id, _, _ in epochs[1:]:
-            _set_phase(hub, epoch_id, "Confirmed")
         wait_for(
             lambda: hub.get_or_none(r.COMPUTE_LEASES, name, tenant) is None,
             timeout=DEADLINE,
-            what="the lease to go once its epochs are confirmed",
+            what="the deleted lease to go without waiting for its epochs",
             every=0.5,
         )
+        for epoch_id in sorted(owed):
+            status = hub.get(r.SETTLEMENT_EPOCHS, f"epoch-{epoch_id}").get("status") or {}
+            assert status.get("phase") in (None, "Open")  # unsettled: the lease did not wait
+            departed = status.get("departed") or []
+            assert departed, f"epoch {epoch_id} has none of the lease's usage"
+            before = {
+                e["placementUid"]: e for e in lease["status"]["usage"] if e["epochId"] == epoch_id
+            }
+            for entry in departed:
+                assert entry["lease"] == f"{tenant}/{name}"
+                assert entry["leaseUid"] == lease["metadata"]["uid"]
+                price = prices[entry["placementUid"]]
+                assert entry["amount"] == format_units(prorate(price, int(entry["readySeconds"])))
+                # the final checkpoints may add time, never take any away
+                if entry["placementUid"] in before:
+                    seen = before[entry["placementUid"]]
+                    assert int(entry["readySeconds"]) >= int(seen["readySeconds"])
+            assert {e["placementUid"] for e in departed} >= set(before)
     finally:
         if not stack.alive(f"agent-{LOST}"):
             stack.start_agent(LOST)

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from eth_utils.crypto import keccak
 
-from kommons.api import SettlementEpoch
+from kommons.api import DepartedUsage, SettlementEpoch
+from kommons.hub.handover import hand_over_to_epoch
 from kommons.hub.settlement_loop import SettlementLoop, SettlementOptions
 from kommons.kube import Kube, connect
 from kommons.kube import resources as r
@@ -347,6 +348,56 @@ def test_a_restarted_hub_waits_the_seal_delay_before_freezing_an_overdue_epoch(
     assert epoch.status is not None
     assert epoch.status.total == "3.750001"  # every report billed, none late
     assert epoch.status.leaf_count == 3
+
+
+def _departed(placement_uid: str, amount: str) -> dict[str, Any]:
+    return DepartedUsage(
+        lease=f"{TENANT}/gone",
+        lease_uid="uid-gone",
+        placement_uid=placement_uid,
+        provider="sl-prov-b",
+        billing_account="sl-beta",
+        ready_seconds=60,
+        amount=amount,
+    ).to_api()
+
+
+def test_usage_handed_over_by_a_deleted_lease_is_sealed_once(world: World) -> None:
+    sealer = world.loop()
+    sealer._commit = lambda *_: None  # type: ignore[method-assign]
+    sealer.step()
+    _write_usage(world.kube)  # the lease still there: 3.750001 in three leaves
+    world.clock.now += timedelta(seconds=EPOCH + SEAL_DELAY)
+    sealer.step()  # frozen: phase Sealed, no root yet
+    frozen = world.epoch()
+    assert frozen.status is not None
+    assert (frozen.status.phase, frozen.status.root) == ("Sealed", None)
+
+    # a lease goes after the seal read the epoch: its usage (one placement new, one the
+    # remaining lease also shows) is handed over with the real conditional write
+    gone = [_departed("gone-1", "0.5"), _departed("p3", "0.25")]
+    assert hand_over_to_epoch(world.kube, 1, gone)
+    sealer._seal(frozen, world.clock.now)  # over the stale read: refused by the API server
+    status = world.epoch().status
+    assert status is not None
+    assert status.root is None
+
+    def sealed() -> bool:
+        status = world.epoch().status
+        return status is not None and status.root is not None
+
+    step_until(sealer, sealed)
+    epoch = world.epoch()
+    assert epoch.status is not None
+    assert epoch.status.total == "4.250001"  # + 0.5 once; p3 counted from the lease only
+    leaves = {(x.billing_account, x.provider): x.amount for x in epoch.status.leaves or []}
+    assert leaves[("sl-beta", "sl-prov-b")] == "0.5"
+    # a hand-over after the seal changes nothing: the leaves already bill the lease
+    assert hand_over_to_epoch(world.kube, 1, [_departed("gone-2", "9")])
+    after = world.epoch().status
+    assert after is not None
+    assert after.total == "4.250001"
+    assert [d.placement_uid for d in after.departed or []] == ["gone-1", "p3"]
 
 
 class Killed(BaseException):

@@ -7,8 +7,8 @@ Behaviour matrix:
 - a planned status that does not carry usage (built from scratch) still gets it;
 - the price is the placement's locked spec.pricePerHour, the account its spec.billingAccount;
 - outages of the placement's provider are clipped;
-- a deleted lease whose plan drops its finalizer keeps it while an epoch with usage is not
-  Confirmed/Failed (Terminating, Settled=False AwaitingSettlement), and lets it go after;
+- a deleted lease whose plan drops its finalizer hands its usage of epochs not sealed yet
+  (Open, Sealed without root) over to them; none for Submitted/Confirmed/Failed epochs;
 - deleting placements holding only the metering finalizer are released; others are not.
 """
 
@@ -17,10 +17,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kommons.api import ComputeLease, ComputeLeaseStatus, LeasePlacement, get_condition
+from kommons.api import ComputeLease, ComputeLeaseStatus, LeasePlacement
 from kommons.api.provider import Outage
 from kommons.api_names import FINALIZER_METERING
-from kommons.hub.metering import AWAITING, SETTLED, Metered, meter, to_remeter
+from kommons.hub.metering import Metered, meter, to_remeter
 from kommons.metering.acceptance import EpochWindow
 from kommons.metering.ledger import Epoch
 from kommons.metering.timeline import instant
@@ -143,20 +143,26 @@ def test_the_providers_outages_are_not_billed() -> None:
     assert (done.status.usage or [])[0].ready_seconds == 60
 
 
-def test_deleted_lease_waits_for_its_epochs_to_settle() -> None:
+def test_a_deleted_lease_hands_its_usage_of_unsealed_epochs_over() -> None:
     first = run(lease(), [placement()])
     assert first.status is not None
     deleted = lease(deleting=True, status=first.status.to_api())
-    waiting = run(deleted, [], removing=True)
-    assert waiting.keep_finalizer
-    assert waiting.status is not None
-    assert waiting.status.phase == "Terminating"
-    settled = get_condition(waiting.status.conditions, SETTLED)
-    assert settled is not None
-    assert (settled.status, settled.reason) == ("False", AWAITING)
-    confirmed = {1: Epoch(EpochWindow(1, T0, T0 + 1000), "Confirmed")}
-    done = run(deleted, [], removing=True, epochs=confirmed)
-    assert not done.keep_finalizer
+    for phase in ("Open", "Sealed"):  # no root yet (Sealed: frozen, maybe not sealed)
+        epochs = {1: Epoch(EpochWindow(1, T0, T0 + 1000), phase)}
+        going = run(deleted, [], removing=True, epochs=epochs)
+        assert going.handover == {1: first.status.usage}
+    # the plan keeps the finalizer (placements still there): nothing handed over yet
+    assert run(deleted, [], removing=False).handover == {}
+
+
+def test_nothing_is_handed_over_to_epochs_already_sealed_or_settled() -> None:
+    first = run(lease(), [placement()])
+    assert first.status is not None
+    deleted = lease(deleting=True, status=first.status.to_api())
+    for phase in ("Submitted", "Confirmed", "Failed"):
+        epochs = {1: Epoch(EpochWindow(1, T0, T0 + 1000), phase)}
+        assert run(deleted, [], removing=True, epochs=epochs).handover == {}
+    assert run(deleted, [], removing=True, epochs={}).handover == {}  # epoch object gone
 
 
 def test_only_placements_left_with_the_metering_finalizer_are_released() -> None:

@@ -293,3 +293,39 @@ def test_an_unreadable_claim_is_a_stale_read() -> None:
     f.round()
     assert f.status.balance_stale is True
     assert f.status.committed_unclaimed == "9"  # the last known figures
+
+
+def test_usage_handed_over_by_deleted_leases_is_unsettled_until_confirmed() -> None:
+    f = Fixture(balance=10 * UNIT)
+    epoch = SettlementEpoch.model_validate(
+        {
+            "apiVersion": "kommons.io/v1alpha1",
+            "kind": "SettlementEpoch",
+            "metadata": {"name": "epoch-2"},
+            "spec": {"epochId": 2, "start": "2026-12-01T00:00:00Z", "end": "2026-12-01T01:00:00Z"},
+            "status": {
+                "phase": "Open",
+                "departed": [
+                    {
+                        "lease": "team-a/gone",
+                        "leaseUid": "u-gone",
+                        "placementUid": "p-gone",
+                        "provider": "p1",
+                        "billingAccount": "acct",
+                        "readySeconds": 3600,
+                        "amount": "8.5",
+                    }
+                ],
+            },
+        }
+    )
+    f.epochs = [epoch]
+    f.round()
+    assert f.status.accrued_unsettled == "8.5"
+    assert f.status.standing == "Low"  # 10 - 8.5 < 2
+    confirmed = epoch.model_copy(
+        update={"status": epoch.status.model_copy(update={"phase": "Confirmed"})}  # type: ignore[union-attr]
+    )
+    f.epochs = [confirmed]  # its leaves (claimed here) carry it now
+    f.round()
+    assert f.status.accrued_unsettled == "0"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kommons.api import ComputeLease
+from kommons.api import ComputeLease, DepartedUsage
 from kommons.settlement.charges import epoch_charges
 
 
@@ -71,3 +71,37 @@ def test_an_amount_finer_than_the_token_names_the_lease() -> None:
     leases = [_lease("a", [_usage(1, "acme", "prov-a", "0.0000001")])]
     with pytest.raises(ValueError, match="team-a/a"):
         epoch_charges(leases, 1)
+
+
+def _departed(uid: str, amount: str, account: str = "acme", provider: str = "prov-a") -> Any:
+    return DepartedUsage(
+        lease="team-a/gone",
+        lease_uid="lease-gone",
+        placement_uid=uid,
+        provider=provider,
+        billing_account=account,
+        ready_seconds=10,
+        amount=amount,
+    )
+
+
+def test_usage_of_deleted_leases_is_charged_with_the_others() -> None:
+    leases = [_lease("a", [_usage(1, "acme", "prov-a", "0.5", "p1")])]
+    departed = [_departed("p9", "0.25"), _departed("p8", "1", account="beta")]
+    assert epoch_charges(leases, 1, departed=departed) == {
+        ("acme", "prov-a"): 750_000,
+        ("beta", "prov-a"): 1_000_000,
+    }
+
+
+def test_a_departed_entry_still_on_its_lease_counts_once() -> None:
+    # the lease was read before it went: its own entry and the handed-over copy are one usage
+    leases = [_lease("gone", [_usage(1, "acme", "prov-a", "0.5", "p1")])]
+    departed = [_departed("p1", "0.5"), _departed("p1", "0.5")]
+    assert epoch_charges(leases, 1, departed=departed) == {("acme", "prov-a"): 500_000}
+    assert epoch_charges([], 1, departed=departed) == {("acme", "prov-a"): 500_000}
+
+
+def test_a_bad_departed_amount_names_the_epoch_and_the_lease() -> None:
+    with pytest.raises(ValueError, match=r"SettlementEpoch 1 status.departed \(team-a/gone\)"):
+        epoch_charges([], 1, departed=[_departed("p1", "0.0000001")])

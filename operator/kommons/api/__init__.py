@@ -32,6 +32,7 @@ from kommons.api.common import (
     set_condition,
 )
 from kommons.api.epoch import (
+    DepartedUsage,
     EpochPhase,
     SettlementEpoch,
     SettlementEpochSpec,
@@ -134,6 +135,7 @@ __all__ = [
     "Condition",
     "ConditionStatus",
     "ConfigSource",
+    "DepartedUsage",
     "Endpoint",
     "EpochPhase",
     "ExposedPort",

@@ -65,6 +65,23 @@ class SettlementLeaf(StatusModel):
     )
 
 
+class DepartedUsage(StatusModel):
+    """Usage of a deleted lease in this epoch, handed over by the hub as the lease went.
+
+    A deleted lease does not wait for its epochs to settle: before its finalizer goes, the hub
+    copies its usage of every epoch not sealed yet here, and the seal bills it with the usage
+    of the leases still there (one entry per placement: never twice).
+    """
+
+    lease: str = Field(description="The lease's namespace/name (for the record).")
+    lease_uid: str = Field(description="The lease's UID.")
+    placement_uid: str = Field(description="UID of the LeasePlacement metered.")
+    provider: str = Field(description="Provider that ran the replicas.")
+    billing_account: str = Field(description="BillingAccount charged.")
+    ready_seconds: int = Field(ge=0, description="Replica-seconds ready the hub accepted.")
+    amount: StatusDecimal = Field(description="Amount in settlement-token units.")
+
+
 class SettlementEpochStatus(StatusModel):
     """The epoch's settlement: leaves with proofs, Merkle root, total, commit transaction."""
 
@@ -79,6 +96,11 @@ class SettlementEpochStatus(StatusModel):
         default=None, description="The amounts settled, one per (account, provider)."
     )
     leaf_count: int | None = Field(default=None, ge=0, description="Number of leaves.")
+    departed: list[DepartedUsage] | None = Field(
+        default=None,
+        description="Usage of leases deleted before the epoch was sealed, written by the hub"
+        " as they went; sealed with the leases' own usage.",
+    )
     tx_hash: Hash32 | None = Field(
         default=None,
         description="The commit transaction last signed; recorded before it is sent, so a"

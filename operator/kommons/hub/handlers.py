@@ -32,7 +32,9 @@ from pydantic import ValidationError
 from kommons.api import (
     BillingAccount,
     ComputeLease,
+    DepartedUsage,
     LeasePlacement,
+    LeaseUsage,
     ProviderPool,
     Reputation,
     SettlementEpoch,
@@ -42,6 +44,7 @@ from kommons.api_names import FINALIZER_METERING, GROUP, PROVIDER_NAMESPACE_PREF
 from kommons.hub.chain_options import ChainOptions
 from kommons.hub.edge import parse
 from kommons.hub.executor import Executor, Outcome
+from kommons.hub.handover import hand_over_to_epoch
 from kommons.hub.logs_relay import LogsRelay
 from kommons.hub.market_view import MarketView
 from kommons.hub.metering import Metered, meter, only_metering_finalizer, to_remeter
@@ -63,7 +66,7 @@ from kommons.hub.settlement_loop import settlement_loop
 from kommons.hub.views import lease_key
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings
-from kommons.kube import Conflict, Kube, NotFound
+from kommons.kube import Conflict, Kube, KubeError, NotFound
 from kommons.kube import resources as r
 from kommons.kube.login import connection_info
 from kommons.metering.ledger import Epoch, epoch_of
@@ -80,6 +83,8 @@ EPOCHS = (GROUP, VERSION, "settlementepochs")
 EPOCH_MEMORY = 168
 """Settled (Confirmed/Failed) epochs the hub keeps in memory, the newest: a week of hourly
 epochs. Open, Sealed and Submitted epochs are always kept."""
+HANDOVER_RETRY_SECONDS = 2.0
+"""A deleted lease whose usage could not be handed over to its epochs is tried again then."""
 HEARTBEAT_LEASE = "kommons-agent"
 """Name of the heartbeat ``coordination.k8s.io/Lease`` in each provider's hub namespace."""
 
@@ -221,6 +226,13 @@ class Hub:
         plan.events = [e for e in plan.events if self.events.is_new(key, e.reason, e.message)]
         outcome = Outcome()
         loop = asyncio.get_running_loop()
+        if metered.handover and plan.remove_finalizer:
+            handed = await loop.run_in_executor(
+                self.threads, self._hand_over, lease, metered.handover
+            )
+            if not handed:  # the lease stays (and keeps its usage) until it is handed over
+                plan.remove_finalizer = False
+                self.queue.add(key, HANDOVER_RETRY_SECONDS)
         if plan.writes or plan.events:
             outcome = await loop.run_in_executor(self.threads, self.executor.execute, lease, plan)
         if metered.release and not outcome.conflict:
@@ -284,8 +296,6 @@ class Hub:
             now=now,
         )
         plan.status = metered.status
-        if metered.keep_finalizer:
-            plan.remove_finalizer = False
         key = lease_key(lease)
         new = 0
         for (epoch_id, placement_uid), seconds_ in metered.late.items():
@@ -300,6 +310,44 @@ class Hub:
                 new,
             )
         return metered
+
+    def _hand_over(self, lease: ComputeLease, handover: Mapping[int, Sequence[LeaseUsage]]) -> bool:
+        """Write a going lease's usage into its epochs' ``status.departed``; True when done.
+
+        Each write is conditional on the epoch's resourceVersion, so it and the settlement
+        loop's seal (conditional too) never miss each other: the usage is in the seal either
+        through the lease (still there when the epoch was read) or through the epoch. An epoch
+        with a root was sealed while the lease was there: nothing to hand over.
+        """
+        meta = lease.metadata
+        where = f"{meta.namespace}/{meta.name}"
+        for epoch_id, usage in sorted(handover.items()):
+            entries = [
+                DepartedUsage(
+                    lease=where,
+                    lease_uid=str(meta.uid),
+                    placement_uid=u.placement_uid,
+                    provider=u.provider,
+                    billing_account=u.billing_account,
+                    ready_seconds=u.ready_seconds,
+                    amount=u.amount,
+                ).to_api()
+                for u in usage
+            ]
+            try:
+                done = hand_over_to_epoch(self.kube, epoch_id, entries)
+            except KubeError as exc:
+                log.warning("lease %s: usage not handed to epoch %d yet: %s", where, epoch_id, exc)
+                return False
+            if not done:
+                return False
+            log.info(
+                "lease %s: its usage in epoch %d (%d placement(s)) handed over to the epoch",
+                where,
+                epoch_id,
+                len(entries),
+            )
+        return True
 
     def _release(self, placements: Sequence[LeasePlacement]) -> None:
         """Drop the metering finalizer of placements whose final checkpoint is ingested."""

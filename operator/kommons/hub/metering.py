@@ -8,8 +8,11 @@ the plan:
 - placements being deleted that hold only the hub's metering finalizer
   (:data:`~kommons.api_names.FINALIZER_METERING`) are released once this status is written:
   their final checkpoint (the agent writes it before removing its own finalizer) is in;
-- a deleted lease keeps its finalizer while it has usage in an epoch not Confirmed or Failed
-  yet (phase ``Terminating``, condition ``Settled=False``, reason ``AwaitingSettlement``).
+- a deleted lease whose workload is gone does not wait for its epochs to settle: its usage of
+  every epoch not sealed yet (``Open``, or frozen ``Sealed`` without a root) is handed over to
+  that epoch (``SettlementEpoch.status.departed``, :attr:`Metered.handover`) before its
+  finalizer goes; an epoch already sealed has the usage in its leaves (the lease was there
+  when it was sealed).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kommons.api import ComputeLease, ComputeLeaseStatus, LeasePlacement, set_condition
+from kommons.api import ComputeLease, ComputeLeaseStatus, LeasePlacement, LeaseUsage
 from kommons.api.provider import Outage
 from kommons.api_names import FINALIZER_METERING
 from kommons.hub.lease_status import status_changed
@@ -34,9 +37,8 @@ from kommons.metering.ledger import (
 )
 from kommons.metering.timeline import seconds
 
-SETTLED = "Settled"
-"""Lease condition type of a deleted lease waiting for its epochs to settle."""
-AWAITING = "AwaitingSettlement"
+HANDOVER_PHASES = ("Open", "Sealed")
+"""Epoch phases whose root may not be computed yet: a going lease hands its usage over."""
 
 
 @dataclass
@@ -45,8 +47,10 @@ class Metered:
 
     status: ComputeLeaseStatus | None
     """The status to write (``None``: unchanged)."""
-    keep_finalizer: bool = False
-    """A deleted lease must wait for its epochs to settle."""
+    handover: dict[int, list[LeaseUsage]] = field(default_factory=dict)
+    """A deleted lease about to go: epochId → its usage there, to write into that epoch's
+    ``status.departed`` before the finalizer is removed (the executor checks the epoch has no
+    root yet; if it has, the seal already billed the usage)."""
     release: list[LeasePlacement] = field(default_factory=list)
     """Deleting placements whose metering finalizer may go once ``status`` is written."""
     late: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -121,32 +125,16 @@ def meter(
     nothing = not book.usage and current.cost is None and book.cost.accrued == "0"
     cost = None if nothing else book.cost  # a lease never metered shows no cost (no write)
     desired = base.model_copy(update={"usage": book.usage or None, "cost": cost})
-    keep = False
-    if lease.metadata.deletion_timestamp is not None:
-        waiting = awaiting_settlement(book.usage, epochs)
-        if waiting and removing_finalizer:
-            keep = True
-            ids = ", ".join(str(i) for i in waiting)
-            desired = desired.model_copy(
-                update={
-                    "phase": "Terminating",
-                    "conditions": set_condition(
-                        desired.conditions,
-                        type_=SETTLED,
-                        status="False",
-                        reason=AWAITING,
-                        message=f"the workload is gone; waiting for epoch(s) {ids} to be"
-                        " confirmed on chain before the lease goes",
-                        observed_generation=lease.metadata.generation,
-                        now=now,
-                    ),
-                }
-            )
+    handover: dict[int, list[LeaseUsage]] = {}
+    if lease.metadata.deletion_timestamp is not None and removing_finalizer:
+        for epoch_id in awaiting_settlement(book.usage, epochs):
+            if epochs[epoch_id].phase in HANDOVER_PHASES:
+                handover[epoch_id] = [u for u in book.usage if u.epoch_id == epoch_id]
     release = [p for p in placements if only_metering_finalizer(p)]
     changed = status_changed(lease.status, desired)
     return Metered(
         status=desired if changed else None,
-        keep_finalizer=keep,
+        handover=handover,
         release=release,
         late=book.late,
     )
@@ -162,7 +150,7 @@ def to_remeter(
     """Keys of the leases whose ledger an epoch's change can move (the rest wait for a report).
 
     - An epoch newly **Confirmed or Failed**: the leases with usage in it (it folds into
-      ``cost.settled``; a deleted lease may go).
+      ``cost.settled``).
     - An epoch **first seen**: the leases that will send no further report, being deleted or
       with a placement being deleted, since their last report may fall in its window.
     - Any other change (sealed, submitted): none. A running placement reports at least every

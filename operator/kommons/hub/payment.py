@@ -33,7 +33,7 @@ that marker as if ``spec.suspend`` were true. The tenant's spec is never written
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -109,6 +109,19 @@ def confirmed_epochs(epochs: Iterable[SettlementEpoch]) -> set[int]:
     }
 
 
+def departed_unsettled(epochs: Iterable[SettlementEpoch]) -> dict[str, int]:
+    """Account → base units deleted leases handed over to epochs not Confirmed or Failed."""
+    out: dict[str, int] = {}
+    for epoch in epochs:
+        status = epoch.status
+        if status is None or status.phase in ("Confirmed", "Failed"):
+            continue
+        for entry in status.departed or ():
+            account = entry.billing_account
+            out[account] = out.get(account, 0) + parse_units(entry.amount)
+    return out
+
+
 def committed_leaves(epochs: Iterable[SettlementEpoch]) -> dict[str, list[CommittedLeaf]]:
     """Payer address (lower case) → the leaves charging it in confirmed epochs.
 
@@ -176,18 +189,20 @@ def billed_namespaces(
 def ledgers(
     leases: Iterable[ComputeLease],
     placements: Mapping[str, Iterable[LeasePlacement]],
-    confirmed: Collection[int] = (),
+    epochs: Sequence[SettlementEpoch] = (),
 ) -> dict[str, Ledger]:
     """Every account's :class:`Ledger` from the leases and their placements (by lease uid).
 
     Burn: the live placements of leases that neither their tenant suspended nor are being
     deleted (a lease the hub suspended for payment counts: its burn is what a top-up must
     cover). Unsettled: ``status.usage`` amounts by their ``billingAccount``, but those of
-    ``confirmed`` epochs (a lease may show them until metering folds them): they are counted
-    as committed leaves instead (:func:`committed_leaves`), never twice.
+    confirmed epochs (a lease may show them until metering folds them): they are counted as
+    committed leaves instead (:func:`committed_leaves`), never twice; plus the usage deleted
+    leases handed over to epochs not settled yet (``status.departed``).
     """
     burn: dict[str, int] = {}
-    unsettled: dict[str, int] = {}
+    unsettled = departed_unsettled(epochs)
+    confirmed = confirmed_epochs(epochs)
     for lease in leases:
         for usage in (lease.status.usage if lease.status else None) or ():
             if usage.epoch_id in confirmed:

@@ -40,7 +40,6 @@ from kommons.hub.payment import (
     assess,
     billed_namespaces,
     committed_leaves,
-    confirmed_epochs,
     lease_message,
     ledgers,
     status_due,
@@ -232,7 +231,7 @@ class PaymentLoop:
         books = ledgers(
             view.leases.values(),
             {u: list(p.values()) for u, p in view.placements.items()},
-            confirmed_epochs(epochs),
+            epochs,
         )
         billed = billed_namespaces(accounts, view.namespaces)
         for name, account in sorted(accounts.items()):

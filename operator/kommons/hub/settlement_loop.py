@@ -10,7 +10,9 @@ steps, so a hub killed at any point resumes where the objects say. One step:
    reports written while no hub acted are ingested first): phase ``Sealed``, no root yet.
    Metering stops writing usage for it (it writes only for ``Open`` epochs).
 3. **Seal** a frozen epoch one step later (usage settled): leaves, proofs, root, total
-   (:func:`~kommons.settlement.sealing.seal_epoch`), one status write.
+   (:func:`~kommons.settlement.sealing.seal_epoch`) from the leases' usage and the usage
+   deleted leases handed over (``status.departed``), one status write conditional on the
+   epoch's resourceVersion as read (a hand-over meanwhile: sealed again next step).
 4. **Commit** the lowest sealed epoch not settled yet, as
    :func:`~kommons.settlement.submission.decide_submission` says; a signed commit is recorded
    in the status before it is sent.
@@ -273,10 +275,16 @@ class SettlementLoop:
                 _stamp(window.end),
             )
 
-    def _patch(self, epoch_id: int, status: JSON) -> None:
-        self.kube.patch(
-            r.SETTLEMENT_EPOCHS, epoch_name(epoch_id), {"status": status}, subresource="status"
-        )
+    def _patch(self, epoch_id: int, status: JSON, *, resource_version: str | None = None) -> None:
+        """Merge ``status`` into the epoch's.
+
+        With ``resource_version``, only over that version: raises :class:`Conflict` when the
+        epoch changed since.
+        """
+        body: JSON = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        self.kube.patch(r.SETTLEMENT_EPOCHS, epoch_name(epoch_id), body, subresource="status")
 
     def _seal(self, epoch: SettlementEpoch, now: datetime) -> None:
         epoch_id = epoch.spec.epoch_id or 0
@@ -287,7 +295,8 @@ class SettlementLoop:
             providers = _parse_all(Provider, self.kube.list(r.PROVIDERS))
             payers = {a.metadata.name or "": a.spec.address for a in accounts}
             payees = {p.metadata.name or "": p.spec.payout_address for p in providers}
-            charges = epoch_charges(leases, epoch_id, decimals=decimals)
+            departed = (epoch.status.departed if epoch.status else None) or ()
+            charges = epoch_charges(leases, epoch_id, departed=departed, decimals=decimals)
             seal = seal_epoch(epoch_id, charges, payers, payees)
         except (SealError, ValueError) as exc:
             message = str(exc)
@@ -297,7 +306,15 @@ class SettlementLoop:
             return
         for reason in seal.excluded:
             log.warning("epoch %d: not settled (written off): %s", epoch_id, reason)
-        self._patch(epoch_id, seal_status(seal, now, decimals=decimals))
+        try:  # only over the epoch as read: a lease's usage handed over since is in the next try
+            self._patch(
+                epoch_id,
+                seal_status(seal, now, decimals=decimals),
+                resource_version=epoch.metadata.resource_version,
+            )
+        except Conflict:
+            log.info("epoch %d changed while it was sealed (a lease went); sealed again", epoch_id)
+            return
         log.info(
             "epoch %d sealed: %d leaves, total %s, root %s",
             epoch_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kommons.api import ComputeLease
+from kommons.api import ComputeLease, DepartedUsage
 from kommons.money import DEFAULT_DECIMALS, parse_units
 
 __all__ = ["ChargeKey", "epoch_charges"]
@@ -14,13 +14,21 @@ ChargeKey = tuple[str, str]
 
 
 def epoch_charges(
-    leases: Iterable[ComputeLease], epoch_id: int, *, decimals: int = DEFAULT_DECIMALS
+    leases: Iterable[ComputeLease],
+    epoch_id: int,
+    *,
+    departed: Iterable[DepartedUsage] = (),
+    decimals: int = DEFAULT_DECIMALS,
 ) -> dict[ChargeKey, int]:
-    """Sum the ``status.usage`` entries of epoch ``epoch_id`` per (billing account, provider).
+    """Sum the usage of epoch ``epoch_id`` per (billing account, provider).
 
     Args:
-        leases: Every ComputeLease (all namespaces), as read when sealing.
+        leases: Every ComputeLease (all namespaces), as read when sealing: their
+            ``status.usage`` entries of the epoch.
         epoch_id: The epoch sealed.
+        departed: The epoch's ``status.departed``: usage of leases deleted before the seal.
+            An entry whose placement a lease still shows (the lease had not gone yet when it
+            was read) is counted once, from the lease.
         decimals: Fractional digits of the settlement token.
 
     Returns:
@@ -30,16 +38,27 @@ def epoch_charges(
         ValueError: if a usage amount is not an exact decimal of the token (names the lease).
     """
     totals: dict[ChargeKey, int] = {}
+    counted: set[str] = set()
+
+    def add(account: str, provider: str, amount: str, where: str) -> None:
+        try:
+            units = parse_units(amount, decimals=decimals)
+        except ValueError as exc:
+            raise ValueError(f"{where} amount: {exc}") from exc
+        totals[(account, provider)] = totals.get((account, provider), 0) + units
+
     for lease in leases:
         usage = lease.status.usage if lease.status is not None else None
         for entry in usage or []:
             if entry.epoch_id != epoch_id:
                 continue
-            try:
-                units = parse_units(entry.amount, decimals=decimals)
-            except ValueError as exc:
-                where = f"{lease.metadata.namespace}/{lease.metadata.name}"
-                raise ValueError(f"ComputeLease {where} status.usage amount: {exc}") from exc
-            key = (entry.billing_account, entry.provider)
-            totals[key] = totals.get(key, 0) + units
+            where = f"ComputeLease {lease.metadata.namespace}/{lease.metadata.name} status.usage"
+            add(entry.billing_account, entry.provider, entry.amount, where)
+            counted.add(entry.placement_uid)
+    for gone in departed:
+        if gone.placement_uid in counted:
+            continue
+        where = f"SettlementEpoch {epoch_id} status.departed ({gone.lease})"
+        add(gone.billing_account, gone.provider, gone.amount, where)
+        counted.add(gone.placement_uid)
     return {key: amount for key, amount in totals.items() if amount > 0}
