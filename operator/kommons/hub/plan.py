@@ -393,14 +393,24 @@ def _finish(
     history: Sequence[LeaseHistoryEntry] = (),
     token: int = 0,
     pay: payment.LeasePayment | None = None,
+    nothing_fits: str | None = None,
 ) -> LeasePlan:
     """Add the lease's status (when it changed) and the re-checks to ``plan``.
 
     ``history`` is appended to ``status.history``; ``token`` is the highest fencing token
     issued (``status.lastFencingToken`` never goes down); ``pay`` sets
-    ``status.paymentSuspendedAt`` (``None`` keeps it).
+    ``status.paymentSuspendedAt`` (``None`` keeps it); ``nothing_fits`` is why the missing
+    replicas could not be placed (the ``Ready`` message of replicas kept on an Unreachable
+    provider says so).
     """
-    ready = readiness(lease, after, now=world.now, timeout=world.ready_timeout)
+    ready = readiness(
+        lease,
+        after,
+        now=world.now,
+        timeout=world.ready_timeout,
+        unreachable=world.unreachable,  # failover: replicas the hub cannot observe
+        nothing_fits=nothing_fits,
+    )
     if pay is not None and pay.ready is not None:  # payment: suspended by the hub
         ready = replace(ready, gate=pay.ready)
     current = lease.status
@@ -419,6 +429,7 @@ def _finish(
         decision=decision,
         billing_account=world.account,
         now=world.now,
+        unreachable=world.unreachable,
     )
     desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
     if pay is not None:  # payment
@@ -715,6 +726,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         history=history,
         token=token,
         pay=pay,
+        nothing_fits=scheduled.message if plan.waiting_for_capacity else None,
     )
 
 
