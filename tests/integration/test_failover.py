@@ -16,7 +16,13 @@ token), the old placement is kept on the hub as deleting (never removed before i
 replacement); once prov-a is back, its stale workload is removed and there is exactly one
 placement and one workload for the lease.
 
-Also: deleting a lease whose only provider is Unreachable (no replacement possible: the
+Also: a lease that may run only on prov-a (``spec.placement.providers``) whose API server
+stops is ``Degraded`` 0/2 (its replicas there are not counted ready: the hub cannot observe
+them) with ``Ready=False ProviderUnreachable`` naming prov-a and saying no other provider
+fits, and a Warning Event; its placement is kept, not deleted (fail safe); once prov-a is back
+the same placement counts again (``Running`` 2/2, no failover); scaling it down to 1 records
+a ``ScaledDown`` history entry (prov-a, 1 replica) and a Normal Event. Deleting a lease whose
+only provider is Unreachable (no replacement possible: the
 placement is not deleted before, fail safe) finishes while the provider is gone, and the
 returning agent removes the orphaned workload; replicas that stay unschedulable on prov-a
 (its nodes tainted) are re-placed elsewhere after ``--replace-after`` with the provider's
@@ -266,6 +272,93 @@ def test_agent_cut_off_from_the_hub_is_fenced_when_the_link_returns(
         since = datetime.now(UTC)
         stack.start_agent(LOST)
     _back(hub, LOST, since)
+
+
+def _phase(phase: str, ready: str) -> Callable[[dict[str, Any]], bool]:
+    def check(lease: dict[str, Any]) -> bool:
+        status = lease.get("status") or {}
+        return (status.get("phase"), status.get("ready")) == (phase, ready)
+
+    return check
+
+
+def test_the_only_provider_unreachable_degrades_the_lease_until_it_returns(
+    hub: Kube, tenant: str, testbed: Testbed
+) -> None:
+    body = lease_body("fo-only", tenant)
+    body["spec"]["placement"] = {"providers": [LOST]}  # nowhere else to go
+    hub.create(r.COMPUTE_LEASES, body, tenant)
+    lease = wait_lease(hub, tenant, "fo-only", _phase("Running", "2/2"), what="Running 2/2")
+    uid = lease["metadata"]["uid"]
+    [before] = _hub_placements(hub, uid)
+
+    testbed.stop_apiserver(LOST)
+    try:
+        lease = wait_lease(
+            hub,
+            tenant,
+            "fo-only",
+            lambda item: (
+                _phase("Degraded", "0/2")(item)
+                and _condition(item, "Ready").get("reason") == "ProviderUnreachable"
+            ),
+            what="Degraded 0/2 while prov-a is Unreachable",
+            timeout=FAILOVER_TIMEOUT,
+        )
+        ready = _condition(lease, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "ProviderUnreachable")
+        assert f"2 replica(s) on {LOST} (provider {LOST} is Unreachable" in ready["message"]
+        assert "no other provider fits" in ready["message"]
+        assert [p["readyReplicas"] for p in lease["status"]["placements"]] == [0]
+        warnings = [
+            e
+            for e in _events(hub, tenant, "fo-only")
+            if (e["type"], e["reason"]) == ("Warning", "ProviderUnreachable")
+        ]
+        assert warnings, "a Warning Event ProviderUnreachable is posted on the lease"
+        assert LOST in warnings[0]["message"]
+        # fail safe: the hub never asked prov-a to remove the replicas it cannot see
+        [kept] = _hub_placements(hub, uid)
+        assert kept["metadata"]["uid"] == before["metadata"]["uid"]
+        assert not kept["metadata"].get("deletionTimestamp")
+    finally:
+        since = datetime.now(UTC)
+        testbed.start_apiserver(LOST)
+    _back(hub, LOST, since)
+
+    lease = wait_lease(
+        hub,
+        tenant,
+        "fo-only",
+        _phase("Running", "2/2"),
+        what="Running 2/2 once prov-a is back",
+        timeout=FAILOVER_TIMEOUT,
+    )
+    assert _condition(lease, "Ready")["reason"] == "AllReplicasReady"
+    [same] = _hub_placements(hub, uid)
+    assert same["metadata"]["uid"] == before["metadata"]["uid"]
+    assert not any(e["type"] == "FailedOver" for e in lease["status"].get("history") or ())
+
+    hub.patch(r.COMPUTE_LEASES, "fo-only", {"spec": {"replicas": 1}}, tenant)
+    lease = wait_lease(
+        hub,
+        tenant,
+        "fo-only",
+        lambda item: any(
+            e["type"] == "ScaledDown" for e in (item.get("status") or {}).get("history") or ()
+        ),
+        what="a ScaledDown history entry",
+    )
+    [entry] = [e for e in lease["status"]["history"] if e["type"] == "ScaledDown"]
+    assert (entry["provider"], entry["replicas"], entry["reason"]) == (LOST, 1, "ScaledDown")
+    assert "spec.replicas lowered to 1" in entry["message"]
+    scaled = [
+        e
+        for e in _events(hub, tenant, "fo-only")
+        if (e["type"], e["reason"]) == ("Normal", "ScaledDown")
+    ]
+    assert [e["message"] for e in scaled] == [entry["message"]]
+    hub.delete(r.COMPUTE_LEASES, "fo-only", tenant)
 
 
 def test_deleting_a_lease_whose_provider_is_gone_finishes(

@@ -8,6 +8,9 @@ Behaviour matrix (case -> expected):
 - the lease is gone when the finalizer is added -> nothing else is written (no placement of a
   lease that no longer exists);
 - a lease being deleted with nothing left -> the finalizer is removed, no status written;
+- a scale-down that deletes a placement -> the Normal Event ScaledDown is posted first
+  (naming the provider and the replicas removed), then the placement is deleted, then the
+  status carrying the ScaledDown history entry is written;
 - a placement update conflicting because the agent reported status meanwhile (same uid,
   same generation) -> read again and PUT on the fresh resourceVersion, keeping the fresh
   metadata; conflicting because the spec changed, the object was replaced or is deleting ->
@@ -26,7 +29,14 @@ from kommons.hub.executor import Executor
 from kommons.hub.plan import LeasePlan
 from kommons.kube import Conflict, Kube, NotFound
 from kommons.kube import resources as r
-from tests.unit.test_hub_plan import lease_body, market, provider_body, step
+from tests.unit.test_hub_plan import (
+    lease_body,
+    lease_of,
+    market,
+    placed,
+    provider_body,
+    step,
+)
 
 
 class RecordingKube:
@@ -125,6 +135,44 @@ def test_deleted_lease_keeps_its_finalizer_while_the_api_server_still_has_a_plac
     outcome = Executor(cast(Kube, kube)).execute(lease, plan)
     assert kube.calls[1:] == ["delete"]  # the live one only; the finalizer stays
     assert outcome.conflict
+
+
+class BodyKube(RecordingKube):
+    """Also keeps the Events created and the status written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict[str, Any]] = []
+        self.status: dict[str, Any] = {}
+
+    def create(self, resource: Any, body: dict[str, Any], namespace: str | None = None) -> Any:
+        if resource is r.EVENTS:
+            self.events.append(body)
+        return super().create(resource, body, namespace)
+
+    def request(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        self.status = body["status"]
+        return super().request(method, path, body)
+
+
+def test_scale_down_event_placement_delete_then_status_with_history() -> None:
+    view = market(provider_body("a", cpu_price="0.01", cpu="1"), provider_body("b"))
+    existing = placed(step(lease_of(), view), ready=1)
+    lease = lease_of(replicas=1)
+    plan = step(lease, view, placements=existing)
+    kube = BodyKube()
+
+    outcome = Executor(cast(Kube, kube)).execute(lease, plan)
+
+    assert not outcome.conflict
+    assert kube.calls == ["create events", "delete", "PUT status"]
+    assert [p.spec.provider for p in outcome.deleted] == ["b"]
+    [event] = kube.events
+    assert (event["type"], event["reason"]) == ("Normal", "ScaledDown")
+    assert event["message"].startswith("1 replica(s) removed from b (its placement deleted)")
+    [entry] = kube.status["history"]
+    assert (entry["type"], entry["provider"], entry["replicas"]) == ("ScaledDown", "b", 1)
+    assert entry["message"] == event["message"]
 
 
 class ConflictingKube(RecordingKube):

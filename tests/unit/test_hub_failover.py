@@ -8,7 +8,13 @@ Behaviour matrix (situation -> plan):
   (provider, to, replicas, reason ProviderUnreachable); Warning Event FailedOver; condition
   Relocated=True reason FailedOver.
 - provider Unreachable, nothing else fits -> nothing deleted (fail safe), Scheduled=False
-  ReplacementPending naming the provider.
+  ReplacementPending naming the provider; its replicas are not counted ready: a lease that
+  ran is Degraded 0/2, Ready=False ProviderUnreachable naming the provider, that it is
+  Unreachable and that no other provider fits, with a Warning Event (once); the provider
+  reachable again and its placement still reporting ready -> Running, Ready=True, nothing
+  deleted, no Event.
+- provider Unreachable, another fits -> the lease counts only the live replacement (0/2,
+  ReplicasStarting), never the superseded placement.
 - replicas not ready for a provider reason (PodsUnschedulable): before replace_after -> kept,
   re-check at the deadline; after -> moved elsewhere, history Replaced with that reason.
 - not ready for a tenant reason (ImagePullBackOff) long past the deadline -> kept.
@@ -153,6 +159,57 @@ def test_unreachable_provider_is_kept_when_nothing_else_fits() -> None:
     status, reason, message = condition(plan, "Scheduled")
     assert (status, reason) == ("False", "ReplacementPending")
     assert "p1 is Unreachable" in message
+
+
+def test_replicas_on_an_unreachable_provider_are_not_counted_while_nothing_else_fits() -> None:
+    view = market(provider_body("p1"))
+    old = placed(step(lease_of(), view), ready=2)
+    ran = lease_with({"phase": "Running", "startedAt": "2026-12-01T11:59:30Z"})
+    why = {"p1": "no heartbeat for 21s (timeout 20s)"}
+
+    lost = fo_step(ran, view, old, unreachable=why)
+
+    assert (lost.create, lost.delete, lost.endings) == ([], [], [])  # fail safe
+    assert lost.status is not None
+    assert (lost.status.phase, lost.status.ready, lost.status.ready_replicas) == (
+        "Degraded",
+        "0/2",
+        0,
+    )
+    status, reason, message = condition(lost, "Ready")
+    assert (status, reason) == ("False", "ProviderUnreachable")
+    assert "2 replica(s) on p1 (provider p1 is Unreachable: no heartbeat for 21s" in message
+    assert "; no other provider fits: " in message
+    assert [(e.type, e.reason) for e in lost.events if e.reason == "ProviderUnreachable"] == [
+        ("Warning", "ProviderUnreachable")
+    ]
+    # planned again while still Unreachable: no second Event, nothing new to write
+    still = fo_step(lease_with(lost.status.to_api()), view, old, unreachable=why)
+    assert not [e for e in still.events if e.reason == "ProviderUnreachable"]
+    assert still.delete == []
+    assert still.status is None
+
+    back = fo_step(lease_with(lost.status.to_api()), view, old)
+
+    assert (back.create, back.delete, back.endings) == ([], [], [])
+    assert back.status is not None
+    assert (back.status.phase, back.status.ready) == ("Running", "2/2")
+    assert condition(back, "Ready")[:2] == ("True", "AllReplicasReady")
+    assert not [e for e in back.events if e.type == "Warning"]
+
+
+def test_only_the_live_replacement_counts_after_a_failover() -> None:
+    view = market(provider_body("p1", cpu_price="0.01"), provider_body("p2"))
+    old = placed(step(lease_of(), view), ready=2)
+    ran = lease_with({"phase": "Running", "startedAt": "2026-12-01T11:59:30Z"})
+
+    plan = fo_step(ran, view, old, unreachable={"p1": "no heartbeat for 21s"})
+
+    assert [p.spec.provider for p in plan.delete] == ["p1"]
+    assert plan.status is not None
+    assert [(s.provider, s.ready_replicas) for s in plan.status.placements or ()] == [("p2", 0)]
+    assert (plan.status.phase, plan.status.ready) == ("Degraded", "0/2")
+    assert condition(plan, "Ready")[1] == "ReplicasStarting"
 
 
 def test_stuck_replicas_move_after_replace_after_with_the_provider_reason() -> None:

@@ -19,6 +19,12 @@ Behaviour matrix:
   Ready turned False; after the timeout Ready=False with the first lagging provider's reason
   (its agent's Ready condition; NotReported without a status; ReplicasNotReady otherwise)
   and each lagging provider's message.
+- unreachable providers: their placements' replicas count as not ready (summary, totals,
+  ``ready``), so a lease that ran is ``Degraded``; ``readiness`` gives Ready=False reason
+  ProviderUnreachable at once (no timeout wait) naming each such provider, its replicas and
+  why, plus "no other provider fits" when a replacement was tried; the same placements
+  reachable again count their reported replicas (Running); a Job placement that reported
+  ``Succeeded`` stays complete.
 - ``status_changed``: ignores condition ``lastTransitionTime`` and ``decision.decidedAt``;
   sees any other difference; no current status is a change.
 """
@@ -38,6 +44,7 @@ from kommons.api import (
     get_condition,
 )
 from kommons.hub.lease_status import (
+    PROVIDER_UNREACHABLE,
     Gate,
     lease_status,
     placement_summary,
@@ -392,6 +399,90 @@ def test_reason_without_an_agent_condition(
     ok, got, message, _ = ready_of(lease(), [lagging], timeout=60)
     assert (ok, got) == (False, reason)
     assert detail in message
+
+
+# --- replicas on Unreachable providers -----------------------------------------------------
+
+UNREACHABLE = {"p1": "no heartbeat for 21s (timeout 20s)"}
+RAN = {"startedAt": "2026-01-01T00:00:00Z"}
+
+
+def test_replicas_on_an_unreachable_provider_are_not_counted_ready() -> None:
+    placements = [placement("p1", 2, 2), placement("p2", 1, 1)]
+    status = lease_status(
+        lease(replicas=3, status=RAN),
+        placements,
+        (),
+        decision=None,
+        billing_account="acct",
+        now=NOW,
+        unreachable=UNREACHABLE,
+    )
+    assert (status.phase, status.ready, status.ready_replicas, status.replicas) == (
+        "Degraded",
+        "1/3",
+        1,
+        3,
+    )
+    assert [(s.provider, s.replicas, s.ready_replicas) for s in status.placements or ()] == [
+        ("p1", 2, 0),
+        ("p2", 1, 1),
+    ]
+
+
+def test_the_same_replicas_count_again_once_the_provider_is_reachable() -> None:
+    placements = [placement("p1", 2, 2), placement("p2", 1, 1)]
+    status = status_of(lease(replicas=3, status=RAN), placements)
+    assert (status.phase, status.ready) == ("Running", "3/3")
+    assert ready_of(lease(replicas=3), placements)[:2] == (True, "AllReplicasReady")
+
+
+def test_readiness_names_the_unreachable_provider_at_once() -> None:
+    # created a second ago: the readiness timeout has not passed, the heartbeat timeout has
+    placements = [placement("p1", 2, 2, created="2026-01-02T03:04:04Z"), placement("p2", 1, 1)]
+    result = readiness(lease(replicas=3), placements, now=NOW, timeout=300, unreachable=UNREACHABLE)
+    assert (result.gate.ok, result.gate.reason, result.recheck_after) == (
+        False,
+        PROVIDER_UNREACHABLE,
+        None,
+    )
+    assert result.gate.message == (
+        "1/3 replicas ready; not counted: 2 replica(s) on p1 (provider p1 is Unreachable:"
+        " no heartbeat for 21s (timeout 20s))"
+    )
+
+
+def test_readiness_says_when_no_other_provider_fits() -> None:
+    result = readiness(
+        lease(),
+        [placement("p1", 2, 2)],
+        now=NOW,
+        timeout=300,
+        unreachable=UNREACHABLE,
+        nothing_fits="0/3 providers feasible: p2: not enough cpu",
+    )
+    assert result.gate.reason == PROVIDER_UNREACHABLE
+    assert result.gate.message.endswith(
+        "; no other provider fits: 0/3 providers feasible: p2: not enough cpu"
+    )
+    assert result.gate.message.startswith("0/2 replicas ready; not counted: 2 replica(s) on p1")
+
+
+def test_an_unreachable_provider_without_replicas_of_the_lease_changes_nothing() -> None:
+    result = readiness(
+        lease(), [placement("p2", 2, 2)], now=NOW, timeout=300, unreachable=UNREACHABLE
+    )
+    assert (result.gate.ok, result.gate.reason) == (True, "AllReplicasReady")
+
+
+def test_a_job_that_completed_on_an_unreachable_provider_stays_complete() -> None:
+    body = placement("p1", 2, 0).to_api()
+    body["spec"]["job"] = {"completions": 2, "backoffLimit": 1}
+    body["status"]["phase"] = "Succeeded"
+    done = LeasePlacement.model_validate(body)
+    assert placement_summary(done, reachable=False).ready_replicas == 2
+    running = placement("p1", 2, 2)
+    assert placement_summary(running, reachable=False).ready_replicas == 0
 
 
 # --- status_changed ----------------------------------------------------------------------

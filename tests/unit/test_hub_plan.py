@@ -11,7 +11,10 @@ Behaviour matrix (situation -> plan):
   of placements; a provider quoting a zero price is excluded with that reason.
 - scale up with a placement on the cheapest provider -> that placement grows, its locked
   price kept even though the provider's price changed.
-- scale down -> surplus leaves the most expensive placement first (deleted at 0).
+- scale down -> surplus leaves the most expensive placement first (deleted at 0); each
+  provider that loses replicas gets a history entry ScaledDown (provider, replicas removed,
+  reason, message saying what is left) and a Normal Event ScaledDown; earlier history kept;
+  a stale placement deleted as surplus is recorded the same way; scale up records nothing.
 - resources changed -> placement re-placed: in place on the same provider at its current
   price with an Event, or moved (create new + delete old) when it no longer fits there.
 - maxPricePerHour below a locked price -> re-placed on a cheaper provider; none cheap enough
@@ -272,6 +275,64 @@ def test_scale_down_removes_the_most_expensive_first() -> None:
     assert plan.create == []
 
 
+def three_on_a_and_b() -> tuple[MarketView, list[LeasePlacement]]:
+    """A lease of 3 replicas: 1 on the cheap provider a (room for one), 2 on b."""
+    view = market(provider_body("a", cpu_price="0.01", cpu="1"), provider_body("b"))
+    existing = placed(step(lease_of(replicas=3), view), ready=1)
+    assert sorted((p.spec.provider, p.spec.replicas) for p in existing) == [("a", 1), ("b", 2)]
+    return view, existing
+
+
+def test_scale_down_that_shrinks_a_placement_is_recorded() -> None:
+    view, existing = three_on_a_and_b()
+    earlier = {"time": "2026-12-01T11:00:00Z", "type": "FailedOver", "provider": "c"}
+    body = lease_body(replicas=2)
+    body["status"] = {"history": [earlier]}
+    plan = step(ComputeLease.model_validate(body), view, placements=existing)
+
+    assert [(p.spec.provider, p.spec.replicas) for p in plan.update] == [("b", 1)]
+    assert plan.delete == []
+    assert plan.status is not None
+    old, entry = plan.status.history or []
+    assert old.provider == "c"
+    assert (entry.time, entry.type, entry.provider, entry.to, entry.replicas, entry.reason) == (
+        NOW,
+        "ScaledDown",
+        "b",
+        None,
+        1,
+        "ScaledDown",
+    )
+    assert entry.message == "1 replica(s) removed from b (1 left there): spec.replicas lowered to 2"
+    assert [(e.type, e.reason, e.message) for e in plan.events] == [
+        ("Normal", "ScaledDown", entry.message)
+    ]
+
+
+def test_scale_down_that_deletes_a_placement_is_recorded() -> None:
+    view, existing = three_on_a_and_b()
+    plan = step(lease_of(replicas=1), view, placements=existing)
+
+    assert [p.spec.provider for p in plan.delete] == ["b"]
+    assert [(e.provider, e.kind) for e in plan.endings] == [("b", "Completed")]
+    assert plan.status is not None
+    [entry] = plan.status.history or []
+    assert (entry.type, entry.provider, entry.replicas) == ("ScaledDown", "b", 2)
+    assert entry.message == (
+        "2 replica(s) removed from b (its placement deleted): spec.replicas lowered to 1"
+    )
+    assert [e.reason for e in plan.events] == ["ScaledDown"]
+
+
+def test_scale_up_records_no_history() -> None:
+    view, existing = three_on_a_and_b()
+    plan = step(lease_of(replicas=4), view, placements=existing)
+
+    assert plan.status is not None
+    assert plan.status.history is None
+    assert "ScaledDown" not in [e.reason for e in plan.events]
+
+
 def test_resize_replaces_in_place_at_the_current_price() -> None:
     view = market(provider_body("p1", cpu_price="0.01"))
     existing = placed(step(lease_of(), view), ready=2)
@@ -422,6 +483,10 @@ def test_a_stale_placement_that_is_surplus_is_deleted() -> None:
     assert [p.spec.provider for p in plan.delete] == ["b"]
     assert plan.create == []
     assert plan.decision is None
+    assert plan.status is not None
+    [entry] = plan.status.history or []
+    assert (entry.type, entry.provider, entry.replicas) == ("ScaledDown", "b", 1)
+    assert [e.reason for e in plan.events] == ["ScaledDown"]
 
 
 def test_suspend_reaches_a_placement_waiting_for_replacement() -> None:

@@ -435,11 +435,12 @@ class Endpoint(StatusModel):
 
 
 class LeaseHistoryEntry(StatusModel):
-    """One thing that happened to a lease's placements: a failover, a re-placement, an end."""
+    """One thing that happened to a lease's placements: a move, a scale-down, an end."""
 
     time: datetime = Field(description="When the hub recorded it.")
     type: str = Field(
-        description="What happened: FailedOver, Replaced, Expired, Succeeded, Failed ..."
+        description="What happened: FailedOver, Replaced, ScaledDown, Expired, Succeeded,"
+        " Failed ..."
     )
     provider: str | None = Field(default=None, description="Provider the replicas left.")
     to: list[str] | None = Field(default=None, description="Providers the replicas went to.")
@@ -524,8 +525,8 @@ class ComputeLeaseStatus(StatusModel):
     history: list[LeaseHistoryEntry] | None = Field(
         default=None,
         max_length=HISTORY_LIMIT,
-        description="The newest placement events (failovers, re-placements, ends), in time"
-        " order, at most 20.",
+        description="The newest placement events (failovers, re-placements, scale-downs,"
+        " ends), in time order, at most 20.",
     )
     conditions: list[Condition] | None = Field(
         default=None,

@@ -17,11 +17,18 @@ condition is True) and once it completed: a Job's pods finish and go, by design.
 The ``Ready`` condition carries the provider's own reason (e.g. ``PodsUnschedulable`` with
 "pods Pending: Too many pods") once replicas have not been ready for ``ready_timeout``: a lease
 never sits silently in ``Scheduled``.
+
+The hub claims only the readiness it can observe: replicas of a placement on a provider the hub
+sees ``Unreachable`` count as not ready (a Job placement that already reported ``Succeeded``
+stays complete: that was observed), so such a lease is ``Degraded`` with ``Ready=False``, reason
+:data:`PROVIDER_UNREACHABLE`, at once (the heartbeat timeout was the wait). The placement itself
+is kept (fail safe, :mod:`kommons.hub.failover`); its last report counts again as soon as the
+provider is reachable again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,6 +61,12 @@ TENANT_REASONS = frozenset(
 """Not-ready reasons the tenant causes (its image or its configuration): re-placing the
 replicas elsewhere would not help, so the lease shows them (``Failed``/``Degraded``) instead."""
 
+PROVIDER_UNREACHABLE = "ProviderUnreachable"
+"""``Ready`` reason of a lease whose replicas on an ``Unreachable`` provider are not counted."""
+
+NO_UNREACHABLE: Mapping[str, str] = {}
+"""No provider is Unreachable (the default of the functions below)."""
+
 
 @dataclass(frozen=True)
 class Gate:
@@ -75,14 +88,27 @@ class Readiness:
     """Seconds until the timeout passes (the hub looks again then), or ``None``."""
 
 
-def placement_summary(placement: LeasePlacement) -> LeasePlacementSummary:
-    """One entry of ``status.placements``."""
+def _job_succeeded(placement: LeasePlacement) -> bool:
+    status = placement.status
+    return placement.spec.job is not None and status is not None and status.phase == "Succeeded"
+
+
+def placement_summary(
+    placement: LeasePlacement, *, reachable: bool = True
+) -> LeasePlacementSummary:
+    """One entry of ``status.placements``.
+
+    ``reachable=False`` (the provider is ``Unreachable``): no replica counts as ready, except
+    those of a Job the provider reported complete before.
+    """
     status = placement.status
     ready = min(placement.spec.replicas, (status.ready_replicas or 0) if status else 0)
     if placement.spec.job is not None and status is not None:
         condition = get_condition(status.conditions, AGENT_READY)
         if status.phase == "Succeeded" or (condition is not None and condition.status == "True"):
             ready = placement.spec.replicas
+    if not reachable and not _job_succeeded(placement):
+        ready = 0
     return LeasePlacementSummary(
         provider=placement.spec.provider,
         replicas=placement.spec.replicas,
@@ -105,29 +131,89 @@ def _provider_reason(placement: LeasePlacement) -> tuple[str, str]:
     return "ReplicasNotReady", status.message or f"phase {status.phase or 'unknown'}"
 
 
+def ready_replicas(placement: LeasePlacement, unreachable: Mapping[str, str]) -> int:
+    """Replicas of ``placement`` the hub counts as ready (none on an Unreachable provider)."""
+    reachable = placement.spec.provider not in unreachable
+    return placement_summary(placement, reachable=reachable).ready_replicas
+
+
+def unobserved(
+    placements: Sequence[LeasePlacement], unreachable: Mapping[str, str]
+) -> list[LeasePlacement]:
+    """Placements on Unreachable providers whose replicas are not counted ready, by provider."""
+    return sorted(
+        (
+            p
+            for p in placements
+            if p.spec.provider in unreachable and ready_replicas(p, unreachable) < p.spec.replicas
+        ),
+        key=lambda p: p.spec.provider,
+    )
+
+
+def unreachable_gate(
+    *,
+    ready: int,
+    wanted: int,
+    lost: Sequence[LeasePlacement],
+    unreachable: Mapping[str, str],
+    nothing_fits: str | None,
+) -> Gate:
+    """``Ready=False`` naming the Unreachable providers whose replicas are not counted.
+
+    E.g. "1/3 replicas ready; not counted: 2 replica(s) on prov-a (provider prov-a is
+    Unreachable: no heartbeat for 21s (timeout 20s)); no other provider fits: ...".
+    ``nothing_fits`` is why no replacement could be placed, when that was tried and failed.
+    """
+    lost_parts = [
+        f"{p.spec.replicas} replica(s) on {p.spec.provider} (provider {p.spec.provider} is"
+        f" Unreachable: {unreachable[p.spec.provider]})"
+        for p in lost
+    ]
+    message = f"{ready}/{wanted} replicas ready; not counted: " + "; ".join(lost_parts)
+    if nothing_fits is not None:
+        message += f"; no other provider fits: {nothing_fits}"
+    return Gate("Ready", False, PROVIDER_UNREACHABLE, message)
+
+
 def readiness(
     lease: ComputeLease,
     placements: Sequence[LeasePlacement],
     *,
     now: datetime,
     timeout: float,
+    unreachable: Mapping[str, str] = NO_UNREACHABLE,
+    nothing_fits: str | None = None,
 ) -> Readiness:
     """The lease's ``Ready`` condition from its placements.
 
-    Replicas that are not ready within ``timeout`` seconds (counted from the later of the last
-    placement change and the moment the lease stopped being ready) give ``Ready=False`` with
-    the first lagging provider's reason, e.g. ``PodsUnschedulable``: "prov-a: 2 pod(s)
+    Replicas on an ``unreachable`` provider are not counted: while some are missing for that
+    reason the lease is ``Ready=False``, reason :data:`PROVIDER_UNREACHABLE`, at once
+    (:func:`unreachable_gate`; ``nothing_fits`` says why no replacement was placed).
+    Other replicas that are not ready within ``timeout`` seconds (counted from the later of the
+    last placement change and the moment the lease stopped being ready) give ``Ready=False``
+    with the first lagging provider's reason, e.g. ``PodsUnschedulable``: "prov-a: 2 pod(s)
     Pending: 0/3 nodes are available: 3 Too many pods."
     """
     wanted = 0 if lease.spec.suspend else lease.spec.replicas
     placed = sum(p.spec.replicas for p in placements)
-    ready = sum(placement_summary(p).ready_replicas for p in placements)
+    ready = sum(ready_replicas(p, unreachable) for p in placements)
     if wanted == 0:
         return Readiness(Gate("Ready", True, "Suspended", "suspended: no replica runs"), None)
     if placed == 0:
         return Readiness(Gate("Ready", False, "NotPlaced", "no replica is placed yet"), None)
     if ready >= wanted:
         return Readiness(Gate("Ready", True, "AllReplicasReady", f"{ready}/{wanted} ready"), None)
+    lost = unobserved(placements, unreachable)
+    if lost:
+        gate = unreachable_gate(
+            ready=ready,
+            wanted=wanted,
+            lost=lost,
+            unreachable=unreachable,
+            nothing_fits=nothing_fits,
+        )
+        return Readiness(gate, None)
     current = get_condition(lease.status.conditions if lease.status else None, "Ready")
     since = [p.metadata.creation_timestamp for p in placements if p.metadata.creation_timestamp]
     if current is not None and current.status == "False":
@@ -213,6 +299,7 @@ def lease_status(
     decision: SchedulingDecision | None,
     billing_account: str | None,
     now: datetime,
+    unreachable: Mapping[str, str] = NO_UNREACHABLE,
 ) -> ComputeLeaseStatus:
     """The full desired ``status`` of a lease.
 
@@ -223,10 +310,15 @@ def lease_status(
         decision: A new scheduling decision to record, or ``None`` to keep the current one.
         billing_account: The BillingAccount the lease is billed to, if one selects it.
         now: Current time.
+        unreachable: Providers the hub sees ``Unreachable`` (→ why): their placements'
+            replicas count as not ready.
     """
     current = lease.status or ComputeLeaseStatus()
     spec = lease.spec
-    summaries = sorted((placement_summary(p) for p in placements), key=lambda s: s.provider)
+    summaries = sorted(
+        (placement_summary(p, reachable=p.spec.provider not in unreachable) for p in placements),
+        key=lambda s: s.provider,
+    )
     placed = sum(s.replicas for s in summaries)
     ready = sum(s.ready_replicas for s in summaries)
     started_at = current.started_at

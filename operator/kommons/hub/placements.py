@@ -10,6 +10,7 @@ from datetime import datetime
 from kommons.api import (
     ComputeLease,
     JobSpec,
+    LeaseHistoryEntry,
     LeasePlacement,
     LeasePlacementSpec,
     LeaseRef,
@@ -155,3 +156,32 @@ def scale_down(placements: Sequence[LeasePlacement], wanted: int) -> dict[str, i
         counts[provider] -= take
         surplus -= take
     return counts
+
+
+SCALED_DOWN = "ScaledDown"
+"""``status.history`` type, reason and Event reason of replicas a scale-down removed."""
+
+
+def scaled_down_entry(
+    placement: LeasePlacement, *, left: int, wanted: int, now: datetime
+) -> LeaseHistoryEntry:
+    """The ``status.history`` entry of a scale-down that takes replicas off one provider.
+
+    Args:
+        placement: The placement as it was before the scale-down.
+        left: Replicas it keeps (0: the placement is deleted).
+        wanted: The lease's ``spec.replicas`` now.
+        now: The hub's clock.
+    """
+    provider = placement.spec.provider
+    removed = placement.spec.replicas - left
+    kept = f"{left} left there" if left else "its placement deleted"
+    return LeaseHistoryEntry(
+        time=now.replace(microsecond=0),
+        type=SCALED_DOWN,
+        provider=provider,
+        replicas=removed,
+        reason=SCALED_DOWN,
+        message=f"{removed} replica(s) removed from {provider} ({kept}): spec.replicas lowered"
+        f" to {wanted}",
+    )

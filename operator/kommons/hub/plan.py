@@ -16,7 +16,8 @@ The branches, in order (``docs/architecture.md`` has the table):
    scheduled again (possibly on the same provider, at that provider's current price, with an
    Event) and the old placement goes once the new ones are written. If they cannot be placed,
    the stale placement keeps running and the lease says why.
-4. scale down: the surplus over ``spec.replicas`` leaves the most expensive placements first.
+4. scale down: the surplus over ``spec.replicas`` leaves the most expensive placements first;
+   each provider that loses replicas gets a ``ScaledDown`` history entry and Normal Event.
 5. scale up: the missing replicas are scheduled, all or nothing; a provider that already runs
    some gets more at its placement's locked price.
 6. pass-through changes (template, suspend, expose ...) update placements at their price.
@@ -68,7 +69,14 @@ from kommons.api import (
 from kommons.api_names import FINALIZER_HUB
 from kommons.hub import endpoints, failover, lifecycle, payment
 from kommons.hub.lease_status import Gate, lease_status, readiness, status_changed
-from kommons.hub.placements import locked_price, placement_object, placement_spec, same_spec
+from kommons.hub.placements import (
+    SCALED_DOWN,
+    locked_price,
+    placement_object,
+    placement_spec,
+    same_spec,
+    scaled_down_entry,
+)
 from kommons.hub.placements import scale_down as scale_down_counts
 from kommons.hub.views import lease_request, pool_policy, selects
 from kommons.money import format_units
@@ -377,6 +385,21 @@ def _stale_reason(placement: LeasePlacement, lease: ComputeLease, request: Lease
     return ""
 
 
+def _record_scale_down(
+    plan: LeasePlan,
+    history: list[LeaseHistoryEntry],
+    placement: LeasePlacement,
+    *,
+    left: int,
+    lease: ComputeLease,
+    world: World,
+) -> None:
+    """Add the history entry and Normal Event of replicas a scale-down takes off a provider."""
+    entry = scaled_down_entry(placement, left=left, wanted=lease.spec.replicas, now=world.now)
+    history.append(entry)
+    plan.events.append(LeaseEvent("Normal", SCALED_DOWN, entry.message or SCALED_DOWN))
+
+
 def _decision_status(decision: Decision, now: datetime) -> SchedulingDecision:
     status = SchedulingDecision.model_validate(decision.to_status())
     return status.model_copy(update={"decided_at": now.replace(microsecond=0)})
@@ -393,14 +416,24 @@ def _finish(
     history: Sequence[LeaseHistoryEntry] = (),
     token: int = 0,
     pay: payment.LeasePayment | None = None,
+    nothing_fits: str | None = None,
 ) -> LeasePlan:
     """Add the lease's status (when it changed) and the re-checks to ``plan``.
 
     ``history`` is appended to ``status.history``; ``token`` is the highest fencing token
     issued (``status.lastFencingToken`` never goes down); ``pay`` sets
-    ``status.paymentSuspendedAt`` (``None`` keeps it).
+    ``status.paymentSuspendedAt`` (``None`` keeps it); ``nothing_fits`` is why the missing
+    replicas could not be placed (the ``Ready`` message of replicas kept on an Unreachable
+    provider says so).
     """
-    ready = readiness(lease, after, now=world.now, timeout=world.ready_timeout)
+    ready = readiness(
+        lease,
+        after,
+        now=world.now,
+        timeout=world.ready_timeout,
+        unreachable=world.unreachable,  # failover: replicas the hub cannot observe
+        nothing_fits=nothing_fits,
+    )
     if pay is not None and pay.ready is not None:  # payment: suspended by the hub
         ready = replace(ready, gate=pay.ready)
     current = lease.status
@@ -419,6 +452,7 @@ def _finish(
         decision=decision,
         billing_account=world.account,
         now=world.now,
+        unreachable=world.unreachable,
     )
     desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
     if pay is not None:  # payment
@@ -585,9 +619,12 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     shares = lifecycle.job_shares(lease.spec.job, final)
 
     after: list[LeasePlacement] = []
+    history: list[LeaseHistoryEntry] = []
     for placement in kept:
         provider = placement.spec.provider
         replicas = targets[provider] + chosen.pop(provider, (0, 0))[0]
+        if replicas < placement.spec.replicas:  # scaled down: recorded like a move
+            _record_scale_down(plan, history, placement, left=replicas, lease=lease, world=world)
         if replicas == 0:
             plan.delete.append(placement)
             plan.endings.append(ending(placement, "Completed"))  # scaled down
@@ -652,7 +689,6 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         after.append(new)
         moved.append(provider)
 
-    history: list[LeaseHistoryEntry] = []
     if plan.decision is not None:
         to = [c.provider for c in plan.decision.chosen]
         for provider, (old, why) in sorted(stale.items()):
@@ -677,6 +713,8 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     elif missing <= 0:
         plan.delete.extend(old for old, _ in stale.values())  # surplus: nothing to replace
         plan.endings += [ending(old, "Completed") for old, _ in stale.values()]
+        for provider in sorted(stale):  # the surplus is what the scale-down removed
+            _record_scale_down(plan, history, stale[provider][0], left=0, lease=lease, world=world)
     else:
         for _, (old, why) in sorted(stale.items()):
             # fail safe: it keeps running until a replacement exists; suspend still reaches it
@@ -715,6 +753,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         history=history,
         token=token,
         pay=pay,
+        nothing_fits=scheduled.message if plan.waiting_for_capacity else None,
     )
 
 
