@@ -53,6 +53,7 @@ from kommons.api.kinds import (
 )
 from kommons.api.lease import (
     HISTORY_LIMIT,
+    CarriedCompletions,
     ChosenProvider,
     ComputeLease,
     ComputeLeaseSpec,
@@ -126,6 +127,7 @@ __all__ = [
     "BillingAccount",
     "BillingAccountSpec",
     "BillingAccountStatus",
+    "CarriedCompletions",
     "Cel",
     "ChosenProvider",
     "ComputeLease",
