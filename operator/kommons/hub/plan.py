@@ -58,6 +58,7 @@ from kommons.api import (
     BillingAccountStatus,
     ComputeLease,
     ComputeLeaseStatus,
+    JobSpec,
     LeaseHistoryEntry,
     LeasePlacement,
     ProviderPool,
@@ -382,6 +383,46 @@ def _decision_status(decision: Decision, now: datetime) -> SchedulingDecision:
     return status.model_copy(update={"decided_at": now.replace(microsecond=0)})
 
 
+def _record_carry(
+    plan: LeasePlan,
+    lease: ComputeLease,
+    world: World,
+    live: Sequence[LeasePlacement],
+    gate_list: list[Gate],
+    carry: lifecycle.JobCarry,
+    pay: payment.LeasePayment,
+) -> LeasePlan:
+    """The step that only writes down a leaving Job placement's progress (lifecycle).
+
+    Nothing moves yet: the status (which the executor writes last) first records the
+    completions of the placements that are about to be re-placed or removed, so that the
+    next step, which deletes them, can never lose that count nor, with a hub restart in
+    between, count it twice.
+    """
+    _finish(plan, lease, world, live, gate_list, None, pay=pay, carry=carry.recorded())
+    plan.recheck_after = min(plan.recheck_after or 1.0, 1.0)
+    return plan
+
+
+def _carried_event(
+    lease: ComputeLease,
+    old: LeasePlacement,
+    done: int,
+    carry: lifecycle.JobCarry,
+    shares: Mapping[str, JobSpec],
+) -> LeaseEvent:
+    """The Event telling how many completions of a leaving Job placement were carried over."""
+    assert lease.spec.job is not None
+    runs = ", ".join(f"{p} runs {s.completions}" for p, s in sorted(shares.items()))
+    return LeaseEvent(
+        "Normal",
+        "CompletionsCarried",
+        f"{done} completion(s) done on {old.spec.provider} carried over"
+        f" ({carry.total}/{lease.spec.job.completions} carried in all); "
+        + (runs or "no new placement is needed for the rest"),
+    )
+
+
 def _finish(
     plan: LeasePlan,
     lease: ComputeLease,
@@ -393,12 +434,14 @@ def _finish(
     history: Sequence[LeaseHistoryEntry] = (),
     token: int = 0,
     pay: payment.LeasePayment | None = None,
+    carry: lifecycle.JobCarry | None = None,
 ) -> LeasePlan:
     """Add the lease's status (when it changed) and the re-checks to ``plan``.
 
     ``history`` is appended to ``status.history``; ``token`` is the highest fencing token
     issued (``status.lastFencingToken`` never goes down); ``pay`` sets
-    ``status.paymentSuspendedAt`` (``None`` keeps it).
+    ``status.paymentSuspendedAt`` (``None`` keeps it); ``carry`` is what a Job lease carries
+    (``None``: what ``after`` leaves to carry, nothing leaving).
     """
     ready = readiness(lease, after, now=world.now, timeout=world.ready_timeout)
     if pay is not None and pay.ready is not None:  # payment: suspended by the hub
@@ -420,7 +463,9 @@ def _finish(
         billing_account=world.account,
         now=world.now,
     )
-    desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
+    desired = lifecycle.running_status(  # lifecycle
+        lease, after, desired, now=world.now, carry=carry
+    )
     if pay is not None:  # payment
         desired = desired.model_copy(update={"payment_suspended_at": pay.suspended_at})
     last_token = max(token, (current.last_fencing_token or 0) if current else 0)
@@ -541,7 +586,17 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     kept = [p for p in kept if p.spec.provider not in moving]
     tokens = itertools.count(failover.token_base(lease, world.placements) + 1)
 
+    # lifecycle: a Job's progress on the placements that leave is written down before they go
+    carry = lifecycle.job_carry(lease, live, [old for old, _ in stale.values()])
+    if carry.unrecorded:
+        return _record_carry(plan, lease, world, live, gate_list, carry, pay)
+
     targets = {p.spec.provider: p.spec.replicas for p in kept}
+    left = 0  # lifecycle: a Job's completions left for new placements
+    if lease.spec.job is not None:
+        left = lifecycle.job_left(lease.spec.job, carry, kept)
+        wanted = lifecycle.job_replicas(lease, kept_replicas=sum(targets.values()), left=left)
+        request = replace(request, replicas=wanted)
     if sum(targets.values()) > wanted:
         targets = scale_down_counts(kept, wanted)
     missing = wanted - sum(targets.values())
@@ -552,12 +607,17 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     if missing > 0 and not lease.spec.suspend:
         released = frozenset(placement_key(request.key, provider) for provider in stale)
         avoid = failover.avoided(lease, world.placements) | frozenset(moving)
+        staying = frozenset(p for p, n in targets.items() if n)
+        if lease.spec.job is None:
+            avoid -= staying
+        else:  # lifecycle: a running Job's completions cannot change: new providers only
+            avoid |= staying | frozenset(stale)
         decision = world.market.decide(
             request,
             pool_policy(world.pool),
             already_placed={p: n for p, n in targets.items() if n},
             released=released,
-            exclude=avoid - {p for p, n in targets.items() if n},
+            exclude=avoid,
         )
         decision_status = _decision_status(decision, world.now)
         if decision.chosen:
@@ -577,12 +637,11 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         scheduled = Gate("Scheduled", True, "Suspended", "suspended: missing replicas wait")
     gate_list.append(scheduled)
 
-    # lifecycle: the term's end and each provider's share of a Job go on every placement
-    final = dict(targets)
-    for provider, (replicas, _) in chosen.items():
-        final[provider] = final.get(provider, 0) + replicas
+    # lifecycle: the term's end goes on every placement; a Job's placements that stay keep
+    # their share, the new ones split the completions left
     expiry = lifecycle.expires_at(lease, placed=bool(live or chosen), now=world.now)
-    shares = lifecycle.job_shares(lease.spec.job, final)
+    new_replicas = {p: n for p, (n, _) in chosen.items() if p not in targets}
+    shares = lifecycle.job_shares(lease.spec.job, new_replicas, completions=left)
 
     after: list[LeasePlacement] = []
     for placement in kept:
@@ -599,7 +658,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             price_per_hour=locked_price(placement),
             account=account,
             expires_at=expiry,
-            job=shares.get(provider),
+            job=placement.spec.job if lease.spec.job is not None else None,
             fencing_token=placement.spec.fencing_token or next(tokens),
             config_revisions=revisions,
         )
@@ -653,30 +712,39 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         moved.append(provider)
 
     history: list[LeaseHistoryEntry] = []
+    carried = {c.placement_uid: c.completions for c in carry.carrying}  # lifecycle: Job
     if plan.decision is not None:
         to = [c.provider for c in plan.decision.chosen]
         for provider, (old, why) in sorted(stale.items()):
             plan.delete.append(old)
+            done = carried.get(str(old.metadata.uid))
             gone = moving.get(provider)
             if gone is not None:  # failover: superseded now that its replacement is written
                 message = failover.event_message(gone, to)
                 plan.endings.append(PlacementEnding(provider, "FailedOver", old.metadata.uid))
-                history.append(failover.history_entry(gone, to=to, now=world.now))
+                entry = failover.history_entry(gone, to=to, now=world.now)
+                history.append(entry.model_copy(update={"completions": done}))
                 plan.events.append(LeaseEvent("Warning", gone.kind, message))
                 gate_list.append(Gate(failover.RELOCATED, True, gone.kind, message))
-                continue
-            plan.endings.append(ending(old, "Completed"))  # replaced: the lease changed
-            plan.events.append(
-                LeaseEvent(
-                    "Normal",
-                    "Replaced",
-                    f"{old.spec.replicas} replica(s) moved from {provider} to"
-                    f" {', '.join(moved) or 'other providers'} because {why}",
+            else:
+                plan.endings.append(ending(old, "Completed"))  # replaced: the lease changed
+                plan.events.append(
+                    LeaseEvent(
+                        "Normal",
+                        "Replaced",
+                        f"{old.spec.replicas} replica(s) moved from {provider} to"
+                        f" {', '.join(moved) or 'other providers'} because {why}",
+                    )
                 )
-            )
+            if done:
+                plan.events.append(_carried_event(lease, old, done, carry, shares))
     elif missing <= 0:
         plan.delete.extend(old for old, _ in stale.values())  # surplus: nothing to replace
         plan.endings += [ending(old, "Completed") for old, _ in stale.values()]
+        for old, _ in stale.values():
+            done = carried.get(str(old.metadata.uid))
+            if done:
+                plan.events.append(_carried_event(lease, old, done, carry, shares))
     else:
         for _, (old, why) in sorted(stale.items()):
             # fail safe: it keeps running until a replacement exists; suspend still reaches it
@@ -715,6 +783,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         history=history,
         token=token,
         pay=pay,
+        carry=carry,
     )
 
 
