@@ -516,7 +516,7 @@ class ComputeLeaseStatus(StatusModel):
         default=None,
         max_length=1000,
         description="Job leases: placements being re-placed whose completions the hub recorded"
-        " before deleting them (at most one per live placement); folded into"
+        " before deleting them (at most one per live placement); added to"
         " carriedCompletions once they are deleted.",
     )
     observed_generation: int | None = Field(
