@@ -18,6 +18,11 @@
   suspended it; it resumes the same way.
 - **Status** (:func:`running_status`). ``expiresAt``, the Job counters, and the time of the
   next re-check (the readiness timeout or the end of the term, whichever comes first).
+- **Job progress** (:func:`job_carry`, :func:`job_left`, :func:`job_replicas`). A Job
+  placement that leaves before its Job finished (failover, re-placement, resume elsewhere)
+  has its completions written into the lease's status first (``carrying``), and only then is
+  it replaced: the new placements run the completions left, the placements that stay keep
+  their share, and ``succeeded`` keeps counting what was carried (``carriedCompletions``).
 
 The term: ``expiresAt = startedAt + duration``. A lease none of whose replicas has started yet
 has a provisional ``expiresAt`` counted from its first placement, so a lease that never

@@ -24,7 +24,10 @@ The branches, in order (``docs/architecture.md`` has the table):
 The lease's life (:mod:`kommons.hub.lifecycle`, hooks marked ``lifecycle``): a lease whose
 term passed or whose Job finished ends (placements deleted, the lease kept with phase
 ``Expired``, ``Succeeded`` or ``Failed``) right after branch 1; a resumed lease's suspended
-placements go back where they still fit and are re-placed (branch 3) where they do not.
+placements go back where they still fit and are re-placed (branch 3) where they do not. A Job
+placement that leaves with progress has its count recorded in the status in a step of its
+own before branch 3 replaces it; a Job lease's new placements run only the completions left,
+on providers that do not run a part of it yet.
 Config (:mod:`kommons.config_copies`): every placement written carries
 ``configRevisions`` (the versions of the ConfigMaps and Secrets the lease takes along), and
 the plan lists the copies to (re)write next to them (``copies``).
