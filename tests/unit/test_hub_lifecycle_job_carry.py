@@ -18,7 +18,8 @@ Behaviour matrix (situation -> plan):
 - a provider that comes back before its replacement exists -> its record is dropped, its own
   report counts again.
 - no progress yet -> moved at once, nothing recorded.
-- shares: the completions left split over the new placements only, each share >= replicas.
+- shares: the completions left split over the new placements only, each share >= replicas;
+  a placement that stays keeps its share and never gets more replicas (they go elsewhere).
 """
 
 from __future__ import annotations
@@ -284,3 +285,21 @@ def test_shares_of_what_is_left_cover_it_exactly() -> None:
     shares = lifecycle.job_shares(job, {"a": 2, "b": 1}, completions=7)
     assert {p: s.completions for p, s in shares.items()} == {"a": 5, "b": 2}
     assert lifecycle.job_shares(job, {"a": 1}, completions=0) == {}
+
+
+def test_a_placement_that_stays_never_grows_its_running_job() -> None:
+    view = market(
+        provider_body("p1", cpu="1", cpu_price="0.01"),
+        provider_body("p2", cpu="2"),  # room for one more, and cheaper than p3
+        provider_body("p3", cpu="1", cpu_price="0.05"),
+    )
+    lease = lease_with(None, job={"completions": 10, "backoffLimit": 1})
+    first = step(lease, view)
+    assert sorted(p.spec.provider for p in first.create) == ["p1", "p2"]
+    p1, p2 = placed(first)
+    running = [reporting(p1, "Running", 0), reporting(p2, "Running", 1)]
+    plan = fo_step(written(lease, first), view, running, unreachable=UNREACHABLE)
+    assert [(p.spec.provider, p.spec.job) for p in plan.create] == [
+        ("p3", JobSpec(completions=5, backoff_limit=1))
+    ]
+    assert plan.update == []  # p2's Job keeps its replicas and its 5 completions

@@ -205,6 +205,11 @@ class JobCarry:
         """Placements that count by their record."""
         return frozenset(c.placement_uid for c in self.carrying)
 
+    def of(self, placement: LeasePlacement) -> int | None:
+        """The completions recorded for a leaving placement (``None``: no record)."""
+        uid = placement.metadata.uid
+        return next((c.completions for c in self.carrying if c.placement_uid == uid), None)
+
     def recorded(self) -> JobCarry:
         """The carry once the status holds the records still missing."""
         fresh = {c.placement_uid: c for c in self.unrecorded}

@@ -407,23 +407,31 @@ def _record_carry(
     return plan
 
 
-def _carried_event(
+def _carried_events(
     lease: ComputeLease,
-    old: LeasePlacement,
-    done: int,
+    deleted: Sequence[LeasePlacement],
     carry: lifecycle.JobCarry,
     shares: Mapping[str, JobSpec],
-) -> LeaseEvent:
-    """The Event telling how many completions of a leaving Job placement were carried over."""
-    assert lease.spec.job is not None
+) -> list[LeaseEvent]:
+    """One Event per deleted Job placement whose completions were carried over, saying how many.
+
+    ``shares`` are the new placements' shares of what is left.
+    """
+    if lease.spec.job is None:
+        return []
     runs = ", ".join(f"{p} runs {s.completions}" for p, s in sorted(shares.items()))
-    return LeaseEvent(
-        "Normal",
-        "CompletionsCarried",
-        f"{done} completion(s) done on {old.spec.provider} carried over"
-        f" ({carry.total}/{lease.spec.job.completions} carried in all); "
-        + (runs or "no new placement is needed for the rest"),
-    )
+    events = []
+    for old in deleted:
+        done = carry.of(old)
+        if not done:
+            continue
+        message = (
+            f"{done} completion(s) done on {old.spec.provider} carried over"
+            f" ({carry.total}/{lease.spec.job.completions} carried in all); "
+            + (runs or "no new placement is needed for the rest")
+        )
+        events.append(LeaseEvent("Normal", "CompletionsCarried", message))
+    return events
 
 
 def _finish(
@@ -715,18 +723,16 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         moved.append(provider)
 
     history: list[LeaseHistoryEntry] = []
-    carried = {c.placement_uid: c.completions for c in carry.carrying}  # lifecycle: Job
     if plan.decision is not None:
         to = [c.provider for c in plan.decision.chosen]
         for provider, (old, why) in sorted(stale.items()):
             plan.delete.append(old)
-            done = carried.get(str(old.metadata.uid))
             gone = moving.get(provider)
             if gone is not None:  # failover: superseded now that its replacement is written
                 message = failover.event_message(gone, to)
                 plan.endings.append(PlacementEnding(provider, "FailedOver", old.metadata.uid))
                 entry = failover.history_entry(gone, to=to, now=world.now)
-                history.append(entry.model_copy(update={"completions": done}))
+                history.append(entry.model_copy(update={"completions": carry.of(old)}))
                 plan.events.append(LeaseEvent("Warning", gone.kind, message))
                 gate_list.append(Gate(failover.RELOCATED, True, gone.kind, message))
             else:
@@ -739,15 +745,11 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
                         f" {', '.join(moved) or 'other providers'} because {why}",
                     )
                 )
-            if done:
-                plan.events.append(_carried_event(lease, old, done, carry, shares))
+        plan.events += _carried_events(lease, plan.delete, carry, shares)  # lifecycle: Job
     elif missing <= 0:
         plan.delete.extend(old for old, _ in stale.values())  # surplus: nothing to replace
         plan.endings += [ending(old, "Completed") for old, _ in stale.values()]
-        for old, _ in stale.values():
-            done = carried.get(str(old.metadata.uid))
-            if done:
-                plan.events.append(_carried_event(lease, old, done, carry, shares))
+        plan.events += _carried_events(lease, plan.delete, carry, shares)  # lifecycle: Job
     else:
         for _, (old, why) in sorted(stale.items()):
             # fail safe: it keeps running until a replacement exists; suspend still reaches it
