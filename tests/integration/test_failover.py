@@ -16,6 +16,12 @@ token), the old placement is kept on the hub as deleting (never removed before i
 replacement); once prov-a is back, its stale workload is removed and there is exactly one
 placement and one workload for the lease.
 
+A run-to-completion lease keeps its progress: a Job lease (6 completions, one at a time, each
+pod succeeding 5 s after it starts: the bed's ``testbed.kommons.io/complete=slow`` stage) on
+prov-a loses its agent after at least 2 completions were reported; the replacement runs only
+the completions left (its placement and its provider's Job ask for 6 - carried), the history
+entry FailedOver says how many were carried, and the lease ends Succeeded with succeeded 6.
+
 Also: a lease that may run only on prov-a (``spec.placement.providers``) whose API server
 stops is ``Degraded`` 0/2 (its replicas there are not counted ready: the hub cannot observe
 them) with ``Ready=False ProviderUnreachable`` naming prov-a and saying no other provider
@@ -461,3 +467,86 @@ def test_replicas_stuck_unschedulable_are_replaced_elsewhere(
 
 def _placement_name(lease: dict[str, Any]) -> str:
     return str(lease["status"]["placements"][0]["placementName"])
+
+
+def _succeeded(at_least: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda lease: ((lease.get("status") or {}).get("succeeded") or 0) >= at_least
+
+
+def _failed_over_from(provider: str) -> Callable[[dict[str, Any]], bool]:
+    def check(lease: dict[str, Any]) -> bool:
+        history = (lease.get("status") or {}).get("history") or []
+        return any(e["type"] == "FailedOver" and e.get("provider") == provider for e in history)
+
+    return check
+
+
+def test_a_job_lease_keeps_its_progress_when_it_fails_over(
+    hub: Kube, tenant: str, stack: Stack, provider_kube: Callable[[str], Kube]
+) -> None:
+    completions = 6
+    body = lease_body("fo-job", tenant, replicas=1)
+    body["spec"]["job"] = {"completions": completions, "backoffLimit": 1}
+    body["spec"]["template"]["metadata"]["annotations"] = {"testbed.kommons.io/complete": "slow"}
+    hub.create(r.COMPUTE_LEASES, body, tenant)
+    lease = wait_lease(hub, tenant, "fo-job", _succeeded(2), what="2 completions", timeout=120)
+    assert _providers(lease) == [LOST]
+    uid = lease["metadata"]["uid"]
+
+    stack.kill(f"agent-{LOST}")
+    try:
+        lease = wait_lease(
+            hub,
+            tenant,
+            "fo-job",
+            _failed_over_from(LOST),
+            what="failover",
+            timeout=FAILOVER_TIMEOUT,
+        )
+        entry = [e for e in lease["status"]["history"] if e["type"] == "FailedOver"][-1]
+        carried = entry["completions"]
+        assert 2 <= carried < completions, entry
+        # the replacement is asked for the completions left, and its provider's Job runs them
+        [replacement] = [
+            p
+            for p in _hub_placements(hub, uid)
+            if p["spec"]["provider"] != LOST and not p["metadata"].get("deletionTimestamp")
+        ]
+        assert replacement["spec"]["job"]["completions"] == completions - carried
+        there = provider_kube(replacement["spec"]["provider"])
+        jobs: list[dict[str, Any]] = []
+
+        def job_there() -> bool:
+            jobs[:] = there.list(r.JOBS, label_selector=f"{LABEL_LEASE_UID}={uid}")
+            return bool(jobs)
+
+        wait_for(job_there, timeout=120, what="the replacement's Job", every=0.5)
+        assert [j["spec"]["completions"] for j in jobs] == [completions - carried]
+        done = wait_lease(
+            hub,
+            tenant,
+            "fo-job",
+            lambda item: (item.get("status") or {}).get("phase") == "Succeeded",
+            what="the Job lease Succeeded",
+            timeout=FAILOVER_TIMEOUT,
+        )
+        status = done["status"]
+        assert status["succeeded"] == completions
+        assert status["carriedCompletions"] == carried
+        assert [h["type"] for h in status["history"]][-2:] == ["FailedOver", "Succeeded"]
+        messages = [
+            e["message"]
+            for e in _events(hub, tenant, "fo-job")
+            if e["reason"] == "CompletionsCarried"
+        ]
+        assert any(f"{carried} completion(s) done on {LOST}" in m for m in messages)
+    finally:
+        since = datetime.now(UTC)
+        stack.start_agent(LOST)
+    wait_for(
+        lambda: not _namespaces(provider_kube(LOST), uid) and not _hub_placements(hub, uid),
+        timeout=120,
+        what=f"the superseded Job on {LOST} and every placement to go",
+        every=1,
+    )
+    _back(hub, LOST, since)

@@ -54,6 +54,7 @@ from kommons.api.kinds import (
 )
 from kommons.api.lease import (
     HISTORY_LIMIT,
+    CarriedCompletions,
     ChosenProvider,
     ComputeLease,
     ComputeLeaseSpec,
@@ -127,6 +128,7 @@ __all__ = [
     "BillingAccount",
     "BillingAccountSpec",
     "BillingAccountStatus",
+    "CarriedCompletions",
     "Cel",
     "ChosenProvider",
     "ComputeLease",

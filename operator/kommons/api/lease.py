@@ -445,12 +445,29 @@ class LeaseHistoryEntry(StatusModel):
     provider: str | None = Field(default=None, description="Provider the replicas left.")
     to: list[str] | None = Field(default=None, description="Providers the replicas went to.")
     replicas: int | None = Field(default=None, ge=0, description="Replicas concerned.")
+    completions: int | None = Field(
+        default=None,
+        ge=0,
+        description="Job leases: completions the placement that left had achieved, carried over"
+        " (its replacement runs only the completions left).",
+    )
     reason: str | None = Field(default=None, description="CamelCase reason.")
     message: str | None = Field(default=None, description="Human-readable cause.")
 
 
 HISTORY_LIMIT = 20
 """At most this many history entries are kept on a lease (the newest)."""
+
+
+class CarriedCompletions(StatusModel):
+    """Completions of a Job placement that is being re-placed, recorded before it is deleted."""
+
+    placement_uid: str = Field(description="UID of the LeasePlacement that leaves.")
+    provider: str = Field(description="Provider it ran on.")
+    completions: int = Field(
+        ge=0,
+        description="Pods it reported succeeded, at most the completions it was asked for.",
+    )
 
 
 class ComputeLeaseStatus(StatusModel):
@@ -485,7 +502,24 @@ class ComputeLeaseStatus(StatusModel):
     succeeded: int | None = Field(
         default=None, ge=0, description="Job leases: pods that completed successfully."
     )
-    failed: int | None = Field(default=None, ge=0, description="Job leases: pods that failed.")
+    failed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Job leases: pods that failed, on the placements that run the Job now.",
+    )
+    carried_completions: int | None = Field(
+        default=None,
+        ge=0,
+        description="Job leases: completions achieved by placements that were re-placed or"
+        " removed before their Job finished, kept by the hub and counted in succeeded.",
+    )
+    carrying: list[CarriedCompletions] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Job leases: placements being re-placed whose completions the hub recorded"
+        " before deleting them (at most one per live placement); added to"
+        " carriedCompletions once they are deleted.",
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status reflects."
     )

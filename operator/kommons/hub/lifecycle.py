@@ -18,6 +18,11 @@
   suspended it; it resumes the same way.
 - **Status** (:func:`running_status`). ``expiresAt``, the Job counters, and the time of the
   next re-check (the readiness timeout or the end of the term, whichever comes first).
+- **Job progress** (:func:`job_carry`, :func:`job_left`, :func:`job_replicas`). A Job
+  placement that leaves before its Job finished (failover, re-placement, resume elsewhere)
+  has its completions written into the lease's status first (``carrying``), and only then is
+  it replaced: the new placements run the completions left, the placements that stay keep
+  their share, and ``succeeded`` keeps counting what was carried (``carriedCompletions``).
 
 The term: ``expiresAt = startedAt + duration``. A lease none of whose replicas has started yet
 has a provisional ``expiresAt`` counted from its first placement, so a lease that never
@@ -34,6 +39,7 @@ from typing import Literal, Protocol
 
 from kommons.api import (
     HISTORY_LIMIT,
+    CarriedCompletions,
     ComputeLease,
     ComputeLeaseStatus,
     JobSpec,
@@ -104,21 +110,27 @@ def recheck(ready_after: float | None, expires: datetime | None, *, now: datetim
 # --------------------------------------------------------------------------------------
 
 
-def job_shares(job: JobSpec | None, replicas: Mapping[str, int]) -> dict[str, JobSpec]:
+def job_shares(
+    job: JobSpec | None, replicas: Mapping[str, int], *, completions: int | None = None
+) -> dict[str, JobSpec]:
     """Each provider's share of a Job lease's completions, in proportion to its replicas.
 
-    Admission keeps ``completions >= replicas``, so every provider's share is at least its
+    ``completions`` is what is split: the Job's by default, or what is left of it for the new
+    placements of a lease whose other placements keep their shares (:func:`job_left`). It is
+    at least the replicas (admission keeps ``completions >= replicas``, and the plan asks for
+    no more replicas than completions are left), so every provider's share is at least its
     replicas (its parallelism); the remainder goes to the providers with most replicas first
     (then by name). Providers with no replicas get nothing.
     """
     if job is None:
         return {}
+    total_completions = job.completions if completions is None else completions
     live = {p: n for p, n in replicas.items() if n > 0}
     total = sum(live.values())
-    if total == 0:
+    if total == 0 or total_completions <= 0:
         return {}
-    shares = {p: job.completions * n // total for p, n in live.items()}
-    left = job.completions - sum(shares.values())
+    shares = {p: total_completions * n // total for p, n in live.items()}
+    left = total_completions - sum(shares.values())
     for provider in sorted(live, key=lambda p: (-live[p], p)):
         if left <= 0:
             break
@@ -155,11 +167,142 @@ def job_succeeded(placement: LeasePlacement) -> bool:
     return placement.spec.job is not None and status is not None and status.phase == "Succeeded"
 
 
-def job_counts(placements: Sequence[LeasePlacement]) -> tuple[int, int]:
-    """Pods that succeeded and failed, summed over a Job lease's placements."""
-    succeeded = sum((p.status.succeeded or 0) if p.status else 0 for p in placements)
+def job_done(placement: LeasePlacement) -> int:
+    """Pods a Job placement's provider reports succeeded, at most the completions it was asked.
+
+    The count is the provider's claim: never more than its share is believed.
+    """
+    status = placement.status
+    asked = placement.spec.job.completions if placement.spec.job is not None else 0
+    return min(asked, (status.succeeded or 0) if status is not None else 0)
+
+
+@dataclass(frozen=True)
+class JobCarry:
+    """The completions of a Job lease achieved by placements that no longer run it.
+
+    The hub keeps them in the lease's status, which only it writes: ``carriedCompletions``
+    (placements already deleted) and ``carrying`` (placements that leave: their count is
+    recorded there *before* they are deleted, so a hub that stops in between neither loses
+    it nor counts it twice). A placement with a ``carrying`` record counts by its record,
+    never by its own report as well.
+    """
+
+    folded: int = 0
+    """Completions of placements already deleted (``status.carriedCompletions``)."""
+    carrying: tuple[CarriedCompletions, ...] = ()
+    """Records of live placements that leave in this step or wait for their replacement."""
+    unrecorded: tuple[CarriedCompletions, ...] = ()
+    """Leaving placements whose progress is not recorded yet (or only a lower count): the
+    status must say so before they may go."""
+
+    @property
+    def total(self) -> int:
+        """Every completion carried: deleted placements' and those of the leaving ones."""
+        return self.folded + sum(c.completions for c in self.carrying)
+
+    def uids(self) -> frozenset[str]:
+        """Placements that count by their record."""
+        return frozenset(c.placement_uid for c in self.carrying)
+
+    def of(self, placement: LeasePlacement) -> int | None:
+        """The completions recorded for a leaving placement (``None``: no record)."""
+        uid = placement.metadata.uid
+        return next((c.completions for c in self.carrying if c.placement_uid == uid), None)
+
+    def recorded(self) -> JobCarry:
+        """The carry once the status holds the records still missing."""
+        fresh = {c.placement_uid: c for c in self.unrecorded}
+        kept = [c for c in self.carrying if c.placement_uid not in fresh]
+        ordered = sorted([*kept, *fresh.values()], key=lambda c: (c.provider, c.placement_uid))
+        return JobCarry(self.folded, tuple(ordered))
+
+
+def job_carry(
+    lease: ComputeLease,
+    live: Sequence[LeasePlacement],
+    leaving: Sequence[LeasePlacement] = (),
+) -> JobCarry:
+    """What a Job lease carries, given its live placements and those that leave now.
+
+    A record of a placement that is no longer live (deleted, or being deleted) is folded into
+    the total; a record of a live placement that no longer leaves (its provider came back) is
+    dropped: the placement's own count is its progress again. A leaving placement whose
+    report shows more completions than its record needs a (new) record first.
+
+    Args:
+        lease: The lease as served (its status holds what was carried so far).
+        live: Its live placements.
+        leaving: Live placements the plan re-places or removes in this step.
+    """
+    status = lease.status
+    if lease.spec.job is None:
+        return JobCarry()
+    if status is None:
+        return JobCarry(unrecorded=_records(leaving, {}))
+    live_uids = {p.metadata.uid for p in live}
+    leaving_uids = {p.metadata.uid for p in leaving}
+    folded = status.carried_completions or 0
+    carrying: list[CarriedCompletions] = []
+    for record in status.carrying or ():
+        if record.placement_uid not in live_uids:
+            folded += record.completions
+        elif record.placement_uid in leaving_uids:
+            carrying.append(record)
+    known = {c.placement_uid: c.completions for c in carrying}
+    return JobCarry(folded, tuple(carrying), _records(leaving, known))
+
+
+def _records(
+    leaving: Sequence[LeasePlacement], known: Mapping[str, int]
+) -> tuple[CarriedCompletions, ...]:
+    """Records for the leaving placements that did more than ``known`` says (uid → count)."""
+    out = []
+    for placement in sorted(leaving, key=lambda p: p.spec.provider):
+        uid = placement.metadata.uid
+        done = job_done(placement)
+        if uid is None or placement.spec.job is None or done <= known.get(uid, 0):
+            continue
+        out.append(
+            CarriedCompletions(
+                placement_uid=uid, provider=placement.spec.provider, completions=done
+            )
+        )
+    return tuple(out)
+
+
+def job_counts(
+    placements: Sequence[LeasePlacement], carry: JobCarry | None = None
+) -> tuple[int, int]:
+    """Pods that succeeded and failed for a Job lease.
+
+    Succeeded: the carried completions plus each other placement's count (at most its
+    share, :func:`job_done`); failed: the failed pods of ``placements``.
+    """
+    carry = carry or JobCarry()
+    by_record = carry.uids()
+    own = sum(job_done(p) for p in placements if p.metadata.uid not in by_record)
     failed = sum((p.status.failed or 0) if p.status else 0 for p in placements)
-    return succeeded, failed
+    return carry.total + own, failed
+
+
+def job_left(job: JobSpec, carry: JobCarry, kept: Sequence[LeasePlacement]) -> int:
+    """Completions left for new placements: neither carried nor asked of a kept placement.
+
+    Placements that stay keep their share (a Job's ``completions`` cannot change once it
+    runs), so only what no one is running or has run goes to new placements.
+    """
+    asked = sum(p.spec.job.completions for p in kept if p.spec.job is not None)
+    return max(0, job.completions - carry.total - asked)
+
+
+def job_replicas(lease: ComputeLease, *, kept_replicas: int, left: int) -> int:
+    """Replicas a Job lease needs now: ``spec.replicas``, fewer when fewer completions are left.
+
+    A new placement runs at most one pod per completion left, so replicas beyond that would
+    reserve capacity no pod uses (the rule admission applies to ``completions >= replicas``).
+    """
+    return min(lease.spec.replicas, kept_replicas + left)
 
 
 # --------------------------------------------------------------------------------------
@@ -236,14 +379,17 @@ def lease_end(
                 new=True,
                 failed_provider=placement.spec.provider,
             )
-    if sum(p.spec.replicas for p in placements) >= lease.spec.replicas and all(
+    carry = job_carry(lease, placements)
+    succeeded, _ = job_counts(placements, carry)
+    every_part_done = sum(p.spec.replicas for p in placements) >= lease.spec.replicas and all(
         job_succeeded(p) for p in placements
-    ):
-        succeeded, _ = job_counts(placements)
+    )
+    if succeeded >= lease.spec.job.completions or every_part_done:
+        carried = f" ({carry.total} carried from earlier placements)" if carry.total else ""
         return End(
             "Succeeded",
             JOB_COMPLETE,
-            f"the Job completed: {succeeded} pod(s) succeeded on"
+            f"the Job completed: {succeeded} pod(s) succeeded{carried}, the last on"
             f" {', '.join(sorted(p.spec.provider for p in placements))}",
             new=True,
         )
@@ -278,10 +424,13 @@ def ended_status(
         now=now,
     )
     succeeded, failed = current.succeeded, current.failed
+    carried = current.carried_completions
     history = current.history
     if end.new:
         if lease.spec.job is not None:
-            succeeded, failed = job_counts(placements)
+            carry = job_carry(lease, placements)
+            succeeded, failed = job_counts(placements, carry)
+            carried = carry.folded or None
         entry = LeaseHistoryEntry(
             time=now,
             type=end.phase,
@@ -302,6 +451,8 @@ def ended_status(
             "endpoints": None,  # nothing runs any more
             "succeeded": succeeded,
             "failed": failed,
+            "carried_completions": carried,
+            "carrying": None,  # nothing leaves any more: every record is folded or dropped
             "observed_generation": generation,
             "history": history,
             "conditions": conditions,
@@ -320,14 +471,25 @@ def running_status(
     status: ComputeLeaseStatus,
     *,
     now: datetime,
+    carry: JobCarry | None = None,
 ) -> ComputeLeaseStatus:
-    """``status`` with the lifecycle's fields: ``expiresAt`` and, for a Job, its counters."""
+    """``status`` with the lifecycle's fields: ``expiresAt`` and, for a Job, its counters.
+
+    ``carry`` is what the Job carries after this step (``carriedCompletions``, ``carrying``);
+    ``None`` carries what the lease's live ``placements`` leave to carry, nothing leaving.
+    """
     update: dict[str, object] = {
         "expires_at": expires_at(lease, placed=bool(placements), now=now),
     }
     if lease.spec.job is not None:
-        succeeded, failed = job_counts(placements)
-        update |= {"succeeded": succeeded, "failed": failed}
+        carry = carry if carry is not None else job_carry(lease, placements)
+        succeeded, failed = job_counts(placements, carry)
+        update |= {
+            "succeeded": succeeded,
+            "failed": failed,
+            "carried_completions": carry.folded or None,
+            "carrying": list(carry.carrying) or None,
+        }
     return status.model_copy(update=update)
 
 
@@ -426,14 +588,19 @@ __all__ = [
     "JOB_COMPLETE",
     "End",
     "EndPhase",
+    "JobCarry",
     "Resume",
     "ResumeReader",
     "as_planned",
     "ended",
     "ended_status",
     "expires_at",
+    "job_carry",
     "job_counts",
+    "job_done",
     "job_failed",
+    "job_left",
+    "job_replicas",
     "job_shares",
     "job_succeeded",
     "lease_end",

@@ -25,7 +25,10 @@ The branches, in order (``docs/architecture.md`` has the table):
 The lease's life (:mod:`kommons.hub.lifecycle`, hooks marked ``lifecycle``): a lease whose
 term passed or whose Job finished ends (placements deleted, the lease kept with phase
 ``Expired``, ``Succeeded`` or ``Failed``) right after branch 1; a resumed lease's suspended
-placements go back where they still fit and are re-placed (branch 3) where they do not.
+placements go back where they still fit and are re-placed (branch 3) where they do not. A Job
+placement that leaves with progress has its count recorded in the status in a step of its
+own before branch 3 replaces it; a Job lease's new placements run only the completions left,
+on providers that do not run a part of it yet.
 Config (:mod:`kommons.config_copies`): every placement written carries
 ``configRevisions`` (the versions of the ConfigMaps and Secrets the lease takes along), and
 the plan lists the copies to (re)write next to them (``copies``).
@@ -59,6 +62,7 @@ from kommons.api import (
     BillingAccountStatus,
     ComputeLease,
     ComputeLeaseStatus,
+    JobSpec,
     LeaseHistoryEntry,
     LeasePlacement,
     ProviderPool,
@@ -405,6 +409,54 @@ def _decision_status(decision: Decision, now: datetime) -> SchedulingDecision:
     return status.model_copy(update={"decided_at": now.replace(microsecond=0)})
 
 
+def _record_carry(
+    plan: LeasePlan,
+    lease: ComputeLease,
+    world: World,
+    live: Sequence[LeasePlacement],
+    gate_list: list[Gate],
+    carry: lifecycle.JobCarry,
+    pay: payment.LeasePayment,
+) -> LeasePlan:
+    """The step that only writes down a leaving Job placement's progress (lifecycle).
+
+    Nothing moves yet: the status (which the executor writes last) first records the
+    completions of the placements that are about to be re-placed or removed, so that the
+    next step, which deletes them, can never lose that count nor, with a hub restart in
+    between, count it twice.
+    """
+    _finish(plan, lease, world, live, gate_list, None, pay=pay, carry=carry.recorded())
+    plan.recheck_after = min(plan.recheck_after or 1.0, 1.0)
+    return plan
+
+
+def _carried_events(
+    lease: ComputeLease,
+    deleted: Sequence[LeasePlacement],
+    carry: lifecycle.JobCarry,
+    shares: Mapping[str, JobSpec],
+) -> list[LeaseEvent]:
+    """One Event per deleted Job placement whose completions were carried over, saying how many.
+
+    ``shares`` are the new placements' shares of what is left.
+    """
+    if lease.spec.job is None:
+        return []
+    runs = ", ".join(f"{p} runs {s.completions}" for p, s in sorted(shares.items()))
+    events = []
+    for old in deleted:
+        done = carry.of(old)
+        if not done:
+            continue
+        message = (
+            f"{done} completion(s) done on {old.spec.provider} carried over"
+            f" ({carry.total}/{lease.spec.job.completions} carried in all); "
+            + (runs or "no new placement is needed for the rest")
+        )
+        events.append(LeaseEvent("Normal", "CompletionsCarried", message))
+    return events
+
+
 def _finish(
     plan: LeasePlan,
     lease: ComputeLease,
@@ -417,6 +469,7 @@ def _finish(
     token: int = 0,
     pay: payment.LeasePayment | None = None,
     nothing_fits: str | None = None,
+    carry: lifecycle.JobCarry | None = None,
 ) -> LeasePlan:
     """Add the lease's status (when it changed) and the re-checks to ``plan``.
 
@@ -424,7 +477,8 @@ def _finish(
     issued (``status.lastFencingToken`` never goes down); ``pay`` sets
     ``status.paymentSuspendedAt`` (``None`` keeps it); ``nothing_fits`` is why the missing
     replicas could not be placed (the ``Ready`` message of replicas kept on an Unreachable
-    provider says so).
+    provider says so); ``carry`` is what a Job lease carries (``None``: what ``after`` leaves
+    to carry, nothing leaving).
     """
     ready = readiness(
         lease,
@@ -454,7 +508,9 @@ def _finish(
         now=world.now,
         unreachable=world.unreachable,
     )
-    desired = lifecycle.running_status(lease, after, desired, now=world.now)  # lifecycle
+    desired = lifecycle.running_status(  # lifecycle
+        lease, after, desired, now=world.now, carry=carry
+    )
     if pay is not None:  # payment
         desired = desired.model_copy(update={"payment_suspended_at": pay.suspended_at})
     last_token = max(token, (current.last_fencing_token or 0) if current else 0)
@@ -575,7 +631,17 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     kept = [p for p in kept if p.spec.provider not in moving]
     tokens = itertools.count(failover.token_base(lease, world.placements) + 1)
 
+    # lifecycle: a Job's progress on the placements that leave is written down before they go
+    carry = lifecycle.job_carry(lease, live, [old for old, _ in stale.values()])
+    if carry.unrecorded:
+        return _record_carry(plan, lease, world, live, gate_list, carry, pay)
+
     targets = {p.spec.provider: p.spec.replicas for p in kept}
+    left = 0  # lifecycle: a Job's completions left for new placements
+    if lease.spec.job is not None:
+        left = lifecycle.job_left(lease.spec.job, carry, kept)
+        wanted = lifecycle.job_replicas(lease, kept_replicas=sum(targets.values()), left=left)
+        request = replace(request, replicas=wanted)
     if sum(targets.values()) > wanted:
         targets = scale_down_counts(kept, wanted)
     missing = wanted - sum(targets.values())
@@ -586,12 +652,17 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
     if missing > 0 and not lease.spec.suspend:
         released = frozenset(placement_key(request.key, provider) for provider in stale)
         avoid = failover.avoided(lease, world.placements) | frozenset(moving)
+        staying = frozenset(p for p, n in targets.items() if n)
+        if lease.spec.job is None:
+            avoid -= staying
+        else:  # lifecycle: a running Job's completions cannot change: new providers only
+            avoid |= staying | frozenset(stale)
         decision = world.market.decide(
             request,
             pool_policy(world.pool),
             already_placed={p: n for p, n in targets.items() if n},
             released=released,
-            exclude=avoid - {p for p, n in targets.items() if n},
+            exclude=avoid,
         )
         decision_status = _decision_status(decision, world.now)
         if decision.chosen:
@@ -611,12 +682,11 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         scheduled = Gate("Scheduled", True, "Suspended", "suspended: missing replicas wait")
     gate_list.append(scheduled)
 
-    # lifecycle: the term's end and each provider's share of a Job go on every placement
-    final = dict(targets)
-    for provider, (replicas, _) in chosen.items():
-        final[provider] = final.get(provider, 0) + replicas
+    # lifecycle: the term's end goes on every placement; a Job's placements that stay keep
+    # their share, the new ones split the completions left
     expiry = lifecycle.expires_at(lease, placed=bool(live or chosen), now=world.now)
-    shares = lifecycle.job_shares(lease.spec.job, final)
+    new_replicas = {p: n for p, (n, _) in chosen.items() if p not in targets}
+    shares = lifecycle.job_shares(lease.spec.job, new_replicas, completions=left)
 
     after: list[LeasePlacement] = []
     history: list[LeaseHistoryEntry] = []
@@ -636,7 +706,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             price_per_hour=locked_price(placement),
             account=account,
             expires_at=expiry,
-            job=shares.get(provider),
+            job=placement.spec.job if lease.spec.job is not None else None,
             fencing_token=placement.spec.fencing_token or next(tokens),
             config_revisions=revisions,
         )
@@ -697,24 +767,27 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
             if gone is not None:  # failover: superseded now that its replacement is written
                 message = failover.event_message(gone, to)
                 plan.endings.append(PlacementEnding(provider, "FailedOver", old.metadata.uid))
-                history.append(failover.history_entry(gone, to=to, now=world.now))
+                entry = failover.history_entry(gone, to=to, now=world.now)
+                history.append(entry.model_copy(update={"completions": carry.of(old)}))
                 plan.events.append(LeaseEvent("Warning", gone.kind, message))
                 gate_list.append(Gate(failover.RELOCATED, True, gone.kind, message))
-                continue
-            plan.endings.append(ending(old, "Completed"))  # replaced: the lease changed
-            plan.events.append(
-                LeaseEvent(
-                    "Normal",
-                    "Replaced",
-                    f"{old.spec.replicas} replica(s) moved from {provider} to"
-                    f" {', '.join(moved) or 'other providers'} because {why}",
+            else:
+                plan.endings.append(ending(old, "Completed"))  # replaced: the lease changed
+                plan.events.append(
+                    LeaseEvent(
+                        "Normal",
+                        "Replaced",
+                        f"{old.spec.replicas} replica(s) moved from {provider} to"
+                        f" {', '.join(moved) or 'other providers'} because {why}",
+                    )
                 )
-            )
+        plan.events += _carried_events(lease, plan.delete, carry, shares)  # lifecycle: Job
     elif missing <= 0:
         plan.delete.extend(old for old, _ in stale.values())  # surplus: nothing to replace
         plan.endings += [ending(old, "Completed") for old, _ in stale.values()]
         for provider in sorted(stale):  # the surplus is what the scale-down removed
             _record_scale_down(plan, history, stale[provider][0], left=0, lease=lease, world=world)
+        plan.events += _carried_events(lease, plan.delete, carry, shares)  # lifecycle: Job
     else:
         for _, (old, why) in sorted(stale.items()):
             # fail safe: it keeps running until a replacement exists; suspend still reaches it
@@ -754,6 +827,7 @@ def plan_lease(lease: ComputeLease, world: World) -> LeasePlan:
         token=token,
         pay=pay,
         nothing_fits=scheduled.message if plan.waiting_for_capacity else None,
+        carry=carry,
     )
 
 
