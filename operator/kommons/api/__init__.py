@@ -11,6 +11,7 @@ from kommons.api.billing import (
     BillingAccountStatus,
     Standing,
 )
+from kommons.api.claims import ClaimLeaf, ProviderClaims
 from kommons.api.common import (
     API_VERSION,
     CATEGORY,
@@ -128,6 +129,7 @@ __all__ = [
     "BillingAccountStatus",
     "Cel",
     "ChosenProvider",
+    "ClaimLeaf",
     "ComputeLease",
     "ComputeLeaseSpec",
     "ComputeLeaseStatus",
@@ -167,6 +169,7 @@ __all__ = [
     "PricingPolicy",
     "PrinterColumn",
     "Provider",
+    "ProviderClaims",
     "ProviderPhase",
     "ProviderPool",
     "ProviderPoolSpec",
