@@ -12,7 +12,10 @@ steps, so a hub killed at any point resumes where the objects say. One step:
 4. **Commit** the lowest sealed epoch not settled yet, as
    :func:`~kommons.settlement.submission.decide_submission` says; a signed commit is recorded
    in the status before it is sent.
-5. **Claim** (``--claim-for-providers``) the leaves of confirmed epochs for their providers.
+5. **Publish** each provider's leaves and proofs of the epochs confirmed so far, in its hub
+   namespace (:func:`~kommons.settlement.proofs.plan_publications`): what ``kommons claim``
+   reads with the provider's own credentials.
+6. **Claim** (``--claim-for-providers``) the leaves of confirmed epochs for their providers.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from kommons.api import BillingAccount, ComputeLease, Provider, SettlementEpoch
+from kommons.api_names import LABEL_PROVIDER
 from kommons.hub.edge import parse
-from kommons.kube import Conflict, Kube
+from kommons.kube import Conflict, Kube, NotFound
 from kommons.kube import resources as r
 from kommons.metrics import HubMetrics
 from kommons.money import DEFAULT_DECIMALS, format_units, parse_units
@@ -37,6 +41,12 @@ from kommons.settlement.charges import epoch_charges
 from kommons.settlement.claims import ClaimError, ClaimItem, claims_for
 from kommons.settlement.epochs import EpochWindow, epoch_name, epochs_to_create, epochs_to_seal
 from kommons.settlement.facts import read_facts
+from kommons.settlement.proofs import (
+    ChainIdentity,
+    Publication,
+    needs_publication,
+    plan_publications,
+)
 from kommons.settlement.sealing import Seal, SealError, seal_epoch
 from kommons.settlement.submission import (
     Action,
@@ -174,6 +184,8 @@ class SettlementLoop:
         self.metrics = metrics or HubMetrics()
         self._refused: dict[tuple[int, str, str], str] = {}
         """Claims refused, by (epoch, account, provider) → reason: logged once each."""
+        self._chain_id: int | None = None
+        """The chain's id, read once (for the claims documents)."""
 
     async def run(self) -> None:
         """Step forever (cancel to stop); a failed step is logged and retried."""
@@ -210,7 +222,7 @@ class SettlementLoop:
         return sorted(out, key=lambda e: e.spec.epoch_id or 0)
 
     def step(self) -> None:
-        """One pass: create, freeze, seal, commit, claim."""
+        """One pass: create, freeze, seal, commit, publish the claims, claim."""
         now = self.clock()
         epochs = self.epochs()
         self._create(epochs, now)
@@ -223,6 +235,7 @@ class SettlementLoop:
             if status is not None and status.phase == "Sealed" and status.root is None:
                 self._seal(epoch, now)
         self._commit(self.epochs(), now)
+        self._publish_claims(epochs, now)
         if self.options.claim_for_providers:
             for epoch in epochs:
                 if epoch.status is not None and epoch.status.phase == "Confirmed":
@@ -422,6 +435,53 @@ class SettlementLoop:
         except ChainError as exc:
             self.metrics.chain_errors.labels(loop="settlement").inc()
             log.warning("epoch %d: sending %s failed (%s); retrying", epoch_id, tx.hash, exc)
+
+    def _chain_identity(self) -> ChainIdentity | None:
+        """The chain id (read once) and contract address; None while the chain is unreachable."""
+        if self._chain_id is None:
+            try:
+                self._chain_id = self.chain.chain_id()
+            except ChainError as exc:
+                self.metrics.chain_errors.labels(loop="settlement").inc()
+                log.warning("cannot publish claims: chain unreachable (%s); retrying", exc)
+                return None
+        return ChainIdentity(self._chain_id, str(self.chain.address))
+
+    def _publish_claims(self, epochs: Sequence[SettlementEpoch], now: datetime) -> None:
+        """Write each provider's claims of the confirmed epochs, then mark each epoch."""
+        if not any(needs_publication(e) for e in epochs):
+            return
+        identity = self._chain_identity()
+        if identity is None:
+            return
+        for publication in plan_publications(epochs, identity, decimals=self.options.decimals):
+            self._publish(publication, now)
+
+    def _publish(self, publication: Publication, now: datetime) -> None:
+        epoch_id = publication.epoch_id
+        if publication.problem is not None:
+            log.error("epoch %d: cannot publish the claims: %s", epoch_id, publication.problem)
+            return
+        written = []
+        for body in publication.configmaps:
+            provider = body["metadata"]["labels"][LABEL_PROVIDER]
+            try:
+                self.kube.apply(r.CONFIGMAPS, body)
+            except NotFound:  # the provider's namespace is gone: it was offboarded
+                log.warning(
+                    "epoch %d: claims of provider %s not published: no namespace %s",
+                    epoch_id,
+                    provider,
+                    body["metadata"]["namespace"],
+                )
+                continue
+            written.append(provider)
+        self._patch(epoch_id, {"claimsPublishedAt": _stamp(now)})
+        log.info(
+            "epoch %d: claims published for %s",
+            epoch_id,
+            ", ".join(written) if written else "nobody (no leaves)",
+        )
 
     def _claim(self, epoch: SettlementEpoch) -> None:
         status = epoch.status
