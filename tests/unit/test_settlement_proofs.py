@@ -14,8 +14,9 @@ Behaviour matrix:
   problem, nothing to write;
 - claim_items: every leaf, or those of one payee; a tampered amount or root refuses all;
 - the loop's executor: applies each ConfigMap, then marks the epoch; skips a provider whose
-  namespace is gone (still marks); writes nothing while the chain id cannot be read; leaves a
-  published epoch alone; leaves an epoch with a problem unmarked;
+  namespace is gone or whose document is too large for a ConfigMap (still marks); writes
+  nothing while the chain id cannot be read; leaves a published epoch alone; leaves an epoch
+  with a problem unmarked;
 - read_claims (``kommons claim``): hub credentials read the SettlementEpoch; a provider's
   (SettlementEpoch forbidden) read its claims ConfigMap, also on request; a missing ConfigMap
   says when the hub writes it; forbidden without --provider stays an error; a document of
@@ -33,7 +34,7 @@ import pytest
 from kommons.api import SettlementEpoch
 from kommons.cli_claim import read_claims
 from kommons.hub.settlement_loop import SettlementLoop, SettlementOptions
-from kommons.kube import Forbidden, NotFound
+from kommons.kube import Forbidden, Invalid, NotFound
 from kommons.kube.resources import Resource
 from kommons.settlement.chain import ChainError
 from kommons.settlement.claims import ClaimError
@@ -235,8 +236,9 @@ def test_a_tampered_document_is_refused_whole(tamper: str) -> None:
 class FakeKube:
     """Records applies and status patches; namespaces in ``gone`` do not exist."""
 
-    def __init__(self, gone: tuple[str, ...] = ()) -> None:
+    def __init__(self, gone: tuple[str, ...] = (), too_large: tuple[str, ...] = ()) -> None:
         self.gone = gone
+        self.too_large = too_large
         self.applied: list[JSON] = []
         self.patched: list[tuple[str, JSON]] = []
 
@@ -244,6 +246,8 @@ class FakeKube:
         assert resource.plural == "configmaps"
         if body["metadata"]["namespace"] in self.gone:
             raise NotFound(404, "NotFound", "namespace not found", "PATCH", "configmaps")
+        if body["metadata"]["namespace"] in self.too_large:
+            raise Invalid(422, "Invalid", "Too long: at most 1048576 bytes", "PATCH", "cm")
         self.applied.append(body)
         return body
 
@@ -285,6 +289,13 @@ def test_a_provider_whose_namespace_is_gone_is_skipped_and_the_epoch_marked() ->
     kube = FakeKube(gone=("kommons-provider-prov-b",))
     _loop(kube, FakeChain())._publish_claims([_epoch(3)], NOW)
     assert [b["metadata"]["namespace"] for b in kube.applied] == ["kommons-provider-prov-a"]
+    assert [name for name, _ in kube.patched] == ["epoch-3"]
+
+
+def test_a_document_too_large_for_a_configmap_is_skipped_and_the_epoch_marked() -> None:
+    kube = FakeKube(too_large=("kommons-provider-prov-a",))
+    _loop(kube, FakeChain())._publish_claims([_epoch(3)], NOW)
+    assert [b["metadata"]["namespace"] for b in kube.applied] == ["kommons-provider-prov-b"]
     assert [name for name, _ in kube.patched] == ["epoch-3"]
 
 

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from kommons.api import BillingAccount, ComputeLease, Provider, SettlementEpoch
 from kommons.api_names import LABEL_PROVIDER
 from kommons.hub.edge import parse
-from kommons.kube import Conflict, Kube, NotFound
+from kommons.kube import Conflict, Kube, KubeError, NotFound
 from kommons.kube import resources as r
 from kommons.metrics import HubMetrics
 from kommons.money import DEFAULT_DECIMALS, format_units, parse_units
@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("kommons.hub.settlement")
 JSON = dict[str, Any]
 FINAL = ("Confirmed", "Failed")
+TOO_LARGE = (413, 422)
+"""HTTP statuses of an object over the API server's size limits (a ConfigMap holds 1 MiB)."""
 Parsed = TypeVar("Parsed", ComputeLease, BillingAccount, Provider)
 
 
@@ -473,6 +475,17 @@ class SettlementLoop:
                     epoch_id,
                     provider,
                     body["metadata"]["namespace"],
+                )
+                continue
+            except KubeError as exc:
+                if exc.status not in TOO_LARGE:
+                    raise
+                log.error(
+                    "epoch %d: claims of provider %s not published: too large for a ConfigMap"
+                    " (%s); it claims from the SettlementEpoch the hub admin passes along",
+                    epoch_id,
+                    provider,
+                    exc.message,
                 )
                 continue
             written.append(provider)
