@@ -22,6 +22,7 @@ from kommons.api_names import provider_namespace
 from kommons.kube import Forbidden, NotFound
 from kommons.kube import resources as r
 from kommons.kube.resources import Resource
+from kommons.money import DEFAULT_DECIMALS
 from kommons.settlement.claims import ClaimError, ClaimItem, claims_for
 from kommons.settlement.proofs import (
     ChainIdentity,
@@ -100,7 +101,7 @@ def read_claims(
     from_provider_claims: bool = False,
     provider: str | None = None,
     payee: str | None = None,
-    decimals: int = 6,
+    decimals: int = DEFAULT_DECIMALS,
 ) -> ClaimsRead:
     """The leaves of ``provider`` (or ``payee``) in epoch ``epoch_id``, proofs verified.
 

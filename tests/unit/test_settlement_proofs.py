@@ -20,13 +20,15 @@ Behaviour matrix:
 - read_claims (``kommons claim``): hub credentials read the SettlementEpoch; a provider's
   (SettlementEpoch forbidden) read its claims ConfigMap, also on request; a missing ConfigMap
   says when the hub writes it; forbidden without --provider stays an error; a document of
-  another provider or epoch is refused.
+  another provider or epoch is refused; submit_claims sends nothing to an RPC serving another
+  chain than the document names.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,8 +38,8 @@ from kommons.cli_claim import read_claims
 from kommons.hub.settlement_loop import SettlementLoop, SettlementOptions
 from kommons.kube import Forbidden, Invalid, NotFound
 from kommons.kube.resources import Resource
-from kommons.settlement.chain import ChainError
-from kommons.settlement.claims import ClaimError
+from kommons.settlement.chain import ChainError, SettlementChain
+from kommons.settlement.claims import ClaimError, submit_claims
 from kommons.settlement.merkle import LeafValue, verify
 from kommons.settlement.proofs import (
     DATA_KEY,
@@ -387,3 +389,24 @@ def test_a_document_of_another_provider_is_refused() -> None:
     hub.objects[("configmaps", "kommons-provider-prov-a", "kommons-claims-3")] = moved
     with pytest.raises(ClaimError, match="is for epoch 3 of prov-b, not epoch 3 of prov-a"):
         read_claims(3, hub=hub, provider="prov-a")
+
+
+def test_no_claim_is_sent_to_another_chain_than_the_documents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+
+    class OtherChain:
+        def chain_id(self) -> int:
+            return 1
+
+        def claim(self, epoch_id: int, *_: Any) -> None:
+            sent.append(epoch_id)
+
+    monkeypatch.setattr(SettlementChain, "connect", lambda *_, **__: OtherChain())
+    key_file = tmp_path / "claim.key"
+    key_file.write_text("0x" + "11" * 32)
+    items = claim_items(provider_claims(_epoch(), CHAIN)[0])
+    with pytest.raises(ClaimError, match="serves chain 1; the epoch's root is committed on chain"):
+        list(submit_claims("http://rpc", CONTRACT, key_file, items, chain_id=31337))
+    assert sent == []
