@@ -12,10 +12,10 @@ steps, so a hub killed at any point resumes where the objects say. One step:
 4. **Commit** the lowest sealed epoch not settled yet, as
    :func:`~kommons.settlement.submission.decide_submission` says; a signed commit is recorded
    in the status before it is sent.
-5. **Publish** each provider's leaves and proofs of the epochs confirmed so far, in its hub
+5. **Claim** (``--claim-for-providers``) the leaves of confirmed epochs for their providers.
+6. **Publish** each provider's leaves and proofs of the epochs confirmed so far, in its hub
    namespace (:func:`~kommons.settlement.proofs.plan_publications`): what ``kommons claim``
    reads with the provider's own credentials.
-6. **Claim** (``--claim-for-providers``) the leaves of confirmed epochs for their providers.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class SettlementLoop:
         return sorted(out, key=lambda e: e.spec.epoch_id or 0)
 
     def step(self) -> None:
-        """One pass: create, freeze, seal, commit, publish the claims, claim."""
+        """One pass: create, freeze, seal, commit, claim, publish the providers' claims."""
         now = self.clock()
         epochs = self.epochs()
         self._create(epochs, now)
@@ -237,11 +237,11 @@ class SettlementLoop:
             if status is not None and status.phase == "Sealed" and status.root is None:
                 self._seal(epoch, now)
         self._commit(self.epochs(), now)
-        self._publish_claims(epochs, now)
         if self.options.claim_for_providers:
             for epoch in epochs:
                 if epoch.status is not None and epoch.status.phase == "Confirmed":
                     self._claim(epoch)
+        self._publish_claims(epochs, now)  # last: a failed write here delays nothing else
 
     def _create(self, epochs: Sequence[SettlementEpoch], now: datetime) -> None:
         first_id = 1
