@@ -26,6 +26,9 @@ LABEL_PROVIDER = f"{PREFIX}/provider"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "kommons"
 PROVIDER_NAMESPACE_PREFIX = "kommons-provider-"
+CLAIMS_CONFIGMAP_PREFIX = "kommons-claims-"
+"""Name prefix of the hub's claims ConfigMaps in the providers' hub namespaces
+(``kommons-claims-<epochId>``, :mod:`kommons.settlement.proofs`); agents may only read them."""
 
 
 def provider_namespace(provider: str) -> str:

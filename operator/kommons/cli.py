@@ -487,7 +487,10 @@ def claim(
     ] = None,
     settlement_address: Annotated[
         str | None,
-        typer.Option(help="Address of the Settlement contract (not needed with --dry-run)."),
+        typer.Option(
+            help="Address of the Settlement contract (not needed with --dry-run; default: the"
+            " one named in the provider's claims ConfigMap, when read from there)."
+        ),
     ] = None,
     provider: Annotated[
         str | None,
@@ -505,6 +508,14 @@ def claim(
             dir_okay=False,
         ),
     ] = None,
+    from_provider_claims: Annotated[
+        bool,
+        typer.Option(
+            help="Read the provider's claims (ConfigMap kommons-claims-EPOCH in its hub namespace,"
+            " readable with its agent kubeconfig) instead of the SettlementEpoch; also done when"
+            " reading the SettlementEpoch is forbidden and --provider is given.",
+        ),
+    ] = False,
     kubeconfig: KubeconfigOption = None,
     decimals: Annotated[
         int, typer.Option(min=0, max=36, help="Fractional digits of the settlement token.")
@@ -515,58 +526,72 @@ def claim(
 ) -> None:
     """Claim a provider's earnings of a confirmed epoch on chain, with the epoch's proofs.
 
-    Reads the SettlementEpoch (from the hub, or a file anyone can pass along), checks every
-    proof against its root, then sends claim(epochId, payer, provider, amount, proof) for each
-    leaf; a leaf already claimed is reported and skipped. Example:
+    Reads the provider's leaves and proofs (from the SettlementEpoch on the hub or in a file, or
+    from the provider's claims ConfigMap with its own agent kubeconfig), checks every proof
+    against the root, then sends claim(epochId, payer, provider, amount, proof) for each leaf;
+    a leaf already claimed is reported and skipped. Example, with the provider's kubeconfig
+    from onboarding (the contract address is taken from the claims when not given):
 
-        kommons claim 42 --provider prov-a --kubeconfig hub.kubeconfig
-        --chain-rpc http://127.0.0.1:8545 --settlement-address 0x… --key-file key.txt
+        kommons claim 42 --provider prov-a --kubeconfig agent.kubeconfig
+        --chain-rpc http://127.0.0.1:8545 --key-file key.txt
     """
     import yaml
 
-    from kommons.api import SettlementEpoch
+    from kommons.cli_claim import read_claims
     from kommons.kube import KubeError, connect
-    from kommons.kube import resources as r
     from kommons.money import format_units
-    from kommons.settlement.claims import ClaimError, claims_for
 
     try:
-        if from_file is not None:
-            body = yaml.safe_load(from_file.read_text())
-        else:
-            hub_kube = connect(_default_kubeconfig(kubeconfig), field_manager="kommons-claim")
-            body = hub_kube.get(r.SETTLEMENT_EPOCHS, f"epoch-{epoch}")
-        record = SettlementEpoch.model_validate(body)
-        if record.spec.epoch_id != epoch:
-            raise ClaimError(
-                f"the SettlementEpoch read has epochId {record.spec.epoch_id}, not {epoch}"
-            )
-        items = claims_for(record, provider=provider, payee=payee, decimals=decimals)
+        hub = (
+            None
+            if from_file is not None
+            else connect(_default_kubeconfig(kubeconfig), field_manager="kommons-claim")
+        )
+        read = read_claims(
+            epoch,
+            hub=hub,
+            from_file=from_file,
+            from_provider_claims=from_provider_claims,
+            provider=provider,
+            payee=payee,
+            decimals=decimals,
+        )
     except (OSError, KubeError, ValueError, yaml.YAMLError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    if not items:
+    if not read.items:
         typer.echo(f"epoch {epoch}: no leaf for {provider or payee or 'anyone'}", err=True)
         raise typer.Exit(1)
-    for item in items:
+    for item in read.items:
         typer.echo(
             f"epoch {epoch}: {format_units(item.amount, decimals=decimals)} from"
             f" {item.billing_account} ({item.payer}) to {item.provider} ({item.payee}):"
-            f" proof of {len(item.proof)} hashes verified"
+            f" proof of {len(item.proof)} hashes verified ({read.source})"
         )
     if dry_run:
         return
-    if chain_rpc is None or settlement_address is None or key_file is None:
+    contract = settlement_address or read.chain.settlement_address
+    if chain_rpc is None or contract is None or key_file is None:
         typer.echo("error: --chain-rpc, --settlement-address and --key-file are needed", err=True)
+        raise typer.Exit(2)
+    committed_on = read.chain.settlement_address
+    if committed_on is not None and committed_on.lower() != contract.lower():
+        typer.echo(
+            f"error: --settlement-address {contract} is not the contract the hub committed"
+            f" epoch {epoch} on ({committed_on}, in {read.source})",
+            err=True,
+        )
         raise typer.Exit(2)
     from kommons.settlement.claims import submit_claims
 
     failed = 0
     try:
-        for line, ok in submit_claims(chain_rpc, settlement_address, key_file, items):
+        for line, ok in submit_claims(
+            chain_rpc, contract, key_file, read.items, chain_id=read.chain.chain_id
+        ):
             typer.echo(line, err=not ok)
             failed += 0 if ok else 1
-    except ValueError as exc:  # the key file (its content is never shown)
+    except ValueError as exc:  # the key file (its content is never shown), another chain
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if failed:

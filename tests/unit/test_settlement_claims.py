@@ -84,6 +84,7 @@ def test_kommons_claim_help_names_its_options() -> None:
         "--provider",
         "--payee",
         "--from-file",
+        "--from-provider-claims",
         "--key-file",
         "--chain-rpc",
         "--dry-run",

@@ -19,6 +19,9 @@ Behaviour matrix:
 - tenant roles: computeleases CRUD, no status, nothing else writable; the market viewer is
   read-only; tenant bindings bind the right roles;
 - config copies: the policy refuses every Secret create, update and delete by an agent;
+- claims: the policy refuses an agent's create (by name or generateName), update and delete of
+  a ConfigMap named kommons-claims-*; the agent's Role (its namespace only) reads and lists
+  ConfigMaps, never deletes them, and no ClusterRole reaches ConfigMaps;
 - onboarding: the agent's Role grants Secrets get only (the hub's copies), leases only by name
   and never create; the heartbeat Lease
   is pre-created; admin labels go on the Provider and cannot override Kommons' own; a bad
@@ -32,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from kommons.api_names import CLAIMS_CONFIGMAP_PREFIX
 from kommons.hub.onboarding import (
     Onboarding,
     OnboardingError,
@@ -49,6 +53,7 @@ from kommons.trust.policies import (
     agent_policies,
     aggregated_lease_roles,
     binding,
+    claims_policy,
     config_copy_policy,
     heartbeat_policy,
     hub_policy_objects,
@@ -118,16 +123,17 @@ def test_every_validation_names_a_field_and_why(policy: JSON) -> None:
 
 
 @pytest.mark.parametrize("policy", agent_policies(), ids=lambda p: p["metadata"]["name"])
-def test_crd_fields_are_guarded_and_old_object_read_only_on_update(policy: JSON) -> None:
+def test_fields_are_guarded_and_old_object_read_only_on_update(policy: JSON) -> None:
     for variable in policy["spec"]["variables"]:
         expression = variable["expression"]
         for access in re.findall(r"(?:oldObject|object)\.[\w.]+", expression):
             # every direct field access sits behind has() of the same path
             assert f"has({access})" in expression, (variable["name"], access)
+    reads_old = any("oldObject" in v["expression"] for v in policy["spec"]["variables"])
     for validation in policy["spec"]["validations"]:
         expression = validation["expression"]
         assert "object." not in expression.replace("request.", "")
-        if "variables." in expression:
+        if "variables." in expression and reads_old:  # oldObject exists on UPDATE only
             assert expression.startswith("request.operation != 'UPDATE' || ("), expression
 
 
@@ -262,6 +268,7 @@ def test_hub_policy_objects_are_complete_and_unique() -> None:
             "kommons-agent-provider-status",
             "kommons-agent-heartbeat",
             "kommons-agent-config-copies",
+            "kommons-agent-claims",
         }
     )
     assert ("ClusterRole", "kommons-tenant") in keys
@@ -284,6 +291,18 @@ def test_agent_rbac_reaches_only_its_heartbeat_lease_without_create() -> None:
     assert creatable == {"events", "configmaps"}
     # the hub's copies of its placements' config: read only
     assert [r["verbs"] for r in role["rules"] if "secrets" in r["resources"]] == [["get"]]
+    # ConfigMaps of its own namespace: its logs answers (written) and the hub's claims of its
+    # settled epochs (read and listed; kommons-agent-claims refuses writing them); never delete
+    (configmaps,) = [r for r in role["rules"] if "configmaps" in r["resources"]]
+    assert {"get", "list"} <= set(configmaps["verbs"])
+    assert "delete" not in configmaps["verbs"]
+    assert role["metadata"]["namespace"] == "kommons-provider-prov-x"
+    assert not any(
+        "configmaps" in r["resources"]
+        for o in objects
+        if o["kind"] == "ClusterRole"
+        for r in o["rules"]
+    )
     lease = next(o for o in objects if o["kind"] == "Lease")
     assert lease["metadata"] == {
         "name": HEARTBEAT_LEASE,
@@ -338,3 +357,20 @@ def test_config_copy_policy_refuses_every_secret_write_by_an_agent() -> None:
     (validation,) = policy["spec"]["validations"]
     assert validation["expression"] == "false"
     assert "may only read them" in validation["message"]
+
+
+def test_claims_policy_refuses_agent_writes_of_claims_configmaps() -> None:
+    policy = claims_policy()
+    assert resources(policy) == {"configmaps"}
+    assert operations(policy) == {"CREATE", "UPDATE", "DELETE"}
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    # DELETE reads the name from the request (no object then); CREATE also checks generateName
+    assert variables["name"].startswith("request.operation == 'DELETE' ? request.name")
+    assert "object.metadata.generateName" in variables["generateName"]
+    (validation,) = policy["spec"]["validations"]
+    assert validation["expression"] == (
+        "!variables.name.startsWith('kommons-claims-')"
+        " && !variables.generateName.startsWith('kommons-claims-')"
+    )
+    assert "may only read them" in validation["message"]
+    assert CLAIMS_CONFIGMAP_PREFIX == "kommons-claims-"

@@ -11,6 +11,7 @@ from kommons.api.billing import (
     BillingAccountStatus,
     Standing,
 )
+from kommons.api.claims import ClaimLeaf, ProviderClaims
 from kommons.api.common import (
     API_VERSION,
     CATEGORY,
@@ -131,6 +132,7 @@ __all__ = [
     "CarriedCompletions",
     "Cel",
     "ChosenProvider",
+    "ClaimLeaf",
     "ComputeLease",
     "ComputeLeaseSpec",
     "ComputeLeaseStatus",
@@ -171,6 +173,7 @@ __all__ = [
     "PricingPolicy",
     "PrinterColumn",
     "Provider",
+    "ProviderClaims",
     "ProviderPhase",
     "ProviderPool",
     "ProviderPoolSpec",

@@ -128,6 +128,12 @@ class SettlementEpochStatus(StatusModel):
     sealed_at: datetime | None = Field(default=None, description="When the epoch was sealed.")
     submitted_at: datetime | None = Field(default=None, description="When it was submitted.")
     confirmed_at: datetime | None = Field(default=None, description="When it was confirmed.")
+    claims_published_at: datetime | None = Field(
+        default=None,
+        description="When the hub wrote every provider's claims (ConfigMap kommons-claims-<epochId>"
+        " in the provider's hub namespace: its leaves and proofs, readable with its agent"
+        " credentials).",
+    )
     message: str | None = Field(default=None, description="Detail, e.g. the failure.")
     conditions: list[Condition] | None = Field(
         default=None, description="Conditions.", json_schema_extra=CONDITIONS_EXTRA

@@ -1,7 +1,8 @@
 """Onboard a provider on the hub: its namespace, least-privilege RBAC and a scoped kubeconfig.
 
 The agent's hub credentials reach only its own namespace ``kommons-provider-<name>``
-(placements, its pre-created heartbeat Lease, Events) and its own ``Provider`` (by resource
+(placements, its pre-created heartbeat Lease, Events, the hub's config copies and the claims of
+its settled epochs) and its own ``Provider`` (by resource
 name). What the agent may change *inside* those objects is bounded by the admission policies of
 :mod:`kommons.trust.policies`, installed by :func:`install_policies`. The provider's identity and
 standing (region, labels such as the tier) are set here, by the hub admin, never by the agent.
@@ -167,10 +168,13 @@ def rbac_objects(provider: str) -> list[JSON]:
                     "verbs": ["get"],
                 },
                 {
-                    # Its answers to `kommons logs` (kommons.lease_logs), in this namespace only.
+                    # Its answers to `kommons logs` (kommons.lease_logs), in this namespace only;
+                    # read and list also the hub's claims of its settled epochs
+                    # (kommons-claims-<epochId>, kommons.settlement.proofs), which the
+                    # admission policy kommons-agent-claims keeps it from writing.
                     "apiGroups": [""],
                     "resources": ["configmaps"],
-                    "verbs": ["get", "create", "patch", "update"],
+                    "verbs": ["get", "list", "create", "patch", "update"],
                 },
             ],
         },

@@ -17,6 +17,9 @@ steps, so a hub killed at any point resumes where the objects say. One step:
    :func:`~kommons.settlement.submission.decide_submission` says; a signed commit is recorded
    in the status before it is sent.
 5. **Claim** (``--claim-for-providers``) the leaves of confirmed epochs for their providers.
+6. **Publish** each provider's leaves and proofs of the epochs confirmed so far, in its hub
+   namespace (:func:`~kommons.settlement.proofs.plan_publications`): what ``kommons claim``
+   reads with the provider's own credentials.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from kommons.api import BillingAccount, ComputeLease, Provider, SettlementEpoch
+from kommons.api_names import LABEL_PROVIDER
 from kommons.hub.edge import parse
-from kommons.kube import Conflict, Kube
+from kommons.kube import Conflict, Kube, KubeError, NotFound
 from kommons.kube import resources as r
 from kommons.metrics import HubMetrics
 from kommons.money import DEFAULT_DECIMALS, format_units, parse_units
@@ -41,6 +45,12 @@ from kommons.settlement.charges import epoch_charges
 from kommons.settlement.claims import ClaimError, ClaimItem, claims_for
 from kommons.settlement.epochs import EpochWindow, epoch_name, epochs_to_create, epochs_to_seal
 from kommons.settlement.facts import read_facts
+from kommons.settlement.proofs import (
+    ChainIdentity,
+    Publication,
+    needs_publication,
+    plan_publications,
+)
 from kommons.settlement.sealing import Seal, SealError, seal_epoch
 from kommons.settlement.submission import (
     Action,
@@ -59,6 +69,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("kommons.hub.settlement")
 JSON = dict[str, Any]
 FINAL = ("Confirmed", "Failed")
+TOO_LARGE = (413, 422)
+"""HTTP statuses of an object over the API server's size limits (a ConfigMap holds 1 MiB)."""
 Parsed = TypeVar("Parsed", ComputeLease, BillingAccount, Provider)
 
 
@@ -181,6 +193,8 @@ class SettlementLoop:
         self.acting_since: datetime | None = None
         """The clock at this loop's first step: no epoch is frozen before the seal delay
         has passed since then as well (see :func:`epochs_to_seal`)."""
+        self._chain_id: int | None = None
+        """The chain's id, read once (for the claims documents)."""
 
     async def run(self) -> None:
         """Step forever (cancel to stop); a failed step is logged and retried."""
@@ -217,7 +231,7 @@ class SettlementLoop:
         return sorted(out, key=lambda e: e.spec.epoch_id or 0)
 
     def step(self) -> None:
-        """One pass: create, freeze, seal, commit, claim."""
+        """One pass: create, freeze, seal, commit, claim, publish the providers' claims."""
         now = self.clock()
         if self.acting_since is None:
             self.acting_since = now
@@ -239,6 +253,7 @@ class SettlementLoop:
             for epoch in epochs:
                 if epoch.status is not None and epoch.status.phase == "Confirmed":
                     self._claim(epoch)
+        self._publish_claims(epochs, now)  # last: a failed write here delays nothing else
 
     def _create(self, epochs: Sequence[SettlementEpoch], now: datetime) -> None:
         first_id = 1
@@ -449,6 +464,64 @@ class SettlementLoop:
         except ChainError as exc:
             self.metrics.chain_errors.labels(loop="settlement").inc()
             log.warning("epoch %d: sending %s failed (%s); retrying", epoch_id, tx.hash, exc)
+
+    def _chain_identity(self) -> ChainIdentity | None:
+        """The chain id (read once) and contract address; None while the chain is unreachable."""
+        if self._chain_id is None:
+            try:
+                self._chain_id = self.chain.chain_id()
+            except ChainError as exc:
+                self.metrics.chain_errors.labels(loop="settlement").inc()
+                log.warning("cannot publish claims: chain unreachable (%s); retrying", exc)
+                return None
+        return ChainIdentity(self._chain_id, str(self.chain.address))
+
+    def _publish_claims(self, epochs: Sequence[SettlementEpoch], now: datetime) -> None:
+        """Write each provider's claims of the confirmed epochs, then mark each epoch."""
+        if not any(needs_publication(e) for e in epochs):
+            return
+        identity = self._chain_identity()
+        if identity is None:
+            return
+        for publication in plan_publications(epochs, identity, decimals=self.options.decimals):
+            self._publish(publication, now)
+
+    def _publish(self, publication: Publication, now: datetime) -> None:
+        epoch_id = publication.epoch_id
+        if publication.problem is not None:
+            log.error("epoch %d: cannot publish the claims: %s", epoch_id, publication.problem)
+            return
+        written = []
+        for body in publication.configmaps:
+            provider = body["metadata"]["labels"][LABEL_PROVIDER]
+            try:
+                self.kube.apply(r.CONFIGMAPS, body)
+            except NotFound:  # the provider's namespace is gone: it was offboarded
+                log.warning(
+                    "epoch %d: claims of provider %s not published: no namespace %s",
+                    epoch_id,
+                    provider,
+                    body["metadata"]["namespace"],
+                )
+                continue
+            except KubeError as exc:
+                if exc.status not in TOO_LARGE:
+                    raise
+                log.error(
+                    "epoch %d: claims of provider %s not published: too large for a ConfigMap"
+                    " (%s); it claims from the SettlementEpoch the hub admin passes along",
+                    epoch_id,
+                    provider,
+                    exc.message,
+                )
+                continue
+            written.append(provider)
+        self._patch(epoch_id, {"claimsPublishedAt": _stamp(now)})
+        log.info(
+            "epoch %d: claims published for %s",
+            epoch_id,
+            ", ".join(written) if written else "nobody (no leaves)",
+        )
 
     def _claim(self, epoch: SettlementEpoch) -> None:
         status = epoch.status

@@ -118,11 +118,20 @@ def claims_for(
 
 
 def submit_claims(
-    rpc_url: str, settlement_address: str, key_file: Path, items: Iterable[ClaimItem]
+    rpc_url: str,
+    settlement_address: str,
+    key_file: Path,
+    items: Iterable[ClaimItem],
+    *,
+    chain_id: int | None = None,
 ) -> Iterator[tuple[str, bool]]:
     """Send one claim per item; yields a line to print and whether it is fine.
 
     A leaf already claimed (by the provider, the hub, anyone) is fine: the contract pays once.
+    With ``chain_id`` (the chain the hub committed the root on) nothing is sent to another one.
+
+    Raises:
+        ClaimError: ``rpc_url`` serves another chain than ``chain_id``.
     """
     from kommons.money import format_units
     from kommons.settlement.chain import ChainError, ContractRevert, PrivateKey, SettlementChain
@@ -130,6 +139,13 @@ def submit_claims(
     chain = SettlementChain.connect(
         rpc_url, settlement_address, private_key=PrivateKey.from_file(key_file)
     )
+    if chain_id is not None:
+        serving = chain.chain_id()
+        if serving != chain_id:
+            raise ClaimError(
+                f"{rpc_url} serves chain {serving}; the epoch's root is committed on chain"
+                f" {chain_id}: give the RPC URL of that chain"
+            )
     for item in items:
         what = f"epoch {item.epoch_id}: {item.billing_account} → {item.provider}"
         try:

@@ -27,6 +27,10 @@ status``                       FIELDS`); never phase, reputation, lastHeartbeatT
                                spec only (renewal); never labels or annotations; no create.
 ``kommons-agent-config-        no Secret at all: those in its hub namespace are the hub's copies
 copies``                       of its placements' config (it may only read them, RBAC ``get``).
+``kommons-agent-claims``       no ConfigMap named ``kommons-claims-*``: the hub's record of the
+                               provider's leaves and proofs of a settled epoch (it may only read
+                               them, RBAC ``get``/``list``; it writes other ConfigMaps, its
+                               ``kommons logs`` answers).
 =============================  =============================================================
 
 Objects of custom resources are untyped in CEL (type checking does not cover CRD fields), so
@@ -39,7 +43,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kommons.api_names import GROUP, LABEL_MANAGED_BY, MANAGER, PREFIX, PROVIDER_NAMESPACE_PREFIX
+from kommons.api_names import (
+    CLAIMS_CONFIGMAP_PREFIX,
+    GROUP,
+    LABEL_MANAGED_BY,
+    MANAGER,
+    PREFIX,
+    PROVIDER_NAMESPACE_PREFIX,
+)
 
 JSON = dict[str, Any]
 
@@ -502,6 +513,42 @@ def config_copy_policy() -> JSON:
     )
 
 
+def claims_policy() -> JSON:
+    """``kommons-agent-claims``: a provider agent never writes a claims ConfigMap.
+
+    ``kommons-claims-<epochId>`` in a provider's hub namespace holds the provider's leaves and
+    proofs of a settled epoch, written by the hub (:mod:`kommons.settlement.proofs`). The agent
+    needs ConfigMap writes there for its ``kommons logs`` answers, and RBAC cannot limit
+    ``create`` by name, so this policy refuses it any ConfigMap named (or generated) with the
+    claims prefix: it can neither forge a claims document nor change or delete the hub's.
+    """
+    prefix = _quote(CLAIMS_CONFIGMAP_PREFIX)
+    # DELETE has no object (the name is in the request); CREATE may carry generateName only.
+    name = (
+        "request.operation == 'DELETE' ? request.name"
+        " : (has(object.metadata.name) ? object.metadata.name : '')"
+    )
+    generate_name = (
+        "request.operation != 'DELETE' && has(object.metadata.generateName)"
+        " ? object.metadata.generateName : ''"
+    )
+    return _policy(
+        "kommons-agent-claims",
+        [_rule("", ["configmaps"], ["CREATE", "UPDATE", "DELETE"])],
+        [_variable("name", name), _variable("generateName", generate_name)],
+        [
+            _validation(
+                f"!variables.name.startsWith({prefix})"
+                f" && !variables.generateName.startsWith({prefix})",
+                f"metadata.name: ConfigMaps named {CLAIMS_CONFIGMAP_PREFIX}* hold the hub's record"
+                " of a provider's leaves and proofs of a settled epoch; provider agents may only"
+                " read them, never create, change or delete one",
+                update_only=False,
+            )
+        ],
+    )
+
+
 def agent_policies() -> list[JSON]:
     """Every ``ValidatingAdmissionPolicy`` that bounds what provider agents may write."""
     return [
@@ -510,6 +557,7 @@ def agent_policies() -> list[JSON]:
         provider_status_policy(),
         heartbeat_policy(),
         config_copy_policy(),
+        claims_policy(),
     ]
 
 
