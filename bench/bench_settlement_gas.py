@@ -5,16 +5,16 @@ Deploys ``Settlement`` (contracts/Settlement.sol) and ``NaiveSettlement``
 token transfer per claim) side by side and prints the gas used (receipts' ``gasUsed``) of:
 
 * a deposit (a payer's first, and a later one);
-* one commit of an epoch whose tree has 1, 100, 4,096 and 10,000 leaves (a commit sends only the
-  root and the total, so its gas must not depend on the number of leaves);
-* one claim at proof depths 0 to 13 (trees of 1, 100, 4,096, 10,000 leaves): a provider's
-  first claim ever, a later claim of the same (payer, provider) pair, a claim for a new payer
-  (also at depths 12 and 13);
+* one commit of an epoch whose tree has 1, 100, 2,048, 4,096 and 10,000 leaves (a commit sends
+  only the root and the total, so its gas must not depend on the number of leaves);
+* one claim at proof depths 0 to 14 (trees of 1, 100, 2,048, 4,096, 10,000 leaves): a
+  provider's first claim ever, a later claim of the same (payer, provider) pair, a claim for a
+  new payer (also at depths 11, 12 and 14);
 * ``withdrawEarnings`` (one token transfer, however many claims it collects), then a claim of
   the next epoch for the provider that withdrew (its earnings slot is rewritten, not created).
 
 Gas is deterministic: the figures do not depend on the machine's load. ``--quick`` skips the
-4,096- and 10,000-leaf trees. Nothing is asserted. Run::
+2,048-, 4,096- and 10,000-leaf trees. Nothing is asserted. Run::
 
     .venv/bin/python bench/bench_settlement_gas.py [--quick]
 """
@@ -115,9 +115,9 @@ def row(name: str, ours: int | None, naive: int | None) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Start anvil, measure, print the table (Markdown, for docs/settlement.md)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the 10,000-leaf tree")
+    parser.add_argument("--quick", action="store_true", help="skip the trees above 100 leaves")
     args = parser.parse_args(argv)
-    sizes = [1, 100] if args.quick else [1, 100, 4_096, 10_000]
+    sizes = [1, 100] if args.quick else [1, 100, 2_048, 4_096, 10_000]
     rng = random.Random(9)
     with tempfile.TemporaryDirectory(prefix="kommons-gas-") as tmp:
         record, handle = anvil.start_anvil(Path(tmp))
@@ -138,7 +138,7 @@ def run(
 ) -> list[tuple[str, int | None, int | None]]:
     """Deploy both contracts on ``rpc_url`` and measure; rows of (operation, ours, naive)."""
     w3 = web3_for(rpc_url, timeout=120)
-    op, payers, prov, prov2 = keys[0], keys[1:5], keys[5], keys[6]
+    op, payers, prov, prov2 = keys[0], [*keys[1:5], keys[7]], keys[5], keys[6]
     token = deploy_token(w3, op)
     ours = SettlementChain(
         w3,
@@ -158,7 +158,7 @@ def run(
             (payer2, prov.address, 3 * UNIT),
             (payer, prov2.address, 2 * UNIT),
         ][: max(1, min(size, 3))]
-        if size > 100:  # a new pair at a deeper proof (2 at most: payers 3 and 4)
+        if size > 100:  # a new pair at a deeper proof (3 at most: payers 3, 4 and 5)
             real.append((new_payers.pop(0), prov.address, 4 * UNIT))
         rows.extend(bench.epoch(size, real))
     rows.append(("withdrawEarnings (all of prov-a's claims)", bench.withdraw(prov), None))
