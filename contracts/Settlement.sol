@@ -19,8 +19,8 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 /// (the root); a claim writes the payer's escrow, the provider's earnings and one bit of a
 /// per-(payer, provider) bitmap over epochs, and moves no tokens. A provider's earnings slot,
 /// once created, never returns to zero (it holds earnings + 1), so claims after a withdrawal
-/// do not pay for creating it again. A claim larger than the payer's escrow reverts with `InsufficientEscrow`
-/// and stays unclaimed, so it can be retried after a top-up.
+/// do not pay for creating it again. A claim larger than the payer's escrow reverts with
+/// `InsufficientEscrow` and stays unclaimed, so it can be retried after a top-up.
 contract Settlement is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
