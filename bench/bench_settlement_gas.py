@@ -5,14 +5,16 @@ Deploys ``Settlement`` (contracts/Settlement.sol) and ``NaiveSettlement``
 token transfer per claim) side by side and prints the gas used (receipts' ``gasUsed``) of:
 
 * a deposit (a payer's first, and a later one);
-* one commit of an epoch whose tree has 1, 100 and 10,000 leaves (a commit sends only the
-  root and the total, so its gas must not depend on the number of leaves);
-* one claim at proof depths 0, 7 and 14 (trees of 1, 100, 10,000 leaves): a provider's first
-  claim ever, a later claim of the same (payer, provider) pair, a claim for a new payer;
-* ``withdrawEarnings`` (one token transfer, however many claims it collects).
+* one commit of an epoch whose tree has 1, 100, 2,048, 4,096 and 10,000 leaves (a commit sends
+  only the root and the total, so its gas must not depend on the number of leaves);
+* one claim at proof depths 0 to 14 (trees of 1, 100, 2,048, 4,096, 10,000 leaves): a
+  provider's first claim ever, a later claim of the same (payer, provider) pair, a claim for a
+  new payer (also at depths 11, 12 and 14);
+* ``withdrawEarnings`` (one token transfer, however many claims it collects), then a claim of
+  the next epoch for the provider that withdrew (its earnings slot is rewritten, not created).
 
 Gas is deterministic: the figures do not depend on the machine's load. ``--quick`` skips the
-10,000-leaf tree. Nothing is asserted. Run::
+2,048-, 4,096- and 10,000-leaf trees. Nothing is asserted. Run::
 
     .venv/bin/python bench/bench_settlement_gas.py [--quick]
 """
@@ -113,9 +115,9 @@ def row(name: str, ours: int | None, naive: int | None) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Start anvil, measure, print the table (Markdown, for docs/settlement.md)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the 10,000-leaf tree")
+    parser.add_argument("--quick", action="store_true", help="skip the trees above 100 leaves")
     args = parser.parse_args(argv)
-    sizes = [1, 100] if args.quick else [1, 100, 10_000]
+    sizes = [1, 100] if args.quick else [1, 100, 2_048, 4_096, 10_000]
     rng = random.Random(9)
     with tempfile.TemporaryDirectory(prefix="kommons-gas-") as tmp:
         record, handle = anvil.start_anvil(Path(tmp))
@@ -136,7 +138,7 @@ def run(
 ) -> list[tuple[str, int | None, int | None]]:
     """Deploy both contracts on ``rpc_url`` and measure; rows of (operation, ours, naive)."""
     w3 = web3_for(rpc_url, timeout=120)
-    op, payer, payer2, prov, prov2 = keys[0], keys[1], keys[2], keys[5], keys[6]
+    op, payers, prov, prov2 = keys[0], [*keys[1:5], keys[7]], keys[5], keys[6]
     token = deploy_token(w3, op)
     ours = SettlementChain(
         w3,
@@ -145,76 +147,103 @@ def run(
         ),
     )
     naive = Naive(w3, deploy_naive(w3, op, token))
-    rows: list[tuple[str, int | None, int | None]] = []
-    for p in (payer, payer2):
-        mint(w3, op, token, p.address, 10**9 * UNIT)
-    # deposits: first and later, both contracts
-    o_first = ours.with_key(payer).deposit(10**6 * UNIT).gas_used
-    o_later = ours.with_key(payer).deposit(10**6 * UNIT).gas_used
-    ours.with_key(payer2).deposit(10**6 * UNIT)
-    token_c = w3.eth.contract(address=token, abi=artifact("TestToken").abi)
-    naive.gas(payer, token_c.functions.approve(naive.contract.address, 2**255))
-    naive.gas(payer2, token_c.functions.approve(naive.contract.address, 2**255))
-    n_first = naive.gas(payer, naive.contract.functions.deposit(10**6 * UNIT))
-    n_later = naive.gas(payer, naive.contract.functions.deposit(10**6 * UNIT))
-    naive.gas(payer2, naive.contract.functions.deposit(10**6 * UNIT))
-    rows.append(("deposit (payer's first)", o_first, n_first))
-    rows.append(("deposit (later)", o_later, n_later))
+    bench = _Bench(ours, naive, op, rng)
+    rows = bench.deposits(payers, token)
     # the first commit ever also writes lastEpochId from zero: measure it apart
-    epoch = 1
-    first_tree = tree_with(epoch, 1, [], rng)
-    o_c0 = ours.with_key(op).commit(epoch, first_tree.root, 1).gas_used
-    n_c0 = naive.gas(
-        op, naive.contract.functions.commitEpoch(epoch, bytes.fromhex(first_tree.root[2:]), 1)
-    )
-    rows.append(("commit (the contract's first epoch)", o_c0, n_c0))
-    seen_providers: set[str] = set()
-    seen_pairs: set[tuple[str, str]] = set()
+    rows.append(bench.commit("commit (the contract's first epoch)", tree_with(1, 1, [], rng)))
+    payer, payer2, *new_payers = (p.address for p in payers)
     for size in sizes:
-        epoch += 1
         real = [
-            LeafValue(epoch, payer.address, prov.address, 5 * UNIT),
-            LeafValue(epoch, payer2.address, prov.address, 3 * UNIT),
-            LeafValue(epoch, payer.address, prov2.address, 2 * UNIT),
+            (payer, prov.address, 5 * UNIT),
+            (payer2, prov.address, 3 * UNIT),
+            (payer, prov2.address, 2 * UNIT),
         ][: max(1, min(size, 3))]
-        tree = tree_with(epoch, size, real, rng)
-        total = sum(leaf.amount for leaf in tree.leaves)
-        o_commit = ours.with_key(op).commit(epoch, tree.root, total).gas_used
-        n_commit = naive.gas(
-            op, naive.contract.functions.commitEpoch(epoch, bytes.fromhex(tree.root[2:]), total)
-        )
-        label = f"commit, {size:,} leaves" if size > 1 else "commit, 1 leaf"
-        rows.append((label, o_commit, n_commit))
-        for leaf in real:
-            proof = tree.proof(leaf)
-            o_claim = (
-                ours.with_key(op)
-                .claim(epoch, leaf.payer, leaf.provider, leaf.amount, proof)
-                .gas_used
-            )
-            n_claim = naive.gas(
-                op,
-                naive.contract.functions.claim(
-                    epoch,
-                    leaf.payer,
-                    leaf.provider,
-                    leaf.amount,
-                    [bytes.fromhex(p[2:]) for p in proof],
-                ),
-            )
-            pair = (leaf.payer, leaf.provider)
-            if leaf.provider not in seen_providers:
-                kind = "a new provider's first claim"
-            elif pair not in seen_pairs:
-                kind = "a known provider, new payer"
-            else:
-                kind = "a pair claimed in an earlier epoch"
-            seen_providers.add(leaf.provider)
-            seen_pairs.add(pair)
-            rows.append((f"claim, proof depth {len(proof)}: {kind}", o_claim, n_claim))
-    o_w = ours.with_key(prov).withdraw_earnings().gas_used
-    rows.append(("withdrawEarnings (all of prov-a's claims)", o_w, None))
+        if size > 100:  # a new pair at a deeper proof (3 at most: payers 3, 4 and 5)
+            real.append((new_payers.pop(0), prov.address, 4 * UNIT))
+        rows.extend(bench.epoch(size, real))
+    rows.append(("withdrawEarnings (all of prov-a's claims)", bench.withdraw(prov), None))
+    # the epoch after the withdrawal: its claim rewrites prov-a's earnings slot (never zeroed)
+    rows.extend(bench.epoch(sizes[-1], [(payer, prov.address, 6 * UNIT)]))
     return rows
+
+
+class _Bench:
+    """Commits and claims the same leaves on both contracts and labels each claim."""
+
+    def __init__(self, ours: SettlementChain, naive: Naive, op: PrivateKey, rng: random.Random):
+        self.ours, self.naive, self.op, self.rng = ours, naive, op, rng
+        self.epoch_id = 1
+        self.seen_providers: set[str] = set()
+        self.seen_pairs: set[tuple[str, str]] = set()
+        self.withdrawn: set[str] = set()
+
+    def deposits(
+        self, payers: Sequence[PrivateKey], token: str
+    ) -> list[tuple[str, int | None, int | None]]:
+        """Fund and deposit for every payer; rows for a payer's first and later deposit."""
+        w3, naive = self.ours.w3, self.naive
+        token_c = w3.eth.contract(address=token, abi=artifact("TestToken").abi)  # type: ignore[call-overload]
+        gas: dict[str, list[int]] = {"ours": [], "naive": []}
+        for p in payers:
+            mint(w3, self.op, token, p.address, 10**9 * UNIT)
+            naive.gas(p, token_c.functions.approve(naive.contract.address, 2**255))
+            for _ in range(2):
+                gas["ours"].append(self.ours.with_key(p).deposit(10**6 * UNIT).gas_used)
+                gas["naive"].append(naive.gas(p, naive.contract.functions.deposit(10**6 * UNIT)))
+        return [
+            ("deposit (payer's first)", gas["ours"][0], gas["naive"][0]),
+            ("deposit (later)", gas["ours"][1], gas["naive"][1]),
+        ]
+
+    def commit(self, label: str, tree: MerkleTree) -> tuple[str, int | None, int | None]:
+        """Commit ``tree`` as epoch ``self.epoch_id`` on both contracts."""
+        total = sum(leaf.amount for leaf in tree.leaves)
+        ours = self.ours.with_key(self.op).commit(self.epoch_id, tree.root, total).gas_used
+        fn = self.naive.contract.functions.commitEpoch(
+            self.epoch_id, bytes.fromhex(tree.root[2:]), total
+        )
+        return (label, ours, self.naive.gas(self.op, fn))
+
+    def epoch(
+        self, size: int, real: Sequence[tuple[str, str, int]]
+    ) -> list[tuple[str, int | None, int | None]]:
+        """Commit the next epoch (``size`` leaves, ``real`` among them) and claim ``real``."""
+        self.epoch_id += 1
+        leaves = [LeafValue(self.epoch_id, *leaf) for leaf in real]
+        tree = tree_with(self.epoch_id, size, leaves, self.rng)
+        label = f"commit, {size:,} leaves" if size > 1 else "commit, 1 leaf"
+        rows = [self.commit(label, tree)]
+        for leaf in leaves:
+            proof = tree.proof(leaf)
+            args = (self.epoch_id, leaf.payer, leaf.provider, leaf.amount)
+            ours = self.ours.with_key(self.op).claim(*args, proof).gas_used
+            naive = self.naive.gas(
+                self.op,
+                self.naive.contract.functions.claim(*args, [bytes.fromhex(p[2:]) for p in proof]),
+            )
+            rows.append((f"claim, proof depth {len(proof)}: {self.kind(leaf)}", ours, naive))
+        return rows
+
+    def kind(self, leaf: LeafValue) -> str:
+        """What storage the claim of ``leaf`` finds (and remember it for the next ones)."""
+        pair = (leaf.payer, leaf.provider)
+        if leaf.provider not in self.seen_providers:
+            kind = "a new provider's first claim"
+        elif pair not in self.seen_pairs:
+            kind = "a known provider, new payer"
+        elif leaf.provider in self.withdrawn:
+            kind = "a pair claimed before, after a withdrawEarnings"
+        else:
+            kind = "a pair claimed in an earlier epoch"
+        self.seen_providers.add(leaf.provider)
+        self.seen_pairs.add(pair)
+        self.withdrawn.discard(leaf.provider)
+        return kind
+
+    def withdraw(self, provider: PrivateKey) -> int:
+        """``withdrawEarnings`` by ``provider`` (ours only: the naive contract pays per claim)."""
+        self.withdrawn.add(provider.address)
+        return self.ours.with_key(provider).withdraw_earnings().gas_used
 
 
 if __name__ == "__main__":

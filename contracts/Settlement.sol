@@ -10,14 +10,17 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 /// @title Kommons settlement: tenants' escrow, one Merkle root per epoch, providers' claims.
 /// @notice Tenants (payers) deposit the settlement token into escrow. Once per epoch the
 /// operator commits `(epochId, root, total)`: the root of an OpenZeppelin StandardMerkleTree
-/// whose leaves are `(uint64 epochId, address payer, address provider, uint256 amount)`.
+/// whose leaves are `(uint64 epochId, address payer, address provider, uint256 amount)`; the
+/// root is stored, the total only logged (`EpochCommitted`).
 /// Anyone may then claim a leaf with its proof: the payer's escrow is debited and the
 /// provider's earnings credited, once per leaf. Providers take their earnings with
 /// `withdrawEarnings` (one token transfer for any number of claims).
-/// @dev Storage is laid out for gas (docs/settlement.md, "Gas"): a claim writes the payer's
-/// escrow, the provider's earnings and one bit of a per-(payer, provider) bitmap over epochs;
-/// it moves no tokens. A claim larger than the payer's escrow reverts with `InsufficientEscrow`
-/// and stays unclaimed, so it can be retried after a top-up.
+/// @dev Storage is laid out for gas (docs/settlement.md, "Gas"): a commit creates one slot
+/// (the root); a claim writes the payer's escrow, the provider's earnings and one bit of a
+/// per-(payer, provider) bitmap over epochs, and moves no tokens. A provider's earnings slot,
+/// once created, never returns to zero (it holds earnings + 1), so claims after a withdrawal
+/// do not pay for creating it again. A claim larger than the payer's escrow reverts with
+/// `InsufficientEscrow` and stays unclaimed, so it can be retried after a top-up.
 contract Settlement is AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -38,10 +41,10 @@ contract Settlement is AccessControl, ReentrancyGuard {
     /// @dev The highest committed epoch id (0: none yet).
     uint64 private _lastEpochId;
     mapping(uint64 epochId => bytes32) private _roots;
-    mapping(uint64 epochId => uint256) private _totals;
     mapping(address payer => uint256) private _escrow;
     mapping(address payer => Withdrawal) private _withdrawals;
-    mapping(address provider => uint256) private _earnings;
+    /// @dev 0: the provider was never credited; otherwise its unwithdrawn earnings + 1.
+    mapping(address provider => uint256) private _earningsPlusOne;
     /// @dev Claimed flags: bit `epochId & 255` of word `epochId >> 8`, per (payer, provider).
     mapping(bytes32 pair => mapping(uint256 word => uint256 bits)) private _claimed;
 
@@ -128,8 +131,8 @@ contract Settlement is AccessControl, ReentrancyGuard {
     /// @notice Commit the Merkle root of an epoch's charges (operator only).
     /// @param epochId Must be greater than `lastEpochId()`: an epoch is committed at most once.
     /// @param root The StandardMerkleTree root of the epoch's leaves (non-zero).
-    /// @param total The sum of the leaves' amounts (recorded for audit; claims are bounded by
-    /// their own leaves and by escrow).
+    /// @param total The sum of the leaves' amounts, logged in `EpochCommitted` for audit and not
+    /// stored (claims are bounded by their own leaves and by escrow).
     function commitEpoch(uint64 epochId, bytes32 root, uint256 total)
         external
         onlyRole(OPERATOR_ROLE)
@@ -139,7 +142,6 @@ contract Settlement is AccessControl, ReentrancyGuard {
         if (root == bytes32(0)) revert EmptyRoot();
         _lastEpochId = epochId;
         _roots[epochId] = root;
-        if (total != 0) _totals[epochId] = total;
         emit EpochCommitted(epochId, root, total);
     }
 
@@ -168,15 +170,17 @@ contract Settlement is AccessControl, ReentrancyGuard {
         unchecked {
             _escrow[payer] = available - amount;
         }
-        _earnings[provider] += amount;
+        _credit(provider, amount);
         emit Claimed(epochId, payer, provider, amount);
     }
 
     /// @notice Pay the caller everything its claims have credited.
+    /// @dev Leaves the earnings slot at 1 (zero earnings), not 0, so the next claim rewrites an
+    /// existing slot instead of creating one.
     function withdrawEarnings() external nonReentrant {
-        uint256 amount = _earnings[msg.sender];
+        uint256 amount = _earningsOf(msg.sender);
         if (amount == 0) revert NothingToWithdraw(msg.sender);
-        _earnings[msg.sender] = 0;
+        _earningsPlusOne[msg.sender] = 1;
         emit EarningsWithdrawn(msg.sender, amount);
         token.safeTransfer(msg.sender, amount);
     }
@@ -191,11 +195,6 @@ contract Settlement is AccessControl, ReentrancyGuard {
     /// @notice The root committed for `epochId` (zero when none is).
     function epochRoot(uint64 epochId) external view returns (bytes32) {
         return _roots[epochId];
-    }
-
-    /// @notice The total committed for `epochId` (zero when none is).
-    function epochTotal(uint64 epochId) external view returns (uint256) {
-        return _totals[epochId];
     }
 
     /// @notice What `payer` has in escrow.
@@ -224,7 +223,19 @@ contract Settlement is AccessControl, ReentrancyGuard {
 
     /// @notice What `provider` has been credited by claims and not yet withdrawn.
     function earningsOf(address provider) external view returns (uint256) {
-        return _earnings[provider];
+        return _earningsOf(provider);
+    }
+
+    /// @dev Add `amount` to `provider`'s earnings, creating its slot (at 1) on its first credit.
+    function _credit(address provider, uint256 amount) private {
+        uint256 stored = _earningsPlusOne[provider];
+        _earningsPlusOne[provider] = (stored == 0 ? 1 : stored) + amount;
+    }
+
+    /// @dev `provider`'s unwithdrawn earnings (its slot minus the 1 that keeps it non-zero).
+    function _earningsOf(address provider) private view returns (uint256) {
+        uint256 stored = _earningsPlusOne[provider];
+        return stored == 0 ? 0 : stored - 1;
     }
 
     function _pairKey(address payer, address provider) private pure returns (bytes32) {

@@ -12,7 +12,10 @@ Behaviour matrix (issue 9, "Contract tests on anvil"):
   higher fees (``replacement-underpriced`` otherwise);
 - claim debits escrow, credits earnings (Claimed); a double claim → AlreadyClaimed; a wrong proof
   → InvalidProof; a claim above escrow → InsufficientEscrow, still claimable after a top-up;
-- withdrawEarnings pays the token (EarningsWithdrawn, the provider's ERC-20 balance rises).
+- withdrawEarnings pays the token (EarningsWithdrawn, the provider's ERC-20 balance rises); a
+  claim after it credits exactly its amount, at the gas of a claim before it (the earnings slot
+  is rewritten, not created again), and withdraws exactly;
+- the committed total is read back from the EpochCommitted log (the contract stores no total).
 """
 
 from __future__ import annotations
@@ -130,6 +133,19 @@ def test_commit_claim_and_withdraw_earnings(chain: Chain) -> None:
     assert provider.earnings_of(prov_a) == 0
     paid = operator.events("EarningsWithdrawn", from_block=start + 1)
     assert [(e["provider"], e["amount"]) for e in paid] == [(prov_a, 19 * UNIT)]
+    # epoch 2, after the withdrawal: exact credit, and no slot creation in the claim's gas
+    leaves2 = [LeafValue(2, payer_a, prov_a, 12 * UNIT + 1), LeafValue(2, payer_b, prov_a, 1)]
+    tree2 = build_tree(leaves2)
+    operator.commit(2, tree2.root, 12 * UNIT + 2)
+    assert operator.epoch_total(2, from_block=start + 1) == 12 * UNIT + 2
+    gas = provider.claim(2, payer_a, prov_a, 12 * UNIT + 1, tree2.proof(leaves2[0])).gas_used
+    assert gas < 60_000  # creating the earnings slot again would cost > 20,000 more
+    assert provider.earnings_of(prov_a) == 12 * UNIT + 1
+    provider.claim(2, payer_b, prov_a, 1, tree2.proof(leaves2[1]))
+    before = provider.token_balance(prov_a)
+    provider.withdraw_earnings()
+    assert provider.token_balance(prov_a) - before == 12 * UNIT + 2
+    assert provider.earnings_of(prov_a) == 0
 
 
 def test_refusals(chain: Chain) -> None:

@@ -11,8 +11,8 @@ The chain is then read with raw JSON-RPC (``eth_call`` / ``eth_getLogs`` through
 ``kommons_testbed.anvil.rpc`` and ``eth_abi``), not with the project's adapter, and must agree
 exactly, in base units:
 
-- per epoch: the committed root is the epoch's ``status.root``; the committed total is Σ of its
-  leaves;
+- per epoch: the committed root is the epoch's ``status.root``; the total of its one
+  ``EpochCommitted`` log (the contract stores no totals) is Σ of its leaves;
 - per payer: escrow debited = Σ of its leaves = Σ of its ``Claimed`` events = Σ of its leases'
   ``status.cost.settled`` (the metered amounts) = Σ of their accrued cost;
 - per provider: token balance gained = Σ of the ``Claimed`` events paying it in the window;
@@ -123,7 +123,19 @@ class Chain:
         return "0x" + value.to_bytes(32, "big").hex()
 
     def total(self, epoch: int) -> int:
-        return _call(self.url, self.settlement, "epochTotal(uint64)", ["uint64"], [epoch])
+        """The ``total`` of the epoch's ``EpochCommitted`` log (it must have exactly one)."""
+        topic = "0x" + keccak(text="EpochCommitted(uint64,bytes32,uint256)").hex()
+        epoch_topic = "0x" + encode(["uint64"], [epoch]).hex()
+        query = {
+            "address": self.settlement,
+            "fromBlock": "0x0",
+            "toBlock": "latest",
+            "topics": [topic, epoch_topic],
+        }
+        logs = rpc(self.url, "eth_getLogs", [query])
+        assert len(logs) == 1, f"epoch {epoch} has {len(logs)} EpochCommitted logs"
+        _root, total = decode(["bytes32", "uint256"], bytes.fromhex(logs[0]["data"][2:]))
+        return int(total)
 
     def block(self) -> int:
         return int(str(rpc(self.url, "eth_blockNumber")), 16)

@@ -7,13 +7,15 @@ Behaviour matrix:
 - withdrawal: a request above escrow is refused; withdraw before the delay is refused
   (WithdrawalNotReady), after it pays, capped by what claims left in escrow; no request → refused;
 - commit: operator only (AccessControlUnauthorizedAccount); epoch ids strictly increase (same or
-  lower → EpochNotIncreasing; gaps allowed); a zero root is refused; root, total and lastEpochId
-  read back;
+  lower → EpochNotIncreasing; gaps allowed); a zero root is refused; root and lastEpochId read
+  back from storage, the total from the EpochCommitted log only (no epochTotal view);
 - claim: debits escrow, credits earnings, marks the leaf; anyone may send it; a second claim →
   AlreadyClaimed; a wrong amount or another epoch's proof → InvalidProof; an uncommitted epoch →
   UnknownEpoch; more than the escrow → InsufficientEscrow and the leaf stays claimable until a
   top-up; claimed flags of epochs 255/256/511 of one pair are independent;
 - withdrawEarnings pays the token and zeroes earnings; nothing to pay → NothingToWithdraw;
+  earnings credited after a withdrawal are exact (the slot's +1 sentinel never shows) and
+  withdraw exactly, and such a claim costs what a claim of a provider that never withdrew does;
 - the adapter: a signed commit sent twice is one transaction; reverts carry the error's name
   and arguments (custom errors, Error(string), Panic, unknown selectors); the key never appears
   in repr; an unreachable node is a transient ChainError.
@@ -155,6 +157,7 @@ def test_commit_is_operator_only_and_strictly_increasing(env: Env) -> None:
     assert env.operator.epoch_root(3) == root
     assert env.operator.epoch_total(3) == 5
     assert env.operator.epoch_root(2) is None
+    assert env.operator.epoch_total(2) is None
     for epoch in (3, 2):
         with pytest.raises(ContractRevert) as exc:
             env.operator.sign_commit(epoch, "0x" + "22" * 32, 1)
@@ -170,6 +173,9 @@ def test_commit_is_operator_only_and_strictly_increasing(env: Env) -> None:
         (3, root, 5),
         (7, root, 0),
     ]
+    assert env.operator.epoch_total(7) == 0
+    # the total lives in the log only: the contract has no storage or view for it
+    assert "epochTotal" not in {f["name"] for f in env.operator.contract.abi if "name" in f}
 
 
 def test_claims_pay_once_with_a_valid_proof(env: Env) -> None:
@@ -260,6 +266,37 @@ def test_withdraw_earnings_pays_the_token(env: Env) -> None:
     with pytest.raises(ContractRevert) as exc:
         env.provider.withdraw_earnings()
     assert reason(exc) == "NothingToWithdraw"
+
+
+def test_earnings_after_a_withdrawal_are_exact_and_cost_a_steady_claim(env: Env) -> None:
+    env.payer.deposit(100 * UNIT)
+    payer, p1 = addr(env.payer), addr(env.provider)
+    # 2 and 3 have as many non-zero calldata bytes, so their gas is comparable to the unit
+    amounts = {1: 42 * UNIT, 2: 5 * UNIT + 3, 3: 5 * UNIT + 4, 4: 1}
+    for epoch, amount in amounts.items():
+        env.operator.commit(epoch, build_tree([LeafValue(epoch, payer, p1, amount)]).root, amount)
+    assert env.provider.earnings_of(p1) == 0  # never credited
+    gas = {1: env.stranger.claim(1, payer, p1, amounts[1], []).gas_used}
+    gas[2] = env.stranger.claim(2, payer, p1, amounts[2], []).gas_used
+    assert env.provider.earnings_of(p1) == amounts[1] + amounts[2]
+    env.provider.withdraw_earnings()
+    assert env.provider.token_balance(p1) == amounts[1] + amounts[2]
+    assert env.provider.earnings_of(p1) == 0
+    with pytest.raises(ContractRevert) as exc:
+        env.provider.withdraw_earnings()
+    assert reason(exc) == "NothingToWithdraw"
+    # a claim after the withdrawal rewrites the existing slot: same gas as the steady claim
+    gas[3] = env.stranger.claim(3, payer, p1, amounts[3], []).gas_used
+    assert gas[3] == gas[2] < gas[1] - 15_000
+    assert env.provider.earnings_of(p1) == amounts[3]  # exact: the slot's + 1 never shows
+    env.stranger.claim(4, payer, p1, amounts[4], [])
+    env.provider.withdraw_earnings()
+    assert env.provider.token_balance(p1) == sum(amounts.values())
+    assert env.payer.escrow_of(payer) == 100 * UNIT - sum(amounts.values())
+    assert [e["amount"] for e in env.provider.events("EarningsWithdrawn")] == [
+        amounts[1] + amounts[2],
+        amounts[3] + amounts[4],
+    ]
 
 
 def test_a_signed_commit_sent_twice_is_one_transaction(env: Env) -> None:

@@ -384,9 +384,17 @@ class SettlementChain:
         root = bytes(self._read("epochRoot", epoch_id))
         return None if root == bytes(32) else "0x" + root.hex()
 
-    def epoch_total(self, epoch_id: int) -> int:
-        """The committed total of ``epoch_id`` (0 when not committed)."""
-        return int(self._read("epochTotal", epoch_id))
+    def epoch_total(self, epoch_id: int, *, from_block: int = 0) -> int | None:
+        """The total committed with ``epoch_id``, or None if it is not committed.
+
+        The contract does not store totals (it would cost a commit a storage slot): this reads
+        the epoch's ``EpochCommitted`` log, filtered by its indexed ``epochId`` on the node,
+        from ``from_block`` on (pass the deployment's block on a long chain).
+        """
+        committed = self.events(
+            "EpochCommitted", from_block=from_block, where={"epochId": epoch_id}
+        )
+        return int(committed[0]["total"]) if committed else None
 
     def escrow_of(self, payer: str) -> int:
         """What ``payer`` has in escrow, in token base units."""
@@ -450,15 +458,20 @@ class SettlementChain:
         """The chain id (31337 on anvil)."""
         return int(_call("reading the chain id", lambda: self.w3.eth.chain_id))
 
-    def events(self, name: str, *, from_block: int = 0) -> list[dict[str, Any]]:
+    def events(
+        self, name: str, *, from_block: int = 0, where: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """The contract's ``name`` events (e.g. ``Claimed``) from ``from_block`` on.
 
-        Each is its arguments by name plus ``blockNumber`` and ``transactionHash``.
+        Each is its arguments by name plus ``blockNumber`` and ``transactionHash``. ``where``
+        keeps only the events whose arguments have these values (indexed ones are filtered by
+        the node).
         """
         event = self.contract.events[name]()
+        filters = dict(where) if where else None
 
         def fetch() -> list[dict[str, Any]]:
-            logs = event.get_logs(from_block=from_block)
+            logs = event.get_logs(argument_filters=filters, from_block=from_block)
             return [
                 {
                     **{k: _plain(v) for k, v in entry["args"].items()},
