@@ -136,6 +136,12 @@ class World:
         ]
 
 
+def root_written(world: World, epoch_id: int = 1) -> bool:
+    """Whether the epoch is sealed with its root (frozen alone is not)."""
+    status = world.epoch(epoch_id).status
+    return status is not None and status.root is not None
+
+
 def step_until(loop: SettlementLoop, done: Callable[[], bool], *, steps: int = 40) -> None:
     """Step the loop until ``done()``; fail after ``steps`` steps."""
     for _ in range(steps):
@@ -289,11 +295,7 @@ def open_and_end_epoch_1(world: World) -> None:
     _write_usage(world.kube)
     world.clock.now += timedelta(seconds=EPOCH + SEAL_DELAY)
 
-    def sealed() -> bool:
-        status = world.epoch().status
-        return status is not None and status.root is not None
-
-    step_until(sealer, sealed)
+    step_until(sealer, lambda: root_written(world))
     assert world.phase() == "Sealed"
     assert world.chain().last_epoch_id() == 0
 
@@ -340,11 +342,7 @@ def test_a_restarted_hub_waits_the_seal_delay_before_freezing_an_overdue_epoch(
     assert world.phase() == "Open"
     world.clock.now += timedelta(seconds=1)
 
-    def sealed() -> bool:
-        status = world.epoch().status
-        return status is not None and status.root is not None
-
-    step_until(restarted, sealed)
+    step_until(restarted, lambda: root_written(world))
     epoch = world.epoch()
     assert epoch.status is not None
     assert epoch.status.total == "3.750001"  # every report billed, none late
@@ -383,11 +381,7 @@ def test_usage_handed_over_by_a_deleted_lease_is_sealed_once(world: World) -> No
     assert status is not None
     assert status.root is None
 
-    def sealed() -> bool:
-        status = world.epoch().status
-        return status is not None and status.root is not None
-
-    step_until(sealer, sealed)
+    step_until(sealer, lambda: root_written(world))
     epoch = world.epoch()
     assert epoch.status is not None
     assert epoch.status.total == "4.250001"  # + 0.5 once; p3 counted from the lease only

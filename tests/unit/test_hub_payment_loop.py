@@ -48,6 +48,24 @@ def account_body(name: str = "acct", *, team: str = "a", version: str = "5") -> 
     }
 
 
+def lease_with_usage(*, epoch_id: int, amount: str) -> ComputeLease:
+    """team-a/web with one usage entry of placement x, charged to acct."""
+    body = lease_body()
+    body["status"] = {
+        "usage": [
+            {
+                "epochId": epoch_id,
+                "provider": "p1",
+                "placementUid": "x",
+                "billingAccount": "acct",
+                "readySeconds": 60,
+                "amount": amount,
+            }
+        ]
+    }
+    return ComputeLease.model_validate(body)
+
+
 class Chain:
     """Balances by address; ``down`` makes every read fail like an unreachable RPC."""
 
@@ -143,20 +161,7 @@ def test_covered_figures_moving_rewrite_the_account_not_its_leases() -> None:
     f = Fixture(balance=10 * UNIT)
     f.round()
     f.replanned.clear()
-    body = lease_body()
-    body["status"] = {
-        "usage": [
-            {
-                "epochId": 1,
-                "provider": "p1",
-                "placementUid": "x",
-                "billingAccount": "acct",
-                "readySeconds": 60,
-                "amount": "0.5",
-            }
-        ]
-    }
-    f.view.set_lease(ComputeLease.model_validate(body))
+    f.view.set_lease(lease_with_usage(epoch_id=1, amount="0.5"))
     f.round()
     assert len(f.written) == 2
     assert f.status.accrued_unsettled == "0.5"
@@ -245,20 +250,8 @@ def confirmed_epoch(epoch_id: int, amount_units: int) -> SettlementEpoch:
 def test_unclaimed_committed_leaves_and_pending_withdrawals_are_owed_by_the_escrow() -> None:
     f = Fixture(balance=10 * UNIT)  # burn 2/h: needs 2 for the horizon
     f.epochs = [confirmed_epoch(1, 7 * UNIT)]
-    body = lease_body()  # metering has not folded epoch 1 yet: its usage is still on the lease
-    body["status"] = {
-        "usage": [
-            {
-                "epochId": 1,
-                "provider": "p1",
-                "placementUid": "x",
-                "billingAccount": "acct",
-                "readySeconds": 60,
-                "amount": "7",
-            }
-        ]
-    }
-    f.view.set_lease(ComputeLease.model_validate(body))
+    # metering has not folded epoch 1 yet: its usage is still on the lease
+    f.view.set_lease(lease_with_usage(epoch_id=1, amount="7"))
     f.round()
     assert f.status.committed_unclaimed == "7"
     assert f.status.accrued_unsettled == "0"  # counted once, as the committed leaf
