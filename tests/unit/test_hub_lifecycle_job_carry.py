@@ -217,6 +217,39 @@ def test_resume_elsewhere_runs_only_what_is_left_with_no_more_replicas_than_that
     assert any("4 completion(s) done on p1" in m for m in events(move, "CompletionsCarried"))
 
 
+def test_a_job_with_fewer_completions_left_than_replicas_is_not_shown_short() -> None:
+    view = market(provider_body("p1", cpu="4"), provider_body("p2", cpu="4", cpu_price="0.05"))
+    lease, suspended = suspended_job(view, completions=5, done=4)  # 2 replicas, 1 left
+    view.set_provider(provider_body("p1", cpu="500m"))
+    record = step(lease, view, placements=[suspended])
+    moving = written(lease, record)
+    move = step(moving, view, placements=[suspended])
+    replacement = reporting(served(move, "uid-p2"), "Running", 0)  # its one pod ready
+    settled = step(written(moving, move), view, placements=[replacement])
+    assert settled.status is not None
+    assert settled.status.phase == "Running"  # 1 replica is all that 1 completion needs
+    assert settled.status.ready == "1/1"
+    assert settled.status.replicas == 2  # what the tenant asked stays visible
+    ready = next(c for c in settled.status.conditions or [] if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("True", "AllReplicasReady")
+
+
+def test_a_job_short_of_capacity_is_still_shown_short() -> None:
+    # 6 completions, 2 replicas; only p1 holds a part (1 replica, 3 completions): the other 3
+    # completions are nobody's yet, so the lease still needs its 2 replicas
+    _, _, (p1, _) = two_providers_job()
+    six = lease_with(None, replicas=2, job={"completions": 6})
+    body = p1.to_api()
+    body["spec"]["job"] = {"completions": 3}
+    part = LeasePlacement.model_validate(body)
+    assert lifecycle.job_wanted(six, [part]) == 2
+    # the same part with 3 completions carried: nothing is left for anyone else
+    carried = lifecycle.JobCarry(folded=3)
+    assert lifecycle.job_wanted(six, [part], carried) == 1
+    # a lease that is not a Job needs its replicas
+    assert lifecycle.job_wanted(lease_with(None, replicas=3), [part]) == 3
+
+
 # --- records that no longer apply, nothing to carry ---------------------------------------
 
 

@@ -184,6 +184,7 @@ def readiness(
     timeout: float,
     unreachable: Mapping[str, str] = NO_UNREACHABLE,
     nothing_fits: str | None = None,
+    wanted: int | None = None,
 ) -> Readiness:
     """The lease's ``Ready`` condition from its placements.
 
@@ -194,8 +195,11 @@ def readiness(
     last placement change and the moment the lease stopped being ready) give ``Ready=False``
     with the first lagging provider's reason, e.g. ``PodsUnschedulable``: "prov-a: 2 pod(s)
     Pending: 0/3 nodes are available: 3 Too many pods."
+
+    ``wanted`` is how many replicas the lease needs now (default ``spec.replicas``; fewer for a
+    Job lease with fewer completions left than replicas: ``lifecycle.job_wanted``).
     """
-    wanted = 0 if lease.spec.suspend else lease.spec.replicas
+    wanted = 0 if lease.spec.suspend else (lease.spec.replicas if wanted is None else wanted)
     placed = sum(p.spec.replicas for p in placements)
     ready = sum(ready_replicas(p, unreachable) for p in placements)
     if wanted == 0:
@@ -250,7 +254,7 @@ def lease_phase(
         placed: Replicas placed.
         suspended: ``spec.suspend``.
         ready: Replicas ready.
-        wanted: ``spec.replicas``.
+        wanted: Replicas needed now (``spec.replicas``, fewer for a Job near its end).
         started: All replicas were ready once (``status.startedAt`` is set).
         ready_reason: The reason of the lease's ``Ready`` condition.
     """
@@ -300,6 +304,7 @@ def lease_status(
     billing_account: str | None,
     now: datetime,
     unreachable: Mapping[str, str] = NO_UNREACHABLE,
+    wanted: int | None = None,
 ) -> ComputeLeaseStatus:
     """The full desired ``status`` of a lease.
 
@@ -312,9 +317,12 @@ def lease_status(
         now: Current time.
         unreachable: Providers the hub sees ``Unreachable`` (→ why): their placements'
             replicas count as not ready.
+        wanted: Replicas the lease needs now (default ``spec.replicas``; see
+            :func:`readiness`). ``status.replicas`` stays ``spec.replicas``.
     """
     current = lease.status or ComputeLeaseStatus()
     spec = lease.spec
+    need = spec.replicas if wanted is None else wanted
     summaries = sorted(
         (placement_summary(p, reachable=p.spec.provider not in unreachable) for p in placements),
         key=lambda s: s.provider,
@@ -322,7 +330,7 @@ def lease_status(
     placed = sum(s.replicas for s in summaries)
     ready = sum(s.ready_replicas for s in summaries)
     started_at = current.started_at
-    if started_at is None and placed and ready >= spec.replicas > 0 and not spec.suspend:
+    if started_at is None and placed and ready >= need > 0 and not spec.suspend:
         started_at = now.replace(microsecond=0)
     ready_gate = next((g for g in gates if g.type == "Ready"), None)
     phase = lease_phase(
@@ -330,7 +338,7 @@ def lease_status(
         placed=placed,
         suspended=spec.suspend,
         ready=ready,
-        wanted=spec.replicas,
+        wanted=need,
         started=started_at is not None,
         ready_reason=ready_gate.reason if ready_gate and not ready_gate.ok else "",
     )
@@ -339,7 +347,7 @@ def lease_status(
         phase=phase,
         replicas=spec.replicas,
         ready_replicas=ready,
-        ready=ready_summary(ready, spec.replicas),
+        ready=ready_summary(ready, need),
         providers=",".join(sorted({s.provider for s in summaries})),
         placements=summaries,
         started_at=started_at,

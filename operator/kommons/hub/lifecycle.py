@@ -296,6 +296,25 @@ def job_left(job: JobSpec, carry: JobCarry, kept: Sequence[LeasePlacement]) -> i
     return max(0, job.completions - carry.total - asked)
 
 
+def job_wanted(
+    lease: ComputeLease, placements: Sequence[LeasePlacement], carry: JobCarry | None = None
+) -> int:
+    """Replicas a lease needs now, for its readiness (``spec.replicas`` unless a Job ends).
+
+    For a Job lease whose completions left are fewer than its replicas: the replicas placed
+    plus the completions no placement runs yet. A Job lease placed with fewer replicas because
+    few completions are left (the plan asks no more, :func:`job_replicas`) is complete with
+    them: it is not shown short of replicas. A Job lease missing replicas for want of capacity
+    still is (its completions are left).
+    """
+    if lease.spec.job is None:
+        return lease.spec.replicas
+    carry = carry if carry is not None else job_carry(lease, placements)
+    left = job_left(lease.spec.job, carry, placements)
+    placed = sum(p.spec.replicas for p in placements)
+    return job_replicas(lease, kept_replicas=placed, left=left)
+
+
 def job_replicas(lease: ComputeLease, *, kept_replicas: int, left: int) -> int:
     """Replicas a Job lease needs now: ``spec.replicas``, fewer when fewer completions are left.
 

@@ -480,6 +480,7 @@ def _finish(
     provider says so); ``carry`` is what a Job lease carries (``None``: what ``after`` leaves
     to carry, nothing leaving).
     """
+    wanted = lifecycle.job_wanted(lease, after, carry)  # lifecycle: a Job near its end
     ready = readiness(
         lease,
         after,
@@ -487,6 +488,7 @@ def _finish(
         timeout=world.ready_timeout,
         unreachable=world.unreachable,  # failover: replicas the hub cannot observe
         nothing_fits=nothing_fits,
+        wanted=wanted,
     )
     if pay is not None and pay.ready is not None:  # payment: suspended by the hub
         ready = replace(ready, gate=pay.ready)
@@ -507,6 +509,7 @@ def _finish(
         billing_account=world.account,
         now=world.now,
         unreachable=world.unreachable,
+        wanted=wanted,
     )
     desired = lifecycle.running_status(  # lifecycle
         lease, after, desired, now=world.now, carry=carry
