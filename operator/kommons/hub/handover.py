@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from kommons.hub.metering import HANDOVER_PHASES
 from kommons.kube import Conflict, Kube
 from kommons.kube import resources as r
 from kommons.settlement.epochs import epoch_name
@@ -51,7 +52,7 @@ def hand_over_to_epoch(kube: Kube, epoch_id: int, entries: Sequence[JSON]) -> bo
         if body is None:
             return True  # nothing settles it any more (the same as a lease's usage there)
         status = body.get("status") or {}
-        if status.get("root") or status.get("phase") not in (None, "Open", "Sealed"):
+        if status.get("root") or (status.get("phase") or "Open") not in HANDOVER_PHASES:
             return True
         merged = merged_departed(status.get("departed") or [], entries)
         if merged is None:

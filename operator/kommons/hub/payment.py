@@ -129,18 +129,16 @@ def committed_leaves(epochs: Iterable[SettlementEpoch]) -> dict[str, list[Commit
     escrow still holds it until a claim debits it.
     """
     out: dict[str, list[CommittedLeaf]] = {}
-    confirmed = confirmed_epochs(epochs)
     for epoch in epochs:
-        if epoch.spec.epoch_id not in confirmed or epoch.status is None:
+        status, epoch_id = epoch.status, epoch.spec.epoch_id
+        if epoch_id is None or status is None or status.phase != "Confirmed":
             continue
-        for leaf in epoch.status.leaves or ():
+        for leaf in status.leaves or ():
             if leaf.payer is None or leaf.payee is None or leaf.amount_units is None:
                 continue
             payer = leaf.payer.lower()
             out.setdefault(payer, []).append(
-                CommittedLeaf(
-                    epoch.spec.epoch_id or 0, payer, leaf.payee.lower(), int(leaf.amount_units)
-                )
+                CommittedLeaf(epoch_id, payer, leaf.payee.lower(), int(leaf.amount_units))
             )
     return out
 
