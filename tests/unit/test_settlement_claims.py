@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,30 +12,30 @@ from typer.testing import CliRunner
 
 from kommons.api import SettlementEpoch
 from kommons.cli import app
+from kommons.hub.settlement_loop import seal_status
 from kommons.settlement.claims import ClaimError, claims_for
 from kommons.settlement.merkle import LeafValue, verify
-from kommons.settlement.sealing import seal_epoch
+from kommons.settlement.sealing import Seal, seal_epoch
 
+NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 PAYERS = {"acme": "0x" + "a1" * 20, "beta": "0x" + "b2" * 20}
 PAYEES = {"prov-a": "0x" + "0a" * 20, "prov-b": "0x" + "0b" * 20}
+
+
+def sealed_leaves(seal: Seal, *, proofs: bool = True) -> list[dict[str, Any]]:
+    """The leaves of ``seal`` as the hub writes them in the epoch's status (6 decimals)."""
+    leaves: list[dict[str, Any]] = seal_status(seal, NOW, decimals=6)["leaves"]
+    if not proofs:
+        for leaf in leaves:
+            leaf.pop("proof", None)
+    return leaves
 
 
 def _epoch(phase: str = "Confirmed", *, proofs: bool = True) -> SettlementEpoch:
     seal = seal_epoch(
         3, {("acme", "prov-a"): 3, ("acme", "prov-b"): 5, ("beta", "prov-a"): 7}, PAYERS, PAYEES
     )
-    leaves: list[dict[str, Any]] = [
-        {
-            "billingAccount": leaf.billing_account,
-            "payer": leaf.payer,
-            "provider": leaf.provider,
-            "payee": leaf.payee,
-            "amount": f"0.00000{leaf.amount}",
-            "amountUnits": str(leaf.amount),
-            **({"proof": list(leaf.proof or ())} if proofs else {}),
-        }
-        for leaf in seal.leaves
-    ]
+    leaves = sealed_leaves(seal, proofs=proofs)
     return SettlementEpoch.model_validate(
         {
             "metadata": {"name": "epoch-3"},

@@ -52,6 +52,7 @@ from kommons.settlement.proofs import (
     provider_claims,
 )
 from kommons.settlement.sealing import seal_epoch
+from tests.unit.test_settlement_claims import sealed_leaves
 
 JSON = dict[str, Any]
 PAYERS = {"acme": "0x" + "a1" * 20, "beta": "0x" + "b2" * 20}
@@ -72,18 +73,7 @@ def _epoch(
     if charges is None:
         charges = {("acme", "prov-a"): 3, ("acme", "prov-b"): 5, ("beta", "prov-a"): 7}
     seal = seal_epoch(epoch_id, charges, PAYERS, PAYEES)
-    leaves = [
-        {
-            "billingAccount": leaf.billing_account,
-            "payer": leaf.payer,
-            "provider": leaf.provider,
-            "payee": leaf.payee,
-            "amount": f"0.00000{leaf.amount}",
-            "amountUnits": str(leaf.amount),
-            **({"proof": list(leaf.proof or ())} if proofs else {}),
-        }
-        for leaf in seal.leaves
-    ]
+    leaves = sealed_leaves(seal, proofs=proofs)
     status: JSON = {"phase": phase, "root": seal.root, "leaves": leaves}
     if published:
         status["claimsPublishedAt"] = "2026-12-02T02:00:00Z"
