@@ -55,14 +55,13 @@ from kommons.hub.payment_loop import (
     LazyBalances,
     PaymentLoop,
     absorb,
-    read_epochs,
     write_status,
 )
 from kommons.hub.plan import LeasePlan, plan_lease
 from kommons.hub.providers import health_status_patch
 from kommons.hub.push import PushAgents, PushOptions
 from kommons.hub.reputation import ReputationBook, ReputationSettings
-from kommons.hub.settlement_loop import settlement_loop
+from kommons.hub.settlement_loop import read_epochs, settlement_loop
 from kommons.hub.views import lease_key
 from kommons.hub.workqueue import WorkQueue
 from kommons.kopf_settings import configure_settings

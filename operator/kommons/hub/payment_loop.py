@@ -26,8 +26,6 @@ from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
-
 from kommons.api import BillingAccount, BillingAccountStatus, SettlementEpoch, get_condition
 from kommons.hub.edge import parse
 from kommons.hub.market_view import MarketView
@@ -112,17 +110,6 @@ def lease_facing(status: BillingAccountStatus | None) -> tuple[object, ...]:
     condition = get_condition(status.conditions, PAYMENT_OK)
     message = lease_message(status, condition.message) if condition else None
     return (status.standing, status.balance_stale, message)
-
-
-def read_epochs(kube: Kube) -> list[SettlementEpoch]:
-    """Every SettlementEpoch that parses (one that does not is logged and left out)."""
-    out = []
-    for body in kube.list(r.SETTLEMENT_EPOCHS):
-        try:
-            out.append(parse(SettlementEpoch, body))
-        except ValidationError as exc:
-            log.warning("SettlementEpoch %s ignored: %s", body["metadata"]["name"], exc)
-    return out
 
 
 def write_status(kube: Kube, account: BillingAccount, status: BillingAccountStatus) -> JSON:

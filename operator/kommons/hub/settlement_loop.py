@@ -158,6 +158,17 @@ def seal_status(seal: Seal, now: datetime, *, decimals: int) -> JSON:
     }
 
 
+def read_epochs(kube: Kube) -> list[SettlementEpoch]:
+    """Every SettlementEpoch that parses (one that does not is logged and left out)."""
+    out = []
+    for body in kube.list(r.SETTLEMENT_EPOCHS):
+        try:
+            out.append(parse(SettlementEpoch, body))
+        except ValidationError as exc:
+            log.warning("SettlementEpoch %s ignored: %s", body["metadata"]["name"], exc)
+    return out
+
+
 def _parse_all(model: type[Parsed], bodies: list[JSON]) -> list[Parsed]:
     """Every object as ``model``; one that does not parse stops the seal (never billed short)."""
     out = []
@@ -219,16 +230,8 @@ class SettlementLoop:
 
     def epochs(self) -> list[SettlementEpoch]:
         """Every SettlementEpoch with an id, in increasing id order."""
-        out = []
-        for body in self.kube.list(r.SETTLEMENT_EPOCHS):
-            try:
-                epoch = parse(SettlementEpoch, body)
-            except ValidationError as exc:
-                log.warning("SettlementEpoch %s ignored: %s", body["metadata"]["name"], exc)
-                continue
-            if epoch.spec.epoch_id is not None:
-                out.append(epoch)
-        return sorted(out, key=lambda e: e.spec.epoch_id or 0)
+        numbered = [e for e in read_epochs(self.kube) if e.spec.epoch_id is not None]
+        return sorted(numbered, key=lambda e: e.spec.epoch_id or 0)
 
     def step(self) -> None:
         """One pass: create, freeze, seal, commit, claim, publish the providers' claims."""
